@@ -1,0 +1,150 @@
+"""Messages to bytes and back, through msgpack.
+
+Decoding trusts nothing: a peer's bytes may be truncated, corrupted or hostile, so every field is
+checked for type and range and any mismatch raises ``CodecError`` (never another exception, never
+a half-built message). Framing, checksums and length limits belong to the transport around this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from paxctl.core.messages import (
+    Accept,
+    Accepted,
+    CatchupReply,
+    CatchupRequest,
+    Forward,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+)
+from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Value
+
+#: Bumped whenever the encoding of any message changes incompatibly.
+CODEC_VERSION = 1
+
+_MAX_INT = 2**63 - 1
+
+
+class CodecError(ValueError):
+    """The bytes are not a message this codec understands."""
+
+
+def _check_int(x: Any, what: str) -> int:
+    if type(x) is not int or not 0 <= x <= _MAX_INT:
+        raise CodecError(f"{what}: expected a non-negative integer, got {type(x).__name__}")
+    return x
+
+
+def _check_list(x: Any, what: str, length: int | None = None) -> list[Any]:
+    if type(x) is not list or (length is not None and len(x) != length):
+        raise CodecError(f"{what}: expected a list" + (f" of {length}" if length else ""))
+    return x
+
+
+def _enc_ballot(b: Ballot) -> list[int]:
+    return [b.round, b.node]
+
+
+def _dec_ballot(x: Any) -> Ballot:
+    r, n = _check_list(x, "ballot", 2)
+    return Ballot(_check_int(r, "ballot round"), _check_int(n, "ballot node"))
+
+
+def _enc_value(v: Value) -> list[list[Any]]:
+    return [[c.client, c.seq, c.data] for c in v]
+
+
+def _dec_value(x: Any) -> Value:
+    out = []
+    for item in _check_list(x, "value"):
+        client, seq, data = _check_list(item, "command", 3)
+        if type(data) is not bytes:
+            raise CodecError("command data: expected bytes")
+        out.append(Command(_check_int(client, "client"), _check_int(seq, "seq"), data))
+    return tuple(out)
+
+
+def _enc_chosen(entries: tuple[ChosenEntry, ...]) -> list[list[Any]]:
+    return [[e.slot, _enc_value(e.value)] for e in entries]
+
+
+def _dec_chosen(x: Any) -> tuple[ChosenEntry, ...]:
+    out = []
+    for item in _check_list(x, "entries"):
+        slot, value = _check_list(item, "entry", 2)
+        out.append(ChosenEntry(_check_int(slot, "slot"), _dec_value(value)))
+    return tuple(out)
+
+
+def _enc_votes(entries: tuple[AcceptedEntry, ...]) -> list[list[Any]]:
+    return [[e.slot, _enc_ballot(e.ballot), _enc_value(e.value)] for e in entries]
+
+
+def _dec_votes(x: Any) -> tuple[AcceptedEntry, ...]:
+    out = []
+    for item in _check_list(x, "votes"):
+        slot, ballot, value = _check_list(item, "vote", 3)
+        out.append(AcceptedEntry(_check_int(slot, "slot"), _dec_ballot(ballot), _dec_value(value)))
+    return tuple(out)
+
+
+def _dec_slots(x: Any) -> tuple[int, ...]:
+    return tuple(_check_int(s, "slot") for s in _check_list(x, "slots"))
+
+
+# One row per message kind: wire tag, class, field encoders and decoders in field order.
+_Field = tuple[Callable[[Any], Any], Callable[[Any], Any]]
+_INT: _Field = (lambda v: v, lambda x: _check_int(x, "field"))
+_BALLOT: _Field = (_enc_ballot, _dec_ballot)
+_SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
+    Prepare: (1, (_BALLOT, _INT)),
+    Promise: (2, (_BALLOT, _INT, (_enc_votes, _dec_votes), _INT)),
+    Nack: (3, (_BALLOT, _BALLOT)),
+    Accept: (4, (_BALLOT, (_enc_chosen, _dec_chosen), _INT)),
+    Accepted: (5, (_BALLOT, (list, _dec_slots), _INT)),
+    Forward: (6, ((_enc_value, _dec_value),)),
+    CatchupRequest: (7, (_INT,)),
+    CatchupReply: (8, ((_enc_chosen, _dec_chosen), _INT)),
+}
+_BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
+
+
+def encode(msg: Message) -> bytes:
+    """Encode a message; the result decodes to an equal message."""
+    tag, fields = _SCHEMA[type(msg)]
+    values = [getattr(msg, name) for name in msg.__slots__]  # type: ignore[attr-defined]
+    body = [enc(v) for (enc, _), v in zip(fields, values, strict=True)]
+    return msgpack.packb([CODEC_VERSION, tag, msg.frm, msg.to, *body], use_bin_type=True)
+
+
+def decode(data: bytes) -> Message:
+    """Decode bytes from the network, or raise ``CodecError`` saying what is wrong."""
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise CodecError(f"not msgpack: {exc}") from None
+    items = _check_list(raw, "message")
+    if len(items) < 4:
+        raise CodecError("message: too short")
+    version, tag, frm, to, *body = items
+    if version != CODEC_VERSION:
+        raise CodecError(f"unsupported codec version {version!r}")
+    if type(tag) is not int or tag not in _BY_TAG:
+        raise CodecError(f"unknown message tag {tag!r}")
+    cls, fields = _BY_TAG[tag]
+    if len(body) != len(fields):
+        raise CodecError(f"{cls.__name__}: expected {len(fields)} fields, got {len(body)}")
+    try:
+        args = [dec(x) for (_, dec), x in zip(fields, body, strict=True)]
+    except (TypeError, ValueError) as exc:
+        # Unpacking a list of the wrong length inside a decoder lands here.
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"{cls.__name__}: {exc}") from None
+    return cls(_check_int(frm, "sender"), _check_int(to, "receiver"), *args)

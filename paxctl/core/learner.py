@@ -1,0 +1,69 @@
+"""The learner: which slots are chosen, and the hand-off of chosen slots to the application.
+
+A chosen value never changes, so learning a second, different value for a slot means safety was
+broken somewhere; the learner refuses it loudly instead of applying either.
+"""
+
+from __future__ import annotations
+
+from paxctl.core.dedup import ClientTable
+from paxctl.core.types import Applied, ChosenEntry, Value
+
+
+class SafetyViolation(AssertionError):
+    """The node observed something Paxos promises can never happen."""
+
+
+class Learner:
+    def __init__(self, chosen: dict[int, Value] | None = None) -> None:
+        self.chosen: dict[int, Value] = dict(chosen or {})
+        #: Every slot up to ``commit`` is chosen (slots start at 1).
+        self.commit = 0
+        #: Slots up to ``applied`` were handed to the application.
+        self.applied = 0
+        self.clients = ClientTable()
+        self.new_chosen: list[ChosenEntry] = []
+        self._advance_commit()
+
+    def learn(self, slot: int, value: Value) -> bool:
+        """Record that ``value`` was chosen for ``slot``; False if it was known already."""
+        known = self.chosen.get(slot)
+        if known is not None:
+            if known != value:
+                raise SafetyViolation(f"slot {slot} learned with two different values")
+            return False
+        self.chosen[slot] = value
+        self.new_chosen.append(ChosenEntry(slot, value))
+        self._advance_commit()
+        return True
+
+    def is_chosen(self, slot: int) -> bool:
+        return slot in self.chosen
+
+    def _advance_commit(self) -> None:
+        while self.commit + 1 in self.chosen:
+            self.commit += 1
+
+    def entries_from(self, slot: int, limit: int) -> tuple[ChosenEntry, ...]:
+        """Up to ``limit`` chosen slots from ``slot`` on, in order, for a catch-up reply."""
+        out: list[ChosenEntry] = []
+        s = slot
+        while len(out) < limit and s <= self.commit:
+            out.append(ChosenEntry(s, self.chosen[s]))
+            s += 1
+        if len(out) < limit and len(self.chosen) > self.commit:  # slots beyond a hole help too
+            later = sorted(x for x in self.chosen if x > max(self.commit, slot - 1))
+            out.extend(ChosenEntry(x, self.chosen[x]) for x in later[: limit - len(out)])
+        return tuple(out)
+
+    def take_committed(self) -> list[Applied]:
+        """The chosen slots the application has not seen yet, in slot order, deduplicated."""
+        out = []
+        while self.applied < self.commit:
+            self.applied += 1
+            out.append(self.clients.apply(self.applied, self.chosen[self.applied]))
+        return out
+
+    def take_new_chosen(self) -> list[ChosenEntry]:
+        new, self.new_chosen = self.new_chosen, []
+        return new

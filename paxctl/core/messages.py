@@ -1,0 +1,120 @@
+"""The messages nodes exchange. Every one names its sender and its receiver.
+
+Phase 2 and heartbeats share one message: an ``Accept`` with no entries is a heartbeat, and its
+reply, an ``Accepted`` with no slots, tells the leader the follower is alive and how far it has
+learned. Fewer kinds of message means fewer paths to get wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Value
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    frm: int
+    to: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare(Message):
+    """Phase 1a for every slot from ``from_slot`` on (Multi-Paxos runs phase 1 once for all)."""
+
+    ballot: Ballot
+    from_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Promise(Message):
+    """Phase 1b: the acceptor promised ``ballot`` and reports its votes from ``from_slot`` on."""
+
+    ballot: Ballot
+    from_slot: int
+    accepted: tuple[AcceptedEntry, ...]
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nack(Message):
+    """The acceptor has promised ``promised``, higher than the ballot it was asked to join."""
+
+    ballot: Ballot
+    promised: Ballot
+
+
+@dataclass(frozen=True, slots=True)
+class Accept(Message):
+    """Phase 2a for each ``(slot, value)`` in ``entries`` (empty: a heartbeat).
+
+    ``commit`` is the leader's commit index: every slot up to it is chosen, and a slot up to it
+    that the receiver accepted at ``ballot`` holds the chosen value (a ballot proposes one value
+    per slot, and a leader steps down before it could claim a slot another ballot decided).
+    """
+
+    ballot: Ballot
+    entries: tuple[ChosenEntry, ...]
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted(Message):
+    """Phase 2b for ``slots`` at ``ballot``; ``commit`` is how far the acceptor has learned."""
+
+    ballot: Ballot
+    slots: tuple[int, ...]
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forward(Message):
+    """Client commands a follower passes to the node it believes leads."""
+
+    commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CatchupRequest(Message):
+    """A learner asks for chosen values from ``from_slot`` on."""
+
+    from_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatchupReply(Message):
+    """Chosen values the sender knows, from the requested slot on (a bounded number)."""
+
+    entries: tuple[ChosenEntry, ...]
+    commit: int
+
+
+def describe_value(value: Value) -> str:
+    """A short, deterministic rendering of a slot's value for traces."""
+    if not value:
+        return "noop"
+    return "[" + ",".join(f"{c.client}:{c.seq}" for c in value) + "]"
+
+
+def describe(msg: Message) -> str:
+    """One trace line's worth of a message: its kind and the fields that matter."""
+    head = f"{type(msg).__name__} {msg.frm}->{msg.to}"
+    if isinstance(msg, Prepare):
+        return f"{head} b={msg.ballot} from={msg.from_slot}"
+    if isinstance(msg, Promise):
+        votes = " ".join(f"{e.slot}@{e.ballot}" for e in msg.accepted)
+        return f"{head} b={msg.ballot} from={msg.from_slot} commit={msg.commit} votes=[{votes}]"
+    if isinstance(msg, Nack):
+        return f"{head} b={msg.ballot} promised={msg.promised}"
+    if isinstance(msg, Accept):
+        slots = " ".join(f"{e.slot}={describe_value(e.value)}" for e in msg.entries)
+        return f"{head} b={msg.ballot} commit={msg.commit} [{slots}]"
+    if isinstance(msg, Accepted):
+        return f"{head} b={msg.ballot} slots={list(msg.slots)} commit={msg.commit}"
+    if isinstance(msg, Forward):
+        return f"{head} {describe_value(msg.commands)}"
+    if isinstance(msg, CatchupRequest):
+        return f"{head} from={msg.from_slot}"
+    if isinstance(msg, CatchupReply):
+        return f"{head} commit={msg.commit} slots={[e.slot for e in msg.entries]}"
+    return head

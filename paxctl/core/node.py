@@ -1,0 +1,486 @@
+"""The Multi-Paxos node: proposer, acceptor and learner behind one sans-I/O facade.
+
+The driver feeds it ``tick()``, ``step(message)`` and ``propose(command)``, collects the work that
+follows with ``ready()`` and reports it done with ``advance()``. Nothing in here reads a clock,
+touches a socket or a file, or draws randomness from anywhere but the ``random.Random`` it is
+given, so a seeded simulator can replay any run exactly.
+
+Leadership (the distinguished proposer) works as in Paxos Made Simple, section 3: a node whose
+election timer runs out picks a ballot above every round it has seen, runs phase 1 once for every
+slot from its first unchosen one, adopts in each slot the value voted with the highest ballot,
+fills holes with no-ops, and then runs phase 2 for new commands within a window of slots.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from paxctl.core.acceptor import Acceptor
+from paxctl.core.learner import Learner
+from paxctl.core.messages import (
+    Accept,
+    Accepted,
+    CatchupReply,
+    CatchupRequest,
+    Forward,
+    Message,
+    Nack,
+    Prepare,
+    Promise,
+)
+from paxctl.core.quorum import has_quorum, majority
+from paxctl.core.state import Config, DurableState, HardState, Ready
+from paxctl.core.types import NOOP, Ballot, ChosenEntry, Command, Value
+
+#: The most slots a follower checks against a leader's commit index per message, so that a node
+#: far behind does bounded work per heartbeat and catches up by request instead.
+_MAX_COMMIT_SCAN = 1024
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass
+class _Proposal:
+    """A value this leader proposed for one slot, and the acceptors that voted for it."""
+
+    value: Value
+    acks: set[int] = field(default_factory=set)
+
+
+class Node:
+    def __init__(
+        self, config: Config, rng: random.Random, state: DurableState | None = None
+    ) -> None:
+        state = state or DurableState()
+        self.config = config
+        self.id = config.node_id
+        self._rng = rng
+        self._bugs = config.planted_bugs
+        self._voters = frozenset(config.voters)
+        self._peers = tuple(sorted(v for v in config.voters if v != self.id))
+        self._quorum = (
+            len(config.voters) // 2 if "minority_quorum" in self._bugs else majority(len(config.voters))
+        )
+
+        self.acceptor = Acceptor(
+            state.promised, state.votes, accept_lower="accept_lower_ballot" in self._bugs
+        )
+        self.learner = Learner(state.chosen)
+        self.max_round = state.max_round
+        self._max_round_changed = False
+
+        self.role = Role.FOLLOWER
+        self.ballot = state.promised  # the ballot this node campaigns or leads with
+        self.leader: int | None = None  # who this node believes leads, if anyone
+        self.now = 0  # ticks since this incarnation started
+        self._heard_leader_at: int | None = None
+        self._elapsed = 0
+        self._failed_campaigns = 0
+        self._timeout = self._random_timeout()
+
+        # Candidate state.
+        self._promises: dict[int, Promise] = {}
+        self._campaign_from = 1
+        # Leader state.
+        self._inflight: dict[int, _Proposal] = {}
+        self._next_slot = 1
+        self._heard: dict[int, int] = {}
+        self._leader_since = 0
+        self._heartbeat_elapsed = 0
+        # Commands waiting for a slot (leader) or for a known leader (others).
+        self._pending: deque[Command] = deque()
+        self._pending_ids: set[tuple[int, int]] = set()
+        # Catch-up bookkeeping.
+        self._catchup_target = 0
+        self._catchup_sent_at: int | None = None
+
+        self._local: deque[Message] = deque()  # messages to self, handled before returning
+        self._outbox: list[Message] = []
+        self._in_ready = False
+        self._deferred: tuple[HardState | None, tuple] = (None, ())  # planted bug only
+
+    # ------------------------------------------------------------------ public facade
+
+    def tick(self) -> None:
+        """One unit of time passed: drive timers, heartbeats and retransmissions."""
+        self.now += 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._elapsed += 1
+            if self._elapsed >= self._timeout:
+                self._campaign()
+            elif self.role is Role.CANDIDATE and self._elapsed % self.config.heartbeat_ticks == 0:
+                self._send_prepares(p for p in self._peers if p not in self._promises)
+        self._maybe_request_catchup(None)
+        self._drain_local()
+
+    def step(self, msg: Message) -> None:
+        """Handle one message from a peer (the shell has decoded and checked it)."""
+        if msg.to != self.id or (msg.frm not in self._voters and not isinstance(msg, Forward)):
+            return
+        self._handle(msg)
+        self._drain_local()
+
+    def propose(self, command: Command) -> bool:
+        """Ask the cluster to decide ``command``; False if this node cannot take it now.
+
+        Acceptance is not a promise: a proposal can still be lost (a leader crashes, a message is
+        dropped), so clients retry with the same ``(client, seq)`` until they see it applied.
+        """
+        if self.learner.clients.is_applied(command):
+            return True
+        key = (command.client, command.seq)
+        if key in self._pending_ids:
+            return True
+        if len(self._pending) >= self.config.max_pending:
+            return False
+        self._pending.append(command)
+        self._pending_ids.add(key)
+        return True
+
+    def ready(self) -> Ready:
+        """Collect everything to persist, send and apply since the last batch."""
+        if self._in_ready:
+            raise RuntimeError("ready() called again before advance()")
+        self._flush_pending()
+        self._drain_local()
+        promise_changed, votes = self.acceptor.take_changes()
+        hard_state = None
+        if promise_changed or self._max_round_changed:
+            hard_state = HardState(self.acceptor.promised, self.max_round)
+            self._max_round_changed = False
+        if "reply_before_persist" in self._bugs:
+            (hard_state, votes), self._deferred = self._deferred, (hard_state, tuple(votes))
+        ready = Ready(
+            hard_state=hard_state,
+            votes=tuple(votes),
+            chosen=tuple(self.learner.take_new_chosen()),
+            messages=tuple(self._outbox),
+            committed=tuple(self.learner.take_committed()),
+        )
+        self._outbox = []
+        self._in_ready = bool(ready)
+        return ready
+
+    def advance(self) -> None:
+        """The driver persisted, sent and applied the last Ready."""
+        self._in_ready = False
+
+    def is_applied(self, command: Command) -> bool:
+        """Whether ``command`` already took effect here (so its client can be answered)."""
+        return self.learner.clients.is_applied(command)
+
+    def status(self) -> dict[str, object]:
+        """A snapshot of the node's view, for status commands and traces."""
+        return {
+            "id": self.id,
+            "role": self.role.value,
+            "ballot": str(self.ballot),
+            "promised": str(self.acceptor.promised),
+            "leader": self.leader,
+            "commit": self.learner.commit,
+            "applied": self.learner.applied,
+            "pending": len(self._pending),
+            "inflight": len(self._inflight),
+        }
+
+    # ------------------------------------------------------------------ message dispatch
+
+    def _handle(self, msg: Message) -> None:
+        if isinstance(msg, Accept):
+            self._on_accept(msg)
+        elif isinstance(msg, Accepted):
+            self._on_accepted(msg)
+        elif isinstance(msg, Prepare):
+            self._on_prepare(msg)
+        elif isinstance(msg, Promise):
+            self._on_promise(msg)
+        elif isinstance(msg, Nack):
+            self._on_nack(msg)
+        elif isinstance(msg, Forward):
+            for cmd in msg.commands:
+                self.propose(cmd)
+        elif isinstance(msg, CatchupRequest):
+            self._on_catchup_request(msg)
+        elif isinstance(msg, CatchupReply):
+            self._on_catchup_reply(msg)
+
+    def _send(self, msg: Message) -> None:
+        if msg.to == self.id:
+            self._local.append(msg)
+        else:
+            self._outbox.append(msg)
+
+    def _drain_local(self) -> None:
+        while self._local:
+            self._handle(self._local.popleft())
+
+    # ------------------------------------------------------------------ timers and roles
+
+    def _random_timeout(self) -> int:
+        e = self.config.election_ticks
+        stretch = min(2**self._failed_campaigns, self.config.max_backoff)
+        return e + self._rng.randrange(e * stretch)
+
+    def _reset_timer(self) -> None:
+        self._elapsed = 0
+        self._timeout = self._random_timeout()
+
+    def _leader_is_fresh(self) -> bool:
+        """Whether a live leader was heard recently enough that a campaign would only disrupt it."""
+        return (
+            self._heard_leader_at is not None
+            and self.now - self._heard_leader_at < self.config.election_ticks
+        )
+
+    def _campaign(self) -> None:
+        """Start phase 1 with a ballot above every round this node has issued or seen."""
+        if self.role is Role.CANDIDATE:
+            self._failed_campaigns += 1
+        self._requeue_inflight()
+        top = max(self.max_round, self.acceptor.promised.round, self.ballot.round)
+        self.max_round = top + 1
+        self._max_round_changed = True
+        self.ballot = Ballot(self.max_round, self.id)
+        self.role = Role.CANDIDATE
+        self.leader = None
+        self._heard_leader_at = None
+        self._promises = {}
+        self._campaign_from = self.learner.commit + 1
+        self._reset_timer()
+        self._send_prepares((self.id, *self._peers))
+
+    def _send_prepares(self, to: Iterable[int]) -> None:
+        for peer in to:
+            self._send(Prepare(self.id, peer, self.ballot, self._campaign_from))
+
+    def _step_down(self, failed: bool) -> None:
+        if self.role is not Role.FOLLOWER:
+            self._requeue_inflight()
+            self.role = Role.FOLLOWER
+        if failed:
+            self._failed_campaigns += 1
+        self._reset_timer()
+
+    def _follow(self, leader: int, ballot: Ballot) -> None:
+        """A leader of ``ballot`` (at least our promise) showed itself."""
+        if leader != self.id and self.role is not Role.FOLLOWER and ballot > self.ballot:
+            self._step_down(failed=False)
+        if leader != self.id:
+            self.leader = leader
+            self.ballot = max(self.ballot, ballot)
+            self._heard_leader_at = self.now
+            self._elapsed = 0
+            self._failed_campaigns = 0
+
+    def _requeue_inflight(self) -> None:
+        """Give up leadership: keep the commands of undecided proposals for the next leader."""
+        for slot in sorted(self._inflight):
+            for cmd in self._inflight[slot].value:
+                self.propose(cmd)
+        self._inflight = {}
+
+    # ------------------------------------------------------------------ acceptor side
+
+    def _on_prepare(self, msg: Prepare) -> None:
+        if msg.frm != self.id and (
+            self.role is Role.LEADER or (self._leader_is_fresh() and self.leader != msg.frm)
+        ):
+            # Stay with a leader that is alive (check-quorum deposes one that is not); the
+            # candidate times out. This keeps a node that was cut off from disrupting the cluster.
+            return
+        if not self.acceptor.prepare(msg.ballot):
+            self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))
+            return
+        if msg.frm != self.id and self.role is not Role.FOLLOWER and msg.ballot > self.ballot:
+            self._step_down(failed=False)
+            self.leader = None
+        votes = self.acceptor.votes_from(msg.from_slot)
+        self._send(
+            Promise(self.id, msg.frm, msg.ballot, msg.from_slot, votes, self.learner.commit)
+        )
+
+    def _on_accept(self, msg: Accept) -> None:
+        if not self.acceptor.accept(msg.ballot, msg.entries):
+            self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))
+            return
+        self._follow(msg.frm, msg.ballot)
+        if msg.frm != self.id:
+            self._learn_from_commit(msg.ballot, msg.commit)
+            self._maybe_request_catchup(msg.frm, msg.commit)
+        slots = tuple(e.slot for e in msg.entries)
+        self._send(Accepted(self.id, msg.frm, msg.ballot, slots, self.learner.commit))
+
+    def _learn_from_commit(self, ballot: Ballot, commit: int) -> None:
+        """Slots up to a leader's commit that we voted for at its ballot hold the chosen value."""
+        votes = self.acceptor.votes
+        hi = min(commit, self.learner.commit + _MAX_COMMIT_SCAN)
+        for slot in range(self.learner.commit + 1, hi + 1):
+            vote = votes.get(slot)
+            if vote is not None and vote.ballot == ballot:
+                self._learn(slot, vote.value, own_quorum=False)
+
+    # ------------------------------------------------------------------ proposer side
+
+    def _on_promise(self, msg: Promise) -> None:
+        if self.role is not Role.CANDIDATE or msg.ballot != self.ballot:
+            return
+        self._promises[msg.frm] = msg
+        if has_quorum(self._promises, self._voters, self._quorum):
+            self._become_leader()
+
+    def _on_nack(self, msg: Nack) -> None:
+        if msg.promised.round > self.max_round:
+            self.max_round = msg.promised.round  # the next campaign must go above it
+            self._max_round_changed = True
+        if self.role is not Role.FOLLOWER and msg.ballot == self.ballot and msg.promised > self.ballot:
+            self.leader = None
+            self._step_down(failed=True)
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader = self.id
+        self._failed_campaigns = 0
+        self._leader_since = self.now
+        self._heard = {}
+        self._inflight = {}
+        # pmax: in each open slot, the value voted with the highest ballot by the quorum.
+        best: dict[int, tuple[Ballot, Value]] = {}
+        if "skip_adoption" not in self._bugs:
+            for promise in self._promises.values():
+                for vote in promise.accepted:
+                    if vote.slot not in best or vote.ballot > best[vote.slot][0]:
+                        best[vote.slot] = (vote.ballot, vote.value)
+        # Every slot up to the highest one anybody voted for or learned gets a proposal: the
+        # adopted value, or a no-op for a hole. Slots already known chosen need none.
+        top = max(self.learner.commit, max(best, default=0), max(self.learner.chosen, default=0))
+        for slot in range(self._campaign_from, top + 1):
+            if not self.learner.is_chosen(slot):
+                self._inflight[slot] = _Proposal(best[slot][1] if slot in best else NOOP)
+        self._next_slot = top + 1
+        self._promises = {}
+        self._send_accepts(self._inflight, (self.id, *self._peers))
+
+    def _flush_pending(self) -> None:
+        """Turn waiting commands into proposals (leader) or forward them (everyone else)."""
+        if not self._pending:
+            return
+        if self.role is Role.LEADER:
+            new: dict[int, _Proposal] = {}
+            while self._pending and self._next_slot <= self.learner.commit + self.config.window:
+                batch: list[Command] = []
+                while self._pending and len(batch) < self.config.max_batch:
+                    cmd = self._pending.popleft()
+                    self._pending_ids.discard((cmd.client, cmd.seq))
+                    if not self.learner.clients.is_applied(cmd):
+                        batch.append(cmd)
+                if batch:
+                    new[self._next_slot] = _Proposal(tuple(batch))
+                    self._next_slot += 1
+            self._inflight.update(new)
+            self._send_accepts(new, (self.id, *self._peers))
+        elif self.leader is not None and self.leader != self.id:
+            commands = tuple(self._pending)
+            self._pending.clear()
+            self._pending_ids.clear()
+            for i in range(0, len(commands), self.config.max_batch):
+                chunk = commands[i : i + self.config.max_batch]
+                self._send(Forward(self.id, self.leader, chunk))
+
+    def _send_accepts(self, proposals: dict[int, _Proposal], to: Iterable[int]) -> None:
+        entries = [ChosenEntry(s, proposals[s].value) for s in sorted(proposals)]
+        step = self.config.max_entries
+        for peer in to:
+            for i in range(0, max(len(entries), 1), step):
+                chunk = tuple(entries[i : i + step])
+                self._send(Accept(self.id, peer, self.ballot, chunk, self.learner.commit))
+
+    def _tick_leader(self) -> None:
+        self._heartbeat_elapsed += 1
+        if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            # A heartbeat to each peer carries the proposals it has not voted for yet, so one
+            # message both keeps followers quiet and retransmits what was lost.
+            for peer in self._peers:
+                missing = {s: p for s, p in self._inflight.items() if peer not in p.acks}
+                self._send_accepts(missing, (peer,))
+        # Check quorum: a leader cut off from a majority steps down instead of lingering.
+        e = self.config.election_ticks
+        if self.now - self._leader_since >= e:
+            alive = [p for p, at in self._heard.items() if self.now - at < e]
+            if not has_quorum((self.id, *alive), self._voters, self._quorum):
+                self.leader = None
+                self._step_down(failed=False)
+
+    def _on_accepted(self, msg: Accepted) -> None:
+        self._heard[msg.frm] = self.now
+        if self.role is not Role.LEADER:
+            return
+        if msg.ballot != self.ballot and "count_across_ballots" not in self._bugs:
+            return
+        for slot in msg.slots:
+            proposal = self._inflight.get(slot)
+            if proposal is None:
+                continue
+            proposal.acks.add(msg.frm)
+            if has_quorum(proposal.acks, self._voters, self._quorum):
+                self._learn(slot, proposal.value, own_quorum=True)
+
+    # ------------------------------------------------------------------ learner side
+
+    def _learn(self, slot: int, value: Value, own_quorum: bool) -> None:
+        proposal = self._inflight.pop(slot, None)
+        if (
+            self.role is Role.LEADER
+            and not own_quorum
+            and slot >= self._campaign_from
+            and not self.learner.is_chosen(slot)
+            and (proposal is None or proposal.value != value)
+        ):
+            # Another ballot decided a slot this leader owns: a higher ballot is out there.
+            # Step down before any heartbeat could claim this slot's commit at our ballot.
+            if proposal is not None:
+                self._inflight[slot] = proposal
+            self.leader = None
+            self._step_down(failed=False)
+        self.learner.learn(slot, value)
+
+    def _maybe_request_catchup(self, source: int | None, their_commit: int = 0) -> None:
+        """Ask a peer for chosen values this node is missing, at most once per heartbeat."""
+        self._catchup_target = max(self._catchup_target, their_commit)
+        if self._catchup_target <= self.learner.commit:
+            self._catchup_sent_at = None
+            return
+        due = (
+            self._catchup_sent_at is None
+            or self.now - self._catchup_sent_at >= self.config.heartbeat_ticks
+        )
+        if not due:
+            return
+        target = source if source is not None else self.leader
+        if target is None or target == self.id:
+            if not self._peers:
+                return
+            target = self._rng.choice(self._peers)
+        self._catchup_sent_at = self.now
+        self._send(CatchupRequest(self.id, target, self.learner.commit + 1))
+
+    def _on_catchup_request(self, msg: CatchupRequest) -> None:
+        entries = self.learner.entries_from(msg.from_slot, self.config.max_entries)
+        if entries or self.learner.commit >= msg.from_slot:
+            self._send(CatchupReply(self.id, msg.frm, entries, self.learner.commit))
+
+    def _on_catchup_reply(self, msg: CatchupReply) -> None:
+        for entry in msg.entries:
+            self._learn(entry.slot, entry.value, own_quorum=False)
+        self._catchup_sent_at = None
+        self._maybe_request_catchup(msg.frm, msg.commit)

@@ -1,0 +1,118 @@
+"""What crosses the boundary between the pure core and the shell that drives it.
+
+``Config`` goes in; ``Ready`` batches come out; ``DurableState`` is what a node's disk holds, and
+the only thing a restarted node is built from. Keeping all three here makes the contract with the
+driver readable in one page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from paxctl.core.messages import Message
+from paxctl.core.types import ZERO_BALLOT, AcceptedEntry, Applied, Ballot, ChosenEntry, Value
+
+#: Test-only switches that plant known bugs, so the simulator can prove it catches them.
+PLANTED_BUGS = frozenset(
+    {
+        "reply_before_persist",  # an acceptor's promise/vote is persisted one batch after its reply
+        "skip_adoption",  # a new leader ignores the values acceptors report in phase 1
+        "count_across_ballots",  # the leader counts Accepted replies of any ballot toward a slot
+        "minority_quorum",  # quorums of N // 2 instead of N // 2 + 1
+        "accept_lower_ballot",  # an acceptor accepts values below its promise
+    }
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Static settings of one node; times are in ticks of the driver's clock."""
+
+    node_id: int
+    voters: tuple[int, ...]
+    #: A follower that hears no leader for a random time in [E, 2E) ticks starts a campaign.
+    election_ticks: int = 10
+    #: A leader sends heartbeats (and retransmits unacknowledged proposals) this often.
+    heartbeat_ticks: int = 2
+    #: Slots a leader may have in flight beyond its commit index (the alpha window).
+    window: int = 16
+    #: Client commands decided together in one slot at most.
+    max_batch: int = 64
+    #: Commands a node buffers while it knows no leader; more are refused.
+    max_pending: int = 10_000
+    #: Chosen values sent in one catch-up reply, and accepts sent in one message.
+    max_entries: int = 64
+    #: After N failed campaigns in a row, the timeout range is stretched by min(2**N, this).
+    max_backoff: int = 8
+    planted_bugs: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.node_id not in self.voters:
+            raise ValueError(f"node {self.node_id} is not among the voters {self.voters}")
+        if min(self.voters) < 1 or len(set(self.voters)) != len(self.voters):
+            raise ValueError("voter ids must be distinct positive integers")
+        if not 0 < self.heartbeat_ticks < self.election_ticks:
+            raise ValueError("heartbeat_ticks must be positive and below election_ticks")
+        if self.window < 1 or self.max_batch < 1 or self.max_entries < 1:
+            raise ValueError("window, max_batch and max_entries must be positive")
+        unknown = self.planted_bugs - PLANTED_BUGS
+        if unknown:
+            raise ValueError(f"unknown planted bugs: {sorted(unknown)}")
+
+
+@dataclass(frozen=True, slots=True)
+class HardState:
+    """The acceptor's promise and the highest round this node ever issued as a proposer."""
+
+    promised: Ballot
+    max_round: int
+
+
+@dataclass(frozen=True)
+class Ready:
+    """One batch of work for the driver, handled strictly in this order:
+
+    1. persist ``hard_state`` (if set), ``votes`` and ``chosen`` with one fsync;
+    2. send ``messages``;
+    3. apply ``committed`` in slot order;
+    4. call ``Node.advance()``.
+
+    Messages may depend on the state in the same batch, so step 2 never starts before step 1 ends.
+    """
+
+    hard_state: HardState | None = None
+    votes: tuple[AcceptedEntry, ...] = ()
+    chosen: tuple[ChosenEntry, ...] = ()
+    messages: tuple[Message, ...] = ()
+    committed: tuple[Applied, ...] = ()
+
+    @property
+    def must_persist(self) -> bool:
+        return self.hard_state is not None or bool(self.votes) or bool(self.chosen)
+
+    def __bool__(self) -> bool:
+        return self.must_persist or bool(self.messages) or bool(self.committed)
+
+
+@dataclass
+class DurableState:
+    """Everything a node keeps across a crash: its hard state, its votes, what it learned."""
+
+    promised: Ballot = ZERO_BALLOT
+    max_round: int = 0
+    votes: dict[int, AcceptedEntry] = field(default_factory=dict)
+    chosen: dict[int, Value] = field(default_factory=dict)
+
+    def persist(self, ready: Ready) -> None:
+        """Merge a Ready's state into this one, as a durable write of it would."""
+        if ready.hard_state is not None:
+            self.promised = ready.hard_state.promised
+            self.max_round = ready.hard_state.max_round
+        for vote in ready.votes:
+            self.votes[vote.slot] = vote
+        for entry in ready.chosen:
+            self.chosen[entry.slot] = entry.value
+
+    def copy(self) -> DurableState:
+        """An independent copy (entries are immutable, so copying the maps is enough)."""
+        return DurableState(self.promised, self.max_round, dict(self.votes), dict(self.chosen))

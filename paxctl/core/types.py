@@ -1,0 +1,74 @@
+"""Value types shared by every part of the consensus core.
+
+They are immutable so that a message, a log entry and a Ready batch can be handed from one part of
+the node to another (or kept by a test) without anyone seeing it change afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Ballot(NamedTuple):
+    """A proposal number ``(round, node)``; tuple order makes ballots totally ordered.
+
+    Two proposers never share a ballot because the node id breaks every tie, and a node never
+    reuses a round because the highest round it issued is part of its persisted state.
+    """
+
+    round: int
+    node: int
+
+    def __str__(self) -> str:
+        return f"{self.round}.{self.node}"
+
+
+#: Smaller than every ballot a proposer can issue (node ids start at 1).
+ZERO_BALLOT = Ballot(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One client command. ``(client, seq)`` identifies it, so a retry takes effect only once."""
+
+    client: int
+    seq: int
+    data: bytes
+
+
+#: The value of one slot: a batch of commands decided together. The empty batch is the no-op
+#: a new leader uses to fill holes in the log.
+Value = tuple[Command, ...]
+NOOP: Value = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEntry:
+    """An acceptor's vote: it accepted ``value`` for ``slot`` at ``ballot``."""
+
+    slot: int
+    ballot: Ballot
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class ChosenEntry:
+    """A learner's knowledge that ``value`` was chosen for ``slot``."""
+
+    slot: int
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A chosen slot handed to the application, in slot order.
+
+    ``commands`` holds only the commands that take effect: a retried command that was already
+    applied from an earlier slot is left out (it is still in ``skipped``, so the node that holds
+    the client's request can answer it).
+    """
+
+    slot: int
+    commands: tuple[Command, ...]
+    skipped: tuple[Command, ...] = ()
