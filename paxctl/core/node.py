@@ -14,10 +14,10 @@ fills holes with no-ops, and then runs phase 2 for new commands within a window 
 from __future__ import annotations
 
 import enum
-import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from paxctl.core.acceptor import Acceptor
 from paxctl.core.learner import Learner
@@ -35,6 +35,9 @@ from paxctl.core.messages import (
 from paxctl.core.quorum import has_quorum, majority
 from paxctl.core.state import Config, DurableState, HardState, Ready
 from paxctl.core.types import NOOP, Ballot, ChosenEntry, Command, Value
+
+if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
+    import random
 
 #: The most slots a follower checks against a leader's commit index per message, so that a node
 #: far behind does bounded work per heartbeat and catches up by request instead.
@@ -67,7 +70,9 @@ class Node:
         self._voters = frozenset(config.voters)
         self._peers = tuple(sorted(v for v in config.voters if v != self.id))
         self._quorum = (
-            len(config.voters) // 2 if "minority_quorum" in self._bugs else majority(len(config.voters))
+            len(config.voters) // 2
+            if "minority_quorum" in self._bugs
+            else majority(len(config.voters))
         )
 
         self.acceptor = Acceptor(
@@ -305,9 +310,7 @@ class Node:
             self._step_down(failed=False)
             self.leader = None
         votes = self.acceptor.votes_from(msg.from_slot)
-        self._send(
-            Promise(self.id, msg.frm, msg.ballot, msg.from_slot, votes, self.learner.commit)
-        )
+        self._send(Promise(self.id, msg.frm, msg.ballot, msg.from_slot, votes, self.learner.commit))
 
     def _on_accept(self, msg: Accept) -> None:
         if not self.acceptor.accept(msg.ballot, msg.entries):
@@ -326,7 +329,7 @@ class Node:
         hi = min(commit, self.learner.commit + _MAX_COMMIT_SCAN)
         for slot in range(self.learner.commit + 1, hi + 1):
             vote = votes.get(slot)
-            if vote is not None and vote.ballot == ballot:
+            if vote is not None and (vote.ballot == ballot or "count_across_ballots" in self._bugs):
                 self._learn(slot, vote.value, own_quorum=False)
 
     # ------------------------------------------------------------------ proposer side
@@ -342,7 +345,11 @@ class Node:
         if msg.promised.round > self.max_round:
             self.max_round = msg.promised.round  # the next campaign must go above it
             self._max_round_changed = True
-        if self.role is not Role.FOLLOWER and msg.ballot == self.ballot and msg.promised > self.ballot:
+        if (
+            self.role is not Role.FOLLOWER
+            and msg.ballot == self.ballot
+            and msg.promised > self.ballot
+        ):
             self.leader = None
             self._step_down(failed=True)
 

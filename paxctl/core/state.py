@@ -17,7 +17,7 @@ PLANTED_BUGS = frozenset(
     {
         "reply_before_persist",  # an acceptor's promise/vote is persisted one batch after its reply
         "skip_adoption",  # a new leader ignores the values acceptors report in phase 1
-        "count_across_ballots",  # the leader counts Accepted replies of any ballot toward a slot
+        "count_across_ballots",  # learners count votes of any ballot toward a slot's choice
         "minority_quorum",  # quorums of N // 2 instead of N // 2 + 1
         "accept_lower_ballot",  # an acceptor accepts values below its promise
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from paxctl.core.messages import Accepted, Message, Promise
 from paxctl.core.quorum import majority
 from paxctl.core.state import DurableState, Ready
-from paxctl.core.types import Ballot, Command, Value
+from paxctl.core.types import ZERO_BALLOT, Ballot, Command, Value
 
 
 class InvariantViolation(AssertionError):
@@ -24,7 +24,7 @@ class InvariantViolation(AssertionError):
 class _Acks:
     """What one node acknowledged to others: the promise and votes it must never forget."""
 
-    promised: Ballot = Ballot(0, 0)
+    promised: Ballot = ZERO_BALLOT
     votes: dict[int, Ballot] = field(default_factory=dict)
 
 
@@ -94,7 +94,7 @@ class Oracle:
         elif isinstance(msg, Accepted):
             acks.promised = max(acks.promised, msg.ballot)
             for slot in msg.slots:
-                if acks.votes.get(slot, Ballot(0, 0)) < msg.ballot:
+                if acks.votes.get(slot, ZERO_BALLOT) < msg.ballot:
                     acks.votes[slot] = msg.ballot
 
     def _vote(self, node: int, slot: int, ballot: Ballot, value: Value) -> None:

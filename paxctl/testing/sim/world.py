@@ -341,9 +341,7 @@ class World:
         if any(c.outstanding is not None for c in self.clients):
             return False
         top = len(self.oracle.effective)
-        return all(
-            node is not None and node.learner.applied >= top for node in self.nodes.values()
-        )
+        return all(node is not None and node.learner.applied >= top for node in self.nodes.values())
 
     def _liveness_report(self) -> str:
         pending = [f"{c.id}:{c.outstanding.seq}" for c in self.clients if c.outstanding]

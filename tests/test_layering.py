@@ -1,0 +1,60 @@
+"""The architecture's import rules, checked on the source so they cannot quietly erode."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "paxctl"
+PURE = ("core", "statemachine")
+FORBIDDEN_IN_PURE = {"asyncio", "time", "os", "socket", "random", "threading", "selectors"}
+SHELLS = ("server", "client", "cli", "storage", "recipes", "testing")
+#: The CLI's ``sim`` command is the simulator's front door; nothing else may reach into testing.
+MAY_IMPORT_TESTING = {ROOT / "cli" / "sim.py"}
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """Modules imported when the file runs (imports under ``if TYPE_CHECKING:`` do not count)."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_pure_layers_do_no_io_and_read_no_clock():
+    checked = 0
+    for layer in PURE:
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            checked += 1
+            for mod in runtime_imports(path):
+                top = mod.split(".")[0]
+                assert top not in FORBIDDEN_IN_PURE, f"{path} imports {mod}"
+                for shell in SHELLS:
+                    assert not mod.startswith(f"paxctl.{shell}"), f"{path} imports {mod}"
+    assert checked >= 5
+
+
+def test_only_tests_and_the_sim_command_import_testing():
+    for path in sorted(ROOT.rglob("*.py")):
+        if (ROOT / "testing") in path.parents or path in MAY_IMPORT_TESTING:
+            continue
+        bad = [m for m in runtime_imports(path) if m.startswith("paxctl.testing")]
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_no_set_iteration_order_leaks_into_the_core():
+    """Iterating a set of str/bytes depends on PYTHONHASHSEED; the core sorts or avoids them."""
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.For) and isinstance(node.iter, ast.Set | ast.SetComp):
+                raise AssertionError(f"{path}:{node.lineno} iterates a set literal")
