@@ -7,6 +7,7 @@ a half-built message). Framing, checksums and length limits belong to the transp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -113,14 +114,18 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     CatchupReply: (8, ((_enc_chosen, _dec_chosen), _INT)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
+#: Each kind's own fields after ``frm`` and ``to``, in declaration order.
+_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)[2:]) for cls in _SCHEMA}
 
 
 def encode(msg: Message) -> bytes:
     """Encode a message; the result decodes to an equal message."""
     tag, fields = _SCHEMA[type(msg)]
-    values = [getattr(msg, name) for name in msg.__slots__]  # type: ignore[attr-defined]
-    body = [enc(v) for (enc, _), v in zip(fields, values, strict=True)]
-    return msgpack.packb([CODEC_VERSION, tag, msg.frm, msg.to, *body], use_bin_type=True)
+    body = [
+        enc(getattr(msg, name)) for (enc, _), name in zip(fields, _NAMES[type(msg)], strict=True)
+    ]
+    data: bytes = msgpack.packb([CODEC_VERSION, tag, msg.frm, msg.to, *body], use_bin_type=True)
+    return data
 
 
 def decode(data: bytes) -> Message:

@@ -34,7 +34,7 @@ from paxctl.core.messages import (
 )
 from paxctl.core.quorum import has_quorum, majority
 from paxctl.core.state import Config, DurableState, HardState, Ready
-from paxctl.core.types import NOOP, Ballot, ChosenEntry, Command, Value
+from paxctl.core.types import NOOP, AcceptedEntry, Ballot, ChosenEntry, Command, Value
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
     import random
@@ -110,7 +110,7 @@ class Node:
         self._local: deque[Message] = deque()  # messages to self, handled before returning
         self._outbox: list[Message] = []
         self._in_ready = False
-        self._deferred: tuple[HardState | None, tuple] = (None, ())  # planted bug only
+        self._deferred: tuple[HardState | None, list[AcceptedEntry]] = (None, [])  # planted bug
 
     # ------------------------------------------------------------------ public facade
 
@@ -164,7 +164,7 @@ class Node:
             hard_state = HardState(self.acceptor.promised, self.max_round)
             self._max_round_changed = False
         if "reply_before_persist" in self._bugs:
-            (hard_state, votes), self._deferred = self._deferred, (hard_state, tuple(votes))
+            (hard_state, votes), self._deferred = self._deferred, (hard_state, votes)
         ready = Ready(
             hard_state=hard_state,
             votes=tuple(votes),

@@ -12,6 +12,7 @@ command still pending must be applied within a bounded virtual time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import random
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from paxctl.core import codec
 from paxctl.core.learner import SafetyViolation
-from paxctl.core.messages import describe
+from paxctl.core.messages import Message, describe
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Config, DurableState
 from paxctl.core.types import Command
@@ -120,8 +121,8 @@ class World:
 
         for n in self.voters:
             self._start(n)
-        for c in self.clients:
-            self._at(self.rng.randint(0, 200), lambda c=c: self._client_submit(c))
+        for client in self.clients:
+            self._at(self.rng.randint(0, 200), functools.partial(self._client_submit, client))
         if self.faults.crash_every_ms:
             self._at(self._exp(self.faults.crash_every_ms), self._crash_random)
         if self.faults.partition_every_ms:
@@ -186,13 +187,14 @@ class World:
         self._drive(n, node, was_leader, "tick")
         self._schedule_tick(n, inc)
 
-    def _drive(self, n: int, node: Node, was_leader: bool, what: str) -> None:
+    def _drive(self, n: int, node: Node, was_leader: bool, what: str | Message) -> None:
         """Handle the node's Ready exactly as the real driver does."""
         ready = node.ready()
         if node.role is Role.LEADER and not was_leader:
             self.stats.elections += 1
             self._log(f"n{n} becomes leader b={node.ballot}")
         if self.trace is not None and (ready or what != "tick"):
+            what = what if isinstance(what, str) else f"recv {describe(what)}"
             self._log(
                 f"n{n} {what} role={node.role.value} b={node.ballot} "
                 f"commit={node.learner.commit} persist={len(ready.votes)}v/{len(ready.chosen)}c"
@@ -251,7 +253,7 @@ class World:
         msg = codec.decode(data)
         was_leader = node.role is Role.LEADER
         node.step(msg)
-        self._drive(dst, node, was_leader, f"recv {describe(msg)}")
+        self._drive(dst, node, was_leader, msg)
 
     def _partition(self) -> None:
         if self._healed:
