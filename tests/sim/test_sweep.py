@@ -50,3 +50,6 @@ def test_faults_are_really_injected():
     assert sum(r.stats.partitions for r in results) > 10
     assert sum(r.stats.elections for r in results) > len(results)  # leaders changed under faults
     assert all(r.stats.completed > 0 for r in results)
+    # The rare paths ran: preemption, catch-up, adoption of earlier votes, no-op hole filling.
+    for counter in ("nacks", "catchups", "adopted_votes", "noops_proposed"):
+        assert sum(getattr(r.stats, counter) for r in results) > 0, counter

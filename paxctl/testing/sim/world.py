@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from paxctl.core import codec
 from paxctl.core.learner import SafetyViolation
-from paxctl.core.messages import Message, describe
+from paxctl.core.messages import Accept, CatchupReply, Message, Nack, Promise, describe
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Config, DurableState
 from paxctl.core.types import Command
@@ -46,6 +46,11 @@ class Stats:
     retries: int = 0
     completed: int = 0
     slots_chosen: int = 0
+    # Rare paths, counted so a test can fail if a sweep never exercised them.
+    nacks: int = 0
+    catchups: int = 0
+    adopted_votes: int = 0
+    noops_proposed: int = 0
 
     def add(self, other: Stats) -> None:
         for name in self.__dataclass_fields__:
@@ -206,12 +211,23 @@ class World:
         self.disks[n].persist(ready)  # 1. persist (the simulated disk syncs at once)
         self.oracle.observe(n, ready)
         for msg in ready.messages:  # 2. send
+            self._count(msg)
             self._send(msg.frm, msg.to, codec.encode(msg))
         for applied in ready.committed:  # 3. apply, answering the clients waiting here
             for cmd in (*applied.commands, *applied.skipped):
                 self._answer(n, cmd)
         self.stats.slots_chosen = max(self.stats.slots_chosen, len(self.oracle.chosen))
         node.advance()  # 4.
+
+    def _count(self, msg: Message) -> None:
+        if isinstance(msg, Nack):
+            self.stats.nacks += 1
+        elif isinstance(msg, CatchupReply):
+            self.stats.catchups += 1
+        elif isinstance(msg, Promise):
+            self.stats.adopted_votes += len(msg.accepted)
+        elif isinstance(msg, Accept):
+            self.stats.noops_proposed += sum(1 for e in msg.entries if not e.value)
 
     def _crash_random(self) -> None:
         if not self._healed:
