@@ -138,7 +138,7 @@ def decode(data: bytes) -> Message:
     if len(items) < 4:
         raise CodecError("message: too short")
     version, tag, frm, to, *body = items
-    if version != CODEC_VERSION:
+    if type(version) is not int or version != CODEC_VERSION:
         raise CodecError(f"unsupported codec version {version!r}")
     if type(tag) is not int or tag not in _BY_TAG:
         raise CodecError(f"unknown message tag {tag!r}")

@@ -47,7 +47,7 @@ class Learner:
     def entries_from(self, slot: int, limit: int) -> tuple[ChosenEntry, ...]:
         """Up to ``limit`` chosen slots from ``slot`` on, in order, for a catch-up reply."""
         out: list[ChosenEntry] = []
-        s = slot
+        s = max(slot, 1)  # slots start at 1; a peer asking for 0 gets what 1 would
         while len(out) < limit and s <= self.commit:
             out.append(ChosenEntry(s, self.chosen[s]))
             s += 1

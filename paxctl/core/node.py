@@ -90,6 +90,7 @@ class Node:
         self._elapsed = 0
         self._failed_campaigns = 0
         self._timeout = self._random_timeout()
+        self._seen_round = 0  # the highest round seen in a Prepare this node ignored
 
         # Candidate state.
         self._promises: dict[int, Promise] = {}
@@ -252,7 +253,7 @@ class Node:
         if self.role is Role.CANDIDATE:
             self._failed_campaigns += 1
         self._requeue_inflight()
-        top = max(self.max_round, self.acceptor.promised.round, self.ballot.round)
+        top = max(self.max_round, self.acceptor.promised.round, self.ballot.round, self._seen_round)
         self.max_round = top + 1
         self._max_round_changed = True
         self.ballot = Ballot(self.max_round, self.id)
@@ -284,8 +285,8 @@ class Node:
             self.leader = leader
             self.ballot = max(self.ballot, ballot)
             self._heard_leader_at = self.now
-            self._elapsed = 0
             self._failed_campaigns = 0
+            self._reset_timer()  # a fresh draw: the back-off of failed campaigns is over
 
     def _requeue_inflight(self) -> None:
         """Give up leadership: keep the commands of undecided proposals for the next leader."""
@@ -302,6 +303,8 @@ class Node:
         ):
             # Stay with a leader that is alive (check-quorum deposes one that is not); the
             # candidate times out. This keeps a node that was cut off from disrupting the cluster.
+            # Its round is remembered so that our own next campaign goes above it.
+            self._seen_round = max(self._seen_round, msg.ballot.round)
             return
         if not self.acceptor.prepare(msg.ballot):
             self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))

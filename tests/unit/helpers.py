@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from paxctl.core.messages import Accept, Accepted, Message, Prepare, Promise
+from paxctl.core.messages import Accept, Accepted, CatchupReply, Message, Prepare, Promise
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Config, DurableState, Ready
 from paxctl.core.types import AcceptedEntry, Applied, Ballot, ChosenEntry, Command, Value
@@ -68,6 +68,7 @@ def justification_errors(disk: DurableState, ready: Ready) -> list[str]:
     votes = dict(disk.votes)
     for v in ready.votes:
         votes[v.slot] = v
+    chosen = set(disk.chosen) | {e.slot for e in ready.chosen}
     for m in ready.messages:
         if isinstance(m, Promise) and promised < m.ballot:
             errors.append(f"{m} sent while persisted promise is only {promised}")
@@ -78,6 +79,15 @@ def justification_errors(disk: DurableState, ready: Ready) -> list[str]:
                 v = votes.get(s)
                 if v is None or v.ballot != m.ballot:
                     errors.append(f"{m} sent for slot {s} without a persisted vote at {m.ballot}")
+        # A commit index or a chosen value told to others was persisted as chosen first.
+        if isinstance(m, Accept | Accepted | Promise | CatchupReply):
+            missing = [s for s in range(1, m.commit + 1) if s not in chosen]
+            if missing:
+                errors.append(f"{m} claims commit {m.commit} with slots {missing} not persisted")
+        if isinstance(m, CatchupReply):
+            missing = [e.slot for e in m.entries if e.slot not in chosen]
+            if missing:
+                errors.append(f"{m} sends slots {missing} not persisted as chosen")
     return errors
 
 
@@ -96,7 +106,9 @@ class Cluster:
         self.sent: list[Message] = []
 
     def restart(self, i: int) -> Node:
-        self.nodes[i] = make_node(i, self.n, self.seed * 100 + i + 7, self.disks[i].copy(), **self.kw)
+        self.nodes[i] = make_node(
+            i, self.n, self.seed * 100 + i + 7, self.disks[i].copy(), **self.kw
+        )
         self.applied[i] = []
         return self.nodes[i]
 
@@ -157,6 +169,15 @@ class Cluster:
         self.settle()
         assert self.nodes[i].role is Role.LEADER, self.nodes[i].status()
 
+    def run_until_leader(self, limit: int = 200) -> int:
+        """Tick every live node in lockstep until exactly one live node leads; returns it."""
+        for _ in range(limit):
+            self.tick()
+            leaders = self.leaders()
+            if len(leaders) == 1:
+                return leaders[0]
+        raise AssertionError(f"no single leader after {limit} ticks: {self.leaders()}")
+
     def applied_commands(self, i: int) -> list[Command]:
         return [c for a in self.applied[i] for c in a.commands]
 
@@ -172,7 +193,9 @@ def promise(
     return Promise(frm, to, ballot, from_slot, tuple(votes), commit)
 
 
-def accept(frm: int, to: int, ballot: Ballot, entries: dict | None = None, commit: int = 0) -> Accept:
+def accept(
+    frm: int, to: int, ballot: Ballot, entries: dict | None = None, commit: int = 0
+) -> Accept:
     items = sorted((entries or {}).items())
     return Accept(frm, to, ballot, tuple(ChosenEntry(s, v) for s, v in items), commit)
 

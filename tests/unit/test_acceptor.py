@@ -116,10 +116,7 @@ def test_promise_never_decreases_and_every_vote_is_at_or_below_it(ops):
     acc = Acceptor()
     for is_prepare, ballot, slot in ops:
         before = acc.promised
-        if is_prepare:
-            ok = acc.prepare(ballot)
-        else:
-            ok = acc.accept(ballot, (ChosenEntry(slot, A),))
+        ok = acc.prepare(ballot) if is_prepare else acc.accept(ballot, (ChosenEntry(slot, A),))
         assert ok == (ballot >= before)
         assert acc.promised == max(before, ballot)
         assert all(v.ballot <= acc.promised for v in acc.votes.values())

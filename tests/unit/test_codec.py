@@ -143,7 +143,9 @@ msgpack_objects = st.recursive(
     | st.floats(allow_nan=False)
     | st.text(max_size=4)
     | st.binary(max_size=4),
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=3), kids, max_size=3),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=3), kids, max_size=3)
+    ),
     max_leaves=12,
 )
 

@@ -122,7 +122,8 @@ def test_any_learning_order_applies_slots_in_order_exactly_once(order, cut):
     seen: list[int] = []
     for i, slot in enumerate(order):
         lrn.learn(slot, (c(slot, 1),))
-        assert lrn.commit == max((s for s in range(11) if set(range(1, s + 1)) <= set(order[: i + 1])))
+        known = set(order[: i + 1])
+        assert lrn.commit == max(s for s in range(11) if set(range(1, s + 1)) <= known)
         if i == cut:
             seen += [a.slot for a in lrn.take_committed()]
     seen += [a.slot for a in lrn.take_committed()]

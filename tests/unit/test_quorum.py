@@ -9,7 +9,9 @@ import pytest
 from paxctl.core.quorum import has_quorum, majority
 
 
-@pytest.mark.parametrize(("voters", "size"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (6, 4), (7, 4)])
+@pytest.mark.parametrize(
+    ("voters", "size"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (6, 4), (7, 4)]
+)
 def test_majority_sizes(voters, size):
     assert majority(voters) == size
 
