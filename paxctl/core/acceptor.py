@@ -17,9 +17,14 @@ class Acceptor:
         promised: Ballot = ZERO_BALLOT,
         votes: dict[int, AcceptedEntry] | None = None,
         accept_lower: bool = False,
+        compacted: int = 0,
     ) -> None:
         self.promised = promised
-        self.votes: dict[int, AcceptedEntry] = dict(votes or {})
+        #: Votes up to this slot were dropped behind a snapshot (those slots are all chosen).
+        self.compacted = compacted
+        self.votes: dict[int, AcceptedEntry] = {
+            s: v for s, v in (votes or {}).items() if s > compacted
+        }
         #: Changes not yet handed to the driver to persist.
         self.promise_changed = False
         self.new_votes: list[AcceptedEntry] = []
@@ -34,19 +39,33 @@ class Acceptor:
             self.promise_changed = True
         return True
 
-    def accept(self, ballot: Ballot, entries: tuple[ChosenEntry, ...]) -> bool:
-        """Phase 2b: vote for every entry at ``ballot`` unless a higher ballot was promised."""
+    def accept(self, ballot: Ballot, entries: tuple[ChosenEntry, ...]) -> tuple[int, ...] | None:
+        """Phase 2b: vote for every entry at ``ballot`` unless a higher ballot was promised.
+
+        Returns the slots voted for (None if refused). Slots behind the snapshot are chosen
+        already, and their votes are gone, so they get no vote.
+        """
         if ballot < self.promised and not self._accept_lower:
-            return False
+            return None
         if ballot > self.promised:
             self.promised = ballot
             self.promise_changed = True
+        slots = []
         for entry in entries:
+            if entry.slot <= self.compacted:
+                continue
+            slots.append(entry.slot)
             vote = AcceptedEntry(entry.slot, ballot, entry.value)
             if self.votes.get(entry.slot) != vote:
                 self.votes[entry.slot] = vote
                 self.new_votes.append(vote)
-        return True
+        return tuple(slots)
+
+    def compact(self, slot: int) -> None:
+        """Forget the votes of slots up to ``slot``: they are chosen and in a snapshot."""
+        if slot > self.compacted:
+            self.compacted = slot
+            self.votes = {s: v for s, v in self.votes.items() if s > slot}
 
     def votes_from(self, slot: int) -> tuple[AcceptedEntry, ...]:
         """The votes for ``slot`` and every later slot, in slot order (for a Promise)."""

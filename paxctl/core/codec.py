@@ -19,12 +19,13 @@ from paxctl.core.messages import (
     CatchupReply,
     CatchupRequest,
     Forward,
+    InstallSnapshot,
     Message,
     Nack,
     Prepare,
     Promise,
 )
-from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Value
+from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 #: Bumped whenever the encoding of any message changes incompatibly.
 CODEC_VERSION = 1
@@ -57,11 +58,11 @@ def _dec_ballot(x: Any) -> Ballot:
     return Ballot(_check_int(r, "ballot round"), _check_int(n, "ballot node"))
 
 
-def _enc_value(v: Value) -> list[list[Any]]:
+def encode_value(v: Value) -> list[list[Any]]:
     return [[c.client, c.seq, c.data] for c in v]
 
 
-def _dec_value(x: Any) -> Value:
+def decode_value(x: Any) -> Value:
     out = []
     for item in _check_list(x, "value"):
         client, seq, data = _check_list(item, "command", 3)
@@ -71,27 +72,45 @@ def _dec_value(x: Any) -> Value:
     return tuple(out)
 
 
+def encode_snapshot(snap: Snapshot) -> list[Any]:
+    return [snap.slot, list(snap.voters), [list(kv) for kv in snap.clients], snap.app]
+
+
+def decode_snapshot(x: Any) -> Snapshot:
+    slot, voters, clients, app = _check_list(x, "snapshot", 4)
+    if type(app) is not bytes:
+        raise CodecError("snapshot app: expected bytes")
+    pairs = []
+    for kv in _check_list(clients, "snapshot clients"):
+        client, seq = _check_list(kv, "client entry", 2)
+        pairs.append((_check_int(client, "client"), _check_int(seq, "seq")))
+    members = tuple(_check_int(v, "voter") for v in _check_list(voters, "voters"))
+    return Snapshot(_check_int(slot, "slot"), members, tuple(pairs), app)
+
+
 def _enc_chosen(entries: tuple[ChosenEntry, ...]) -> list[list[Any]]:
-    return [[e.slot, _enc_value(e.value)] for e in entries]
+    return [[e.slot, encode_value(e.value)] for e in entries]
 
 
 def _dec_chosen(x: Any) -> tuple[ChosenEntry, ...]:
     out = []
     for item in _check_list(x, "entries"):
         slot, value = _check_list(item, "entry", 2)
-        out.append(ChosenEntry(_check_int(slot, "slot"), _dec_value(value)))
+        out.append(ChosenEntry(_check_int(slot, "slot"), decode_value(value)))
     return tuple(out)
 
 
 def _enc_votes(entries: tuple[AcceptedEntry, ...]) -> list[list[Any]]:
-    return [[e.slot, _enc_ballot(e.ballot), _enc_value(e.value)] for e in entries]
+    return [[e.slot, _enc_ballot(e.ballot), encode_value(e.value)] for e in entries]
 
 
 def _dec_votes(x: Any) -> tuple[AcceptedEntry, ...]:
     out = []
     for item in _check_list(x, "votes"):
         slot, ballot, value = _check_list(item, "vote", 3)
-        out.append(AcceptedEntry(_check_int(slot, "slot"), _dec_ballot(ballot), _dec_value(value)))
+        out.append(
+            AcceptedEntry(_check_int(slot, "slot"), _dec_ballot(ballot), decode_value(value))
+        )
     return tuple(out)
 
 
@@ -105,13 +124,14 @@ _INT: _Field = (lambda v: v, lambda x: _check_int(x, "field"))
 _BALLOT: _Field = (_enc_ballot, _dec_ballot)
 _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Prepare: (1, (_BALLOT, _INT)),
-    Promise: (2, (_BALLOT, _INT, (_enc_votes, _dec_votes), _INT)),
+    Promise: (2, (_BALLOT, _INT, (_enc_votes, _dec_votes), _INT, _INT)),
     Nack: (3, (_BALLOT, _BALLOT)),
     Accept: (4, (_BALLOT, (_enc_chosen, _dec_chosen), _INT)),
     Accepted: (5, (_BALLOT, (list, _dec_slots), _INT)),
-    Forward: (6, ((_enc_value, _dec_value),)),
+    Forward: (6, ((encode_value, decode_value),)),
     CatchupRequest: (7, (_INT,)),
     CatchupReply: (8, ((_enc_chosen, _dec_chosen), _INT)),
+    InstallSnapshot: (9, ((encode_snapshot, decode_snapshot),)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
 #: Each kind's own fields after ``frm`` and ``to``, in declaration order.

@@ -7,7 +7,7 @@ broken somewhere; the learner refuses it loudly instead of applying either.
 from __future__ import annotations
 
 from paxctl.core.dedup import ClientTable
-from paxctl.core.types import Applied, ChosenEntry, Value
+from paxctl.core.types import Applied, ChosenEntry, Snapshot, Value
 
 
 class SafetyViolation(AssertionError):
@@ -15,18 +15,25 @@ class SafetyViolation(AssertionError):
 
 
 class Learner:
-    def __init__(self, chosen: dict[int, Value] | None = None) -> None:
-        self.chosen: dict[int, Value] = dict(chosen or {})
+    def __init__(
+        self, chosen: dict[int, Value] | None = None, snapshot: Snapshot | None = None
+    ) -> None:
+        #: The newest snapshot this node holds; slots up to its slot were compacted away.
+        self.snapshot = snapshot
+        self.base = snapshot.slot if snapshot else 0
+        self.chosen: dict[int, Value] = {s: v for s, v in (chosen or {}).items() if s > self.base}
         #: Every slot up to ``commit`` is chosen (slots start at 1).
-        self.commit = 0
-        #: Slots up to ``applied`` were handed to the application.
-        self.applied = 0
-        self.clients = ClientTable()
+        self.commit = self.base
+        #: Slots up to ``applied`` were handed to the application (the snapshot covers the base).
+        self.applied = self.base
+        self.clients = ClientTable(dict(snapshot.clients) if snapshot else None)
         self.new_chosen: list[ChosenEntry] = []
         self._advance_commit()
 
     def learn(self, slot: int, value: Value) -> bool:
         """Record that ``value`` was chosen for ``slot``; False if it was known already."""
+        if slot <= self.base:
+            return False  # compacted: chosen, applied and summed up in the snapshot
         known = self.chosen.get(slot)
         if known is not None:
             if known != value:
@@ -38,7 +45,31 @@ class Learner:
         return True
 
     def is_chosen(self, slot: int) -> bool:
-        return slot in self.chosen
+        return slot <= self.base or slot in self.chosen
+
+    def compact(self, slot: int, app: bytes, voters: tuple[int, ...]) -> Snapshot:
+        """Sum up every slot up to ``slot`` (the last applied one) in a snapshot; drop them."""
+        if slot != self.applied or slot <= self.base:
+            raise ValueError(f"can only snapshot at the applied slot {self.applied}, not {slot}")
+        clients = tuple(sorted(self.clients.last_seq.items()))
+        self.snapshot = Snapshot(slot, voters, clients, app)
+        self._drop_through(slot)
+        return self.snapshot
+
+    def install(self, snapshot: Snapshot) -> bool:
+        """Jump to a snapshot from a peer; False if this node already has what it covers."""
+        if snapshot.slot <= self.commit:
+            return False
+        self.snapshot = snapshot
+        self._drop_through(snapshot.slot)
+        self.commit = self.applied = snapshot.slot
+        self.clients = ClientTable(dict(snapshot.clients))
+        self._advance_commit()
+        return True
+
+    def _drop_through(self, slot: int) -> None:
+        self.base = slot
+        self.chosen = {s: v for s, v in self.chosen.items() if s > slot}
 
     def _advance_commit(self) -> None:
         while self.commit + 1 in self.chosen:
@@ -47,7 +78,7 @@ class Learner:
     def entries_from(self, slot: int, limit: int) -> tuple[ChosenEntry, ...]:
         """Up to ``limit`` chosen slots from ``slot`` on, in order, for a catch-up reply."""
         out: list[ChosenEntry] = []
-        s = max(slot, 1)  # slots start at 1; a peer asking for 0 gets what 1 would
+        s = max(slot, self.base + 1)  # slots start at 1; compacted ones go by snapshot
         while len(out) < limit and s <= self.commit:
             out.append(ChosenEntry(s, self.chosen[s]))
             s += 1

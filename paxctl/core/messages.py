@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Value
+from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +28,18 @@ class Prepare(Message):
 
 @dataclass(frozen=True, slots=True)
 class Promise(Message):
-    """Phase 1b: the acceptor promised ``ballot`` and reports its votes from ``from_slot`` on."""
+    """Phase 1b: the acceptor promised ``ballot`` and reports its votes from ``from_slot`` on.
+
+    ``compacted`` is the slot up to which the acceptor dropped its votes behind a snapshot: a
+    candidate whose ``from_slot`` is not above it cannot see those votes, so it must catch up
+    before it may lead.
+    """
 
     ballot: Ballot
     from_slot: int
     accepted: tuple[AcceptedEntry, ...]
     commit: int
+    compacted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,13 @@ class CatchupReply(Message):
     commit: int
 
 
+@dataclass(frozen=True, slots=True)
+class InstallSnapshot(Message):
+    """State transfer: the asker's missing slots were compacted away behind this snapshot."""
+
+    snapshot: Snapshot
+
+
 def describe_value(value: Value) -> str:
     """A short, deterministic rendering of a slot's value for traces."""
     if not value:
@@ -103,7 +116,10 @@ def describe(msg: Message) -> str:
         return f"{head} b={msg.ballot} from={msg.from_slot}"
     if isinstance(msg, Promise):
         votes = " ".join(f"{e.slot}@{e.ballot}" for e in msg.accepted)
-        return f"{head} b={msg.ballot} from={msg.from_slot} commit={msg.commit} votes=[{votes}]"
+        return (
+            f"{head} b={msg.ballot} from={msg.from_slot} commit={msg.commit}"
+            f" compacted={msg.compacted} votes=[{votes}]"
+        )
     if isinstance(msg, Nack):
         return f"{head} b={msg.ballot} promised={msg.promised}"
     if isinstance(msg, Accept):
@@ -115,6 +131,8 @@ def describe(msg: Message) -> str:
         return f"{head} {describe_value(msg.commands)}"
     if isinstance(msg, CatchupRequest):
         return f"{head} from={msg.from_slot}"
+    if isinstance(msg, InstallSnapshot):
+        return f"{head} slot={msg.snapshot.slot} bytes={len(msg.snapshot.app)}"
     if isinstance(msg, CatchupReply):
         return f"{head} commit={msg.commit} slots={[e.slot for e in msg.entries]}"
     return head

@@ -14,7 +14,7 @@ fills holes with no-ops, and then runs phase 2 for new commands within a window 
 from __future__ import annotations
 
 import enum
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from paxctl.core.messages import (
     CatchupReply,
     CatchupRequest,
     Forward,
+    InstallSnapshot,
     Message,
     Nack,
     Prepare,
@@ -34,7 +35,7 @@ from paxctl.core.messages import (
 )
 from paxctl.core.quorum import has_quorum, majority
 from paxctl.core.state import Config, DurableState, HardState, Ready
-from paxctl.core.types import NOOP, AcceptedEntry, Ballot, ChosenEntry, Command, Value
+from paxctl.core.types import NOOP, AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
     import random
@@ -76,9 +77,12 @@ class Node:
         )
 
         self.acceptor = Acceptor(
-            state.promised, state.votes, accept_lower="accept_lower_ballot" in self._bugs
+            state.promised,
+            state.votes,
+            accept_lower="accept_lower_ballot" in self._bugs,
+            compacted=state.compacted,
         )
-        self.learner = Learner(state.chosen)
+        self.learner = Learner(state.chosen, state.snapshot)
         self.max_round = state.max_round
         self._max_round_changed = False
 
@@ -97,6 +101,7 @@ class Node:
         self._campaign_from = 1
         # Leader state.
         self._inflight: dict[int, _Proposal] = {}
+        self._inflight_ids: set[tuple[int, int]] = set()  # commands in _inflight, for dedup
         self._next_slot = 1
         self._heard: dict[int, int] = {}
         self._leader_since = 0
@@ -108,9 +113,12 @@ class Node:
         self._catchup_target = 0
         self._catchup_sent_at: int | None = None
 
+        #: How often each rare path ran: for status pages, and for tests that must see them run.
+        self.counters: Counter[str] = Counter()
         self._local: deque[Message] = deque()  # messages to self, handled before returning
         self._outbox: list[Message] = []
         self._in_ready = False
+        self._installed: Snapshot | None = None  # a peer's snapshot for the next Ready
         self._deferred: tuple[HardState | None, list[AcceptedEntry]] = (None, [])  # planted bug
 
     # ------------------------------------------------------------------ public facade
@@ -145,7 +153,7 @@ class Node:
         if self.learner.clients.is_applied(command):
             return True
         key = (command.client, command.seq)
-        if key in self._pending_ids:
+        if key in self._pending_ids or key in self._inflight_ids:
             return True
         if len(self._pending) >= self.config.max_pending:
             return False
@@ -168,18 +176,30 @@ class Node:
             (hard_state, votes), self._deferred = self._deferred, (hard_state, votes)
         ready = Ready(
             hard_state=hard_state,
+            snapshot=self._installed,
             votes=tuple(votes),
             chosen=tuple(self.learner.take_new_chosen()),
             messages=tuple(self._outbox),
             committed=tuple(self.learner.take_committed()),
         )
         self._outbox = []
+        self._installed = None
         self._in_ready = bool(ready)
         return ready
 
     def advance(self) -> None:
         """The driver persisted, sent and applied the last Ready."""
         self._in_ready = False
+
+    def compact(self, slot: int, app: bytes) -> Snapshot:
+        """Sum up the log up to ``slot`` (the last applied slot) in a snapshot of ``app``.
+
+        The node forgets its votes and chosen values up to there; the driver stores the snapshot
+        it returns, then may drop the log behind it. Laggards get this snapshot by catch-up.
+        """
+        snapshot = self.learner.compact(slot, app, self.config.voters)
+        self.acceptor.compact(slot)
+        return snapshot
 
     def is_applied(self, command: Command) -> bool:
         """Whether ``command`` already took effect here (so its client can be answered)."""
@@ -194,6 +214,7 @@ class Node:
             "promised": str(self.acceptor.promised),
             "leader": self.leader,
             "commit": self.learner.commit,
+            "compacted": self.acceptor.compacted,
             "applied": self.learner.applied,
             "pending": len(self._pending),
             "inflight": len(self._inflight),
@@ -219,6 +240,8 @@ class Node:
             self._on_catchup_request(msg)
         elif isinstance(msg, CatchupReply):
             self._on_catchup_reply(msg)
+        elif isinstance(msg, InstallSnapshot):
+            self._on_install_snapshot(msg)
 
     def _send(self, msg: Message) -> None:
         if msg.to == self.id:
@@ -262,6 +285,7 @@ class Node:
         self._heard_leader_at = None
         self._promises = {}
         self._campaign_from = self.learner.commit + 1
+        self.counters["campaigns"] += 1
         self._reset_timer()
         self._send_prepares((self.id, *self._peers))
 
@@ -271,6 +295,7 @@ class Node:
 
     def _step_down(self, failed: bool) -> None:
         if self.role is not Role.FOLLOWER:
+            self.counters["step_downs"] += 1
             self._requeue_inflight()
             self.role = Role.FOLLOWER
         if failed:
@@ -290,10 +315,21 @@ class Node:
 
     def _requeue_inflight(self) -> None:
         """Give up leadership: keep the commands of undecided proposals for the next leader."""
-        for slot in sorted(self._inflight):
-            for cmd in self._inflight[slot].value:
+        inflight, self._inflight = self._inflight, {}
+        self._inflight_ids.clear()
+        for slot in sorted(inflight):
+            for cmd in inflight[slot].value:
                 self.propose(cmd)
-        self._inflight = {}
+
+    def _propose_slot(self, slot: int, value: Value) -> None:
+        self._inflight[slot] = _Proposal(value)
+        self._inflight_ids.update((c.client, c.seq) for c in value)
+
+    def _settle(self, slot: int) -> None:
+        """The slot is decided: stop proposing it."""
+        proposal = self._inflight.pop(slot, None)
+        if proposal is not None:
+            self._inflight_ids.difference_update((c.client, c.seq) for c in proposal.value)
 
     # ------------------------------------------------------------------ acceptor side
 
@@ -309,21 +345,33 @@ class Node:
         if not self.acceptor.prepare(msg.ballot):
             self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))
             return
-        if msg.frm != self.id and self.role is not Role.FOLLOWER and msg.ballot > self.ballot:
-            self._step_down(failed=False)
-            self.leader = None
+        if msg.frm != self.id:
+            if self.role is not Role.FOLLOWER and msg.ballot > self.ballot:
+                self._step_down(failed=False)
+                self.leader = None
+            self._reset_timer()  # give the candidate we promised time to finish its campaign
         votes = self.acceptor.votes_from(msg.from_slot)
-        self._send(Promise(self.id, msg.frm, msg.ballot, msg.from_slot, votes, self.learner.commit))
+        self._send(
+            Promise(
+                self.id,
+                msg.frm,
+                msg.ballot,
+                msg.from_slot,
+                votes,
+                self.learner.commit,
+                self.acceptor.compacted,
+            )
+        )
 
     def _on_accept(self, msg: Accept) -> None:
-        if not self.acceptor.accept(msg.ballot, msg.entries):
+        slots = self.acceptor.accept(msg.ballot, msg.entries)
+        if slots is None:
             self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))
             return
         self._follow(msg.frm, msg.ballot)
         if msg.frm != self.id:
             self._learn_from_commit(msg.ballot, msg.commit)
             self._maybe_request_catchup(msg.frm, msg.commit)
-        slots = tuple(e.slot for e in msg.entries)
         self._send(Accepted(self.id, msg.frm, msg.ballot, slots, self.learner.commit))
 
     def _learn_from_commit(self, ballot: Ballot, commit: int) -> None:
@@ -339,6 +387,13 @@ class Node:
 
     def _on_promise(self, msg: Promise) -> None:
         if self.role is not Role.CANDIDATE or msg.ballot != self.ballot:
+            return
+        if msg.compacted >= self._campaign_from:
+            # That acceptor dropped votes we would need to see: this node is too far behind to
+            # lead. Catch up (by snapshot) first; a later campaign starts above the gap.
+            self.leader = None
+            self._step_down(failed=False)
+            self._maybe_request_catchup(msg.frm, msg.compacted)
             return
         self._promises[msg.frm] = msg
         if has_quorum(self._promises, self._voters, self._quorum):
@@ -362,7 +417,7 @@ class Node:
         self._failed_campaigns = 0
         self._leader_since = self.now
         self._heard = {}
-        self._inflight = {}
+        self._requeue_inflight()  # (empty: a candidate has nothing in flight)
         # pmax: in each open slot, the value voted with the highest ballot by the quorum.
         best: dict[int, tuple[Ballot, Value]] = {}
         if "skip_adoption" not in self._bugs:
@@ -373,9 +428,12 @@ class Node:
         # Every slot up to the highest one anybody voted for or learned gets a proposal: the
         # adopted value, or a no-op for a hole. Slots already known chosen need none.
         top = max(self.learner.commit, max(best, default=0), max(self.learner.chosen, default=0))
+        self.counters["elected"] += 1
         for slot in range(self._campaign_from, top + 1):
             if not self.learner.is_chosen(slot):
-                self._inflight[slot] = _Proposal(best[slot][1] if slot in best else NOOP)
+                value = best[slot][1] if slot in best else NOOP
+                self.counters["adopted" if slot in best else "noop_fills"] += 1
+                self._propose_slot(slot, value)
         self._next_slot = top + 1
         self._promises = {}
         self._send_accepts(self._inflight, (self.id, *self._peers))
@@ -394,9 +452,9 @@ class Node:
                     if not self.learner.clients.is_applied(cmd):
                         batch.append(cmd)
                 if batch:
-                    new[self._next_slot] = _Proposal(tuple(batch))
+                    self._propose_slot(self._next_slot, tuple(batch))
+                    new[self._next_slot] = self._inflight[self._next_slot]
                     self._next_slot += 1
-            self._inflight.update(new)
             self._send_accepts(new, (self.id, *self._peers))
         elif self.leader is not None and self.leader != self.id:
             commands = tuple(self._pending)
@@ -432,11 +490,13 @@ class Node:
                 self._step_down(failed=False)
 
     def _on_accepted(self, msg: Accepted) -> None:
-        self._heard[msg.frm] = self.now
+        if msg.commit > self.learner.commit:
+            self._maybe_request_catchup(msg.frm, msg.commit)  # a follower knows more than we do
         if self.role is not Role.LEADER:
             return
         if msg.ballot != self.ballot and "count_across_ballots" not in self._bugs:
             return
+        self._heard[msg.frm] = self.now  # only replies to this ballot prove we still lead
         for slot in msg.slots:
             proposal = self._inflight.get(slot)
             if proposal is None:
@@ -448,7 +508,7 @@ class Node:
     # ------------------------------------------------------------------ learner side
 
     def _learn(self, slot: int, value: Value, own_quorum: bool) -> None:
-        proposal = self._inflight.pop(slot, None)
+        proposal = self._inflight.get(slot)
         if (
             self.role is Role.LEADER
             and not own_quorum
@@ -458,10 +518,9 @@ class Node:
         ):
             # Another ballot decided a slot this leader owns: a higher ballot is out there.
             # Step down before any heartbeat could claim this slot's commit at our ballot.
-            if proposal is not None:
-                self._inflight[slot] = proposal
             self.leader = None
             self._step_down(failed=False)
+        self._settle(slot)
         self.learner.learn(slot, value)
 
     def _maybe_request_catchup(self, source: int | None, their_commit: int = 0) -> None:
@@ -476,8 +535,11 @@ class Node:
         )
         if not due:
             return
+        # Ask whoever showed it knows more (or the leader); after a request went unanswered,
+        # ask a random peer, so that one broken link cannot keep a node behind for good.
         target = source if source is not None else self.leader
-        if target is None or target == self.id:
+        unanswered = self._catchup_sent_at is not None
+        if target is None or target == self.id or (source is None and unanswered):
             if not self._peers:
                 return
             target = self._rng.choice(self._peers)
@@ -485,9 +547,27 @@ class Node:
         self._send(CatchupRequest(self.id, target, self.learner.commit + 1))
 
     def _on_catchup_request(self, msg: CatchupRequest) -> None:
+        snapshot = self.learner.snapshot
+        if msg.from_slot <= self.learner.base and snapshot is not None:
+            self._send(InstallSnapshot(self.id, msg.frm, snapshot))
+            self.counters["snapshots_sent"] += 1
+            return
         entries = self.learner.entries_from(msg.from_slot, self.config.max_entries)
         if entries or self.learner.commit >= msg.from_slot:
             self._send(CatchupReply(self.id, msg.frm, entries, self.learner.commit))
+            self.counters["catchups_served"] += 1
+
+    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
+        if self.role is Role.LEADER and msg.snapshot.slot >= self._campaign_from:
+            # Slots this leader owns were decided elsewhere: a higher ballot is out there.
+            self.leader = None
+            self._step_down(failed=False)
+        if self.learner.install(msg.snapshot):
+            self.acceptor.compact(msg.snapshot.slot)
+            self._installed = msg.snapshot
+            self.counters["snapshots_installed"] += 1
+        self._catchup_sent_at = None
+        self._maybe_request_catchup(msg.frm)
 
     def _on_catchup_reply(self, msg: CatchupReply) -> None:
         for entry in msg.entries:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from paxctl.core.messages import Message
-from paxctl.core.types import ZERO_BALLOT, AcceptedEntry, Applied, Ballot, ChosenEntry, Value
+from paxctl.core.types import (
+    ZERO_BALLOT,
+    AcceptedEntry,
+    Applied,
+    Ballot,
+    ChosenEntry,
+    Snapshot,
+    Value,
+)
 
 #: Test-only switches that plant known bugs, so the simulator can prove it catches them.
 PLANTED_BUGS = frozenset(
@@ -72,15 +80,17 @@ class HardState:
 class Ready:
     """One batch of work for the driver, handled strictly in this order:
 
-    1. persist ``hard_state`` (if set), ``votes`` and ``chosen`` with one fsync;
+    1. persist ``snapshot`` (if set: one received from a peer), ``hard_state`` (if set),
+       ``votes`` and ``chosen`` (one fsync for the log);
     2. send ``messages``;
-    3. apply ``committed`` in slot order;
+    3. restore the application from ``snapshot`` (if set), then apply ``committed`` in order;
     4. call ``Node.advance()``.
 
     Messages may depend on the state in the same batch, so step 2 never starts before step 1 ends.
     """
 
     hard_state: HardState | None = None
+    snapshot: Snapshot | None = None
     votes: tuple[AcceptedEntry, ...] = ()
     chosen: tuple[ChosenEntry, ...] = ()
     messages: tuple[Message, ...] = ()
@@ -88,7 +98,12 @@ class Ready:
 
     @property
     def must_persist(self) -> bool:
-        return self.hard_state is not None or bool(self.votes) or bool(self.chosen)
+        return (
+            self.hard_state is not None
+            or self.snapshot is not None
+            or bool(self.votes)
+            or bool(self.chosen)
+        )
 
     def __bool__(self) -> bool:
         return self.must_persist or bool(self.messages) or bool(self.committed)
@@ -96,15 +111,23 @@ class Ready:
 
 @dataclass
 class DurableState:
-    """Everything a node keeps across a crash: its hard state, its votes, what it learned."""
+    """Everything a node keeps across a crash: its hard state, its votes, what it learned.
+
+    ``compacted`` is the slot up to which votes and chosen values were dropped behind a snapshot
+    (``snapshot`` is the newest valid one, which may be older if the newest was found corrupt).
+    """
 
     promised: Ballot = ZERO_BALLOT
     max_round: int = 0
     votes: dict[int, AcceptedEntry] = field(default_factory=dict)
     chosen: dict[int, Value] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+    compacted: int = 0
 
     def persist(self, ready: Ready) -> None:
         """Merge a Ready's state into this one, as a durable write of it would."""
+        if ready.snapshot is not None:
+            self.install(ready.snapshot)
         if ready.hard_state is not None:
             self.promised = ready.hard_state.promised
             self.max_round = ready.hard_state.max_round
@@ -113,6 +136,22 @@ class DurableState:
         for entry in ready.chosen:
             self.chosen[entry.slot] = entry.value
 
+    def install(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` and drop what it covers."""
+        if self.snapshot is not None and snapshot.slot <= self.snapshot.slot:
+            return
+        self.snapshot = snapshot
+        self.compacted = max(self.compacted, snapshot.slot)
+        self.votes = {s: v for s, v in self.votes.items() if s > snapshot.slot}
+        self.chosen = {s: v for s, v in self.chosen.items() if s > snapshot.slot}
+
     def copy(self) -> DurableState:
         """An independent copy (entries are immutable, so copying the maps is enough)."""
-        return DurableState(self.promised, self.max_round, dict(self.votes), dict(self.chosen))
+        return DurableState(
+            self.promised,
+            self.max_round,
+            dict(self.votes),
+            dict(self.chosen),
+            self.snapshot,
+            self.compacted,
+        )

@@ -72,3 +72,17 @@ class Applied:
     slot: int
     commands: tuple[Command, ...]
     skipped: tuple[Command, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The application's state after applying every slot up to ``slot``.
+
+    It carries what a node needs to continue from there without the log behind it: the voters,
+    the exactly-once table (client -> highest applied seq) and the application's own bytes.
+    """
+
+    slot: int
+    voters: tuple[int, ...]
+    clients: tuple[tuple[int, int], ...]
+    app: bytes

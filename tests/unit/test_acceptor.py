@@ -36,37 +36,37 @@ def test_promise_only_ballots_at_least_the_promised_one():
 
 def test_accept_only_at_ballots_at_least_the_promised_one():
     acc = Acceptor(promised=Ballot(3, 1))
-    assert not acc.accept(Ballot(2, 5), (ChosenEntry(1, A),))
+    assert acc.accept(Ballot(2, 5), (ChosenEntry(1, A),)) is None
     assert acc.votes == {}
     assert acc.take_changes() == (False, [])
-    assert acc.accept(Ballot(3, 1), (ChosenEntry(1, A),))
+    assert acc.accept(Ballot(3, 1), (ChosenEntry(1, A),)) == (1,)
     assert acc.votes[1] == AcceptedEntry(1, Ballot(3, 1), A)
 
 
 def test_higher_accept_raises_the_promise():
     acc = Acceptor(promised=Ballot(3, 1))
-    assert acc.accept(Ballot(4, 2), (ChosenEntry(1, A),))
+    assert acc.accept(Ballot(4, 2), (ChosenEntry(1, A),)) == (1,)
     assert acc.promised == Ballot(4, 2)
     changed, votes = acc.take_changes()
     assert changed
     assert votes == [AcceptedEntry(1, Ballot(4, 2), A)]
     # Having accepted at 4.2, a prepare of 4.1 (or an accept at 3.1) is refused.
     assert not acc.prepare(Ballot(4, 1))
-    assert not acc.accept(Ballot(3, 1), (ChosenEntry(2, B),))
+    assert acc.accept(Ballot(3, 1), (ChosenEntry(2, B),)) is None
 
 
 def test_heartbeat_accept_raises_the_promise_without_votes():
     acc = Acceptor()
-    assert acc.accept(Ballot(2, 2), ())
+    assert acc.accept(Ballot(2, 2), ()) == ()
     assert acc.take_changes() == (True, [])
 
 
 def test_duplicate_accept_produces_no_new_vote():
     acc = Acceptor()
     entries = (ChosenEntry(1, A), ChosenEntry(2, B))
-    assert acc.accept(Ballot(1, 1), entries)
+    assert acc.accept(Ballot(1, 1), entries) is not None
     assert len(acc.take_changes()[1]) == 2
-    assert acc.accept(Ballot(1, 1), entries)
+    assert acc.accept(Ballot(1, 1), entries) is not None
     assert acc.take_changes() == (False, [])
 
 
@@ -116,7 +116,10 @@ def test_promise_never_decreases_and_every_vote_is_at_or_below_it(ops):
     acc = Acceptor()
     for is_prepare, ballot, slot in ops:
         before = acc.promised
-        ok = acc.prepare(ballot) if is_prepare else acc.accept(ballot, (ChosenEntry(slot, A),))
+        if is_prepare:
+            ok = acc.prepare(ballot)
+        else:
+            ok = acc.accept(ballot, (ChosenEntry(slot, A),)) is not None
         assert ok == (ballot >= before)
         assert acc.promised == max(before, ballot)
         assert all(v.ballot <= acc.promised for v in acc.votes.values())

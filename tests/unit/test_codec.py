@@ -19,12 +19,13 @@ from paxctl.core.messages import (
     CatchupReply,
     CatchupRequest,
     Forward,
+    InstallSnapshot,
     Message,
     Nack,
     Prepare,
     Promise,
 )
-from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command
+from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot
 
 MAX = 2**63 - 1
 
@@ -40,13 +41,25 @@ votes = st.lists(st.builds(AcceptedEntry, ints, ballots, values), max_size=4).ma
 
 messages = st.one_of(
     st.builds(Prepare, ints, ints, ballots, ints),
-    st.builds(Promise, ints, ints, ballots, ints, votes, ints),
+    st.builds(Promise, ints, ints, ballots, ints, votes, ints, ints),
     st.builds(Nack, ints, ints, ballots, ballots),
     st.builds(Accept, ints, ints, ballots, chosen, ints),
     st.builds(Accepted, ints, ints, ballots, st.lists(ints, max_size=6).map(tuple), ints),
     st.builds(Forward, ints, ints, values),
     st.builds(CatchupRequest, ints, ints, ints),
     st.builds(CatchupReply, ints, ints, chosen, ints),
+    st.builds(
+        InstallSnapshot,
+        ints,
+        ints,
+        st.builds(
+            Snapshot,
+            ints,
+            st.lists(ints, max_size=5).map(tuple),
+            st.lists(st.tuples(ints, ints), max_size=4).map(tuple),
+            st.binary(max_size=64),
+        ),
+    ),
 )
 
 B = Ballot(3, 2)
@@ -55,6 +68,7 @@ EXAMPLES: list[Message] = [
     Prepare(1, 2, B, 5),
     Promise(2, 1, B, 5, (AcceptedEntry(5, Ballot(1, 3), V), AcceptedEntry(7, B, ())), 4),
     Promise(2, 1, B, 1, (), 0),
+    Promise(2, 1, B, 1, (), 40, 40),  # an acceptor that compacted through slot 40
     Nack(3, 1, Ballot(1, 1), B),
     Accept(1, 3, B, (ChosenEntry(4, V), ChosenEntry(5, ())), 3),
     Accept(1, 3, B, (), 3),  # heartbeat
@@ -64,6 +78,7 @@ EXAMPLES: list[Message] = [
     CatchupRequest(2, 1, 9),
     CatchupReply(1, 2, (ChosenEntry(9, V),), 9),
     CatchupReply(1, 2, (), 0),
+    InstallSnapshot(1, 2, Snapshot(40, (1, 2, 3), ((1000, 7), (1001, 2)), b"state")),
 ]
 
 
@@ -73,7 +88,7 @@ def test_examples_cover_every_message_type():
         for obj in vars(messages_module).values()
         if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
     }
-    assert len(kinds) == 8
+    assert len(kinds) == 9
     assert {type(m) for m in EXAMPLES} == kinds
 
 
@@ -93,7 +108,7 @@ def test_decoded_collections_are_tuples_and_ballots_are_ballots():
     assert isinstance(out.accepted, tuple)
     assert isinstance(out.accepted[0].value, tuple)
     assert isinstance(out.accepted[0].ballot, Ballot)
-    acc = decode(encode(EXAMPLES[6]))
+    acc = decode(encode(EXAMPLES[7]))
     assert isinstance(acc, Accepted)
     assert isinstance(acc.slots, tuple)
 
@@ -258,13 +273,14 @@ def test_fields_of_wrong_type_or_negative_raise_codec_error(msg):
 
 FIELD_KINDS: dict[type[Message], tuple[str, ...]] = {
     Prepare: ("ballot", "int"),
-    Promise: ("ballot", "int", "votes", "int"),
+    Promise: ("ballot", "int", "votes", "int", "int"),
     Nack: ("ballot", "ballot"),
     Accept: ("ballot", "chosen", "int"),
     Accepted: ("ballot", "slots", "int"),
     Forward: ("value",),
     CatchupRequest: ("int",),
     CatchupReply: ("chosen", "int"),
+    InstallSnapshot: ("snapshot",),
 }
 
 
@@ -283,6 +299,9 @@ def record_paths(msg: Message) -> Iterator[tuple[int, ...]]:
             for j, (_, value) in enumerate(field):
                 yield (*p, j)
                 yield from ((*p, j, 1, k) for k in range(len(value)))
+        elif kind == "snapshot":
+            yield p
+            yield from ((*p, 2, j) for j in range(len(field[2])))
         elif kind == "votes":
             for j, (_, _, value) in enumerate(field):
                 yield (*p, j)

@@ -246,7 +246,10 @@ def test_catchup_is_not_requested_more_than_once_per_heartbeat():
     for _ in range(3):
         node.tick()
         requests += of_type(drain(node), CatchupRequest)
-    assert requests == [CatchupRequest(2, 1, 1)]  # retried once the heartbeat interval passed
+    # Retried once the heartbeat interval passed; the first request went unanswered, so the
+    # retry may go to any peer (a broken link to the leader must not keep a node behind).
+    assert len(requests) == 1
+    assert requests[0].frm == 2 and requests[0].to in (1, 3) and requests[0].from_slot == 1
 
 
 def test_catchup_request_is_answered_with_a_bounded_run_of_chosen_values():
