@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from paxctl.core.state import PLANTED_BUGS
+from paxctl.storage.store import PLANTED_STORAGE_BUGS
 from paxctl.testing.sim.runner import Summary, replay_command, run_specs, summarize
 from paxctl.testing.sim.world import SimSpec
 
@@ -31,12 +32,15 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
         ("messages dropped", f"{s.dropped:,}"),
         ("messages duplicated", f"{s.duplicated:,}"),
         ("crashes (then restarts)", f"{s.crashes:,}"),
+        ("  of them inside a write/fsync", f"{s.mid_write_crashes:,}"),
+        ("torn log tails cut at recovery", f"{s.torn_tails_cut:,}"),
         ("partitions", f"{s.partitions:,}"),
         ("leader elections", f"{s.elections:,}"),
         ("commands submitted", f"{s.submitted:,}"),
         ("client retries", f"{s.retries:,}"),
         ("commands chosen and applied", f"{s.completed:,}"),
         ("slots chosen", f"{s.slots_chosen:,}"),
+        ("snapshots taken / installed", f"{s.snapshots_taken:,} / {s.snapshots_installed:,}"),
         ("virtual time", f"{summary.virtual_ms / 1000:,.1f} s"),
     ]
     for name, value in rows:
@@ -86,7 +90,7 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
     "--plant-bug",
     "bugs",
     multiple=True,
-    type=click.Choice(sorted(PLANTED_BUGS)),
+    type=click.Choice(sorted(PLANTED_BUGS | PLANTED_STORAGE_BUGS)),
     help="Test only: plant a known bug to see the simulator catch it. Repeatable.",
 )
 @click.option(

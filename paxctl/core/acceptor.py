@@ -25,6 +25,9 @@ class Acceptor:
         self.votes: dict[int, AcceptedEntry] = {
             s: v for s, v in (votes or {}).items() if s > compacted
         }
+        # A vote at a ballot implies a promise of it. After a crash between writing a vote and
+        # writing the promise that came with it, the vote on disk is what counts.
+        self.promised = max([promised, *(v.ballot for v in self.votes.values())])
         #: Changes not yet handed to the driver to persist.
         self.promise_changed = False
         self.new_votes: list[AcceptedEntry] = []

@@ -23,6 +23,9 @@ class Faults:
     max_down: int = 0  # nodes down at once at most
     partition_every_ms: int = 0  # mean time between partitions (0: none)
     tick_drift: float = 0.0  # each node's tick period is off by up to this fraction
+    mid_write_crash: float = 0.0  # share of crashes that strike inside a write or fsync
+    snapshot_every: int = 0  # applied slots between a node's snapshots (0: never)
+    segment_bytes: int = 64 * 1024  # log segment size: small, so segments roll and get dropped
 
     @staticmethod
     def none() -> Faults:
@@ -42,6 +45,9 @@ class Faults:
             max_down=rng.randint(1, nodes // 2 + 1),  # sometimes a majority is down
             partition_every_ms=rng.choice([0, 500, 2000]),
             tick_drift=rng.choice([0.0, 0.05, 0.2]),
+            mid_write_crash=rng.choice([0.0, 0.3, 0.7]),
+            snapshot_every=rng.choice([0, 10, 40, 150]),
+            segment_bytes=rng.choice([1024, 8192, 65536]),
         )
 
     def describe(self) -> str:
@@ -49,5 +55,6 @@ class Faults:
             f"drop={self.drop} dup={self.duplicate} delay={self.min_delay_ms}-{self.max_delay_ms}ms"
             f" slow={self.slow}@{self.slow_delay_ms}ms crash_every={self.crash_every_ms}ms"
             f" max_down={self.max_down} partition_every={self.partition_every_ms}ms"
-            f" drift={self.tick_drift}"
+            f" drift={self.tick_drift} mid_write_crash={self.mid_write_crash}"
+            f" snapshot_every={self.snapshot_every} segment_bytes={self.segment_bytes}"
         )

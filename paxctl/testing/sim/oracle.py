@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from paxctl.core.messages import Accepted, Message, Promise
 from paxctl.core.quorum import majority
 from paxctl.core.state import DurableState, Ready
-from paxctl.core.types import ZERO_BALLOT, Ballot, Command, Value
+from paxctl.core.types import ZERO_BALLOT, Ballot, Command, Snapshot, Value
+from paxctl.testing.sim.app import GENESIS, chain, decode_state
 
 
 class InvariantViolation(AssertionError):
@@ -40,6 +41,8 @@ class Oracle:
         # The commands each slot makes take effect, derived here from the chosen sequence.
         self.effective: dict[int, tuple[Command, ...]] = {}
         self._seen: set[tuple[int, int]] = set()
+        # The application's digest after each slot of the chosen sequence.
+        self.digests: dict[int, bytes] = {0: GENESIS}
 
     def fail(self, what: str) -> None:
         raise InvariantViolation(what)
@@ -56,13 +59,37 @@ class Oracle:
                 f"{acks.promised} it acknowledged"
             )
         for slot, ballot in sorted(acks.votes.items()):
+            if slot <= state.compacted:
+                continue  # dropped behind a snapshot: that slot is chosen and applied
             vote = state.votes.get(slot)
             if vote is None or vote.ballot < ballot:
                 self.fail(f"node {node} restarted without its acknowledged vote {slot}@{ballot}")
+        # Votes on disk are votes, even if the crash came before the rest of their batch (and
+        # so before this oracle saw the batch): recovery will report them in promises.
+        for vote in sorted(state.votes.values(), key=lambda v: v.slot):
+            self._vote(node, vote.slot, vote.ballot, vote.value)
         self.applied_upto[node] = 0
+        if state.snapshot is not None:
+            self._snapshot(node, state.snapshot)
+
+    def _snapshot(self, node: int, snap: Snapshot) -> None:
+        """A node restored its state from a snapshot: it must be the chosen sequence's state."""
+        slot, digest = decode_state(snap.app)
+        if slot != snap.slot or self.digests.get(slot) != digest:
+            self.fail(
+                f"node {node} holds a snapshot at slot {snap.slot} that is not the state "
+                "of the chosen sequence there"
+            )
+        self.applied_upto[node] = snap.slot
+
+    def applied_state(self, node: int, slot: int, digest: bytes) -> None:
+        if self.digests.get(slot) != digest:
+            self.fail(f"node {node}'s state after slot {slot} differs from the chosen sequence's")
 
     def observe(self, node: int, ready: Ready) -> None:
         """Check one Ready, as the driver persists, sends and applies it."""
+        if ready.snapshot is not None:
+            self._snapshot(node, ready.snapshot)
         for vote in ready.votes:
             self._vote(node, vote.slot, vote.ballot, vote.value)
         for entry in ready.chosen:
@@ -129,4 +156,5 @@ class Oracle:
                     self._seen.add(key)
                     fresh.append(cmd)
             self.effective[slot] = tuple(fresh)
+            self.digests[slot] = chain(self.digests[slot - 1], self.effective[slot])
             slot += 1

@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 
 from paxctl.core import codec
 from paxctl.core.learner import SafetyViolation
-from paxctl.core.messages import Accept, CatchupReply, Message, Nack, Promise, describe
+from paxctl.core.messages import Message, Nack, describe
 from paxctl.core.node import Node, Role
-from paxctl.core.state import Config, DurableState
+from paxctl.core.state import PLANTED_BUGS
 from paxctl.core.types import Command
+from paxctl.storage.framing import CorruptionError
 from paxctl.testing.sim.faults import Faults
+from paxctl.testing.sim.host import SimHost
 from paxctl.testing.sim.oracle import InvariantViolation, Oracle
+from paxctl.testing.simfs import SimulatedCrash
 
 TICK_MS = 10
 CLIENT_TIMEOUT_MS = 400
@@ -46,11 +49,20 @@ class Stats:
     retries: int = 0
     completed: int = 0
     slots_chosen: int = 0
-    # Rare paths, counted so a test can fail if a sweep never exercised them.
+    # Rare paths, counted so a test can fail if a sweep never exercised them (most are the
+    # nodes' own counters, summed).
     nacks: int = 0
-    catchups: int = 0
-    adopted_votes: int = 0
-    noops_proposed: int = 0
+    campaigns: int = 0
+    elected: int = 0
+    step_downs: int = 0
+    adopted: int = 0
+    noop_fills: int = 0
+    catchups_served: int = 0
+    snapshots_sent: int = 0
+    snapshots_installed: int = 0
+    snapshots_taken: int = 0
+    mid_write_crashes: int = 0
+    torn_tails_cut: int = 0
 
     def add(self, other: Stats) -> None:
         for name in self.__dataclass_fields__:
@@ -112,9 +124,20 @@ class World:
         self._seq = 0
         self._healed = False
 
-        self.disks = {n: DurableState() for n in self.voters}
-        self.nodes: dict[int, Node | None] = {}
-        self.incarnation = {n: 0 for n in self.voters}
+        core_bugs = spec.bugs & PLANTED_BUGS
+        self.hosts = {
+            n: SimHost(
+                n,
+                self.voters,
+                spec.seed,
+                self.oracle,
+                core_bugs,
+                spec.bugs - core_bugs,
+                self.faults.segment_bytes,
+                self.faults.snapshot_every,
+            )
+            for n in self.voters
+        }
         self.tick_ms = {
             n: TICK_MS * (1 + self.rng.uniform(-self.faults.tick_drift, self.faults.tick_drift))
             for n in self.voters
@@ -160,9 +183,16 @@ class World:
                     raise InvariantViolation(self._liveness_report())
                 self.stats.events += 1
                 action()
-        except (InvariantViolation, SafetyViolation) as exc:
+        except (InvariantViolation, SafetyViolation, CorruptionError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             self._log(f"VIOLATION {error}")
+        except Exception as exc:  # a crash of a node or of the simulator is a failure too
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            self._log(f"CRASH {error}")
+        for host in self.hosts.values():
+            host.crash(None)  # folds the live nodes' counters into the totals
+            for name, count in host.counters.items():
+                setattr(self.stats, name, getattr(self.stats, name) + count)
         return SimResult(
             self.spec, error is None, error, self.stats, self.profile, self.now, self.trace or []
         )
@@ -170,31 +200,45 @@ class World:
     # ------------------------------------------------------------------ nodes
 
     def _start(self, n: int) -> None:
-        self.incarnation[n] += 1
-        rng = random.Random(f"{self.spec.seed}/{n}/{self.incarnation[n]}")
-        config = Config(n, self.voters, planted_bugs=self.spec.bugs)
-        state = self.disks[n].copy()
-        self.oracle.restarted(n, state)
-        self.nodes[n] = Node(config, rng, state)
+        host = self.hosts[n]
+        host.start()
+        assert host.node is not None
         self.requests[n] = set()
-        self._log(f"n{n} start incarnation={self.incarnation[n]} promised={state.promised}")
-        self._schedule_tick(n, self.incarnation[n])
+        for warning in host.warnings:
+            self.stats.torn_tails_cut += "torn tail" in warning
+            self._log(f"n{n} recovery: {warning}")
+        host.warnings.clear()
+        self._log(
+            f"n{n} start incarnation={host.incarnation} promised={host.node.acceptor.promised}"
+            f" commit={host.node.learner.commit}"
+        )
+        self._schedule_tick(n, host.incarnation)
+
+    def _node(self, n: int) -> Node | None:
+        return self.hosts[n].node
 
     def _schedule_tick(self, n: int, inc: int) -> None:
         self._at(self.tick_ms[n], lambda: self._tick(n, inc))
 
     def _tick(self, n: int, inc: int) -> None:
-        node = self.nodes[n]
-        if node is None or self.incarnation[n] != inc:
+        node = self._node(n)
+        if node is None or self.hosts[n].incarnation != inc:
             return
         was_leader = node.role is Role.LEADER
         node.tick()
         self._drive(n, node, was_leader, "tick")
-        self._schedule_tick(n, inc)
+        if self.hosts[n].incarnation == inc and self.hosts[n].up:
+            self._schedule_tick(n, inc)
 
     def _drive(self, n: int, node: Node, was_leader: bool, what: str | Message) -> None:
-        """Handle the node's Ready exactly as the real driver does."""
-        ready = node.ready()
+        """Handle the node's Ready exactly as the real driver does (see SimHost.drive)."""
+        try:
+            ready = self.hosts[n].drive(self._send_message, lambda cmd: self._answer(n, cmd))
+        except SimulatedCrash as exc:
+            self._log(f"n{n} CRASH in the middle of a disk operation ({exc})")
+            self.stats.mid_write_crashes += 1
+            self._power_off(n)
+            return
         if node.role is Role.LEADER and not was_leader:
             self.stats.elections += 1
             self._log(f"n{n} becomes leader b={node.ballot}")
@@ -205,43 +249,37 @@ class World:
                 f"commit={node.learner.commit} persist={len(ready.votes)}v/{len(ready.chosen)}c"
                 f"{'+hs' if ready.hard_state else ''} send={len(ready.messages)}"
             )
-        if not ready:
-            node.advance()
-            return
-        self.disks[n].persist(ready)  # 1. persist (the simulated disk syncs at once)
-        self.oracle.observe(n, ready)
-        for msg in ready.messages:  # 2. send
-            self._count(msg)
-            self._send(msg.frm, msg.to, codec.encode(msg))
-        for applied in ready.committed:  # 3. apply, answering the clients waiting here
-            for cmd in (*applied.commands, *applied.skipped):
-                self._answer(n, cmd)
         self.stats.slots_chosen = max(self.stats.slots_chosen, len(self.oracle.chosen))
-        node.advance()  # 4.
 
-    def _count(self, msg: Message) -> None:
+    def _send_message(self, msg: Message) -> None:
         if isinstance(msg, Nack):
             self.stats.nacks += 1
-        elif isinstance(msg, CatchupReply):
-            self.stats.catchups += 1
-        elif isinstance(msg, Promise):
-            self.stats.adopted_votes += len(msg.accepted)
-        elif isinstance(msg, Accept):
-            self.stats.noops_proposed += sum(1 for e in msg.entries if not e.value)
+        self._send(msg.frm, msg.to, codec.encode(msg))
 
     def _crash_random(self) -> None:
         if not self._healed:
-            up = [n for n in self.voters if self.nodes[n] is not None]
+            up = [n for n in self.voters if self.hosts[n].up]
             if len(self.voters) - len(up) < self.faults.max_down and up:
                 n = self.rng.choice(up)
-                self.nodes[n] = None
-                self.stats.crashes += 1
-                self._log(f"n{n} CRASH")
-                self._at(self.rng.randint(50, 2000), lambda: self._restart(n))
+                if self.rng.random() < self.faults.mid_write_crash:
+                    # Not now: in the middle of one of its next disk operations.
+                    self.hosts[n].arm_crash(self.rng.randint(1, 8))
+                    self._log(f"n{n} will crash during a coming disk operation")
+                else:
+                    self._log(f"n{n} CRASH")
+                    self._power_off(n)
             self._at(self._exp(self.faults.crash_every_ms), self._crash_random)
 
+    def _power_off(self, n: int) -> None:
+        self.hosts[n].crash(self.rng)
+        self.stats.crashes += 1
+        if not self._healed:
+            self._at(self.rng.randint(50, 2000), lambda: self._restart(n))
+        else:
+            self._at(1, lambda: self._restart(n))
+
     def _restart(self, n: int) -> None:
-        if self.nodes[n] is None:
+        if not self.hosts[n].up:
             self._start(n)
 
     # ------------------------------------------------------------------ network
@@ -261,7 +299,7 @@ class World:
             self._at(delay, lambda: self._deliver(src, dst, data))
 
     def _deliver(self, src: int, dst: int, data: bytes) -> None:
-        node = self.nodes[dst]
+        node = self._node(dst)
         if node is None or (src, dst) in self.blocked:
             self.stats.dropped += 1
             return
@@ -275,7 +313,8 @@ class World:
         if self._healed:
             return
         self.blocked.clear()
-        kind = self.rng.choice(["isolate", "split", "oneway", "none"])
+        kinds = ["isolate", "split", "oneway", "none"] if len(self.voters) > 1 else ["none"]
+        kind = self.rng.choice(kinds)
         voters = list(self.voters)
         if kind == "isolate":
             lone = self.rng.choice(voters)
@@ -299,10 +338,17 @@ class World:
         """End of the safety phase: every node up, every link reliable and prompt."""
         self._healed = True
         self.blocked.clear()
-        self.faults = Faults(min_delay_ms=1, max_delay_ms=5)  # the drawn profile stays in result
+        # Links reliable and prompt; snapshots and log segments go on as drawn.
+        self.faults = Faults(
+            min_delay_ms=1,
+            max_delay_ms=5,
+            snapshot_every=self.profile.snapshot_every,
+            segment_bytes=self.profile.segment_bytes,
+        )
         self._log("HEAL")
         for n in self.voters:
-            if self.nodes[n] is None:
+            self.hosts[n].fs.hook = None  # no more crashes armed for later
+            if not self.hosts[n].up:
                 self._start(n)
 
     # ------------------------------------------------------------------ clients
@@ -318,10 +364,10 @@ class World:
             self.stats.submitted += 1
         else:
             self.stats.retries += 1
-        up = [n for n in self.voters if self.nodes[n] is not None]
+        up = [n for n in self.voters if self.hosts[n].up]
         if up:
             c.target = self.rng.choice(up)
-            node = self.nodes[c.target]
+            node = self._node(c.target)
             assert node is not None
             cmd = c.outstanding
             self._log(f"client {c.id} -> n{c.target} propose {cmd.client}:{cmd.seq}")
@@ -359,14 +405,16 @@ class World:
         if any(c.outstanding is not None for c in self.clients):
             return False
         top = len(self.oracle.effective)
-        return all(node is not None and node.learner.applied >= top for node in self.nodes.values())
+        return all(
+            h.node is not None and h.node.learner.applied >= top for h in self.hosts.values()
+        )
 
     def _liveness_report(self) -> str:
         pending = [f"{c.id}:{c.outstanding.seq}" for c in self.clients if c.outstanding]
         views = ", ".join(
-            f"n{n}={node.role.value}/b{node.ballot}/applied{node.learner.applied}"
-            for n, node in sorted(self.nodes.items())
-            if node is not None
+            f"n{n}={h.node.role.value}/b{h.node.ballot}/applied{h.node.learner.applied}"
+            for n, h in sorted(self.hosts.items())
+            if h.node is not None
         )
         return (
             f"liveness: after {self.spec.liveness_ms}ms healed, commands still pending "
