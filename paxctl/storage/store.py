@@ -183,10 +183,13 @@ class Storage:
             if (ready.votes or ready.chosen) and self.wal.full:
                 self.wal.create_segment(self.wal.segments[-1].end)
                 self._write_meta(replace(self.meta, wal_last=self.wal.segments[-1].first))
-            n = self.wal.append(ready.votes, ready.chosen, sync=self._sync)
-            if n:
-                self.stats.records += n
-                self.stats.log_fsyncs += 1
+            # Votes must be durable before the replies that announce them. Chosen values need
+            # not be: a node that loses them learns them again, so a batch of only those is
+            # written without an fsync (the next vote's fsync covers it).
+            sync = self._sync and bool(ready.votes)
+            n = self.wal.append(ready.votes, ready.chosen, sync=sync)
+            self.stats.records += n
+            self.stats.log_fsyncs += sync
             hs = ready.hard_state
             if hs is not None:
                 self._write_meta(replace(self.meta, promised=hs.promised, max_round=hs.max_round))

@@ -100,12 +100,15 @@ class Wal:
         self.segments: list[Segment] = []
         self._handle: FileHandle | None = None
         self._size = 0
+        self._unsynced = False  # bytes written to the newest segment since its last fsync
 
     # ------------------------------------------------------------------ writing
 
     def create_segment(self, first: int) -> None:
         """Start a new, durable, empty segment (its name durable in the directory too)."""
         if self._handle is not None:
+            if self._unsynced:  # only the newest segment may ever hold a torn tail
+                self._handle.sync()
             self._handle.close()
         seg = Segment(first)
         header = FileHeader(KIND_WAL, self.identity.cluster_id, self.identity.node_id, first)
@@ -116,6 +119,7 @@ class Wal:
         self.segments.append(seg)
         self._handle = handle
         self._size = FILE_HEADER
+        self._unsynced = False
 
     def append(
         self, votes: tuple[AcceptedEntry, ...], chosen: tuple[ChosenEntry, ...], sync: bool = True
@@ -129,6 +133,7 @@ class Wal:
         self._handle.write(data)
         if sync:
             self._handle.sync()
+        self._unsynced = not sync
         seg = self.segments[-1]
         seg.count += len(records)
         top = max(max((v.slot for v in votes), default=0), max((c.slot for c in chosen), default=0))

@@ -50,6 +50,18 @@ def test_faults_are_really_injected():
     assert sum(r.stats.partitions for r in results) > 10
     assert sum(r.stats.elections for r in results) > len(results)  # leaders changed under faults
     assert all(r.stats.completed > 0 for r in results)
-    # The rare paths ran: preemption, catch-up, adoption of earlier votes, no-op hole filling.
-    for counter in ("nacks", "catchups", "adopted_votes", "noops_proposed"):
+    # The rare paths ran: preemption, adoption of earlier votes, no-op hole filling, catch-up,
+    # crashes inside a write, torn tails cut at recovery, snapshots taken and installed.
+    for counter in (
+        "nacks",
+        "step_downs",
+        "adopted",
+        "noop_fills",
+        "catchups_served",
+        "mid_write_crashes",
+        "torn_tails_cut",
+        "snapshots_taken",
+        "snapshots_sent",
+        "snapshots_installed",
+    ):
         assert sum(getattr(r.stats, counter) for r in results) > 0, counter

@@ -69,6 +69,9 @@ def justification_errors(disk: DurableState, ready: Ready) -> list[str]:
     for v in ready.votes:
         votes[v.slot] = v
     chosen = set(disk.chosen) | {e.slot for e in ready.chosen}
+    # Slots behind a snapshot on disk (or one this Ready persists) are chosen and summed up.
+    compacted = max(disk.compacted, ready.snapshot.slot if ready.snapshot else 0)
+    chosen |= set(range(1, compacted + 1))
     for m in ready.messages:
         if isinstance(m, Promise) and promised < m.ballot:
             errors.append(f"{m} sent while persisted promise is only {promised}")
@@ -188,9 +191,15 @@ def prepare(frm: int, to: int, ballot: Ballot, from_slot: int = 1) -> Prepare:
 
 
 def promise(
-    frm: int, to: int, ballot: Ballot, from_slot: int = 1, votes: tuple = (), commit: int = 0
+    frm: int,
+    to: int,
+    ballot: Ballot,
+    from_slot: int = 1,
+    votes: tuple = (),
+    commit: int = 0,
+    compacted: int = 0,
 ) -> Promise:
-    return Promise(frm, to, ballot, from_slot, tuple(votes), commit)
+    return Promise(frm, to, ballot, from_slot, tuple(votes), commit, compacted)
 
 
 def accept(
