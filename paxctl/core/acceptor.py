@@ -26,10 +26,11 @@ class Acceptor:
             s: v for s, v in (votes or {}).items() if s > compacted
         }
         # A vote at a ballot implies a promise of it. After a crash between writing a vote and
-        # writing the promise that came with it, the vote on disk is what counts.
-        self.promised = max([promised, *(v.ballot for v in self.votes.values())])
+        # writing the promise that came with it, the vote on disk is what counts; the raised
+        # promise is persisted with the first Ready, before compaction could drop that vote.
+        self.promised = max([promised, *(v.ballot for v in (votes or {}).values())])
         #: Changes not yet handed to the driver to persist.
-        self.promise_changed = False
+        self.promise_changed = self.promised != promised
         self.new_votes: list[AcceptedEntry] = []
         self._accept_lower = accept_lower  # planted bug, tests only
 

@@ -393,7 +393,7 @@ class Node:
             # lead. Catch up (by snapshot) first; a later campaign starts above the gap.
             self.leader = None
             self._step_down(failed=False)
-            self._maybe_request_catchup(msg.frm, msg.compacted)
+            self._maybe_request_catchup(msg.frm, max(msg.commit, msg.compacted))
             return
         self._promises[msg.frm] = msg
         if has_quorum(self._promises, self._voters, self._quorum):
@@ -558,7 +558,8 @@ class Node:
             self.counters["catchups_served"] += 1
 
     def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
-        if self.role is Role.LEADER and msg.snapshot.slot >= self._campaign_from:
+        installable = msg.snapshot.slot > self.learner.commit
+        if self.role is Role.LEADER and installable and msg.snapshot.slot >= self._campaign_from:
             # Slots this leader owns were decided elsewhere: a higher ballot is out there.
             self.leader = None
             self._step_down(failed=False)

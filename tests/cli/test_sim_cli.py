@@ -21,8 +21,14 @@ def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 def test_sweep_passes_and_reports_the_faults_it_injected():
     done = run("sim", "--seeds", "25")
     assert done.returncode == 0, done.stdout + done.stderr
-    for what in ("25/25", "messages dropped", "messages duplicated", "crashes", "partitions",
-                 "commands chosen and applied"):
+    for what in (
+        "25/25",
+        "messages dropped",
+        "messages duplicated",
+        "crashes",
+        "partitions",
+        "commands chosen and applied",
+    ):
         assert what in done.stdout
     assert "simulated events/s" in done.stderr  # timings are not data: they go to stderr
 
