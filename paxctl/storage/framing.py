@@ -1,7 +1,9 @@
 """Checksummed framing shared by every file storage writes.
 
 A record is ``magic(2) type(1) reserved(1) length(4) crc32(4) payload``; the checksum covers the
-type, the length and the payload, so a flipped bit anywhere in a record is caught. The magic lets
+type, the length, the payload and the record's own offset in its file, so a flipped bit anywhere
+in a record is caught, and a record-shaped run of bytes inside a client's value (framed, if at
+all, for some other offset) never passes for a record. The magic lets
 recovery tell a torn tail (nothing valid after the bad record) from corruption in the middle
 (valid records after it) without an expensive byte-by-byte search: candidates are found with
 ``bytes.find`` and confirmed by their checksum.
@@ -32,12 +34,13 @@ class CorruptionError(Exception):
     """Stored state failed a check. The message names the file and offset and says what to do."""
 
 
-def _crc(rtype: int, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(struct.pack(">BI", rtype, len(payload))))
+def _crc(rtype: int, payload: bytes, at: int) -> int:
+    return zlib.crc32(payload, zlib.crc32(struct.pack(">BIQ", rtype, len(payload), at)))
 
 
-def frame(rtype: int, payload: bytes) -> bytes:
-    return _REC.pack(RECORD_MAGIC, rtype, 0, len(payload), _crc(rtype, payload)) + payload
+def frame(rtype: int, payload: bytes, *, at: int) -> bytes:
+    """Frame ``payload`` as a record that will start at offset ``at`` of its file."""
+    return _REC.pack(RECORD_MAGIC, rtype, 0, len(payload), _crc(rtype, payload, at)) + payload
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def parse_at(data: bytes, offset: int) -> Record | None:
     if end > len(data):
         return None
     payload = data[offset + RECORD_HEADER : end]
-    if _crc(rtype, payload) != crc:
+    if _crc(rtype, payload, offset) != crc:
         return None
     return Record(offset, rtype, payload)
 

@@ -60,7 +60,7 @@ def write_meta(fs: FileSystem, identity: Identity, meta: Meta, sync: bool = True
     )
     f = fs.create(_META_TMP)
     try:
-        f.write(header + frame(_REC_META, body))
+        f.write(header + frame(_REC_META, body, at=FILE_HEADER))
         if sync:
             f.sync()
     finally:

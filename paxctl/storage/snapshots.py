@@ -52,9 +52,12 @@ def write_snapshot(
     try:
         f.write(header.encode())
         pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
+        offset = FILE_HEADER
         for piece in pieces:
-            f.write(frame(_REC_CHUNK, piece))
-        f.write(frame(_REC_END, _END.pack(len(body), zlib.crc32(body), len(pieces))))
+            record = frame(_REC_CHUNK, piece, at=offset)
+            f.write(record)
+            offset += len(record)
+        f.write(frame(_REC_END, _END.pack(len(body), zlib.crc32(body), len(pieces)), at=offset))
         f.sync()
     finally:
         f.close()

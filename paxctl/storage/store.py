@@ -69,6 +69,8 @@ class Storage:
         unknown = planted_bugs - PLANTED_STORAGE_BUGS
         if unknown:
             raise ValueError(f"unknown planted storage bugs: {sorted(unknown)}")
+        if segment_bytes <= FILE_HEADER:
+            raise ValueError(f"segment_bytes must exceed the {FILE_HEADER}-byte segment header")
         self.fs = fs
         self.identity = identity
         self.label = label
@@ -77,6 +79,8 @@ class Storage:
         self.meta = Meta()
         self.stats = StorageStats()
         self._sync = "skip_fsync" not in planted_bugs
+        self._failed: str | None = None  # set by the first failed write: no write after it
+        self._snapshot_slot = 0  # the newest valid snapshot held (not merely the newest file)
 
     # ------------------------------------------------------------------ opening
 
@@ -141,8 +145,10 @@ class Storage:
 
     def _recover(self) -> Recovered:
         warnings: list[str] = []
+        self._sync_everything()
         self.meta = read_meta(self.fs, self.identity, f"{self.label}/{META}")
         snapshot = self._newest_valid_snapshot(warnings)
+        self._snapshot_slot = snapshot.slot if snapshot else 0
         state = DurableState(
             promised=self.meta.promised,
             max_round=self.meta.max_round,
@@ -161,6 +167,27 @@ class Storage:
             self._write_meta(replace(self.meta, wal_last=newest))
         return Recovered(state, warnings)
 
+    def _sync_everything(self) -> None:
+        """Make whatever a dead process left written-but-unsynced durable before trusting it.
+
+        Otherwise the node could act on (and acknowledge) state that a later power loss takes
+        back: a promise read from the page cache is not a promise on disk.
+        """
+        for directory in (WAL_DIR, SNAP_DIR):
+            if self.fs.exists(directory):
+                for name in self.fs.listdir(directory):
+                    self._sync_file(f"{directory}/{name}")
+                self.fs.sync_dir(directory)
+        self._sync_file(META)
+        self.fs.sync_dir("")
+
+    def _sync_file(self, path: str) -> None:
+        handle = self.fs.append(path)
+        try:
+            handle.sync()
+        finally:
+            handle.close()
+
     def _newest_valid_snapshot(self, warnings: list[str]) -> Snapshot | None:
         for name in self.fs.listdir(SNAP_DIR):
             if name.endswith(".tmp"):  # a snapshot whose write a crash interrupted
@@ -177,6 +204,7 @@ class Storage:
 
     def persist(self, ready: Ready) -> None:
         """Make a Ready's state durable before its messages leave: one log fsync per batch."""
+        self._check_usable()
         try:
             if ready.snapshot is not None:
                 self.save_snapshot(ready.snapshot)
@@ -194,7 +222,16 @@ class Storage:
             if hs is not None:
                 self._write_meta(replace(self.meta, promised=hs.promised, max_round=hs.max_round))
         except OSError as exc:
-            raise StorageError(f"{self.label}: write failed, stopping the node: {exc}") from exc
+            raise self._fail(f"write failed, stopping the node: {exc}") from exc
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise StorageError(f"{self.label}: storage failed earlier ({self._failed}); restart")
+
+    def _fail(self, what: str) -> StorageError:
+        """Latch the failure: after a failed write or fsync nothing more may be written."""
+        self._failed = what
+        return StorageError(f"{self.label}: {what}")
 
     def _write_meta(self, meta: Meta) -> None:
         write_meta(self.fs, self.identity, meta, sync=self._sync)
@@ -203,14 +240,15 @@ class Storage:
 
     def save_snapshot(self, snap: Snapshot) -> None:
         """Store a verified snapshot, then drop the log segments and old snapshots it covers."""
+        self._check_usable()
         try:
-            existing = snapshot_slots(self.fs)
-            if existing and snap.slot <= existing[-1]:
+            if snap.slot <= self._snapshot_slot:
                 return
             write_snapshot(self.fs, self.identity, snap, self.label)
+            self._snapshot_slot = snap.slot
             self.stats.snapshots += 1
             compacted = max(self.meta.compacted, snap.slot)
-            doomed = self.wal.deletable_prefix(compacted)
+            doomed = self.wal.deletable_prefix(snap.slot)
             keep_from = self.wal.segments[len(doomed)].first
             # The metadata moves first: a crash between the two leaves extra segments, which
             # recovery skips over, never a metadata that points at a deleted one.
@@ -220,7 +258,7 @@ class Storage:
                 self.fs.remove(snapshot_name(old))
             self.fs.sync_dir(SNAP_DIR)
         except OSError as exc:
-            raise StorageError(f"{self.label}: snapshot write failed: {exc}") from exc
+            raise self._fail(f"snapshot write failed, stopping the node: {exc}") from exc
 
     def close(self) -> None:
         self.wal.close()

@@ -64,14 +64,14 @@ class Segment:
         return self.first + self.count
 
 
-def encode_vote(vote: AcceptedEntry) -> bytes:
+def encode_vote(vote: AcceptedEntry) -> tuple[int, bytes]:
     payload = [vote.slot, vote.ballot.round, vote.ballot.node, encode_value(vote.value)]
-    return frame(REC_VOTE, msgpack.packb(payload, use_bin_type=True))
+    return REC_VOTE, msgpack.packb(payload, use_bin_type=True)
 
 
-def encode_chosen(entry: ChosenEntry) -> bytes:
+def encode_chosen(entry: ChosenEntry) -> tuple[int, bytes]:
     payload = [entry.slot, encode_value(entry.value)]
-    return frame(REC_CHOSEN, msgpack.packb(payload, use_bin_type=True))
+    return REC_CHOSEN, msgpack.packb(payload, use_bin_type=True)
 
 
 def decode_record(rec: Record) -> AcceptedEntry | ChosenEntry:
@@ -125,10 +125,16 @@ class Wal:
         self, votes: tuple[AcceptedEntry, ...], chosen: tuple[ChosenEntry, ...], sync: bool = True
     ) -> int:
         """Write one batch with one write and one fsync; returns the number of records."""
-        records = [encode_vote(v) for v in votes] + [encode_chosen(c) for c in chosen]
-        if not records:
+        payloads = [encode_vote(v) for v in votes] + [encode_chosen(c) for c in chosen]
+        if not payloads:
             return 0
-        assert self._handle is not None
+        if self._handle is None:
+            raise RuntimeError("the log has no open segment")
+        records = []
+        offset = self._size
+        for rtype, payload in payloads:
+            records.append(frame(rtype, payload, at=offset))
+            offset += len(records[-1])
         data = b"".join(records)
         self._handle.write(data)
         if sync:
@@ -144,7 +150,7 @@ class Wal:
     @property
     def full(self) -> bool:
         """The newest segment reached its size limit: the next batch goes to a new one."""
-        return self._size >= self.segment_bytes
+        return self._size >= self.segment_bytes and self.segments[-1].count > 0
 
     def deletable_prefix(self, compacted: int) -> list[Segment]:
         """The oldest segments whose every slot is covered by a snapshot (never the newest)."""
@@ -241,5 +247,5 @@ class Wal:
             if last:
                 self._handle = self.fs.append(path)
                 self._size = min(offset, len(data))
-        if not self.segments:
+        if not self.segments or self._handle is None:
             self.create_segment(expected)
