@@ -24,6 +24,8 @@ from paxctl.core.messages import (
     Nack,
     Prepare,
     Promise,
+    ReadIndex,
+    ReadIndexReply,
 )
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
@@ -126,12 +128,14 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Prepare: (1, (_BALLOT, _INT)),
     Promise: (2, (_BALLOT, _INT, (_enc_votes, _dec_votes), _INT, _INT)),
     Nack: (3, (_BALLOT, _BALLOT)),
-    Accept: (4, (_BALLOT, (_enc_chosen, _dec_chosen), _INT)),
-    Accepted: (5, (_BALLOT, (list, _dec_slots), _INT)),
+    Accept: (4, (_BALLOT, (_enc_chosen, _dec_chosen), _INT, _INT)),
+    Accepted: (5, (_BALLOT, (list, _dec_slots), _INT, _INT)),
     Forward: (6, ((encode_value, decode_value),)),
     CatchupRequest: (7, (_INT,)),
     CatchupReply: (8, ((_enc_chosen, _dec_chosen), _INT)),
     InstallSnapshot: (9, ((encode_snapshot, decode_snapshot),)),
+    ReadIndex: (10, (_INT,)),
+    ReadIndexReply: (11, (_INT, _INT, _INT)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
 #: Each kind's own fields after ``frm`` and ``to``, in declaration order.

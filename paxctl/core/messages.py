@@ -62,6 +62,9 @@ class Accept(Message):
     ballot: Ballot
     entries: tuple[ChosenEntry, ...]
     commit: int
+    #: The leader's heartbeat round; echoed in the reply, so a read can tell fresh
+    #: confirmations of leadership from old ones.
+    hb: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,7 @@ class Accepted(Message):
     ballot: Ballot
     slots: tuple[int, ...]
     commit: int
+    hb: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,22 @@ class InstallSnapshot(Message):
     snapshot: Snapshot
 
 
+@dataclass(frozen=True, slots=True)
+class ReadIndex(Message):
+    """A follower asks the leader for a linearizable read point on behalf of a client."""
+
+    ctx: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexReply(Message):
+    """The read point for ``ctx`` (``ok`` 0: the receiver does not lead; ask again later)."""
+
+    ctx: int
+    index: int
+    ok: int
+
+
 def describe_value(value: Value) -> str:
     """A short, deterministic rendering of a slot's value for traces."""
     if not value:
@@ -131,6 +151,10 @@ def describe(msg: Message) -> str:
         return f"{head} {describe_value(msg.commands)}"
     if isinstance(msg, CatchupRequest):
         return f"{head} from={msg.from_slot}"
+    if isinstance(msg, ReadIndex):
+        return f"{head} ctx={msg.ctx}"
+    if isinstance(msg, ReadIndexReply):
+        return f"{head} ctx={msg.ctx} index={msg.index} ok={msg.ok}"
     if isinstance(msg, InstallSnapshot):
         return f"{head} slot={msg.snapshot.slot} bytes={len(msg.snapshot.app)}"
     if isinstance(msg, CatchupReply):

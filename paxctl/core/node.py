@@ -32,9 +32,11 @@ from paxctl.core.messages import (
     Nack,
     Prepare,
     Promise,
+    ReadIndex,
+    ReadIndexReply,
 )
 from paxctl.core.quorum import has_quorum, majority
-from paxctl.core.state import Config, DurableState, HardState, Ready
+from paxctl.core.state import Config, DurableState, HardState, ReadState, Ready
 from paxctl.core.types import NOOP, AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
@@ -49,6 +51,16 @@ class Role(enum.Enum):
     FOLLOWER = "follower"
     CANDIDATE = "candidate"
     LEADER = "leader"
+
+
+@dataclass(frozen=True)
+class _PendingRead:
+    """A read waiting for a quorum to confirm, at heartbeat ``round``, that we still lead."""
+
+    ctx: int
+    index: int
+    round: int
+    requester: int
 
 
 @dataclass
@@ -106,6 +118,12 @@ class Node:
         self._heard: dict[int, int] = {}
         self._leader_since = 0
         self._heartbeat_elapsed = 0
+        # Read-index state (leader): heartbeat rounds and the reads waiting on them.
+        self._hb_round = 0
+        self._hb_acked: dict[int, int] = {}
+        self._reads: list[_PendingRead] = []
+        self._read_broadcast_due = False
+        self._read_results: list[ReadState] = []
         # Commands waiting for a slot (leader) or for a known leader (others).
         self._pending: deque[Command] = deque()
         self._pending_ids: set[tuple[int, int]] = set()
@@ -161,11 +179,29 @@ class Node:
         self._pending_ids.add(key)
         return True
 
+    def read_index(self, ctx: int) -> None:
+        """Ask for a linearizable read point for the read ``ctx`` (a number the driver picks).
+
+        The answer comes in a later Ready's ``reads``: serve the read once that slot is applied.
+        The leader answers after one round of heartbeats that a quorum acknowledged at its
+        ballot, so no other leader can have decided anything it does not know of (etcd's
+        ReadOnlySafe). Reads that arrive together share one round.
+        """
+        if self.role is Role.LEADER:
+            self._queue_read(ctx, self.id)
+        elif self.leader is not None and self.leader != self.id:
+            self._send(ReadIndex(self.id, self.leader, ctx))
+        else:
+            self._read_results.append(ReadState(ctx, None))
+        self._drain_local()
+
     def ready(self) -> Ready:
         """Collect everything to persist, send and apply since the last batch."""
         if self._in_ready:
             raise RuntimeError("ready() called again before advance()")
         self._flush_pending()
+        if self._read_broadcast_due:
+            self._heartbeat()
         self._drain_local()
         promise_changed, votes = self.acceptor.take_changes()
         hard_state = None
@@ -181,7 +217,9 @@ class Node:
             chosen=tuple(self.learner.take_new_chosen()),
             messages=tuple(self._outbox),
             committed=tuple(self.learner.take_committed()),
+            reads=tuple(self._read_results),
         )
+        self._read_results = []
         self._outbox = []
         self._installed = None
         self._in_ready = bool(ready)
@@ -242,6 +280,13 @@ class Node:
             self._on_catchup_reply(msg)
         elif isinstance(msg, InstallSnapshot):
             self._on_install_snapshot(msg)
+        elif isinstance(msg, ReadIndex):
+            if self.role is Role.LEADER:
+                self._queue_read(msg.ctx, msg.frm)
+            else:
+                self._send(ReadIndexReply(self.id, msg.frm, msg.ctx, 0, 0))
+        elif isinstance(msg, ReadIndexReply):
+            self._read_results.append(ReadState(msg.ctx, msg.index if msg.ok else None))
 
     def _send(self, msg: Message) -> None:
         if msg.to == self.id:
@@ -296,6 +341,7 @@ class Node:
     def _step_down(self, failed: bool) -> None:
         if self.role is not Role.FOLLOWER:
             self.counters["step_downs"] += 1
+            self._fail_reads()
             self._requeue_inflight()
             self.role = Role.FOLLOWER
         if failed:
@@ -372,7 +418,7 @@ class Node:
         if msg.frm != self.id:
             self._learn_from_commit(msg.ballot, msg.commit)
             self._maybe_request_catchup(msg.frm, msg.commit)
-        self._send(Accepted(self.id, msg.frm, msg.ballot, slots, self.learner.commit))
+        self._send(Accepted(self.id, msg.frm, msg.ballot, slots, self.learner.commit, msg.hb))
 
     def _learn_from_commit(self, ballot: Ballot, commit: int) -> None:
         """Slots up to a leader's commit that we voted for at its ballot hold the chosen value."""
@@ -417,6 +463,7 @@ class Node:
         self._failed_campaigns = 0
         self._leader_since = self.now
         self._heard = {}
+        self._hb_acked = {}
         self._requeue_inflight()  # (empty: a candidate has nothing in flight)
         # pmax: in each open slot, the value voted with the highest ballot by the quorum.
         best: dict[int, tuple[Ballot, Value]] = {}
@@ -470,17 +517,52 @@ class Node:
         for peer in to:
             for i in range(0, max(len(entries), 1), step):
                 chunk = tuple(entries[i : i + step])
-                self._send(Accept(self.id, peer, self.ballot, chunk, self.learner.commit))
+                commit = self.learner.commit
+                self._send(Accept(self.id, peer, self.ballot, chunk, commit, self._hb_round))
+
+    def _heartbeat(self) -> None:
+        """One round of heartbeats. Each carries the proposals its peer has not voted for yet,
+        so one message keeps followers quiet, retransmits what was lost and confirms reads."""
+        self._heartbeat_elapsed = 0
+        self._read_broadcast_due = False
+        self._hb_round += 1
+        for peer in self._peers:
+            missing = {s: p for s, p in self._inflight.items() if peer not in p.acks}
+            self._send_accepts(missing, (peer,))
+        self._confirm_reads()
+
+    def _queue_read(self, ctx: int, requester: int) -> None:
+        index = max(self.learner.commit, self._next_slot - 1)  # all this leader may know chosen
+        self._reads.append(_PendingRead(ctx, index, self._hb_round + 1, requester))
+        self._read_broadcast_due = True
+
+    def _confirm_reads(self) -> None:
+        waiting = []
+        for read in self._reads:
+            acks = [self.id, *(p for p, hb in self._hb_acked.items() if hb >= read.round)]
+            if read.round <= self._hb_round and has_quorum(acks, self._voters, self._quorum):
+                self._release_read(read, read.index)
+            else:
+                waiting.append(read)
+        self._reads = waiting
+
+    def _release_read(self, read: _PendingRead, index: int | None) -> None:
+        if read.requester == self.id:
+            self._read_results.append(ReadState(read.ctx, index))
+        else:
+            ok = int(index is not None)
+            self._send(ReadIndexReply(self.id, read.requester, read.ctx, index or 0, ok))
+
+    def _fail_reads(self) -> None:
+        for read in self._reads:
+            self._release_read(read, None)
+        self._reads = []
+        self._read_broadcast_due = False
 
     def _tick_leader(self) -> None:
         self._heartbeat_elapsed += 1
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
-            self._heartbeat_elapsed = 0
-            # A heartbeat to each peer carries the proposals it has not voted for yet, so one
-            # message both keeps followers quiet and retransmits what was lost.
-            for peer in self._peers:
-                missing = {s: p for s, p in self._inflight.items() if peer not in p.acks}
-                self._send_accepts(missing, (peer,))
+            self._heartbeat()
         # Check quorum: a leader cut off from a majority steps down instead of lingering.
         e = self.config.election_ticks
         if self.now - self._leader_since >= e:
@@ -497,6 +579,9 @@ class Node:
         if msg.ballot != self.ballot and "count_across_ballots" not in self._bugs:
             return
         self._heard[msg.frm] = self.now  # only replies to this ballot prove we still lead
+        if msg.hb > self._hb_acked.get(msg.frm, 0):
+            self._hb_acked[msg.frm] = msg.hb
+            self._confirm_reads()
         for slot in msg.slots:
             proposal = self._inflight.get(slot)
             if proposal is None:

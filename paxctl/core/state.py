@@ -76,6 +76,18 @@ class HardState:
     max_round: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A linearizable read point: serve the read ``ctx`` once slot ``index`` is applied.
+
+    ``index`` None means the read could not be confirmed (no leader, or leadership lost): the
+    caller retries, perhaps at another node.
+    """
+
+    ctx: int
+    index: int | None
+
+
 @dataclass(frozen=True)
 class Ready:
     """One batch of work for the driver, handled strictly in this order:
@@ -84,6 +96,7 @@ class Ready:
        ``votes`` and ``chosen`` (one fsync for the log);
     2. send ``messages``;
     3. restore the application from ``snapshot`` (if set), then apply ``committed`` in order;
+       serve each of ``reads`` once its index is applied;
     4. call ``Node.advance()``.
 
     Messages may depend on the state in the same batch, so step 2 never starts before step 1 ends.
@@ -95,6 +108,7 @@ class Ready:
     chosen: tuple[ChosenEntry, ...] = ()
     messages: tuple[Message, ...] = ()
     committed: tuple[Applied, ...] = ()
+    reads: tuple[ReadState, ...] = ()
 
     @property
     def must_persist(self) -> bool:
@@ -106,7 +120,7 @@ class Ready:
         )
 
     def __bool__(self) -> bool:
-        return self.must_persist or bool(self.messages) or bool(self.committed)
+        return self.must_persist or bool(self.messages) or bool(self.committed) or bool(self.reads)
 
 
 @dataclass

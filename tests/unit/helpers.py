@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from paxctl.core.messages import Accept, Accepted, CatchupReply, Message, Prepare, Promise
 from paxctl.core.node import Node, Role
-from paxctl.core.state import Config, DurableState, Ready
+from paxctl.core.state import Config, DurableState, Ready, ReadState
 from paxctl.core.types import AcceptedEntry, Applied, Ballot, ChosenEntry, Command, Value
 
 
@@ -104,6 +104,7 @@ class Cluster:
         self.disks = {i: DurableState() for i in range(1, n + 1)}
         self.nodes = {i: make_node(i, n, seed * 100 + i, None, **kw) for i in range(1, n + 1)}
         self.applied: dict[int, list[Applied]] = {i: [] for i in self.nodes}
+        self.reads: dict[int, list[ReadState]] = {i: [] for i in self.nodes}
         self.network: list[Message] = []
         self.down: set[int] = set()
         self.sent: list[Message] = []
@@ -124,6 +125,7 @@ class Cluster:
         self.network.extend(r.messages)
         self.sent.extend(r.messages)
         self.applied[i].extend(r.committed)
+        self.reads[i].extend(r.reads)
         node.advance()
         return r
 

@@ -24,6 +24,8 @@ from paxctl.core.messages import (
     Nack,
     Prepare,
     Promise,
+    ReadIndex,
+    ReadIndexReply,
 )
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot
 
@@ -43,8 +45,10 @@ messages = st.one_of(
     st.builds(Prepare, ints, ints, ballots, ints),
     st.builds(Promise, ints, ints, ballots, ints, votes, ints, ints),
     st.builds(Nack, ints, ints, ballots, ballots),
-    st.builds(Accept, ints, ints, ballots, chosen, ints),
-    st.builds(Accepted, ints, ints, ballots, st.lists(ints, max_size=6).map(tuple), ints),
+    st.builds(Accept, ints, ints, ballots, chosen, ints, ints),
+    st.builds(Accepted, ints, ints, ballots, st.lists(ints, max_size=6).map(tuple), ints, ints),
+    st.builds(ReadIndex, ints, ints, ints),
+    st.builds(ReadIndexReply, ints, ints, ints, ints, ints),
     st.builds(Forward, ints, ints, values),
     st.builds(CatchupRequest, ints, ints, ints),
     st.builds(CatchupReply, ints, ints, chosen, ints),
@@ -79,6 +83,9 @@ EXAMPLES: list[Message] = [
     CatchupReply(1, 2, (ChosenEntry(9, V),), 9),
     CatchupReply(1, 2, (), 0),
     InstallSnapshot(1, 2, Snapshot(40, (1, 2, 3), ((1000, 7), (1001, 2)), b"state")),
+    Accept(1, 2, B, (), 3, 17),  # a heartbeat of round 17
+    ReadIndex(2, 1, 99),
+    ReadIndexReply(1, 2, 99, 12, 1),
 ]
 
 
@@ -88,7 +95,7 @@ def test_examples_cover_every_message_type():
         for obj in vars(messages_module).values()
         if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
     }
-    assert len(kinds) == 9
+    assert len(kinds) == 11
     assert {type(m) for m in EXAMPLES} == kinds
 
 
@@ -275,12 +282,14 @@ FIELD_KINDS: dict[type[Message], tuple[str, ...]] = {
     Prepare: ("ballot", "int"),
     Promise: ("ballot", "int", "votes", "int", "int"),
     Nack: ("ballot", "ballot"),
-    Accept: ("ballot", "chosen", "int"),
-    Accepted: ("ballot", "slots", "int"),
+    Accept: ("ballot", "chosen", "int", "int"),
+    Accepted: ("ballot", "slots", "int", "int"),
     Forward: ("value",),
     CatchupRequest: ("int",),
     CatchupReply: ("chosen", "int"),
     InstallSnapshot: ("snapshot",),
+    ReadIndex: ("int",),
+    ReadIndexReply: ("int", "int", "int"),
 }
 
 
