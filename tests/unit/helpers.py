@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from paxctl.core.messages import Accept, Accepted, CatchupReply, Message, Prepare, Promise
 from paxctl.core.node import Node, Role
-from paxctl.core.state import Config, DurableState, Ready, ReadState
+from paxctl.core.state import Config, DurableState, ReadState, Ready
 from paxctl.core.types import AcceptedEntry, Applied, Ballot, ChosenEntry, Command, Value
 
 
