@@ -39,6 +39,7 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
         ("commands submitted", f"{s.submitted:,}"),
         ("client retries", f"{s.retries:,}"),
         ("commands chosen and applied", f"{s.completed:,}"),
+        ("linearizable reads served / failed", f"{s.reads_served:,} / {s.reads_failed:,}"),
         ("slots chosen", f"{s.slots_chosen:,}"),
         ("snapshots taken / installed", f"{s.snapshots_taken:,} / {s.snapshots_installed:,}"),
         ("virtual time", f"{summary.virtual_ms / 1000:,.1f} s"),

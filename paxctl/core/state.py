@@ -28,6 +28,7 @@ PLANTED_BUGS = frozenset(
         "count_across_ballots",  # learners count votes of any ballot toward a slot's choice
         "minority_quorum",  # quorums of N // 2 instead of N // 2 + 1
         "accept_lower_ballot",  # an acceptor accepts values below its promise
+        "stale_reads",  # reads served from the local state, without read-index
     }
 )
 

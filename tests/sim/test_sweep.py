@@ -63,5 +63,6 @@ def test_faults_are_really_injected():
         "snapshots_taken",
         "snapshots_sent",
         "snapshots_installed",
+        "reads_served",
     ):
         assert sum(getattr(r.stats, counter) for r in results) > 0, counter

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from paxctl.core.messages import Message
 from paxctl.core.node import Node
-from paxctl.core.state import Config, Ready
+from paxctl.core.state import Config, ReadState, Ready
 from paxctl.core.types import Command
 from paxctl.storage.store import Identity, Storage
 from paxctl.testing.sim.app import ChainApp
@@ -50,6 +50,7 @@ class SimHost:
         self.app = ChainApp()
         self.counters: dict[str, int] = {}
         self.warnings: list[str] = []
+        self.reads: list[ReadState] = []  # confirmed reads waiting for their slot to apply
 
     @property
     def up(self) -> bool:
@@ -85,6 +86,7 @@ class SimHost:
             self.counters["snapshots_taken"] = self.counters.get("snapshots_taken", 0) + taken
         self.node = None
         self.storage = None
+        self.reads = []
         self.fs.crash(tear)
 
     def arm_crash(self, after_ops: int) -> None:
@@ -98,8 +100,17 @@ class SimHost:
 
         self.fs.hook = hook
 
-    def drive(self, send: Callable[[Message], None], answer: Callable[[Command], None]) -> Ready:
-        """Handle one Ready. Raises SimulatedCrash if the disk was armed to fail mid-way."""
+    def drive(
+        self,
+        send: Callable[[Message], None],
+        answer: Callable[[Command], None],
+        serve: Callable[[int, int | None], None],
+    ) -> Ready:
+        """Handle one Ready. Raises SimulatedCrash if the disk was armed to fail mid-way.
+
+        ``serve(ctx, slot)`` is called when a read can be answered: from the state after
+        ``slot`` (the node's applied slot then), or ``None`` if the read failed.
+        """
         node, storage = self.node, self.storage
         assert node is not None and storage is not None
         ready = node.ready()
@@ -117,6 +128,16 @@ class SimHost:
             self.oracle.applied_state(self.id, applied.slot, self.app.digest)
             for cmd in (*applied.commands, *applied.skipped):
                 answer(cmd)
+        self.reads.extend(ready.reads)
+        waiting = []
+        for read in self.reads:
+            if read.index is None:
+                serve(read.ctx, None)
+            elif read.index <= node.learner.applied:
+                serve(read.ctx, node.learner.applied)
+            else:
+                waiting.append(read)
+        self.reads = waiting
         node.advance()  # 4.
         if self.snapshot_every and node.learner.applied - node.learner.base >= self.snapshot_every:
             storage.save_snapshot(node.compact(node.learner.applied, self.app.encode()))

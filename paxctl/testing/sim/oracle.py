@@ -41,6 +41,8 @@ class Oracle:
         # The commands each slot makes take effect, derived here from the chosen sequence.
         self.effective: dict[int, tuple[Command, ...]] = {}
         self._seen: set[tuple[int, int]] = set()
+        #: The slot where each (client, seq) took effect.
+        self.slot_of: dict[tuple[int, int], int] = {}
         # The application's digest after each slot of the chosen sequence.
         self.digests: dict[int, bytes] = {0: GENESIS}
 
@@ -154,6 +156,7 @@ class Oracle:
                 key = (cmd.client, cmd.seq)
                 if key not in self._seen:
                     self._seen.add(key)
+                    self.slot_of[key] = slot
                     fresh.append(cmd)
             self.effective[slot] = tuple(fresh)
             self.digests[slot] = chain(self.digests[slot - 1], self.effective[slot])

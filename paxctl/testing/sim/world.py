@@ -62,6 +62,8 @@ class Stats:
     snapshots_installed: int = 0
     snapshots_taken: int = 0
     mid_write_crashes: int = 0
+    reads_served: int = 0
+    reads_failed: int = 0
     torn_tails_cut: int = 0
 
     def add(self, other: Stats) -> None:
@@ -144,6 +146,9 @@ class World:
         }
         self.blocked: set[tuple[int, int]] = set()
         self.requests: dict[int, set[tuple[int, int]]] = {n: set() for n in self.voters}
+        self.acked_floor = 0  # the highest slot of any write acknowledged so far
+        self.pending_reads: dict[int, int] = {}  # read ctx -> acked_floor when it began
+        self._read_ctx = 0
         n_clients = spec.clients or self.rng.randint(3, 10)
         self.clients = [_Client(1000 + i) for i in range(n_clients)]
 
@@ -151,6 +156,7 @@ class World:
             self._start(n)
         for client in self.clients:
             self._at(self.rng.randint(0, 200), functools.partial(self._client_submit, client))
+        self._at(self.rng.randint(0, 200), self._read)
         if self.faults.crash_every_ms:
             self._at(self._exp(self.faults.crash_every_ms), self._crash_random)
         if self.faults.partition_every_ms:
@@ -233,7 +239,11 @@ class World:
     def _drive(self, n: int, node: Node, was_leader: bool, what: str | Message) -> None:
         """Handle the node's Ready exactly as the real driver does (see SimHost.drive)."""
         try:
-            ready = self.hosts[n].drive(self._send_message, lambda cmd: self._answer(n, cmd))
+            ready = self.hosts[n].drive(
+                self._send_message,
+                lambda cmd: self._answer(n, cmd),
+                lambda ctx, slot: self._served(n, ctx, slot),
+            )
         except SimulatedCrash as exc:
             self._log(f"n{n} CRASH in the middle of a disk operation ({exc})")
             self.stats.mid_write_crashes += 1
@@ -395,9 +405,45 @@ class World:
         if client.outstanding is not None and client.outstanding.seq == cmd.seq:
             self._log(f"client {client.id} <- n{n} done {cmd.client}:{cmd.seq}")
             client.outstanding = None
+            self.acked_floor = max(self.acked_floor, self.oracle.slot_of[key])
             client.done += 1
             self.stats.completed += 1
             self._at(self.rng.randint(1, 100), lambda: self._client_submit(client))
+
+    # ------------------------------------------------------------------ readers
+
+    def _read(self) -> None:
+        """A reader asks a random node for a linearizable read, and will check its answer."""
+        if self._healed:
+            return
+        up = [n for n in self.voters if self.hosts[n].up]
+        if up:
+            n = self.rng.choice(up)
+            node = self._node(n)
+            assert node is not None
+            self._read_ctx += 1
+            self.pending_reads[self._read_ctx] = self.acked_floor
+            self._log(f"reader -> n{n} read ctx={self._read_ctx} floor={self.acked_floor}")
+            was_leader = node.role is Role.LEADER
+            node.read_index(self._read_ctx)
+            self._drive(n, node, was_leader, f"read ctx={self._read_ctx}")
+        self._at(self.rng.randint(10, 100), self._read)
+
+    def _served(self, n: int, ctx: int, slot: int | None) -> None:
+        """Linearizability of reads: every write acknowledged before the read began is seen."""
+        floor = self.pending_reads.pop(ctx, None)
+        if floor is None:
+            return
+        if slot is None:
+            self.stats.reads_failed += 1
+            return
+        self._log(f"reader <- n{n} read ctx={ctx} served at slot {slot}")
+        if slot < floor:
+            raise InvariantViolation(
+                f"stale read: node {n} served read {ctx} from slot {slot}, but a write at slot "
+                f"{floor} was acknowledged before the read began"
+            )
+        self.stats.reads_served += 1
 
     # ------------------------------------------------------------------ liveness
 

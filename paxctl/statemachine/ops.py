@@ -1,0 +1,268 @@
+"""Operations on the znode tree, and their encoding as the bytes of a replicated command.
+
+An operation is a frozen value checked when it is built: its path is valid, its data is bytes
+within ``MAX_DATA``, its flags are booleans. So an operation that exists is one the tree can
+apply, and the only failures left at apply time are the ones that depend on the tree (NoNode,
+BadVersion, ...), which every replica reaches identically.
+
+Decoding trusts nothing, because these bytes come from clients: anything that is not exactly an
+encoding produced by ``encode_op`` raises ``BadArguments`` (or ``DataTooLarge`` for a well-formed
+operation over the limits), never another exception and never a half-built operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from paxctl.statemachine.errors import BadArguments, DataTooLarge
+from paxctl.statemachine.paths import MAX_PATH_BYTES, ROOT, validate_path
+
+#: Largest data a znode may hold (ZooKeeper's default ``jute.maxbuffer`` is about this).
+MAX_DATA = 1024 * 1024
+
+#: Most operations in one ``Multi``: bounds the work and the size of one replicated command.
+MAX_MULTI_OPS = 1000
+
+#: Largest encoded operation or command accepted, checked before unpacking anything. Every
+#: operation that can be built encodes within it (data is bounded in total, paths each).
+MAX_REQUEST_BYTES = MAX_DATA + MAX_MULTI_OPS * (MAX_PATH_BYTES + 64)
+
+#: Bumped whenever the encoding of a command changes incompatibly.
+COMMAND_FORMAT = 1
+
+_MAX_INT = 2**63 - 1
+
+
+def _check_data(data: object) -> None:
+    if type(data) is not bytes:
+        raise BadArguments(f"data must be bytes, not {type(data).__name__}")
+    if len(data) > MAX_DATA:
+        raise DataTooLarge(f"data of {len(data)} bytes exceeds {MAX_DATA}")
+
+
+def _check_flag(value: object, what: str) -> None:
+    if type(value) is not bool:
+        raise BadArguments(f"{what} must be a bool, not {type(value).__name__}")
+
+
+def _check_version(version: object) -> None:
+    if type(version) is not int or not -1 <= version <= _MAX_INT:
+        raise BadArguments(f"version must be an integer >= -1, not {version!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    """Create ``path`` holding ``data``.
+
+    ``sequential`` appends the parent's child counter ("%010d"); ``parents`` also creates missing
+    ancestors as empty persistent nodes in the same transaction; ``ephemeral`` ties the node to
+    the session that issues the command, so ``CloseSession`` removes it.
+    """
+
+    path: str
+    data: bytes = b""
+    sequential: bool = False
+    parents: bool = False
+    ephemeral: bool = False
+
+    def __post_init__(self) -> None:
+        _check_flag(self.sequential, "sequential")
+        _check_flag(self.parents, "parents")
+        _check_flag(self.ephemeral, "ephemeral")
+        validate_path(self.path, sequential=self.sequential)
+        _check_data(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class SetData:
+    """Replace the data of ``path`` if its version is ``version`` (-1: any version)."""
+
+    path: str
+    data: bytes
+    version: int = -1
+
+    def __post_init__(self) -> None:
+        validate_path(self.path)
+        _check_data(self.data)
+        _check_version(self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete the leaf ``path`` if its version is ``version`` (-1: any version)."""
+
+    path: str
+    version: int = -1
+
+    def __post_init__(self) -> None:
+        validate_path(self.path)
+        if self.path == ROOT:
+            raise BadArguments("the root cannot be deleted")
+        _check_version(self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Fail unless ``path`` exists at ``version`` (-1: exists at all); a guard inside ``Multi``."""
+
+    path: str
+    version: int
+
+    def __post_init__(self) -> None:
+        validate_path(self.path)
+        _check_version(self.version)
+
+
+#: The operations a ``Multi`` may hold.
+SubOp = Create | SetData | Delete | Check
+
+
+@dataclass(frozen=True, slots=True)
+class Multi:
+    """Apply ``ops`` all or nothing, under one zxid.
+
+    The total data is bounded by ``MAX_DATA`` as a single request is (ZooKeeper bounds the whole
+    request packet), so a multi cannot carry an unbounded amount into one replicated command.
+    """
+
+    ops: tuple[SubOp, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ops, tuple | list):
+            raise BadArguments("multi ops must be a tuple")
+        object.__setattr__(self, "ops", tuple(self.ops))
+        if len(self.ops) > MAX_MULTI_OPS:
+            raise BadArguments(f"multi of {len(self.ops)} operations exceeds {MAX_MULTI_OPS}")
+        total = 0
+        for op in self.ops:
+            if not isinstance(op, Create | SetData | Delete | Check):
+                raise BadArguments(f"a multi cannot hold {type(op).__name__}")
+            if isinstance(op, Create | SetData):
+                total += len(op.data)
+        if total > MAX_DATA:
+            raise DataTooLarge(f"multi carries {total} bytes of data, over {MAX_DATA}")
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    """End ``session``: delete every ephemeral it owns, in one transaction (as ZooKeeper does).
+
+    Computing the victims at apply time, not when the command is proposed, is what makes this
+    safe: an ephemeral created by a command ordered just before the close is still removed.
+    """
+
+    session: int
+
+    def __post_init__(self) -> None:
+        if type(self.session) is not int or not 1 <= self.session <= _MAX_INT:
+            raise BadArguments(f"session must be a positive integer, not {self.session!r}")
+
+
+#: Every operation the tree applies.
+Op = Create | SetData | Delete | Check | Multi | CloseSession
+
+
+def _op_to_wire(op: object) -> list[Any]:
+    if isinstance(op, Create):
+        return ["create", op.path, op.data, op.sequential, op.parents, op.ephemeral]
+    if isinstance(op, SetData):
+        return ["set", op.path, op.data, op.version]
+    if isinstance(op, Delete):
+        return ["delete", op.path, op.version]
+    if isinstance(op, Check):
+        return ["check", op.path, op.version]
+    if isinstance(op, Multi):
+        return ["multi", [_op_to_wire(sub) for sub in op.ops]]
+    if isinstance(op, CloseSession):
+        return ["close", op.session]
+    raise BadArguments(f"not an operation: {type(op).__name__}")
+
+
+def _fields(x: list[Any], n: int, what: str) -> list[Any]:
+    if len(x) != n:
+        raise BadArguments(f"{what}: expected {n} fields, got {len(x)}")
+    return x[1:]
+
+
+def _op_from_wire(x: Any, *, nested: bool = False) -> Op:
+    """Rebuild an operation; the constructors check every field's type and range."""
+    if type(x) is not list or not x or type(x[0]) is not str:
+        raise BadArguments("an operation must be a list starting with its kind")
+    kind = x[0]
+    if kind == "create":
+        path, data, sequential, parents, ephemeral = _fields(x, 6, kind)
+        return Create(path, data, sequential, parents, ephemeral)
+    if kind == "set":
+        path, data, version = _fields(x, 4, kind)
+        return SetData(path, data, version)
+    if kind == "delete":
+        path, version = _fields(x, 3, kind)
+        return Delete(path, version)
+    if kind == "check":
+        path, version = _fields(x, 3, kind)
+        return Check(path, version)
+    if kind == "multi" and not nested:
+        (subs,) = _fields(x, 2, kind)
+        if type(subs) is not list:
+            raise BadArguments("multi: expected a list of operations")
+        if len(subs) > MAX_MULTI_OPS:
+            raise BadArguments(f"multi of {len(subs)} operations exceeds {MAX_MULTI_OPS}")
+        ops = tuple(_op_from_wire(sub, nested=True) for sub in subs)
+        return Multi(ops)  # type: ignore[arg-type]  # nested=True admits sub-ops only
+    if kind == "close" and not nested:
+        (session,) = _fields(x, 2, kind)
+        return CloseSession(session)
+    raise BadArguments(f"unknown operation {kind!r}" + (" inside a multi" if nested else ""))
+
+
+def _unpack(data: object) -> Any:
+    if type(data) is not bytes:
+        raise BadArguments(f"expected bytes, not {type(data).__name__}")
+    if len(data) > MAX_REQUEST_BYTES:
+        raise DataTooLarge(f"request of {len(data)} bytes exceeds {MAX_REQUEST_BYTES}")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several unrelated types for bad input
+        raise BadArguments(f"malformed encoding: {type(e).__name__}") from e
+
+
+def _pack(x: Any) -> bytes:
+    out: bytes = msgpack.packb(x, use_bin_type=True)
+    return out
+
+
+def encode_op(op: Op) -> bytes:
+    """The bytes of one operation (what a client sends)."""
+    return _pack(_op_to_wire(op))
+
+
+def decode_op(data: bytes) -> Op:
+    """The operation ``encode_op`` produced, or ``BadArguments`` for anything else."""
+    return _op_from_wire(_unpack(data))
+
+
+def encode_command(time_ms: int, op: Op) -> bytes:
+    """The bytes of a replicated command: the leader's timestamp and the operation.
+
+    The leader stamps the time so that every replica computes the same ctime/mtime (principle:
+    replicate commands, not effects).
+    """
+    if type(time_ms) is not int or not 0 <= time_ms <= _MAX_INT:
+        raise BadArguments(f"time must be a non-negative integer, not {time_ms!r}")
+    return _pack([COMMAND_FORMAT, time_ms, _op_to_wire(op)])
+
+
+def decode_command(data: bytes) -> tuple[int, Op]:
+    """``(time_ms, op)`` from ``encode_command`` bytes, or ``BadArguments``."""
+    x = _unpack(data)
+    if type(x) is not list or len(x) != 3:
+        raise BadArguments("a command must be [format, time, operation]")
+    fmt, time_ms, op = x
+    if fmt != COMMAND_FORMAT or type(fmt) is not int:
+        raise BadArguments(f"unknown command format {fmt!r}")
+    if type(time_ms) is not int or not 0 <= time_ms <= _MAX_INT:
+        raise BadArguments(f"time must be a non-negative integer, not {time_ms!r}")
+    return time_ms, _op_from_wire(op)
