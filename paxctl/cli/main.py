@@ -1,10 +1,13 @@
-"""The ``paxctl`` command: one executable for every role (simulator now; nodes and clients next)."""
+"""The ``paxctl`` command: one executable for every role (node, cluster, client, simulator)."""
 
 from __future__ import annotations
 
 import click
 
 from paxctl import __version__
+from paxctl.cli.cluster import cluster
+from paxctl.cli.data import COMMANDS
+from paxctl.cli.node import node
 from paxctl.cli.sim import sim
 
 
@@ -14,7 +17,8 @@ def cli() -> None:
     """paxctl: a coordination service built on Multi-Paxos."""
 
 
-cli.add_command(sim)
+for command in (cluster, node, sim, *COMMANDS):
+    cli.add_command(command)
 
 
 def main() -> None:

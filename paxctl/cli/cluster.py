@@ -1,0 +1,302 @@
+"""``paxctl cluster``: a local cluster of background node processes under one directory.
+
+``DIR/cluster.json`` describes the nodes (ids, ports, data directories); each node keeps its
+data in ``DIR/node-ID/``, its log in ``DIR/node-ID.log`` and its pid in ``DIR/node-ID.pid``.
+Only the first start of a node founds the cluster (``--bootstrap``); a node whose data
+directory is later found empty refuses to vote instead of coming back with amnesia.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from paxctl.cli import exits
+from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster
+from paxctl.client import ClientError, SyncClient
+from paxctl.core.quorum import majority
+from paxctl.server.config import cluster_id_for
+from paxctl.statemachine.ops import Check
+
+HOST = "127.0.0.1"
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _paths(directory: str, node_id: int) -> tuple[str, str, str]:
+    base = os.path.join(directory, f"node-{node_id}")
+    return base, base + ".log", base + ".pid"
+
+
+def _pid(directory: str, node_id: int) -> int | None:
+    """The node's pid if its process is alive."""
+    try:
+        with open(_paths(directory, node_id)[2]) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    try:  # a zombie child of ours counts as dead
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return None
+    except ChildProcessError:
+        pass
+    return pid
+
+
+def _save(directory: str, doc: dict[str, Any]) -> None:
+    tmp = os.path.join(directory, CLUSTER_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(directory, CLUSTER_FILE))
+
+
+def _new_cluster(nodes: int, base_port: int) -> dict[str, Any]:
+    members: list[dict[str, Any]] = [
+        {
+            "id": i,
+            "host": HOST,
+            "client_port": base_port + i,
+            "peer_port": base_port + 100 + i,
+            "initialized": False,
+        }
+        for i in range(1, nodes + 1)
+    ]
+    peers = {int(m["id"]): (HOST, int(m["peer_port"])) for m in members}
+    return {"cluster_id": cluster_id_for(peers).hex(), "nodes": members}
+
+
+def _peers_arg(doc: dict[str, Any]) -> str:
+    return ",".join(f"{n['id']}={n['host']}:{n['peer_port']}" for n in doc["nodes"])
+
+
+def _start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> int:
+    data, log_path, pid_path = _paths(directory, member["id"])
+    cmd = [
+        sys.executable, "-m", "paxctl", "node", "start",
+        "--id", str(member["id"]),
+        "--data", data,
+        "--peers", _peers_arg(doc),
+        "--client", f"{member['host']}:{member['client_port']}",
+        "--cluster-id", doc["cluster_id"],
+    ]  # fmt: skip
+    if not member["initialized"]:
+        cmd.append("--bootstrap")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    with open(pid_path, "w") as f:
+        f.write(f"{proc.pid}\n")
+    return proc.pid
+
+
+def _node_status(member: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
+    try:
+        with SyncClient([(member["host"], member["client_port"])], timeout=timeout) as c:
+            status: dict[str, Any] = c.status()
+            return status
+    except ClientError:
+        return None
+
+
+def _require(directory: str) -> dict[str, Any]:
+    doc = load_cluster(directory)
+    if doc is None:
+        raise click.UsageError(f"no cluster in {directory} (start one with `paxctl cluster up`)")
+    return doc
+
+
+@click.group()
+def cluster() -> None:
+    """Run a local cluster of paxctl nodes in the background."""
+
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    default=CLUSTER_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the cluster keeps its data, logs and pid files.",
+)
+
+
+@cluster.command()
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@dir_option
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 65000),
+    default=7100,
+    show_default=True,
+    help="Clients connect to BASE+ID, peers to BASE+100+ID.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a leader and a first write.",
+)
+def up(nodes: int, directory: str, base_port: int, wait: float) -> None:
+    """Start the cluster in DIR (or whichever of its nodes are not running)."""
+    err = _err()
+    os.makedirs(directory, exist_ok=True)
+    doc = load_cluster(directory)
+    if doc is None:
+        doc = _new_cluster(nodes, base_port)
+        _save(directory, doc)
+    started = []
+    with err.status("starting nodes") as progress:
+        for member in doc["nodes"]:
+            if _pid(directory, member["id"]) is None:
+                pid = _start_node(directory, doc, member)
+                started.append(member["id"])
+                progress.update(f"started node {member['id']} (pid {pid})")
+        progress.update("waiting for a leader and a first write")
+        deadline = time.monotonic() + wait
+        servers = ",".join(f"{n['host']}:{n['client_port']}" for n in doc["nodes"])
+        committed = False
+        while time.monotonic() < deadline and not committed:
+            try:
+                with SyncClient(servers, timeout=min(5.0, deadline - time.monotonic())) as c:
+                    c.multi([Check("/", -1)])  # a real write through consensus, changing nothing
+                committed = True
+            except ClientError:
+                time.sleep(0.2)
+        for member in doc["nodes"]:
+            if member["id"] in started and _node_status(member) is not None:
+                member["initialized"] = True
+        _save(directory, doc)
+    if not committed:
+        err.print(f"[red]no write committed within {wait:.0f}s[/red]; see {directory}/node-*.log")
+        sys.exit(exits.UNAVAILABLE)
+    err.print(f"cluster of {len(doc['nodes'])} nodes is up ({len(started)} started now)")
+    click.echo(f"servers: {servers}")
+    err.print("try:  paxctl create /hello world && paxctl get /hello   (from this directory)")
+    err.print(f"      or anywhere with  PAXCTL_SERVERS={servers}")
+
+
+@cluster.command()
+@dir_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with a `nodes` list.")
+def status(directory: str, as_json: bool) -> None:
+    """Show each node; exit 5 when the cluster has no quorum."""
+    doc = _require(directory)
+    rows = []
+    for member in doc["nodes"]:
+        pid = _pid(directory, member["id"])
+        st = _node_status(member) if pid is not None else None
+        rows.append({
+            "id": member["id"],
+            "client_address": f"{member['host']}:{member['client_port']}",
+            "peer_address": f"{member['host']}:{member['peer_port']}",
+            "pid": pid,
+            "alive": st is not None,
+            "role": st["role"] if st else "down",
+            "ballot": st["ballot"] if st else None,
+            "chosen": st["chosen"] if st else None,
+            "applied": st["applied"] if st else None,
+            "leader": st["leader"] if st else None,
+        })  # fmt: skip
+    top = max((r["chosen"] for r in rows if r["chosen"] is not None), default=0)
+    for r in rows:
+        r["lag"] = top - r["applied"] if r["applied"] is not None else None
+    alive = sum(r["alive"] for r in rows)
+    quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
+    if as_json:
+        click.echo(json.dumps({"nodes": rows, "quorum": quorum}, sort_keys=True))
+    else:
+        table = Table(title=f"paxctl cluster in {directory}")
+        for col in ("id", "role", "client", "ballot", "chosen", "applied", "lag", "pid"):
+            table.add_column(col, justify="right" if col not in ("role", "client") else "left")
+        colours = {"leader": "green", "follower": "white", "candidate": "yellow", "down": "red"}
+        for r in rows:
+            role = f"[{colours.get(r['role'], 'white')}]{r['role']}[/]"
+            table.add_row(*(str(x) if x is not None else "-" for x in (
+                r["id"], role, r["client_address"], r["ballot"], r["chosen"], r["applied"],
+                r["lag"], r["pid"])))  # fmt: skip
+        Console(highlight=False).print(table)
+        if not quorum:
+            _err().print(f"[red]no quorum[/red]: {alive} of {len(rows)} nodes answer")
+    if not quorum:
+        sys.exit(exits.UNAVAILABLE)
+
+
+def _stop(directory: str, node_ids: list[int], grace: float) -> list[int]:
+    pids = {i: p for i in node_ids if (p := _pid(directory, i)) is not None}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_pid(directory, i) for i in pids):
+        time.sleep(0.05)
+    for i in pids:
+        left = _pid(directory, i)
+        if left is not None:
+            os.kill(left, signal.SIGKILL)
+    for i in node_ids:
+        pid_path = _paths(directory, i)[2]
+        if os.path.exists(pid_path):
+            os.remove(pid_path)
+    return sorted(pids)
+
+
+grace_option = click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL.",
+)
+
+
+@cluster.command()
+@dir_option
+@grace_option
+def down(directory: str, grace: float) -> None:
+    """Stop every node (SIGTERM, then SIGKILL after the grace period); data stays."""
+    doc = _require(directory)
+    stopped = _stop(directory, [n["id"] for n in doc["nodes"]], grace)
+    _err().print(f"stopped {len(stopped)} node(s)" + (f": {stopped}" if stopped else ""))
+
+
+@cluster.command("start")
+@click.argument("node_id", type=int)
+@dir_option
+def start_one(node_id: int, directory: str) -> None:
+    """Start node NODE_ID of the cluster, with its data."""
+    doc = _require(directory)
+    member = next((n for n in doc["nodes"] if n["id"] == node_id), None)
+    if member is None:
+        raise click.UsageError(f"no node {node_id} in {directory}")
+    if _pid(directory, node_id) is not None:
+        _err().print(f"node {node_id} is already running")
+        return
+    pid = _start_node(directory, doc, member)
+    _err().print(f"started node {node_id} (pid {pid})")
+
+
+@cluster.command("stop")
+@click.argument("node_id", type=int)
+@dir_option
+@grace_option
+def stop_one(node_id: int, directory: str, grace: float) -> None:
+    """Stop node NODE_ID (SIGTERM, then SIGKILL after the grace period)."""
+    doc = _require(directory)
+    if not any(n["id"] == node_id for n in doc["nodes"]):
+        raise click.UsageError(f"no node {node_id} in {directory}")
+    stopped = _stop(directory, [node_id], grace)
+    _err().print(f"node {node_id} " + ("stopped" if stopped else "was not running"))

@@ -1,0 +1,43 @@
+"""Where client commands find the cluster: -s/--servers, $PAXCTL_SERVERS, or ./.paxctl."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+CLUSTER_DIR = ".paxctl"
+CLUSTER_FILE = "cluster.json"
+
+
+def load_cluster(directory: str) -> dict[str, Any] | None:
+    path = os.path.join(directory, CLUSTER_FILE)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: unreadable cluster file: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+        raise click.ClickException(f"{path}: not a paxctl cluster file")
+    return doc
+
+
+def resolve_servers(servers: str | None) -> str:
+    """The connect string to use, or a clear error saying how to give one."""
+    if servers:
+        return servers
+    env = os.environ.get("PAXCTL_SERVERS")
+    if env:
+        return env
+    doc = load_cluster(CLUSTER_DIR)
+    if doc is not None:
+        nodes = doc["nodes"]
+        return ",".join(f"{n['host']}:{n['client_port']}" for n in nodes)
+    raise click.UsageError(
+        "no cluster to talk to: pass -s HOST:PORT,..., set PAXCTL_SERVERS, "
+        "or run `paxctl cluster up` in this directory first"
+    )

@@ -1,0 +1,274 @@
+"""Data commands over the client library: create, get, set, rm, ls, stat, sync.
+
+Errors are one line on stderr and a distinct exit code (see ``paxctl.cli.exits``); data goes to
+stdout, and ``--json`` prints one JSON object with a stable shape (znode data appears as
+``data`` when it is UTF-8 text, else null, and always as ``data_base64``).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from paxctl.cli import exits
+from paxctl.cli.connect import resolve_servers
+from paxctl.client import ClientError, SyncClient
+from paxctl.statemachine.errors import ZnodeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def client_options(func: F) -> F:
+    func = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(func)
+    func = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Seconds to wait for an answer.",
+    )(func)
+    func = click.option(
+        "-s",
+        "--servers",
+        metavar="HOST:PORT,...",
+        help="Servers to use (default: $PAXCTL_SERVERS, or ./.paxctl).",
+    )(func)
+    return func
+
+
+def handle_errors(func: F) -> F:
+    """Expected failures become one clear line on stderr and their exit code; no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ZnodeError as exc:
+            click.echo(f"paxctl: {exc.code}: {exc}", err=True)
+            sys.exit(exits.BY_ERROR_CODE.get(exc.code, exits.FAILURE))
+        except ClientError as exc:
+            click.echo(f"paxctl: {exc.code}: {exc}", err=True)
+            sys.exit(exits.BY_ERROR_CODE.get(exc.code, exits.UNAVAILABLE))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def connect(servers: str | None, timeout: float) -> SyncClient:
+    return SyncClient(resolve_servers(servers), timeout=timeout)
+
+
+def read_data(data: str | None, file: str | None) -> bytes:
+    if data is not None and file is not None:
+        raise click.UsageError("give the data as an argument or with -f, not both")
+    if file is not None:
+        try:
+            with open(file, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise click.UsageError(f"-f {file}: {exc.strerror}") from None
+    if data == "-":
+        return sys.stdin.buffer.read()
+    return (data or "").encode()
+
+
+def data_fields(data: bytes) -> dict[str, Any]:
+    try:
+        text: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {"data": text, "data_base64": base64.b64encode(data).decode()}
+
+
+def emit(doc: Any) -> None:
+    click.echo(json.dumps(doc, sort_keys=True))
+
+
+def print_stat(stat: dict[str, Any]) -> None:
+    for key in (
+        "czxid",
+        "mzxid",
+        "pzxid",
+        "ctime",
+        "mtime",
+        "version",
+        "cversion",
+        "aversion",
+        "ephemeralOwner",
+        "dataLength",
+        "numChildren",
+    ):
+        if key in stat:
+            click.echo(f"{key} = {stat[key]}")
+
+
+@click.command()
+@click.argument("path")
+@click.argument("data", required=False)
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
+@click.option("--sequential", is_flag=True, help="Append a 10-digit sequence number.")
+@click.option("--parents", is_flag=True, help="Create missing parents too.")
+@client_options
+@handle_errors
+def create(
+    path: str,
+    data: str | None,
+    file: str | None,
+    sequential: bool,
+    parents: bool,
+    servers: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Create znode PATH holding DATA (an argument, -f FILE, or - for stdin)."""
+    payload = read_data(data, file)
+    with connect(servers, timeout) as client:
+        created = client.create(path, payload, sequential=sequential, parents=parents)
+    emit({"path": created}) if as_json else click.echo(created)
+
+
+@click.command()
+@click.argument("path")
+@click.option("--stat", "show_stat", is_flag=True, help="Print the stat too.")
+@click.option("--local", is_flag=True, help="Read the node's own state (sequential consistency).")
+@client_options
+@handle_errors
+def get(
+    path: str, show_stat: bool, local: bool, servers: str | None, timeout: float, as_json: bool
+) -> None:
+    """Print the data of znode PATH (linearizable unless --local)."""
+    with connect(servers, timeout) as client:
+        data, stat = client.get(path, local=local)
+    if as_json:
+        emit({"path": path, **data_fields(data), "stat": stat})
+        return
+    sys.stdout.buffer.write(data)
+    if data and not data.endswith(b"\n") and sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    if show_stat:
+        print_stat(stat)
+
+
+@click.command("set")
+@click.argument("path")
+@click.argument("data", required=False)
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
+@click.option(
+    "-v",
+    "--version",
+    "version",
+    type=int,
+    default=-1,
+    help="Only if the znode is at this version (compare-and-set).",
+)
+@client_options
+@handle_errors
+def set_(
+    path: str,
+    data: str | None,
+    file: str | None,
+    version: int,
+    servers: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Replace the data of znode PATH."""
+    payload = read_data(data, file)
+    with connect(servers, timeout) as client:
+        stat = client.set(path, payload, version)
+    emit({"path": path, "stat": stat}) if as_json else print_stat(stat)
+
+
+@click.command()
+@click.argument("path")
+@click.option(
+    "-v", "--version", "version", type=int, default=-1, help="Only if the znode is at this version."
+)
+@click.option(
+    "-r", "--recursive", is_flag=True, help="Delete the whole subtree, deepest first (not atomic)."
+)
+@client_options
+@handle_errors
+def rm(
+    path: str, version: int, recursive: bool, servers: str | None, timeout: float, as_json: bool
+) -> None:
+    """Delete znode PATH."""
+    deleted: list[str] = []
+    with connect(servers, timeout) as client:
+        if recursive:
+            _delete_tree(client, path, deleted)
+        else:
+            client.delete(path, version)
+            deleted.append(path)
+    if as_json:
+        emit({"deleted": deleted})
+
+
+def _delete_tree(client: SyncClient, path: str, deleted: list[str]) -> None:
+    for name in client.children(path):
+        _delete_tree(client, f"{path.rstrip('/')}/{name}", deleted)
+    if path != "/":
+        client.delete(path)
+        deleted.append(path)
+
+
+@click.command()
+@click.argument("path", default="/")
+@click.option("--stat", "show_stat", is_flag=True, help="Show each child's stat.")
+@click.option("--local", is_flag=True, help="Read the node's own state.")
+@client_options
+@handle_errors
+def ls(
+    path: str, show_stat: bool, local: bool, servers: str | None, timeout: float, as_json: bool
+) -> None:
+    """List the children of znode PATH."""
+    with connect(servers, timeout) as client:
+        result = client.children(path, stats=show_stat, local=local)
+    names = result["children"] if show_stat else result
+    if as_json:
+        doc: dict[str, Any] = {"path": path, "children": names}
+        if show_stat:
+            doc["stats"] = result["stats"]
+        emit(doc)
+        return
+    for name in names:
+        if show_stat:
+            st = result["stats"][name]
+            click.echo(
+                f"{name}\tversion={st['version']}\tdataLength={st['dataLength']}"
+                f"\tnumChildren={st['numChildren']}\tmzxid={st['mzxid']}"
+            )
+        else:
+            click.echo(name)
+
+
+@click.command()
+@click.argument("path")
+@click.option("--local", is_flag=True, help="Read the node's own state.")
+@client_options
+@handle_errors
+def stat(path: str, local: bool, servers: str | None, timeout: float, as_json: bool) -> None:
+    """Print the stat of znode PATH."""
+    with connect(servers, timeout) as client:
+        result = client.stat(path, local=local)
+    emit({"path": path, "stat": result}) if as_json else print_stat(result)
+
+
+@click.command()
+@client_options
+@handle_errors
+def sync(servers: str | None, timeout: float, as_json: bool) -> None:
+    """Wait until the connected node has applied everything chosen before now."""
+    with connect(servers, timeout) as client:
+        client.sync()
+        zxid = client.last_zxid
+    emit({"zxid": zxid}) if as_json else click.echo(f"synced at zxid {zxid}")
+
+
+COMMANDS = [create, get, set_, rm, ls, stat, sync]

@@ -1,0 +1,1 @@
+"""The wire format shared by nodes and clients."""

@@ -1,0 +1,62 @@
+"""Frames on a TCP stream, for peer and client traffic alike (sans-I/O).
+
+A frame is ``length(4) crc32(4) version(1) payload``: the length counts the payload, the CRC
+covers the version byte and the payload. ``FrameDecoder`` is fed whatever bytes arrive and hands
+back whole payloads; a frame that is oversized, of an unknown version or fails its checksum
+raises ``FrameError`` with the reason, and the connection it came on is closed. Nothing a peer or
+a client sends can make the decoder allocate more than ``MAX_FRAME`` bytes or raise anything else.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+PROTOCOL_VERSION = 1
+#: The largest payload accepted: room for a 1 MiB znode plus a batch around it.
+MAX_FRAME = 4 * 1024 * 1024
+_HEADER = struct.Struct(">IIB")
+HEADER_SIZE = _HEADER.size
+
+
+class FrameError(ValueError):
+    """The stream carries something that is not a valid frame; close the connection."""
+
+
+def encode_frame(payload: bytes) -> bytes:
+    if len(payload) > MAX_FRAME:
+        raise FrameError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
+    version = bytes([PROTOCOL_VERSION])
+    return _HEADER.pack(
+        len(payload), zlib.crc32(payload, zlib.crc32(version)), PROTOCOL_VERSION
+    ) + (payload)
+
+
+class FrameDecoder:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return every complete payload, in order."""
+        self._buf += data
+        out = []
+        while len(self._buf) >= HEADER_SIZE:
+            length, crc, version = _HEADER.unpack_from(self._buf)
+            if version != PROTOCOL_VERSION:
+                raise FrameError(f"unknown protocol version {version}")
+            if length > self._max:
+                raise FrameError(f"frame of {length} bytes exceeds the {self._max}-byte limit")
+            end = HEADER_SIZE + length
+            if len(self._buf) < end:
+                break
+            payload = bytes(self._buf[HEADER_SIZE:end])
+            if zlib.crc32(payload, zlib.crc32(bytes([version]))) != crc:
+                raise FrameError("frame checksum mismatch")
+            del self._buf[:end]
+            out.append(payload)
+        return out
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)

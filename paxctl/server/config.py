@@ -1,0 +1,107 @@
+"""A node's settings, from command-line flags or a TOML file, checked before anything starts."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The settings are wrong; the message says which one and why."""
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_peers(text: str) -> dict[int, tuple[str, int]]:
+    """``1=127.0.0.1:7001,2=...`` -> {1: ("127.0.0.1", 7001), ...}."""
+    peers: dict[int, tuple[str, int]] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        ident, sep, addr = item.partition("=")
+        if not sep or not ident.isdigit() or int(ident) < 1:
+            raise ConfigError(f"--peers: expected ID=HOST:PORT with a positive ID, got {item!r}")
+        if int(ident) in peers:
+            raise ConfigError(f"--peers: node {ident} is listed twice")
+        peers[int(ident)] = parse_address(addr, f"--peers entry for node {ident}")
+    if not peers:
+        raise ConfigError("--peers: no peers given")
+    return peers
+
+
+def cluster_id_for(peers: dict[int, tuple[str, int]]) -> bytes:
+    """A cluster id derived from its founding members, so every founder computes the same one."""
+    spec = ",".join(f"{i}={h}:{p}" for i, (h, p) in sorted(peers.items()))
+    return hashlib.sha256(spec.encode()).digest()[:16]
+
+
+@dataclass
+class NodeConfig:
+    node_id: int
+    data_dir: str
+    peers: dict[int, tuple[str, int]]  # every voter's peer address, this node's included
+    client: tuple[str, int]
+    listen: tuple[str, int] | None = None  # defaults to this node's entry in peers
+    cluster_id: bytes = b""
+    bootstrap: bool = False
+    tick_ms: int = 50
+    election_ticks: int = 10
+    snapshot_every: int = 5000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.node_id not in self.peers:
+            raise ConfigError(f"--id {self.node_id} is not one of the peers {sorted(self.peers)}")
+        if self.listen is None:
+            self.listen = self.peers[self.node_id]
+        if not self.cluster_id:
+            self.cluster_id = cluster_id_for(self.peers)
+        if len(self.cluster_id) != 16:
+            raise ConfigError("cluster id must be 16 bytes (32 hex digits)")
+        if not 1 <= self.tick_ms <= 10_000:
+            raise ConfigError("tick must be between 1 and 10000 ms")
+
+    @classmethod
+    def from_toml(cls, path: str, overrides: dict[str, Any]) -> NodeConfig:
+        """Read a TOML file with the same keys as the flags (``id``, ``data``, ``peers``...)."""
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--config {path}: {exc}") from None
+        merged = {**doc, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls.from_values(merged)
+
+    @classmethod
+    def from_values(cls, v: dict[str, Any]) -> NodeConfig:
+        missing = [k for k in ("id", "data", "peers", "client") if v.get(k) in (None, "")]
+        if missing:
+            raise ConfigError(f"missing setting(s): {', '.join(missing)}")
+        peers = v["peers"]
+        if isinstance(peers, str):
+            peers = parse_peers(peers)
+        elif isinstance(peers, dict):
+            peers = parse_peers(",".join(f"{k}={a}" for k, a in peers.items()))
+        else:
+            raise ConfigError("peers: expected 'ID=HOST:PORT,...' or a table of id = address")
+        cluster = v.get("cluster_id") or ""
+        try:
+            cluster_id = bytes.fromhex(cluster) if cluster else b""
+        except ValueError:
+            raise ConfigError("cluster id must be hex") from None
+        return cls(
+            node_id=int(v["id"]),
+            data_dir=str(v["data"]),
+            peers=peers,
+            client=parse_address(str(v["client"]), "--client"),
+            listen=parse_address(str(v["listen"]), "--listen") if v.get("listen") else None,
+            cluster_id=cluster_id,
+            bootstrap=bool(v.get("bootstrap", False)),
+            tick_ms=int(v.get("tick_ms", 50)),
+            snapshot_every=int(v.get("snapshot_every", 5000)),
+        )

@@ -1,0 +1,286 @@
+"""One paxctl node as a process: the asyncio shell around the core, storage and znode tree.
+
+One event loop owns everything (no locks). Inputs (peer messages, client requests, ticks) are
+handed to the core as they arrive; the work they cause is collected once per loop turn and
+handled in the order the Ready contract fixes: persist (one fsync) -> send -> apply in slot
+order -> reply to clients and serve reads -> advance. Everything that arrived in the same turn
+shares that fsync (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+
+import msgpack
+
+from paxctl.core import codec
+from paxctl.core.messages import Message
+from paxctl.core.node import Node, Role
+from paxctl.core.state import Config, Ready
+from paxctl.core.types import Command
+from paxctl.server.client_service import ClientService
+from paxctl.server.config import NodeConfig
+from paxctl.server.transport import FramedProtocol, PeerLink
+from paxctl.server.zxid import zxid_of
+from paxctl.statemachine.machine import StateMachine
+from paxctl.storage.fs import OsFileSystem
+from paxctl.storage.store import Identity, Storage, StorageError
+
+log = logging.getLogger("paxctl.node")
+
+
+class NodeServer:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        os.makedirs(config.data_dir, exist_ok=True)
+        identity = Identity(config.cluster_id, config.node_id)
+        self.storage, recovered = Storage.open(
+            OsFileSystem(config.data_dir),
+            identity,
+            bootstrap=config.bootstrap,
+            label=config.data_dir,
+        )
+        for warning in recovered.warnings:
+            log.warning("recovery: %s", warning)
+        state = recovered.state
+        snap = state.snapshot
+        self.machine = StateMachine.restore(snap.app) if snap else StateMachine()
+        self.applied_zxid = zxid_of(snap.slot, 0) if snap else 0
+        core = Config(
+            config.node_id,
+            tuple(sorted(config.peers)),
+            election_ticks=config.election_ticks,
+            heartbeat_ticks=max(1, config.election_ticks // 5),
+        )
+        self.node = Node(core, random.Random(os.urandom(16)), state)
+        self.clients = ClientService(self)
+        self._links: dict[int, PeerLink] = {}
+        self._servers: list[asyncio.Server] = []
+        self._scheduled = False
+        self._reads: list[tuple[int, Callable[[], None]]] = []  # (slot to reach, serve)
+        self._read_waiters: dict[int, Callable[[int | None], None]] = {}
+        self._next_ctx = 1
+        self._stopping: asyncio.Event | None = None
+        self.started = time.time()
+        log.info(
+            "node %d: recovered promise %s, commit %d, snapshot %s",
+            config.node_id,
+            self.node.acceptor.promised,
+            self.node.learner.commit,
+            snap.slot if snap else "none",
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        listen = self.config.listen
+        assert listen is not None
+        self._servers.append(
+            await loop.create_server(
+                lambda: FramedProtocol(self._on_peer_payload, label="peer inbound"), *listen
+            )
+        )
+        self._servers.append(
+            await loop.create_server(
+                lambda: FramedProtocol(
+                    self.clients.on_payload, self.clients.on_lost, label="client"
+                ),
+                *self.config.client,
+            )
+        )
+        hello = msgpack.packb(
+            {"node": self.config.node_id, "cluster": self.config.cluster_id}, use_bin_type=True
+        )
+        rng = random.Random(os.urandom(8))
+        for peer, (host, port) in sorted(self.config.peers.items()):
+            if peer != self.config.node_id:
+                link = PeerLink(peer, host, port, hello, self._on_peer_payload, rng)
+                link.start()
+                self._links[peer] = link
+        log.info(
+            "node %d: peers on %s:%d, clients on %s:%d",
+            self.config.node_id,
+            *listen,
+            *self.config.client,
+        )
+        ticker = loop.create_task(self._tick_forever())
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("node %d: shutting down", self.config.node_id)
+            ticker.cancel()
+            for server in self._servers:
+                server.close()
+            for link in self._links.values():
+                await link.stop()
+            self.storage.close()
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def _tick_forever(self) -> None:
+        period = self.config.tick_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            self.node.tick()
+            self.kick()
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_peer_payload(self, conn: FramedProtocol, payload: bytes) -> None:
+        if conn.state is None:  # the first frame names the peer
+            try:
+                hello = msgpack.unpackb(payload, raw=False)
+                peer, cluster = int(hello["node"]), bytes(hello["cluster"])
+            except Exception:  # any malformed hello: this is not a peer of ours
+                conn.close("peer connection without a valid hello")
+                return
+            if cluster != self.config.cluster_id or peer not in self.config.peers:
+                conn.close(f"hello from node {peer} of another cluster or not a member")
+                return
+            conn.state = peer
+            return
+        try:
+            msg = codec.decode(payload)
+        except codec.CodecError as exc:
+            conn.close(f"undecodable message from node {conn.state}: {exc}")
+            return
+        if msg.frm != conn.state:
+            conn.close(f"node {conn.state} sent a message signed as node {msg.frm}")
+            return
+        self.node.step(msg)
+        self.kick()
+
+    def propose(self, command: Command) -> bool:
+        accepted = self.node.propose(command)
+        self.kick()
+        return accepted
+
+    def read_index(self, on_index: Callable[[int | None], None]) -> None:
+        """Ask for a linearizable read point; ``on_index(slot or None)`` is called later."""
+        ctx = self._next_ctx
+        self._next_ctx += 1
+        self._read_waiters[ctx] = on_index
+        self.node.read_index(ctx)
+        self.kick()
+
+    def when_applied(self, slot: int, serve: Callable[[], None]) -> None:
+        if self.node.learner.applied >= slot:
+            serve()
+        else:
+            self._reads.append((slot, serve))
+
+    # ------------------------------------------------------------------ the Ready loop
+
+    def kick(self) -> None:
+        """Handle the core's work at the end of this loop turn (once, however many inputs)."""
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._process)
+
+    def _process(self) -> None:
+        self._scheduled = False
+        ready = self.node.ready()
+        if not ready:
+            self.node.advance()
+            return
+        try:
+            self.storage.persist(ready)  # 1. durable before anything leaves
+        except StorageError as exc:
+            log.critical("%s", exc)
+            os._exit(70)  # never retry a failed fsync; the supervisor restarts us from disk
+        self._send(ready.messages)  # 2.
+        if ready.snapshot is not None:  # 3. apply
+            self.machine = StateMachine.restore(ready.snapshot.app)
+            self.applied_zxid = zxid_of(ready.snapshot.slot, 0)
+        for applied in ready.committed:
+            for index, cmd in enumerate(applied.commands):
+                zxid = zxid_of(applied.slot, index)
+                outcome = self.machine.apply_command(zxid, cmd.data, cmd.client, cmd.seq)
+                self.applied_zxid = zxid
+                self.clients.write_done(cmd, outcome)
+            for cmd in applied.skipped:
+                self.clients.write_done(cmd, self.machine.cached(cmd.client, cmd.seq))
+        for read in ready.reads:
+            waiter = self._read_waiters.pop(read.ctx, None)
+            if waiter is not None:
+                waiter(read.index)
+        self._serve_reads()
+        self.node.advance()  # 4.
+        self._maybe_snapshot()
+        if ready.messages or ready.committed:
+            self.kick()  # more may be ready (e.g. pending proposals waiting for the window)
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        for msg in messages:
+            link = self._links.get(msg.to)
+            if link is not None:
+                link.send(codec.encode(msg))
+
+    def _serve_reads(self) -> None:
+        applied = self.node.learner.applied
+        due = [serve for slot, serve in self._reads if slot <= applied]
+        self._reads = [(slot, serve) for slot, serve in self._reads if slot > applied]
+        for serve in due:
+            serve()
+
+    def _maybe_snapshot(self) -> None:
+        learner = self.node.learner
+        if learner.applied - learner.base < self.config.snapshot_every:
+            return
+        snap = self.node.compact(learner.applied, self.machine.snapshot())
+        try:
+            self.storage.save_snapshot(snap)
+        except StorageError as exc:
+            log.critical("%s", exc)
+            os._exit(70)
+        log.info("snapshot at slot %d (%d bytes)", snap.slot, len(snap.app))
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, object]:
+        node = self.node
+        listen = self.config.listen
+        assert listen is not None
+        return {
+            "id": self.config.node_id,
+            "role": node.role.value,
+            "leader": node.leader if node.role is not Role.LEADER else node.id,
+            "ballot": str(node.ballot),
+            "promised": str(node.acceptor.promised),
+            "chosen": node.learner.commit,
+            "applied": node.learner.applied,
+            "compacted": node.acceptor.compacted,
+            "zxid": self.applied_zxid,
+            "peer_address": f"{listen[0]}:{listen[1]}",
+            "client_address": f"{self.config.client[0]}:{self.config.client[1]}",
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 1),
+            "digest": self.machine.digest().hex()[:16],
+        }
+
+
+def run_node(config: NodeConfig) -> None:
+    """Run a node in the foreground until SIGTERM/SIGINT."""
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        uvloop.install()
+    except ImportError:
+        pass
+    server = NodeServer(config)
+    asyncio.run(server.run())
+
+
+__all__ = ["NodeServer", "Ready", "run_node"]

@@ -1,0 +1,147 @@
+"""Framed connections over asyncio, with no task per message.
+
+``FramedProtocol`` turns a TCP stream into payload callbacks through ``FrameDecoder``; a bad
+frame closes that connection with a logged reason and never reaches the node. ``PeerLink``
+keeps one outbound connection to a peer, reconnecting with capped exponential backoff and
+dropping (not queueing without bound) what it cannot send: the consensus core retransmits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+
+from paxctl.protocol.framing import FrameDecoder, FrameError, encode_frame
+
+log = logging.getLogger("paxctl.transport")
+
+#: Bytes a peer link may hold unsent before it starts dropping messages.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+
+class FramedProtocol(asyncio.Protocol):
+    """One connection: payloads in through ``on_payload``, frames out through ``send``."""
+
+    def __init__(
+        self,
+        on_payload: Callable[[FramedProtocol, bytes], None],
+        on_lost: Callable[[FramedProtocol], None] | None = None,
+        label: str = "connection",
+    ) -> None:
+        self._on_payload = on_payload
+        self._on_lost = on_lost
+        self._decoder = FrameDecoder()
+        self.transport: asyncio.Transport | None = None
+        self.label = label
+        self.peer_name = "?"
+        self.state: object = None  # whatever the owner wants to remember about this connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_name = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            payloads = self._decoder.feed(data)
+        except FrameError as exc:
+            self.close(f"bad frame from {self.peer_name}: {exc}")
+            return
+        for payload in payloads:
+            if self.transport is None or self.transport.is_closing():
+                return
+            self._on_payload(self, payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def send(self, payload: bytes) -> bool:
+        """Queue one frame; False if the connection is gone or too far behind."""
+        if not self.open:
+            return False
+        assert self.transport is not None
+        if self.transport.get_write_buffer_size() > MAX_PENDING_BYTES:
+            return False
+        self.transport.write(encode_frame(payload))
+        return True
+
+    def close(self, reason: str | None = None) -> None:
+        if reason:
+            log.warning("%s: closing: %s", self.label, reason)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class PeerLink:
+    """The outbound connection to one peer, kept up by one task."""
+
+    def __init__(
+        self,
+        peer_id: int,
+        host: str,
+        port: int,
+        hello: bytes,
+        on_payload: Callable[[FramedProtocol, bytes], None],
+        rng: random.Random,
+    ) -> None:
+        self.peer_id = peer_id
+        self.host = host
+        self.port = port
+        self._hello = hello
+        self._on_payload = on_payload
+        self._rng = rng
+        self._conn: FramedProtocol | None = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            self._conn.close()
+
+    def send(self, payload: bytes) -> None:
+        if self._conn is None or not self._conn.send(payload):
+            self.dropped += 1
+
+    async def _run(self) -> None:
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        while True:
+            self._lost.clear()
+            try:
+                _, proto = await loop.create_connection(
+                    lambda: FramedProtocol(
+                        self._on_payload, self._connection_lost, f"peer {self.peer_id}"
+                    ),
+                    self.host,
+                    self.port,
+                )
+            except OSError:
+                await asyncio.sleep(delay * (0.5 + self._rng.random()))
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            proto.send(self._hello)
+            self._conn = proto
+            await self._lost.wait()
+            self._conn = None
+
+    def _connection_lost(self, proto: FramedProtocol) -> None:
+        self._lost.set()

@@ -1,0 +1,264 @@
+"""The application a paxctl node replicates: the znode tree plus each client's last reply.
+
+The consensus core applies every chosen command once (it skips a retry whose ``(client, seq)``
+was already applied), but the node that holds the client's connection must still answer that
+retry, with the reply the first application produced. So the state machine records, per client,
+the sequence number and outcome of the last command applied; a retry is answered from there.
+One entry per client suffices because a client waits for each command before sending the next
+(the same assumption the core's exactly-once table makes).
+
+Everything here is part of the replicated state: the cache and the last applied time travel in
+snapshots and count in the digest, so a replica restored from a snapshot answers retries and
+stamps times exactly as one that applied the whole log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from paxctl.statemachine.errors import (
+    BadArguments,
+    MultiError,
+    SnapshotError,
+    ZnodeError,
+    error_from_code,
+)
+from paxctl.statemachine.ops import decode_command
+from paxctl.statemachine.stat import Stat
+from paxctl.statemachine.tree import DataTree, Result, SubResult
+
+#: Bumped whenever the state machine's snapshot encoding changes incompatibly.
+MACHINE_SNAPSHOT_FORMAT = 1
+
+_MOD = 1 << 256
+_MAX_INT = 2**63 - 1
+
+# Tags of a result on the wire: results mix strings, stats, None and lists, so each is tagged
+# rather than guessed from its shape.
+_NONE, _STR, _STAT, _LIST = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What applying one command produced: a result (``ok``) or an error by code.
+
+    A failed ``Multi`` carries its failing operation's code and ``error_index``; ``error()``
+    turns it back into the ``MultiError`` the tree raised.
+    """
+
+    ok: bool
+    value: Result = None
+    error_code: str | None = None
+    error_message: str = ""
+    error_index: int | None = None
+
+    @classmethod
+    def success(cls, value: Result) -> Outcome:
+        return cls(True, value)
+
+    @classmethod
+    def failure(cls, error: ZnodeError) -> Outcome:
+        if isinstance(error, MultiError):
+            return cls(False, None, error.code, error.error.message, error.index)
+        return cls(False, None, error.code, error.message)
+
+    def error(self) -> ZnodeError | None:
+        """The exception this outcome stands for, or None if it succeeded."""
+        if self.ok:
+            return None
+        err = error_from_code(self.error_code or "ZnodeError", self.error_message)
+        return err if self.error_index is None else MultiError(self.error_index, err)
+
+    def unwrap(self) -> Result:
+        """The value, or raise the error: what a blocking client call returns."""
+        err = self.error()
+        if err is not None:
+            raise err
+        return self.value
+
+    def to_wire(self) -> list[Any]:
+        """Plain msgpack-able values (for snapshots, and for replies to clients)."""
+        if self.ok:
+            return [True, _result_to_wire(self.value)]
+        return [False, self.error_code, self.error_message, self.error_index]
+
+    @classmethod
+    def from_wire(cls, x: Any) -> Outcome:
+        """The inverse of ``to_wire``; ``ValueError`` for anything else."""
+        if type(x) is list and len(x) == 2 and x[0] is True:
+            return cls(True, _result_from_wire(x[1]))
+        if type(x) is list and len(x) == 4 and x[0] is False:
+            _, code, message, index = x
+            if type(code) is str and type(message) is str and (index is None or _is_uint(index)):
+                return cls(False, None, code, message, index)
+        raise ValueError("not an encoded outcome")
+
+
+def _is_uint(x: Any) -> bool:
+    return type(x) is int and 0 <= x <= _MAX_INT
+
+
+def _result_to_wire(value: Result) -> list[Any]:
+    if value is None:
+        return [_NONE]
+    if isinstance(value, str):
+        return [_STR, value]
+    if isinstance(value, Stat):
+        return [_STAT, value.to_list()]
+    return [_LIST, [_result_to_wire(v) for v in value]]
+
+
+def _result_from_wire(x: Any, depth: int = 0) -> Result:
+    if type(x) is list and x and type(x[0]) is int:
+        tag = x[0]
+        if tag == _NONE and len(x) == 1:
+            return None
+        if tag == _STR and len(x) == 2 and type(x[1]) is str:
+            return x[1]
+        if (
+            tag == _STAT
+            and len(x) == 2
+            and type(x[1]) is list
+            and len(x[1]) == 11
+            and all(type(f) is int for f in x[1])
+        ):
+            return Stat.from_list(x[1])
+        if tag == _LIST and len(x) == 2 and type(x[1]) is list and depth == 0:
+            items: list[SubResult] = []
+            for item in x[1]:
+                sub = _result_from_wire(item, 1)
+                assert not isinstance(sub, list)  # depth 1 admits no lists
+                items.append(sub)
+            return items
+    raise ValueError("not an encoded result")
+
+
+class StateMachine:
+    """The znode tree plus the exactly-once reply cache; the unit a node snapshots."""
+
+    def __init__(self, tree: DataTree | None = None) -> None:
+        self.tree = tree if tree is not None else DataTree()
+        #: The time stamped on the last command applied; times never go below it.
+        self.last_time = 0
+        #: The zxid of the last command applied (0 before any).
+        self.last_zxid = 0
+        self._last: dict[int, tuple[int, Outcome]] = {}
+        # Incremental digest of the cache, as the tree does it: dirty clients are rehashed.
+        self._dirty: dict[int, None] = {}
+        self._hashes: dict[int, int] = {}
+        self._sum = 0
+
+    def apply_command(self, zxid: int, cmd_data: bytes, client: int, seq: int) -> Outcome:
+        """Apply one chosen command and record its outcome as ``client``'s last reply.
+
+        Never raises for anything the command holds: malformed bytes become a ``BadArguments``
+        outcome, which is recorded like any other (a retry of it gets the same answer). The
+        command's time is raised to the last applied time if below it, so mtime and ctime never
+        go backwards even when leadership moves to a node whose clock is behind.
+
+        A command at or below the client's recorded ``seq`` is not applied again: the core
+        already filters such retries, and this keeps the tree safe if a caller does not.
+        """
+        previous = self._last.get(client)
+        if previous is not None and seq <= previous[0]:
+            if seq == previous[0]:
+                return previous[1]
+            return Outcome.failure(BadArguments(f"stale sequence number {seq} for {client}"))
+        try:
+            time_ms, op = decode_command(cmd_data)
+        except ZnodeError as e:
+            outcome = Outcome.failure(e)
+        except Exception as e:  # decode_command raises only ZnodeErrors; never crash on bytes
+            outcome = Outcome.failure(BadArguments(f"malformed command: {type(e).__name__}"))
+        else:
+            time_ms = max(time_ms, self.last_time)
+            self.last_time = time_ms
+            try:
+                outcome = Outcome.success(self.tree.apply(op, zxid, time_ms, session=client))
+            except ZnodeError as e:
+                outcome = Outcome.failure(e)
+        self.last_zxid = zxid
+        self._last[client] = (seq, outcome)
+        self._dirty[client] = None
+        return outcome
+
+    def cached(self, client: int, seq: int) -> Outcome | None:
+        """The recorded outcome of ``client``'s command ``seq``, if it is the last one applied."""
+        previous = self._last.get(client)
+        if previous is None or previous[0] != seq:
+            return None
+        return previous[1]
+
+    # ---------------------------------------------------------------------------- digest
+
+    def digest(self) -> bytes:
+        """Tree digest, last time and zxid, and the reply cache, hashed together."""
+        for client in self._dirty:
+            self._sum -= self._hashes.pop(client, 0)
+            seq, outcome = self._last[client]
+            h = _hash_entry(client, seq, outcome)
+            self._hashes[client] = h
+            self._sum += h
+        self._dirty.clear()
+        self._sum %= _MOD
+        return self._seal(self._sum)
+
+    def digest_from_scratch(self) -> bytes:
+        """The same digest computed without the incremental state, for tests and audits."""
+        total = sum(_hash_entry(c, s, o) for c, (s, o) in self._last.items()) % _MOD
+        return self._seal(total, self.tree.digest_from_scratch())
+
+    def _seal(self, cache_sum: int, tree_digest: bytes | None = None) -> bytes:
+        h = hashlib.blake2b(digest_size=32, person=b"paxctl-machine")
+        h.update(self.tree.digest() if tree_digest is None else tree_digest)
+        h.update(b"%d:%d:%d:" % (self.last_time, self.last_zxid, len(self._last)))
+        h.update(cache_sum.to_bytes(32, "big"))
+        return h.digest()
+
+    # ------------------------------------------------------------------------- snapshots
+
+    def snapshot(self) -> bytes:
+        """Tree, times and reply cache as bytes; equal states give equal bytes."""
+        cache = [[c, self._last[c][0], self._last[c][1].to_wire()] for c in sorted(self._last)]
+        wire = [MACHINE_SNAPSHOT_FORMAT, self.tree.to_wire(), self.last_time, self.last_zxid, cache]
+        out: bytes = msgpack.packb(wire, use_bin_type=True)
+        return out
+
+    @classmethod
+    def restore(cls, data: bytes) -> StateMachine:
+        """The state machine ``snapshot`` produced; ``SnapshotError`` for anything else."""
+        try:
+            wire = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except Exception as e:  # msgpack raises several unrelated types for bad input
+            raise SnapshotError(f"malformed snapshot: {type(e).__name__}") from e
+        if type(wire) is not list or len(wire) != 5 or wire[0] != MACHINE_SNAPSHOT_FORMAT:
+            raise SnapshotError("not a state machine snapshot of a known format")
+        _, tree_wire, last_time, last_zxid, cache = wire
+        if not (_is_uint(last_time) and _is_uint(last_zxid) and type(cache) is list):
+            raise SnapshotError("bad times or cache in snapshot")
+        machine = cls(DataTree.from_wire(tree_wire))
+        machine.last_time = last_time
+        machine.last_zxid = last_zxid
+        previous = -1
+        for entry in cache:
+            if type(entry) is not list or len(entry) != 3:
+                raise SnapshotError("a cache entry is [client, seq, outcome]")
+            client, seq, outcome = entry
+            if not (_is_uint(client) and _is_uint(seq)) or client <= previous:
+                raise SnapshotError("bad or unordered client in snapshot cache")
+            previous = client
+            try:
+                machine._last[client] = (seq, Outcome.from_wire(outcome))
+            except ValueError as e:
+                raise SnapshotError(f"bad outcome for client {client}: {e}") from e
+            machine._dirty[client] = None
+        return machine
+
+
+def _hash_entry(client: int, seq: int, outcome: Outcome) -> int:
+    packed = msgpack.packb([client, seq, outcome.to_wire()], use_bin_type=True)
+    return int.from_bytes(hashlib.blake2b(packed, digest_size=32).digest(), "big")

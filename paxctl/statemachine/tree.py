@@ -1,0 +1,380 @@
+"""The replicated znode tree: ZooKeeper's data model as a pure, deterministic function of the ops.
+
+Every replica applies the same operations with the same zxids and times in the same order, so
+``apply`` must compute the same results, errors, sequential names and stats everywhere: it reads
+no clock, draws no random number and never lets set order reach a result (children are sorted
+before they are returned, encoded or deleted).
+
+Atomicity: every ``apply`` runs under an undo journal. A failing operation (or a failing op
+inside a ``Multi``) rolls back whatever it had already changed, so a command either takes effect
+entirely or not at all, and a ``Multi`` can apply its operations one after the other (each seeing
+the previous ones) without a separate validation pass that could drift from the real one.
+
+Digest: the tree digest is a sum, modulo 2**256, of one hash per node (path, data, stat). Each
+change marks the touched paths dirty; ``digest()`` rehashes only those, so its cost follows the
+number of nodes changed since the previous call, not the size of the tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgpack
+
+from paxctl.statemachine.errors import (
+    BadArguments,
+    BadVersion,
+    MultiError,
+    NoChildrenForEphemerals,
+    NodeExists,
+    NoNode,
+    NotEmpty,
+    SnapshotError,
+    ZnodeError,
+)
+from paxctl.statemachine.ops import (
+    MAX_DATA,
+    Check,
+    CloseSession,
+    Create,
+    Delete,
+    Multi,
+    Op,
+    SetData,
+    SubOp,
+)
+from paxctl.statemachine.paths import ROOT, SEQUENCE_DIGITS, split, validate_path
+from paxctl.statemachine.stat import Stat
+from paxctl.statemachine.znode import Scalars, Znode
+
+#: What one operation returns: the created path, the new Stat, or None.
+SubResult = str | Stat | None
+#: What ``apply`` returns: a ``SubResult``, or a list of them (``Multi``; ``CloseSession`` lists
+#: the ephemerals it deleted).
+Result = SubResult | list[SubResult]
+
+#: Bumped whenever the snapshot encoding changes incompatibly.
+SNAPSHOT_FORMAT = 1
+
+_MOD = 1 << 256
+_MAX_INT = 2**63 - 1
+
+# Undo journal entries, replayed in reverse by ``_rollback``.
+_SAVED, _ADDED, _REMOVED = 0, 1, 2
+
+
+class DataTree:
+    """The znode tree. Mutate only through ``apply``; read through get/exists/children/stat."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, Znode] = {ROOT: Znode()}
+        self._ephemerals: dict[int, set[str]] = {}
+        self._journal: list[tuple[Any, ...]] = []
+        # Paths changed since the last digest (a dict, used as an insertion-ordered set).
+        self._dirty: dict[str, None] = {ROOT: None}
+        self._hashes: dict[str, int] = {}
+        self._sum = 0
+
+    # ----------------------------------------------------------------------------- reads
+
+    def get(self, path: str) -> tuple[bytes, Stat]:
+        node = self._node(path)
+        return node.data, node.stat()
+
+    def exists(self, path: str) -> Stat | None:
+        node = self._nodes.get(validate_path(path))
+        return None if node is None else node.stat()
+
+    def stat(self, path: str) -> Stat:
+        return self._node(path).stat()
+
+    def children(self, path: str) -> list[str]:
+        """Names (not paths) of the children, sorted so every replica lists them alike."""
+        return sorted(self._node(path).children)
+
+    def ephemerals(self, session: int) -> list[str]:
+        """Sorted paths of the ephemerals ``session`` owns (ZooKeeper's ``getEphemerals``)."""
+        return sorted(self._ephemerals.get(session, ()))
+
+    def __len__(self) -> int:
+        """Number of znodes, the root included."""
+        return len(self._nodes)
+
+    def _node(self, path: str) -> Znode:
+        node = self._nodes.get(validate_path(path))
+        if node is None:
+            raise NoNode(path)
+        return node
+
+    # ----------------------------------------------------------------------------- apply
+
+    def apply(self, op: Op, zxid: int, time_ms: int, session: int = 0) -> Result:
+        """Apply ``op`` as transaction ``zxid`` at ``time_ms``, issued by ``session``.
+
+        ``session`` owns the ephemerals the op creates (0: no session, so ephemerals are refused).
+        Raises a ``ZnodeError`` (``MultiError`` for a ``Multi``) and leaves the tree unchanged if
+        the operation fails.
+        """
+        self._journal.clear()
+        try:
+            if isinstance(op, Multi):
+                return self._multi(op, zxid, time_ms, session)
+            if isinstance(op, CloseSession):
+                return self._close_session(op.session, zxid)
+            return self._apply_one(op, zxid, time_ms, session)
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._journal.clear()
+
+    def _multi(self, op: Multi, zxid: int, time_ms: int, session: int) -> list[SubResult]:
+        results: list[SubResult] = []
+        for index, sub in enumerate(op.ops):
+            try:
+                results.append(self._apply_one(sub, zxid, time_ms, session))
+            except ZnodeError as e:
+                raise MultiError(index, e) from e
+        return results
+
+    def _apply_one(self, op: SubOp, zxid: int, time_ms: int, session: int) -> SubResult:
+        if isinstance(op, Create):
+            return self._create(op, zxid, time_ms, session)
+        if isinstance(op, SetData):
+            node = self._versioned(op.path, op.version)
+            self._save(op.path, node)
+            node.data = op.data
+            node.data_hash = None
+            node.version += 1
+            node.mzxid = zxid
+            node.mtime = time_ms
+            return node.stat()
+        if isinstance(op, Delete):
+            node = self._versioned(op.path, op.version)
+            if node.children:
+                raise NotEmpty(op.path)
+            self._remove(op.path, zxid)
+            return None
+        if isinstance(op, Check):
+            self._versioned(op.path, op.version)
+            return None
+        raise BadArguments(f"not an operation: {type(op).__name__}")
+
+    def _versioned(self, path: str, version: int) -> Znode:
+        node = self._nodes.get(path)
+        if node is None:
+            raise NoNode(path)
+        if version != -1 and version != node.version:
+            raise BadVersion(f"{path}: expected version {version}, node has {node.version}")
+        return node
+
+    def _create(self, op: Create, zxid: int, time_ms: int, session: int) -> str:
+        if op.ephemeral and session <= 0:
+            raise BadArguments("an ephemeral node needs a session")
+        parent_path, name = split(op.path)
+        if op.path == ROOT and not op.sequential:
+            raise NodeExists(ROOT)
+        parent = self._nodes.get(parent_path)
+        if parent is None:
+            if not op.parents:
+                raise NoNode(f"parent of {op.path} does not exist")
+            parent = self._create_ancestors(parent_path, zxid, time_ms)
+        if op.sequential:
+            name += f"{parent.cversion:0{SEQUENCE_DIGITS}d}"
+        path = parent_path + name if parent_path == ROOT else f"{parent_path}/{name}"
+        if path in self._nodes:
+            raise NodeExists(path)
+        if parent.ephemeral_owner:
+            raise NoChildrenForEphemerals(f"parent {parent_path} is ephemeral")
+        owner = session if op.ephemeral else 0
+        self._add(path, Znode(op.data, zxid, zxid, zxid, time_ms, time_ms, 0, 0, owner), zxid)
+        return path
+
+    def _create_ancestors(self, path: str, zxid: int, time_ms: int) -> Znode:
+        """Create ``path`` and its missing ancestors as empty persistent nodes; return its node."""
+        missing = [path]
+        parent_path = split(path)[0]
+        while parent_path not in self._nodes:
+            missing.append(parent_path)
+            parent_path = split(parent_path)[0]
+        if self._nodes[parent_path].ephemeral_owner:
+            raise NoChildrenForEphemerals(f"ancestor {parent_path} is ephemeral")
+        for p in reversed(missing):
+            self._add(p, Znode(b"", zxid, zxid, zxid, time_ms, time_ms), zxid)
+        return self._nodes[path]
+
+    def _close_session(self, session: int, zxid: int) -> list[SubResult]:
+        """Delete every ephemeral of ``session`` (ephemerals are leaves, so any order works;
+        sorted keeps the result list identical on every replica)."""
+        deleted: list[SubResult] = []
+        for path in sorted(self._ephemerals.get(session, ())):
+            self._remove(path, zxid)
+            deleted.append(path)
+        return deleted
+
+    # ------------------------------------------------------- the only mutations (journaled)
+
+    def _save(self, path: str, node: Znode) -> None:
+        self._journal.append((_SAVED, path, node, node.scalars()))
+        self._dirty[path] = None
+
+    def _touch_parent(self, path: str, zxid: int) -> tuple[Znode, str]:
+        parent_path, name = split(path)
+        parent = self._nodes[parent_path]
+        self._save(parent_path, parent)
+        parent.cversion += 1
+        parent.pzxid = zxid
+        return parent, name
+
+    def _add(self, path: str, node: Znode, zxid: int) -> None:
+        parent, name = self._touch_parent(path, zxid)
+        parent.children.add(name)
+        self._nodes[path] = node
+        if node.ephemeral_owner:
+            self._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+        self._journal.append((_ADDED, path))
+        self._dirty[path] = None
+
+    def _remove(self, path: str, zxid: int) -> None:
+        parent, name = self._touch_parent(path, zxid)
+        parent.children.discard(name)
+        node = self._nodes.pop(path)
+        if node.ephemeral_owner:
+            self._forget_ephemeral(node.ephemeral_owner, path)
+        self._journal.append((_REMOVED, path, node))
+        self._dirty[path] = None
+
+    def _forget_ephemeral(self, owner: int, path: str) -> None:
+        paths = self._ephemerals[owner]
+        paths.discard(path)
+        if not paths:
+            del self._ephemerals[owner]
+
+    def _rollback(self) -> None:
+        """Undo the journal in reverse; touched paths stay dirty, which only costs a rehash."""
+        for entry in reversed(self._journal):
+            kind, path = entry[0], entry[1]
+            parent_path, name = split(path)
+            if kind == _SAVED:
+                node: Znode = entry[2]
+                saved: Scalars = entry[3]
+                node.restore(saved)
+            elif kind == _ADDED:
+                node = self._nodes.pop(path)
+                self._nodes[parent_path].children.discard(name)
+                if node.ephemeral_owner:
+                    self._forget_ephemeral(node.ephemeral_owner, path)
+            else:
+                node = entry[2]
+                self._nodes[path] = node
+                self._nodes[parent_path].children.add(name)
+                if node.ephemeral_owner:
+                    self._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+        self._journal.clear()
+
+    # ---------------------------------------------------------------------------- digest
+
+    def digest(self) -> bytes:
+        """A hash of every path, data and stat in the tree, equal on replicas in the same state.
+
+        Incremental: only nodes changed since the last call are rehashed (see the module
+        docstring), so calling it every few hundred slots costs little.
+        """
+        hashes = self._hashes
+        total = self._sum
+        for path in self._dirty:
+            total -= hashes.pop(path, 0)
+            node = self._nodes.get(path)
+            if node is not None:
+                h = node.hash(path)
+                hashes[path] = h
+                total += h
+        self._dirty.clear()
+        self._sum = total % _MOD
+        return self._seal(self._sum)
+
+    def digest_from_scratch(self) -> bytes:
+        """The same digest computed from every node, for tests and audits of the incremental one."""
+        total = sum(node.hash(path) for path, node in self._nodes.items()) % _MOD
+        return self._seal(total)
+
+    def _seal(self, total: int) -> bytes:
+        h = hashlib.blake2b(digest_size=32, person=b"paxctl-tree")
+        h.update(b"%d:" % len(self._nodes))
+        h.update(total.to_bytes(32, "big"))
+        return h.digest()
+
+    # -------------------------------------------------------------------------- snapshots
+
+    def to_wire(self) -> list[Any]:
+        """The snapshot as plain msgpack-able values (for embedding in a larger snapshot).
+
+        Nodes go in sorted path order, which puts every parent before its children (a path
+        sorts after its prefixes), so decoding can rebuild the tree in one pass.
+        """
+        nodes = self._nodes
+        return [SNAPSHOT_FORMAT, [nodes[p].to_wire(p) for p in sorted(nodes)]]
+
+    def encode_snapshot(self) -> bytes:
+        out: bytes = msgpack.packb(self.to_wire(), use_bin_type=True)
+        return out
+
+    @classmethod
+    def decode_snapshot(cls, data: bytes) -> DataTree:
+        """The tree ``encode_snapshot`` produced; ``SnapshotError`` for anything else."""
+        try:
+            wire = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except Exception as e:  # msgpack raises several unrelated types for bad input
+            raise SnapshotError(f"malformed snapshot: {type(e).__name__}") from e
+        return cls.from_wire(wire)
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> DataTree:
+        """Rebuild a tree from ``to_wire`` values, checking every field and the tree's shape."""
+        if type(wire) is not list or len(wire) != 2 or wire[0] != SNAPSHOT_FORMAT:
+            raise SnapshotError("not a tree snapshot of a known format")
+        entries = wire[1]
+        if type(entries) is not list or not entries:
+            raise SnapshotError("a tree snapshot lists its nodes, the root first")
+        tree = cls()
+        nodes: dict[str, Znode] = {}
+        previous = ""
+        for entry in entries:
+            path, node = _node_from_wire(entry)
+            if path <= previous:
+                raise SnapshotError(f"node {path!r} out of order or repeated")
+            previous = path
+            if path == ROOT:
+                if node.ephemeral_owner:
+                    raise SnapshotError("the root cannot be ephemeral")
+            else:
+                parent_path, name = split(path)
+                parent = nodes.get(parent_path)
+                if parent is None:
+                    raise SnapshotError(f"node {path!r} has no parent")
+                if parent.ephemeral_owner:
+                    raise SnapshotError(f"node {path!r} has an ephemeral parent")
+                parent.children.add(name)
+            nodes[path] = node
+            if node.ephemeral_owner:
+                tree._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+        tree._nodes = nodes
+        tree._dirty = dict.fromkeys(nodes)
+        return tree
+
+
+def _node_from_wire(entry: Any) -> tuple[str, Znode]:
+    if type(entry) is not list or len(entry) != 10:
+        raise SnapshotError("a node is [path, data, 8 integers]")
+    path, data, *fields = entry
+    try:
+        validate_path(path)
+    except BadArguments as e:
+        raise SnapshotError(f"bad path in snapshot: {e}") from e
+    if type(data) is not bytes or len(data) > MAX_DATA:
+        raise SnapshotError(f"bad data for {path!r}")
+    for x in fields:
+        if type(x) is not int or not 0 <= x <= _MAX_INT:
+            raise SnapshotError(f"bad stat field {x!r} for {path!r}")
+    return path, Znode(data, *fields)
