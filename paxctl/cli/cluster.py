@@ -63,7 +63,7 @@ def _save(directory: str, doc: dict[str, Any]) -> None:
     os.replace(tmp, os.path.join(directory, CLUSTER_FILE))
 
 
-def _new_cluster(nodes: int, base_port: int) -> dict[str, Any]:
+def _new_cluster(nodes: int, base_port: int, snapshot_every: int) -> dict[str, Any]:
     members: list[dict[str, Any]] = [
         {
             "id": i,
@@ -75,7 +75,11 @@ def _new_cluster(nodes: int, base_port: int) -> dict[str, Any]:
         for i in range(1, nodes + 1)
     ]
     peers = {int(m["id"]): (HOST, int(m["peer_port"])) for m in members}
-    return {"cluster_id": cluster_id_for(peers).hex(), "nodes": members}
+    return {
+        "cluster_id": cluster_id_for(peers).hex(),
+        "snapshot_every": snapshot_every,
+        "nodes": members,
+    }
 
 
 def _peers_arg(doc: dict[str, Any]) -> str:
@@ -91,6 +95,7 @@ def _start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> 
         "--peers", _peers_arg(doc),
         "--client", f"{member['host']}:{member['client_port']}",
         "--cluster-id", doc["cluster_id"],
+        "--snapshot-every", str(doc.get("snapshot_every", 5000)),
     ]  # fmt: skip
     if not member["initialized"]:
         cmd.append("--bootstrap")
@@ -145,19 +150,26 @@ dir_option = click.option(
     help="Clients connect to BASE+ID, peers to BASE+100+ID.",
 )
 @click.option(
+    "--snapshot-every",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Slots between a node's snapshots (for a new cluster).",
+)
+@click.option(
     "--wait",
     type=click.FloatRange(min=1),
     default=30.0,
     show_default=True,
     help="Seconds to wait for a leader and a first write.",
 )
-def up(nodes: int, directory: str, base_port: int, wait: float) -> None:
+def up(nodes: int, directory: str, base_port: int, snapshot_every: int, wait: float) -> None:
     """Start the cluster in DIR (or whichever of its nodes are not running)."""
     err = _err()
     os.makedirs(directory, exist_ok=True)
     doc = load_cluster(directory)
     if doc is None:
-        doc = _new_cluster(nodes, base_port)
+        doc = _new_cluster(nodes, base_port, snapshot_every)
         _save(directory, doc)
     started = []
     with err.status("starting nodes") as progress:

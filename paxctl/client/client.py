@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 
 from paxctl.protocol.framing import FrameDecoder, FrameError, encode_frame
-from paxctl.statemachine.errors import ZnodeError, error_from_code
+from paxctl.statemachine.errors import MultiError, ZnodeError, error_from_code
 from paxctl.statemachine.ops import Check, Create, Delete, Multi, SetData, encode_op
 
 #: How long one attempt on one server may take before the client tries another.
@@ -195,7 +195,11 @@ class Client:
             if err is not None:
                 if err == "Indeterminate":
                     raise Indeterminate(str(reply.get("msg")))
-                raise error_from_code(err, str(reply.get("msg")))
+                error = error_from_code(err, str(reply.get("msg")))
+                index = reply.get("index")
+                if type(index) is int:
+                    raise MultiError(index, error)
+                raise error
             return reply.get("ok")
 
     async def _write(self, op: Any) -> Any:

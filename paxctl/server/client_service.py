@@ -51,13 +51,21 @@ class ClientService:
     # ------------------------------------------------------------------ plumbing
 
     def _reply(
-        self, conn: FramedProtocol, xid: int, ok: Any = None, err: str | None = None, msg: str = ""
+        self,
+        conn: FramedProtocol,
+        xid: int,
+        ok: Any = None,
+        err: str | None = None,
+        msg: str = "",
+        index: int | None = None,
     ) -> None:
         doc: dict[str, Any] = {"xid": xid, "zxid": self.server.applied_zxid}
         if err is None:
             doc["ok"] = to_wire(ok)
         else:
             doc["err"], doc["msg"] = err, msg
+            if index is not None:  # the failing operation of a multi
+                doc["index"] = index
         conn.send(msgpack.packb(doc, use_bin_type=True))
 
     def on_lost(self, conn: FramedProtocol) -> None:
@@ -125,7 +133,13 @@ class ClientService:
         elif outcome.ok:
             self._reply(conn, xid, outcome.value)
         else:
-            self._reply(conn, xid, err=outcome.error_code, msg=outcome.error_message)
+            self._reply(
+                conn,
+                xid,
+                err=outcome.error_code,
+                msg=outcome.error_message,
+                index=outcome.error_index,
+            )
 
     def _op_read(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
         kind, path = req["kind"], validate_path(req["path"])

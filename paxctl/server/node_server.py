@@ -268,6 +268,7 @@ class NodeServer:
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
             "digest": self.machine.digest().hex()[:16],
+            "counters": dict(sorted(node.counters.items())),
         }
 
 
