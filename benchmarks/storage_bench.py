@@ -100,7 +100,8 @@ def main() -> None:
     p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
     print(f"disk: {directory}")
     print(f"4 KiB append+fsync latency: median {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms")
-    print(f"{'clients':>8} {'commands/s':>12} {'records/s':>11} {'fsyncs/cmd':>11} {'cmds/slot':>10}")
+    header = ("clients", 8), ("commands/s", 12), ("records/s", 11), ("fsyncs/cmd", 11)
+    print(" ".join(f"{name:>{width}}" for name, width in header), f"{'cmds/slot':>10}")
     for c in args.concurrency:
         r = run(directory, c, args.seconds, args.payload)
         print(
