@@ -198,8 +198,11 @@ def up(nodes: int, directory: str, base_port: int, snapshot_every: int, wait: fl
         sys.exit(exits.UNAVAILABLE)
     err.print(f"cluster of {len(doc['nodes'])} nodes is up ({len(started)} started now)")
     click.echo(f"servers: {servers}")
-    err.print("try:  paxctl create /hello world && paxctl get /hello   (from this directory)")
-    err.print(f"      or anywhere with  PAXCTL_SERVERS={servers}")
+    err.print(
+        "try:  paxctl create /hello world && paxctl get /hello   (from this directory)",
+        soft_wrap=True,
+    )
+    err.print(f"      or anywhere with  PAXCTL_SERVERS={servers}", soft_wrap=True)
 
 
 @cluster.command()

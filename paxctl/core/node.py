@@ -120,6 +120,7 @@ class Node:
         self._heartbeat_elapsed = 0
         # Read-index state (leader): heartbeat rounds and the reads waiting on them.
         self._hb_round = 0
+        self._commit_sent = 0  # the commit index the last Accept carried
         self._hb_acked: dict[int, int] = {}
         self._reads: list[_PendingRead] = []
         self._read_broadcast_due = False
@@ -204,6 +205,10 @@ class Node:
         self._flush_pending()
         if self._read_broadcast_due:
             self._heartbeat()
+        elif self.role is Role.LEADER and self.learner.commit > self._commit_sent:
+            # Tell followers at once, so a client waiting on one of them is answered now
+            # rather than at the next heartbeat.
+            self._send_accepts({}, self._peers)
         self._drain_local()
         promise_changed, votes = self.acceptor.take_changes()
         hard_state = None
@@ -519,7 +524,7 @@ class Node:
         for peer in to:
             for i in range(0, max(len(entries), 1), step):
                 chunk = tuple(entries[i : i + step])
-                commit = self.learner.commit
+                commit = self._commit_sent = self.learner.commit
                 self._send(Accept(self.id, peer, self.ballot, chunk, commit, self._hb_round))
 
     def _heartbeat(self) -> None:

@@ -14,9 +14,10 @@ class ConfigError(ValueError):
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    return host, int(port)
 
 
 def parse_peers(text: str) -> dict[int, tuple[str, int]]:
@@ -52,6 +53,8 @@ class NodeConfig:
     tick_ms: int = 50
     election_ticks: int = 10
     snapshot_every: int = 5000
+    #: Slots between state digest comparisons through the log (0: never).
+    digest_every: int = 100
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,4 +107,5 @@ class NodeConfig:
             bootstrap=bool(v.get("bootstrap", False)),
             tick_ms=int(v.get("tick_ms", 50)),
             snapshot_every=int(v.get("snapshot_every", 5000)),
+            digest_every=int(v.get("digest_every", 100)),
         )

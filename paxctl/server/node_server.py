@@ -24,6 +24,7 @@ from paxctl.core.messages import Message
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Config, Ready
 from paxctl.core.types import Command
+from paxctl.server.audit import SYSTEM_CLIENT, DigestAudit
 from paxctl.server.client_service import ClientService
 from paxctl.server.config import NodeConfig
 from paxctl.server.transport import FramedProtocol, PeerLink
@@ -60,6 +61,7 @@ class NodeServer:
         )
         self.node = Node(core, random.Random(os.urandom(16)), state)
         self.clients = ClientService(self)
+        self.audit = DigestAudit(config.digest_every)
         self._links: dict[int, PeerLink] = {}
         self._servers: list[asyncio.Server] = []
         self._scheduled = False
@@ -206,12 +208,19 @@ class NodeServer:
             self.applied_zxid = zxid_of(ready.snapshot.slot, 0)
         for applied in ready.committed:
             for index, cmd in enumerate(applied.commands):
+                if cmd.client == SYSTEM_CLIENT:
+                    self.audit.check(cmd.data)
+                    continue
                 zxid = zxid_of(applied.slot, index)
                 outcome = self.machine.apply_command(zxid, cmd.data, cmd.client, cmd.seq)
                 self.applied_zxid = zxid
                 self.clients.write_done(cmd, outcome)
             for cmd in applied.skipped:
                 self.clients.write_done(cmd, self.machine.cached(cmd.client, cmd.seq))
+            if self.audit.due(applied.slot):
+                self.audit.note(applied.slot, self.machine.digest())
+                if self.node.role is Role.LEADER:
+                    self.node.propose(self.audit.command(applied.slot))
         for read in ready.reads:
             waiter = self._read_waiters.pop(read.ctx, None)
             if waiter is not None:
@@ -269,6 +278,8 @@ class NodeServer:
             "uptime_s": round(time.time() - self.started, 1),
             "digest": self.machine.digest().hex()[:16],
             "counters": dict(sorted(node.counters.items())),
+            "digest_checks": self.audit.checks,
+            "digest_mismatches": self.audit.mismatches,
         }
 
 

@@ -187,11 +187,9 @@ def _fields(x: list[Any], n: int, what: str) -> list[Any]:
     return x[1:]
 
 
-def _op_from_wire(x: Any, *, nested: bool = False) -> Op:
-    """Rebuild an operation; the constructors check every field's type and range."""
-    if type(x) is not list or not x or type(x[0]) is not str:
-        raise BadArguments("an operation must be a list starting with its kind")
-    kind = x[0]
+def _sub_op_from_wire(x: Any) -> SubOp:
+    """Rebuild an operation a multi may hold; the constructors check every field."""
+    kind = _kind(x)
     if kind == "create":
         path, data, sequential, parents, ephemeral = _fields(x, 6, kind)
         return Create(path, data, sequential, parents, ephemeral)
@@ -204,18 +202,29 @@ def _op_from_wire(x: Any, *, nested: bool = False) -> Op:
     if kind == "check":
         path, version = _fields(x, 3, kind)
         return Check(path, version)
-    if kind == "multi" and not nested:
+    raise BadArguments(f"unknown operation {kind!r} (a multi holds create/set/delete/check)")
+
+
+def _op_from_wire(x: Any) -> Op:
+    kind = _kind(x)
+    if kind == "multi":
         (subs,) = _fields(x, 2, kind)
         if type(subs) is not list:
             raise BadArguments("multi: expected a list of operations")
         if len(subs) > MAX_MULTI_OPS:
             raise BadArguments(f"multi of {len(subs)} operations exceeds {MAX_MULTI_OPS}")
-        ops = tuple(_op_from_wire(sub, nested=True) for sub in subs)
-        return Multi(ops)  # type: ignore[arg-type]  # nested=True admits sub-ops only
-    if kind == "close" and not nested:
+        return Multi(tuple(_sub_op_from_wire(sub) for sub in subs))
+    if kind == "close":
         (session,) = _fields(x, 2, kind)
         return CloseSession(session)
-    raise BadArguments(f"unknown operation {kind!r}" + (" inside a multi" if nested else ""))
+    return _sub_op_from_wire(x)
+
+
+def _kind(x: Any) -> str:
+    if type(x) is not list or not x or type(x[0]) is not str:
+        raise BadArguments("an operation must be a list starting with its kind")
+    kind: str = x[0]
+    return kind
 
 
 def _unpack(data: object) -> Any:

@@ -12,7 +12,8 @@ the previous ones) without a separate validation pass that could drift from the 
 
 Digest: the tree digest is a sum, modulo 2**256, of one hash per node (path, data, stat). Each
 change marks the touched paths dirty; ``digest()`` rehashes only those, so its cost follows the
-number of nodes changed since the previous call, not the size of the tree.
+number of nodes changed since the previous call, not the size of the tree. A removed node's
+share leaves the sum at once (and comes back through the dirty set if a rollback restores it).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class DataTree:
         self._journal: list[tuple[Any, ...]] = []
         # Paths changed since the last digest (a dict, used as an insertion-ordered set).
         self._dirty: dict[str, None] = {ROOT: None}
-        self._hashes: dict[str, int] = {}
+        # Sum of every node's ``hashed``: up to date for all nodes not in ``_dirty``.
         self._sum = 0
 
     # ----------------------------------------------------------------------------- reads
@@ -91,7 +92,7 @@ class DataTree:
 
     def children(self, path: str) -> list[str]:
         """Names (not paths) of the children, sorted so every replica lists them alike."""
-        return sorted(self._node(path).children)
+        return self._node(path).child_names()
 
     def ephemerals(self, session: int) -> list[str]:
         """Sorted paths of the ephemerals ``session`` owns (ZooKeeper's ``getEphemerals``)."""
@@ -229,7 +230,7 @@ class DataTree:
 
     def _add(self, path: str, node: Znode, zxid: int) -> None:
         parent, name = self._touch_parent(path, zxid)
-        parent.children.add(name)
+        parent.add_child(name)
         self._nodes[path] = node
         if node.ephemeral_owner:
             self._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
@@ -238,10 +239,12 @@ class DataTree:
 
     def _remove(self, path: str, zxid: int) -> None:
         parent, name = self._touch_parent(path, zxid)
-        parent.children.discard(name)
+        parent.remove_child(name)
         node = self._nodes.pop(path)
         if node.ephemeral_owner:
             self._forget_ephemeral(node.ephemeral_owner, path)
+        self._sum -= node.hashed
+        node.hashed = 0
         self._journal.append((_REMOVED, path, node))
         self._dirty[path] = None
 
@@ -262,13 +265,13 @@ class DataTree:
                 node.restore(saved)
             elif kind == _ADDED:
                 node = self._nodes.pop(path)
-                self._nodes[parent_path].children.discard(name)
+                self._nodes[parent_path].remove_child(name)
                 if node.ephemeral_owner:
                     self._forget_ephemeral(node.ephemeral_owner, path)
             else:
                 node = entry[2]
                 self._nodes[path] = node
-                self._nodes[parent_path].children.add(name)
+                self._nodes[parent_path].add_child(name)
                 if node.ephemeral_owner:
                     self._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
         self._journal.clear()
@@ -281,15 +284,14 @@ class DataTree:
         Incremental: only nodes changed since the last call are rehashed (see the module
         docstring), so calling it every few hundred slots costs little.
         """
-        hashes = self._hashes
+        nodes = self._nodes
         total = self._sum
         for path in self._dirty:
-            total -= hashes.pop(path, 0)
-            node = self._nodes.get(path)
+            node = nodes.get(path)
             if node is not None:
                 h = node.hash(path)
-                hashes[path] = h
-                total += h
+                total += h - node.hashed
+                node.hashed = h
         self._dirty.clear()
         self._sum = total % _MOD
         return self._seal(self._sum)
@@ -355,7 +357,7 @@ class DataTree:
                     raise SnapshotError(f"node {path!r} has no parent")
                 if parent.ephemeral_owner:
                     raise SnapshotError(f"node {path!r} has an ephemeral parent")
-                parent.children.add(name)
+                parent.add_child(name)
             nodes[path] = node
             if node.ephemeral_owner:
                 tree._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)

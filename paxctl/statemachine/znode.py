@@ -4,9 +4,10 @@ Readers never see this record; they get a frozen ``Stat`` and immutable ``bytes`
 record private lets the tree update stats in place (cheap) while everything it hands out stays a
 fixed picture.
 
-The record also knows its own hash, which the tree sums into its digest: the path, a hash of the
-data (cached, so a node holding a megabyte is not rehashed each time only its stat changes) and
-every stat field.
+The record also knows its own hash, which the tree sums into its digest: the path, every stat
+field and the data (through a cached hash of it when it is large, so a node holding a megabyte
+is not rehashed each time only its stat changes). ``hashed`` remembers the value the node
+currently contributes to the tree's sum (0: none), so the tree needs no second map of hashes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import hashlib
 from typing import Any
 
 from paxctl.statemachine.stat import Stat
+
+#: Data up to this size is hashed directly: caching a hash of it would cost more than it saves.
+_INLINE_DATA = 64
 
 #: The fields an update may change, saved before the change so a failed multi can undo it.
 Scalars = tuple[bytes, bytes | None, int, int, int, int, int]
@@ -31,6 +35,7 @@ class Znode:
         "data",
         "data_hash",
         "ephemeral_owner",
+        "hashed",
         "mtime",
         "mzxid",
         "pzxid",
@@ -59,7 +64,28 @@ class Znode:
         self.version = version
         self.cversion = cversion
         self.ephemeral_owner = ephemeral_owner
-        self.children: set[str] = set()
+        self.hashed = 0
+        # Most znodes are leaves; an empty set costs 216 bytes, so a leaf holds None instead.
+        self.children: set[str] | None = None
+
+    def add_child(self, name: str) -> None:
+        if self.children is None:
+            self.children = set()
+        self.children.add(name)
+
+    def remove_child(self, name: str) -> None:
+        if self.children is not None:
+            self.children.discard(name)
+            if not self.children:
+                self.children = None
+
+    @property
+    def num_children(self) -> int:
+        return 0 if self.children is None else len(self.children)
+
+    def child_names(self) -> list[str]:
+        """Sorted, so no replica's set order reaches a result."""
+        return [] if self.children is None else sorted(self.children)
 
     def stat(self) -> Stat:
         return Stat(
@@ -73,7 +99,7 @@ class Znode:
             aversion=0,
             ephemeral_owner=self.ephemeral_owner,
             data_length=len(self.data),
-            num_children=len(self.children),
+            num_children=self.num_children,
         )
 
     def scalars(self) -> Scalars:
@@ -100,15 +126,20 @@ class Znode:
         ) = saved
 
     def hash(self, path: str) -> int:
-        """This node's contribution to the tree digest, as a 256-bit integer."""
-        if self.data_hash is None:
-            self.data_hash = hashlib.blake2b(self.data, digest_size=32).digest()
+        """This node's contribution to the tree digest, as a 256-bit integer.
+
+        Paths hold no NUL, the stat text ends with ";" and the data's length precedes it, so no
+        two different nodes feed the hash the same bytes.
+        """
+        data = self.data
+        if len(data) > _INLINE_DATA:
+            if self.data_hash is None:
+                self.data_hash = hashlib.blake2b(data, digest_size=32).digest()
+            data = self.data_hash
         h = hashlib.blake2b(digest_size=32, person=b"paxctl-znode")
         h.update(path.encode())
-        h.update(b"\x00")
-        h.update(self.data_hash)
         h.update(
-            b"%d,%d,%d,%d,%d,%d,%d,%d,%d"
+            b"\x00%d,%d,%d,%d,%d,%d,%d,%d,%d;%d:"
             % (
                 self.czxid,
                 self.mzxid,
@@ -118,9 +149,11 @@ class Znode:
                 self.version,
                 self.cversion,
                 self.ephemeral_owner,
-                len(self.children),
+                self.num_children,
+                len(self.data),
             )
         )
+        h.update(data)
         return int.from_bytes(h.digest(), "big")
 
     def to_wire(self, path: str) -> list[Any]:

@@ -156,3 +156,19 @@ def test_a_cluster_without_quorum_answers_unavailable_not_wrong(cluster):
     with cluster.client(1, timeout=2) as c, pytest.raises(ClientError):
         c.get("/")  # a linearizable read needs a quorum
     assert cluster.status()["quorum"] is False
+
+
+def test_replicas_compare_state_digests_through_the_log(cluster):
+    with cluster.client() as c:
+        c.create("/d", b"")
+        for n in range(220):  # past two digest checkpoints (every 100 slots)
+            c.set("/d", str(n).encode())
+    statuses = {}
+
+    def every_node_checked() -> bool:
+        for i in (1, 2, 3):
+            statuses[i] = cluster.node_status(i) or {}
+        return all(s.get("digest_checks", 0) >= 1 for s in statuses.values())
+
+    wait_until(every_node_checked, 20, "digest checks on every node")
+    assert all(s["digest_mismatches"] == 0 for s in statuses.values())
