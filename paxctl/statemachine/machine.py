@@ -47,7 +47,9 @@ class Outcome:
     """What applying one command produced: a result (``ok``) or an error by code.
 
     A failed ``Multi`` carries its failing operation's code and ``error_index``; ``error()``
-    turns it back into the ``MultiError`` the tree raised.
+    turns it back into the ``MultiError`` the tree raised. The state machine keeps the outcome it
+    returns as the client's cached reply (and hashes it into the digest), so treat ``value`` as
+    read-only even when it is a list.
     """
 
     ok: bool

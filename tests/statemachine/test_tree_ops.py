@@ -144,7 +144,13 @@ def test_parents_creates_missing_ancestors_as_empty_persistent_nodes(c):
     for p in ("/a/b", "/a/b/c"):
         data, st = c.tree.get(p)
         assert data == b""
-        assert (st.czxid, st.mzxid, st.pzxid, st.ctime, st.mtime) == (z, z, z, c.slot * 1000, 1000 * c.slot)
+        assert (st.czxid, st.mzxid, st.pzxid, st.ctime, st.mtime) == (
+            z,
+            z,
+            z,
+            c.slot * 1000,
+            1000 * c.slot,
+        )
         assert st.ephemeral_owner == 0
         assert st.num_children == 1
         assert st.cversion == 1
