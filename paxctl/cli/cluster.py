@@ -53,6 +53,12 @@ def _pid(directory: str, node_id: int) -> int | None:
             return None
     except ChildProcessError:
         pass
+    try:  # so does anyone's zombie (init may take a while to reap a killed node)
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return None
+    except (OSError, IndexError):
+        pass
     return pid
 
 

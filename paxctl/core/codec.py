@@ -23,6 +23,8 @@ from paxctl.core.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     ReadIndex,
     ReadIndexReply,
@@ -32,7 +34,8 @@ from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snaps
 #: Bumped whenever the encoding of any message changes incompatibly.
 CODEC_VERSION = 1
 
-_MAX_INT = 2**63 - 1
+#: The largest integer any field may hold (client ids and sequence numbers included).
+MAX_UINT = 2**63 - 1
 
 
 class CodecError(ValueError):
@@ -40,7 +43,7 @@ class CodecError(ValueError):
 
 
 def _check_int(x: Any, what: str) -> int:
-    if type(x) is not int or not 0 <= x <= _MAX_INT:
+    if type(x) is not int or not 0 <= x <= MAX_UINT:
         raise CodecError(f"{what}: expected a non-negative integer, got {type(x).__name__}")
     return x
 
@@ -136,6 +139,8 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     InstallSnapshot: (9, ((encode_snapshot, decode_snapshot),)),
     ReadIndex: (10, (_INT,)),
     ReadIndexReply: (11, (_INT, _INT, _INT)),
+    PreVote: (12, (_INT,)),
+    PreVoteReply: (13, (_INT, _INT)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
 #: Each kind's own fields after ``frm`` and ``to``, in declaration order.

@@ -7,7 +7,7 @@ broken somewhere; the learner refuses it loudly instead of applying either.
 from __future__ import annotations
 
 from paxctl.core.dedup import ClientTable
-from paxctl.core.types import Applied, ChosenEntry, Snapshot, Value
+from paxctl.core.types import Applied, ChosenEntry, Snapshot, Value, value_size
 
 
 class SafetyViolation(AssertionError):
@@ -75,11 +75,17 @@ class Learner:
         while self.commit + 1 in self.chosen:
             self.commit += 1
 
-    def entries_from(self, slot: int, limit: int) -> tuple[ChosenEntry, ...]:
-        """Up to ``limit`` chosen slots from ``slot`` on, in order, for a catch-up reply."""
+    def entries_from(
+        self, slot: int, limit: int, limit_bytes: int = 2**62
+    ) -> tuple[ChosenEntry, ...]:
+        """Up to ``limit`` chosen slots (about ``limit_bytes``) from ``slot`` on, in order."""
         out: list[ChosenEntry] = []
+        used = 0
         s = max(slot, self.base + 1)  # slots start at 1; compacted ones go by snapshot
         while len(out) < limit and s <= self.commit:
+            used += value_size(self.chosen[s])
+            if out and used > limit_bytes:
+                return tuple(out)
             out.append(ChosenEntry(s, self.chosen[s]))
             s += 1
         if len(out) < limit and len(self.chosen) > self.commit:  # slots beyond a hole help too

@@ -122,6 +122,21 @@ class ReadIndexReply(Message):
     ok: int
 
 
+@dataclass(frozen=True, slots=True)
+class PreVote(Message):
+    """Would you take part in a campaign at ``round``? Asked before a node raises any promise,
+    so a node that was cut off (or just restarted) cannot depose a leader the others still
+    hear (Raft's pre-vote, section 9.6 of Ongaro's thesis)."""
+
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreVoteReply(Message):
+    round: int
+    granted: int
+
+
 def describe_value(value: Value) -> str:
     """A short, deterministic rendering of a slot's value for traces."""
     if not value:
@@ -151,6 +166,10 @@ def describe(msg: Message) -> str:
         return f"{head} {describe_value(msg.commands)}"
     if isinstance(msg, CatchupRequest):
         return f"{head} from={msg.from_slot}"
+    if isinstance(msg, PreVote):
+        return f"{head} round={msg.round}"
+    if isinstance(msg, PreVoteReply):
+        return f"{head} round={msg.round} granted={msg.granted}"
     if isinstance(msg, ReadIndex):
         return f"{head} ctx={msg.ctx}"
     if isinstance(msg, ReadIndexReply):

@@ -31,13 +31,26 @@ from paxctl.core.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     ReadIndex,
     ReadIndexReply,
 )
 from paxctl.core.quorum import has_quorum, majority
 from paxctl.core.state import Config, DurableState, HardState, ReadState, Ready
-from paxctl.core.types import NOOP, AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
+from paxctl.core.types import (
+    COMMAND_OVERHEAD,
+    NOOP,
+    AcceptedEntry,
+    Ballot,
+    ChosenEntry,
+    Command,
+    Snapshot,
+    Value,
+    chunks,
+    value_size,
+)
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
     import random
@@ -107,6 +120,8 @@ class Node:
         self._failed_campaigns = 0
         self._timeout = self._random_timeout()
         self._seen_round = 0  # the highest round seen in a Prepare this node ignored
+        self._prevote_round = 0  # the round of the pre-vote under way (0: none)
+        self._prevotes: set[int] = set()
 
         # Candidate state.
         self._promises: dict[int, Promise] = {}
@@ -150,7 +165,7 @@ class Node:
         else:
             self._elapsed += 1
             if self._elapsed >= self._timeout:
-                self._campaign()
+                self._pre_vote()
             elif self.role is Role.CANDIDATE and self._elapsed % self.config.heartbeat_ticks == 0:
                 self._send_prepares(p for p in self._peers if p not in self._promises)
         self._maybe_request_catchup(None)
@@ -287,6 +302,10 @@ class Node:
             self._on_catchup_reply(msg)
         elif isinstance(msg, InstallSnapshot):
             self._on_install_snapshot(msg)
+        elif isinstance(msg, PreVote):
+            self._on_pre_vote(msg)
+        elif isinstance(msg, PreVoteReply):
+            self._on_pre_vote_reply(msg)
         elif isinstance(msg, ReadIndex):
             if self.role is Role.LEADER:
                 self._queue_read(msg.ctx, msg.frm)
@@ -323,13 +342,40 @@ class Node:
             and self.now - self._heard_leader_at < self.config.election_ticks
         )
 
+    def _next_round(self) -> int:
+        return max(self.max_round, self.acceptor.promised.round, self.ballot.round,
+                   self._seen_round) + 1  # fmt: skip
+
+    def _pre_vote(self) -> None:
+        """Ask whether a majority would follow a campaign, before raising anything durable."""
+        if self._prevote_round or self.role is Role.CANDIDATE:
+            self._failed_campaigns += 1  # the last attempt got nowhere: back off further
+        self._reset_timer()
+        self._prevote_round = self._next_round()
+        self._prevotes = {self.id}
+        self.counters["pre_votes"] += 1
+        if not self.config.pre_vote or has_quorum(self._prevotes, self._voters, self._quorum):
+            self._campaign()
+            return
+        for peer in self._peers:
+            self._send(PreVote(self.id, peer, self._prevote_round))
+
+    def _on_pre_vote(self, msg: PreVote) -> None:
+        alive = self.role is Role.LEADER or (self._leader_is_fresh() and self.leader != msg.frm)
+        self._send(PreVoteReply(self.id, msg.frm, msg.round, int(not alive)))
+
+    def _on_pre_vote_reply(self, msg: PreVoteReply) -> None:
+        if not msg.granted or msg.round != self._prevote_round or self.role is Role.LEADER:
+            return
+        self._prevotes.add(msg.frm)
+        if has_quorum(self._prevotes, self._voters, self._quorum):
+            self._campaign()
+
     def _campaign(self) -> None:
         """Start phase 1 with a ballot above every round this node has issued or seen."""
-        if self.role is Role.CANDIDATE:
-            self._failed_campaigns += 1
+        self._prevote_round = 0
         self._requeue_inflight()
-        top = max(self.max_round, self.acceptor.promised.round, self.ballot.round, self._seen_round)
-        self.max_round = top + 1
+        self.max_round = self._next_round()
         self._max_round_changed = True
         self.ballot = Ballot(self.max_round, self.id)
         self.role = Role.CANDIDATE
@@ -364,6 +410,7 @@ class Node:
             self.ballot = max(self.ballot, ballot)
             self._heard_leader_at = self.now
             self._failed_campaigns = 0
+            self._prevote_round = 0
             self._reset_timer()  # a fresh draw: the back-off of failed campaigns is over
 
     def _requeue_inflight(self) -> None:
@@ -500,11 +547,16 @@ class Node:
             new: dict[int, _Proposal] = {}
             while self._pending and self._next_slot <= self.learner.commit + self.config.window:
                 batch: list[Command] = []
+                used = 0
                 while self._pending and len(batch) < self.config.max_batch:
+                    size = len(self._pending[0].data) + COMMAND_OVERHEAD
+                    if batch and used + size > self.config.max_batch_bytes:
+                        break
                     cmd = self._pending.popleft()
                     self._pending_ids.discard((cmd.client, cmd.seq))
                     if not self.learner.clients.is_applied(cmd):
                         batch.append(cmd)
+                        used += size
                 if batch:
                     self._propose_slot(self._next_slot, tuple(batch))
                     new[self._next_slot] = self._inflight[self._next_slot]
@@ -514,18 +566,27 @@ class Node:
             commands = tuple(self._pending)
             self._pending.clear()
             self._pending_ids.clear()
-            for i in range(0, len(commands), self.config.max_batch):
-                chunk = commands[i : i + self.config.max_batch]
-                self._send(Forward(self.id, self.leader, chunk))
+            runs = chunks(
+                list(commands),
+                self.config.max_batch,
+                self.config.max_message_bytes,
+                lambda c: len(c.data) + COMMAND_OVERHEAD,
+            )
+            for run in runs:
+                self._send(Forward(self.id, self.leader, tuple(run)))
 
     def _send_accepts(self, proposals: dict[int, _Proposal], to: Iterable[int]) -> None:
         entries = [ChosenEntry(s, proposals[s].value) for s in sorted(proposals)]
-        step = self.config.max_entries
+        runs = chunks(
+            entries,
+            self.config.max_entries,
+            self.config.max_message_bytes,
+            lambda e: value_size(e.value),
+        ) or [[]]  # no entries: a heartbeat
         for peer in to:
-            for i in range(0, max(len(entries), 1), step):
-                chunk = tuple(entries[i : i + step])
+            for run in runs:
                 commit = self._commit_sent = self.learner.commit
-                self._send(Accept(self.id, peer, self.ballot, chunk, commit, self._hb_round))
+                self._send(Accept(self.id, peer, self.ballot, tuple(run), commit, self._hb_round))
 
     def _heartbeat(self) -> None:
         """One round of heartbeats. Each carries the proposals its peer has not voted for yet,
@@ -644,7 +705,9 @@ class Node:
             self._send(InstallSnapshot(self.id, msg.frm, snapshot))
             self.counters["snapshots_sent"] += 1
             return
-        entries = self.learner.entries_from(msg.from_slot, self.config.max_entries)
+        entries = self.learner.entries_from(
+            msg.from_slot, self.config.max_entries, self.config.max_message_bytes
+        )
         if entries or self.learner.commit >= msg.from_slot:
             self._send(CatchupReply(self.id, msg.frm, entries, self.learner.commit))
             self.counters["catchups_served"] += 1

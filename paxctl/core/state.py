@@ -51,8 +51,14 @@ class Config:
     max_pending: int = 10_000
     #: Chosen values sent in one catch-up reply, and accepts sent in one message.
     max_entries: int = 64
+    #: Bytes of commands in one slot, and of entries in one message (a bigger single command
+    #: still goes, alone): keeps every message well inside the transport's frame limit.
+    max_batch_bytes: int = 1024 * 1024
+    max_message_bytes: int = 2 * 1024 * 1024
     #: After N failed campaigns in a row, the timeout range is stretched by min(2**N, this).
     max_backoff: int = 8
+    #: Ask a majority before campaigning (off only in tests of the campaign itself).
+    pre_vote: bool = True
     planted_bugs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:

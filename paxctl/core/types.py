@@ -6,8 +6,11 @@ the node to another (or kept by a test) without anyone seeing it change afterwar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class Ballot(NamedTuple):
@@ -41,6 +44,34 @@ class Command:
 #: a new leader uses to fill holes in the log.
 Value = tuple[Command, ...]
 NOOP: Value = ()
+
+#: Encoding overhead counted per command when sizing batches and messages (a generous bound).
+COMMAND_OVERHEAD = 32
+
+
+def value_size(value: Value) -> int:
+    """An upper bound of a value's encoded size, to keep batches and messages within limits."""
+    return sum(len(c.data) + COMMAND_OVERHEAD for c in value) + 8
+
+
+def chunks(
+    values: list[T], limit_count: int, limit_bytes: int, size: Callable[[T], int]
+) -> list[list[T]]:
+    """Split ``values`` in order into runs of at most ``limit_count`` items and about
+    ``limit_bytes`` bytes each (an item larger than ``limit_bytes`` travels alone)."""
+    out: list[list[T]] = []
+    run: list[T] = []
+    used = 0
+    for item in values:
+        n = size(item)
+        if run and (len(run) >= limit_count or used + n > limit_bytes):
+            out.append(run)
+            run, used = [], 0
+        run.append(item)
+        used += n
+    if run:
+        out.append(run)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,11 @@ import struct
 import zlib
 
 PROTOCOL_VERSION = 1
-#: The largest payload accepted: room for a 1 MiB znode plus a batch around it.
+#: The largest payload a client may send or receive: room for a 1 MiB znode and its stat.
 MAX_FRAME = 4 * 1024 * 1024
+#: The largest payload between nodes: batches and votes are kept near 2 MiB by the core, but
+#: a snapshot travels in one message (so snapshots are limited to about this size for now).
+MAX_PEER_FRAME = 64 * 1024 * 1024
 _HEADER = struct.Struct(">IIB")
 HEADER_SIZE = _HEADER.size
 
@@ -23,9 +26,9 @@ class FrameError(ValueError):
     """The stream carries something that is not a valid frame; close the connection."""
 
 
-def encode_frame(payload: bytes) -> bytes:
-    if len(payload) > MAX_FRAME:
-        raise FrameError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
+def encode_frame(payload: bytes, max_frame: int = MAX_FRAME) -> bytes:
+    if len(payload) > max_frame:
+        raise FrameError(f"frame of {len(payload)} bytes exceeds the {max_frame}-byte limit")
     version = bytes([PROTOCOL_VERSION])
     return _HEADER.pack(
         len(payload), zlib.crc32(payload, zlib.crc32(version)), PROTOCOL_VERSION

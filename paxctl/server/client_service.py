@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from paxctl.core.codec import MAX_UINT
 from paxctl.core.types import Command
 from paxctl.server.transport import FramedProtocol
 from paxctl.server.zxid import slot_of
@@ -97,7 +98,7 @@ class ClientService:
 
     def _op_hello(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
         client = req["client"]
-        if type(client) is not int or not 0 < client < 2**63:
+        if type(client) is not int or not 0 < client <= MAX_UINT:
             raise ValueError("client id must be a positive 63-bit integer")
         conn.state = client
         self._reply(conn, xid, {"node": self.server.config.node_id})
@@ -109,8 +110,8 @@ class ClientService:
         client, seq, raw = conn.state, req["seq"], req["data"]
         if client is None:
             raise ValueError("say hello (with a client id) before writing")
-        if type(seq) is not int or seq < 1 or type(raw) is not bytes:
-            raise ValueError("a write needs seq >= 1 and an encoded op")
+        if type(seq) is not int or not 1 <= seq <= MAX_UINT or type(raw) is not bytes:
+            raise ValueError(f"a write needs 1 <= seq <= {MAX_UINT} and an encoded op")
         assert isinstance(client, int)
         op = decode_op(raw)  # BadArguments for anything malformed, before it reaches the log
         cmd = Command(client, seq, encode_command(int(time.time() * 1000), op))

@@ -12,10 +12,14 @@ class ConfigError(ValueError):
     """The settings are wrong; the message says which one and why."""
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def parse_address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not _digits(port) or not 0 < int(port) < 65536:
         raise ConfigError(f"{what}: expected HOST:PORT, got {text!r}")
     return host, int(port)
 
@@ -25,7 +29,7 @@ def parse_peers(text: str) -> dict[int, tuple[str, int]]:
     peers: dict[int, tuple[str, int]] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         ident, sep, addr = item.partition("=")
-        if not sep or not ident.isdigit() or int(ident) < 1:
+        if not sep or not _digits(ident) or int(ident) < 1:
             raise ConfigError(f"--peers: expected ID=HOST:PORT with a positive ID, got {item!r}")
         if int(ident) in peers:
             raise ConfigError(f"--peers: node {ident} is listed twice")
@@ -75,7 +79,7 @@ class NodeConfig:
         try:
             with open(path, "rb") as f:
                 doc = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"--config {path}: {exc}") from None
         merged = {**doc, **{k: v for k, v in overrides.items() if v is not None}}
         return cls.from_values(merged)
@@ -92,20 +96,46 @@ class NodeConfig:
             peers = parse_peers(",".join(f"{k}={a}" for k, a in peers.items()))
         else:
             raise ConfigError("peers: expected 'ID=HOST:PORT,...' or a table of id = address")
-        cluster = v.get("cluster_id") or ""
+        cluster = _text(v, "cluster_id", "")
         try:
             cluster_id = bytes.fromhex(cluster) if cluster else b""
         except ValueError:
-            raise ConfigError("cluster id must be hex") from None
+            raise ConfigError("cluster_id: must be 32 hex digits") from None
+        listen = _text(v, "listen", "")
+        bootstrap = v.get("bootstrap", False)
+        if type(bootstrap) is not bool:
+            raise ConfigError("bootstrap: must be true or false")
         return cls(
-            node_id=int(v["id"]),
-            data_dir=str(v["data"]),
+            node_id=_number(v, "id", 1, 1, None),
+            data_dir=_text(v, "data", ""),
             peers=peers,
-            client=parse_address(str(v["client"]), "--client"),
-            listen=parse_address(str(v["listen"]), "--listen") if v.get("listen") else None,
+            client=parse_address(_text(v, "client", ""), "client"),
+            listen=parse_address(listen, "listen") if listen else None,
             cluster_id=cluster_id,
-            bootstrap=bool(v.get("bootstrap", False)),
-            tick_ms=int(v.get("tick_ms", 50)),
-            snapshot_every=int(v.get("snapshot_every", 5000)),
-            digest_every=int(v.get("digest_every", 100)),
+            bootstrap=bootstrap,
+            tick_ms=_number(v, "tick_ms", 50, 1, 10_000),
+            snapshot_every=_number(v, "snapshot_every", 5000, 1, None),
+            digest_every=_number(v, "digest_every", 100, 0, None),
         )
+
+
+def _text(v: dict[str, Any], key: str, default: str) -> str:
+    value = v.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a string, got {type(value).__name__}")
+    return value
+
+
+def _number(v: dict[str, Any], key: str, default: int, lo: int | None, hi: int | None) -> int:
+    value = v.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, str) and _digits(value):
+        value = int(value)
+    if type(value) is not int:
+        raise ConfigError(f"{key}: must be a whole number, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{key}: {value} is out of range")
+    return value

@@ -24,6 +24,7 @@ from paxctl.core.messages import Message
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Config, Ready
 from paxctl.core.types import Command
+from paxctl.protocol.framing import MAX_PEER_FRAME
 from paxctl.server.audit import SYSTEM_CLIENT, DigestAudit
 from paxctl.server.client_service import ClientService
 from paxctl.server.config import NodeConfig
@@ -89,7 +90,10 @@ class NodeServer:
         assert listen is not None
         self._servers.append(
             await loop.create_server(
-                lambda: FramedProtocol(self._on_peer_payload, label="peer inbound"), *listen
+                lambda: FramedProtocol(
+                    self._on_peer_payload, label="peer inbound", max_frame=MAX_PEER_FRAME
+                ),
+                *listen,
             )
         )
         self._servers.append(
@@ -144,7 +148,9 @@ class NodeServer:
         if conn.state is None:  # the first frame names the peer
             try:
                 hello = msgpack.unpackb(payload, raw=False)
-                peer, cluster = int(hello["node"]), bytes(hello["cluster"])
+                peer, cluster = hello["node"], hello["cluster"]
+                if type(peer) is not int or type(cluster) is not bytes:
+                    raise TypeError
             except Exception:  # any malformed hello: this is not a peer of ours
                 conn.close("peer connection without a valid hello")
                 return
@@ -193,6 +199,16 @@ class NodeServer:
 
     def _process(self) -> None:
         self._scheduled = False
+        try:
+            self._handle_ready()
+        except Exception:
+            # A node must never sit frozen with its loop alive: stop loudly, restart from disk.
+            log.critical(
+                "node %d: unexpected error in the Ready loop", self.config.node_id, exc_info=True
+            )
+            os._exit(70)
+
+    def _handle_ready(self) -> None:
         ready = self.node.ready()
         if not ready:
             self.node.advance()

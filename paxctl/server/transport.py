@@ -14,7 +14,13 @@ import logging
 import random
 from collections.abc import Callable
 
-from paxctl.protocol.framing import FrameDecoder, FrameError, encode_frame
+from paxctl.protocol.framing import (
+    MAX_FRAME,
+    MAX_PEER_FRAME,
+    FrameDecoder,
+    FrameError,
+    encode_frame,
+)
 
 log = logging.getLogger("paxctl.transport")
 
@@ -30,10 +36,12 @@ class FramedProtocol(asyncio.Protocol):
         on_payload: Callable[[FramedProtocol, bytes], None],
         on_lost: Callable[[FramedProtocol], None] | None = None,
         label: str = "connection",
+        max_frame: int = MAX_FRAME,
     ) -> None:
         self._on_payload = on_payload
         self._on_lost = on_lost
-        self._decoder = FrameDecoder()
+        self._max_frame = max_frame
+        self._decoder = FrameDecoder(max_frame)
         self.transport: asyncio.Transport | None = None
         self.label = label
         self.peer_name = "?"
@@ -72,7 +80,12 @@ class FramedProtocol(asyncio.Protocol):
         assert self.transport is not None
         if self.transport.get_write_buffer_size() > MAX_PENDING_BYTES:
             return False
-        self.transport.write(encode_frame(payload))
+        try:
+            frame = encode_frame(payload, self._max_frame)
+        except FrameError as exc:
+            log.error("%s: not sent: %s", self.label, exc)
+            return False
+        self.transport.write(frame)
         return True
 
     def close(self, reason: str | None = None) -> None:
@@ -128,7 +141,10 @@ class PeerLink:
             try:
                 _, proto = await loop.create_connection(
                     lambda: FramedProtocol(
-                        self._on_payload, self._connection_lost, f"peer {self.peer_id}"
+                        self._on_payload,
+                        self._connection_lost,
+                        f"peer {self.peer_id}",
+                        MAX_PEER_FRAME,
                     ),
                     self.host,
                     self.port,

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgpack
 
+from paxctl.core.codec import MAX_UINT as _MAX_INT
 from paxctl.statemachine.errors import (
     BadArguments,
     MultiError,
@@ -35,7 +36,6 @@ from paxctl.statemachine.tree import DataTree, Result, SubResult
 MACHINE_SNAPSHOT_FORMAT = 1
 
 _MOD = 1 << 256
-_MAX_INT = 2**63 - 1
 
 # Tags of a result on the wire: results mix strings, stats, None and lists, so each is tagged
 # rather than guessed from its shape.

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 
+from paxctl.core.codec import MAX_UINT as _MAX_INT
 from paxctl.statemachine.errors import BadArguments, DataTooLarge
 from paxctl.statemachine.paths import MAX_PATH_BYTES, ROOT, validate_path
 
@@ -32,8 +33,6 @@ MAX_REQUEST_BYTES = MAX_DATA + MAX_MULTI_OPS * (MAX_PATH_BYTES + 64)
 
 #: Bumped whenever the encoding of a command changes incompatibly.
 COMMAND_FORMAT = 1
-
-_MAX_INT = 2**63 - 1
 
 
 def _check_data(data: object) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import msgpack
 
+from paxctl.core.codec import MAX_UINT as _MAX_INT
 from paxctl.statemachine.errors import (
     BadArguments,
     BadVersion,
@@ -59,7 +60,6 @@ Result = SubResult | list[SubResult]
 SNAPSHOT_FORMAT = 1
 
 _MOD = 1 << 256
-_MAX_INT = 2**63 - 1
 
 # Undo journal entries, replayed in reverse by ``_rollback``.
 _SAVED, _ADDED, _REMOVED = 0, 1, 2

@@ -27,6 +27,8 @@ def val(*cmds: Command) -> Value:
 def config(node_id: int, n: int = 3, **kw: object) -> Config:
     kw.setdefault("election_ticks", 10)
     kw.setdefault("heartbeat_ticks", 2)
+    # Most unit tests script the campaign itself; pre-vote has tests of its own.
+    kw.setdefault("pre_vote", False)
     return Config(node_id, tuple(range(1, n + 1)), **kw)  # type: ignore[arg-type]
 
 

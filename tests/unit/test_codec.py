@@ -23,6 +23,8 @@ from paxctl.core.messages import (
     Message,
     Nack,
     Prepare,
+    PreVote,
+    PreVoteReply,
     Promise,
     ReadIndex,
     ReadIndexReply,
@@ -48,6 +50,8 @@ messages = st.one_of(
     st.builds(Accept, ints, ints, ballots, chosen, ints, ints),
     st.builds(Accepted, ints, ints, ballots, st.lists(ints, max_size=6).map(tuple), ints, ints),
     st.builds(ReadIndex, ints, ints, ints),
+    st.builds(PreVote, ints, ints, ints),
+    st.builds(PreVoteReply, ints, ints, ints, ints),
     st.builds(ReadIndexReply, ints, ints, ints, ints, ints),
     st.builds(Forward, ints, ints, values),
     st.builds(CatchupRequest, ints, ints, ints),
@@ -86,6 +90,8 @@ EXAMPLES: list[Message] = [
     Accept(1, 2, B, (), 3, 17),  # a heartbeat of round 17
     ReadIndex(2, 1, 99),
     ReadIndexReply(1, 2, 99, 12, 1),
+    PreVote(3, 1, 8),
+    PreVoteReply(1, 3, 8, 1),
 ]
 
 
@@ -95,7 +101,7 @@ def test_examples_cover_every_message_type():
         for obj in vars(messages_module).values()
         if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
     }
-    assert len(kinds) == 11
+    assert len(kinds) == 13
     assert {type(m) for m in EXAMPLES} == kinds
 
 
@@ -290,6 +296,8 @@ FIELD_KINDS: dict[type[Message], tuple[str, ...]] = {
     InstallSnapshot: ("snapshot",),
     ReadIndex: ("int",),
     ReadIndexReply: ("int", "int", "int"),
+    PreVote: ("int",),
+    PreVoteReply: ("int", "int"),
 }
 
 

@@ -52,6 +52,7 @@ class Stats:
     # Rare paths, counted so a test can fail if a sweep never exercised them (most are the
     # nodes' own counters, summed).
     nacks: int = 0
+    pre_votes: int = 0
     campaigns: int = 0
     elected: int = 0
     step_downs: int = 0
@@ -198,7 +199,8 @@ class World:
         for host in self.hosts.values():
             host.crash(None)  # folds the live nodes' counters into the totals
             for name, count in host.counters.items():
-                setattr(self.stats, name, getattr(self.stats, name) + count)
+                if name in Stats.__dataclass_fields__:  # counters the summary reports
+                    setattr(self.stats, name, getattr(self.stats, name) + count)
         return SimResult(
             self.spec, error is None, error, self.stats, self.profile, self.now, self.trace or []
         )

@@ -1,0 +1,494 @@
+"""Hostile bytes at every port of a real 3-node cluster: each bad connection is closed with a
+logged reason, and afterwards every node is alive, there is one leader, and writes and
+linearizable reads work through every node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from paxctl.client import Client
+from paxctl.core import codec
+from paxctl.core.messages import CatchupRequest
+from paxctl.protocol.framing import (
+    MAX_FRAME,
+    MAX_PEER_FRAME,
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    FrameError,
+)
+from paxctl.protocol.framing import encode_frame as frame
+from paxctl.statemachine.ops import MAX_DATA, Create, encode_op
+
+pytestmark = pytest.mark.integration
+
+HOST = "127.0.0.1"
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def raw_frame(payload: bytes, *, version: int = PROTOCOL_VERSION, crc: int | None = None) -> bytes:
+    if crc is None:
+        crc = zlib.crc32(payload, zlib.crc32(bytes([version])))
+    return struct.pack(">IIB", len(payload), crc, version) + payload
+
+
+@contextlib.contextmanager
+def connect(port: int) -> Iterator[socket.socket]:
+    sock = socket.create_connection((HOST, port), timeout=5)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def send(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(data)
+
+
+def wait_closed(sock: socket.socket, timeout: float = 5) -> bytes:
+    """Read until the server closes the connection; fail if it has not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    received = b""
+    while True:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        except TimeoutError:
+            raise AssertionError(f"port {sock.getpeername()[1]} left the connection open") from None
+        if not data:
+            return received
+        received += data
+
+
+class Conversation:
+    """Framed msgpack requests and answers on one client connection."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.decoder = FrameDecoder()
+        self.pending: list[bytes] = []
+
+    def ask(self, request: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
+        send(self.sock, frame(pack(request)))
+        return self.answer(timeout)
+
+    def answer(self, timeout: float = 5) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"no answer within {timeout}s") from None
+            assert data, "the server closed the connection instead of answering"
+            self.pending += self.decoder.feed(data)
+        reply: dict[str, Any] = msgpack.unpackb(self.pending.pop(0), raw=False)
+        return reply
+
+
+def hello(node: int, cluster: bytes) -> bytes:
+    return frame(pack({"node": node, "cluster": cluster}))
+
+
+def other_member(cluster, node_id: int) -> int:
+    return cluster.ids[node_id % len(cluster.ids)]
+
+
+@pytest.fixture
+def marks(cluster):
+    """Log positions before the test; afterwards the nodes must have logged no error."""
+    cluster.assert_processes_alive()
+    before = cluster.log_marks()
+    yield before
+    cluster.assert_no_tracebacks(before)
+
+
+def expect_logged(cluster, marks, per_node: dict[int, list[str]]) -> None:
+    for node_id, needles in per_node.items():
+        for needle in set(needles):
+            cluster.wait_log(marks, node_id, needle, count=needles.count(needle))
+
+
+# ------------------------------------------------------------------ framing, at every port
+
+
+def test_random_garbage_bytes(cluster, marks):
+    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
+    for port in cluster.client_ports + cluster.peer_ports:
+        for seed in range(8):
+            garbage = random.Random(seed * 65537 + port).randbytes(64 << seed % 5)
+            try:
+                FrameDecoder().feed(garbage)
+                reason = None  # a plausible header: the node waits for the rest of the frame
+            except FrameError as exc:
+                reason = str(exc)
+            with connect(port) as sock:
+                send(sock, garbage)
+                if reason is not None:
+                    assert wait_closed(sock) == b""
+                    expected[cluster.node_of_port(port)].append(f"bad frame from {HOST}:")
+                    expected[cluster.node_of_port(port)].append(reason)
+    expect_logged(cluster, marks, expected)
+    cluster.assert_healthy()
+
+
+def test_truncated_frame_then_close(cluster, marks):
+    for node_id in cluster.ids:
+        whole = {
+            cluster.client_port(node_id): frame(pack({"xid": 1, "op": "status"})),
+            cluster.peer_port(node_id): hello(other_member(cluster, node_id), cluster.cluster_id),
+        }
+        for port, data in whole.items():
+            for cut in (1, 4, 8, 9, len(data) - 1):
+                with connect(port) as sock:
+                    send(sock, data[:cut])
+    cluster.assert_healthy()
+
+
+def test_a_frame_cut_in_pieces_is_reassembled(cluster, marks):
+    for port in cluster.client_ports:
+        data = frame(pack({"xid": 7, "op": "status"}))
+        with connect(port) as sock:
+            talk = Conversation(sock)
+            for i in range(len(data)):
+                send(sock, data[i : i + 1])
+            assert talk.answer()["xid"] == 7
+    cluster.assert_healthy()
+
+
+@pytest.mark.parametrize("beyond", [1, None])
+def test_oversized_length_header_is_refused_before_its_payload(cluster, marks, beyond):
+    """Clients may send up to MAX_FRAME bytes, peers up to MAX_PEER_FRAME (snapshots)."""
+    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
+    for port in cluster.client_ports + cluster.peer_ports:
+        limit = MAX_FRAME if port in cluster.client_ports else MAX_PEER_FRAME
+        length = limit + beyond if beyond is not None else 2**32 - 1
+        with connect(port) as sock:
+            send(sock, struct.pack(">IIB", length, 0, PROTOCOL_VERSION))  # no payload follows
+            assert wait_closed(sock) == b""
+        expected[cluster.node_of_port(port)].append(
+            f"frame of {length} bytes exceeds the {limit}-byte limit"
+        )
+    expect_logged(cluster, marks, expected)
+    cluster.assert_healthy()
+
+
+def test_bad_crc(cluster, marks):
+    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
+    for node_id in cluster.ids:
+        good = {
+            cluster.client_port(node_id): pack({"xid": 1, "op": "status"}),
+            cluster.peer_port(node_id): pack({"node": 1, "cluster": cluster.cluster_id}),
+        }
+        for port, payload in good.items():
+            crc = zlib.crc32(payload, zlib.crc32(bytes([PROTOCOL_VERSION])))
+            with connect(port) as sock:
+                send(sock, raw_frame(payload, crc=crc ^ 0x8000))
+                assert wait_closed(sock) == b""
+            expected[node_id].append("frame checksum mismatch")
+    expect_logged(cluster, marks, expected)
+    cluster.assert_healthy()
+
+
+@pytest.mark.parametrize("version", [0, PROTOCOL_VERSION + 1, 255])
+def test_unknown_version(cluster, marks, version):
+    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
+    for node_id in cluster.ids:
+        good = {
+            cluster.client_port(node_id): pack({"xid": 1, "op": "status"}),
+            cluster.peer_port(node_id): pack({"node": 1, "cluster": cluster.cluster_id}),
+        }
+        for port, payload in good.items():
+            with connect(port) as sock:
+                send(sock, raw_frame(payload, version=version))  # with a matching checksum
+                assert wait_closed(sock) == b""
+            expected[node_id].append(f"unknown protocol version {version}")
+    expect_logged(cluster, marks, expected)
+    cluster.assert_healthy()
+
+
+# ------------------------------------------------------------------ peer hellos and messages
+
+
+def test_peer_hello_with_wrong_cluster_id(cluster, marks):
+    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
+    wrong = bytes(b ^ 0xFF for b in cluster.cluster_id)
+    for node_id in cluster.ids:
+        claimed = other_member(cluster, node_id)
+        for port in (cluster.peer_port(node_id), cluster.client_port(node_id)):
+            with connect(port) as sock:
+                send(sock, hello(claimed, wrong))
+                assert wait_closed(sock) == b""
+        expected[node_id] += [
+            f"hello from node {claimed} of another cluster or not a member",
+            "malformed client request",  # a peer hello is no client request
+        ]
+    expect_logged(cluster, marks, expected)
+    cluster.assert_healthy()
+
+
+NO_HELLO = "peer connection without a valid hello"
+MALFORMED_HELLOS: list[tuple[str, Any, str]] = [
+    # (case, payload from the cluster id, the reason logged)
+    ("non-member", lambda cid: pack({"node": 9, "cluster": cid}), "hello from node 9"),
+    ("node zero", lambda cid: pack({"node": 0, "cluster": cid}), "hello from node 0"),
+    ("no cluster", lambda cid: pack({"node": 1}), NO_HELLO),
+    ("no node", lambda cid: pack({"cluster": cid}), NO_HELLO),
+    ("node a word", lambda cid: pack({"node": "one", "cluster": cid}), NO_HELLO),
+    ("cluster none", lambda cid: pack({"node": 1, "cluster": None}), NO_HELLO),
+    ("cluster a string", lambda cid: pack({"node": 1, "cluster": cid.hex()}), NO_HELLO),
+    ("a list", lambda cid: pack([1, cid]), NO_HELLO),
+    ("a string", lambda cid: pack("hello"), NO_HELLO),
+    ("not msgpack", lambda cid: b"\xc1", NO_HELLO),
+    ("empty", lambda cid: b"", NO_HELLO),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"), [c[1:] for c in MALFORMED_HELLOS], ids=[c[0] for c in MALFORMED_HELLOS]
+)
+def test_malformed_peer_hello(cluster, marks, make, reason):
+    for port in cluster.peer_ports:
+        with connect(port) as sock:
+            send(sock, frame(make(cluster.cluster_id)))
+            assert wait_closed(sock) == b""
+    expect_logged(cluster, marks, {i: [reason] for i in cluster.ids})
+    cluster.assert_healthy()
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (b"\xc1", "undecodable message"),
+        (b"", "undecodable message"),
+        (pack("not a message"), "undecodable message"),
+        (pack([codec.CODEC_VERSION, 99, 1, 1]), "unknown message tag"),
+        (pack([codec.CODEC_VERSION + 1, 7, 1, 1, 0]), "unsupported codec version"),
+        (pack([codec.CODEC_VERSION, 7, 1, 1]), "expected 1 fields"),
+        (pack([codec.CODEC_VERSION, 7, 1, 1, -1]), "undecodable message"),
+        (pack([codec.CODEC_VERSION, 7, 1, 1, 2**64 - 1]), "undecodable message"),
+        (pack([codec.CODEC_VERSION, 6, 1, 1, [[1, 2**63, b"x"]]]), "undecodable message"),
+        (b"\x91" * 100_000 + b"\xc0", "undecodable message"),  # deep nesting
+        (b"\xdd\xff\xff\xff\xff", "undecodable message"),  # an array of 2**32-1 items
+    ],
+    ids=["invalid byte", "empty", "a string", "unknown tag", "codec version", "too few fields",
+         "negative", "too big", "forwarded seq too big", "deep nesting", "huge array"],
+)  # fmt: skip
+def test_valid_hello_then_undecodable_message(cluster, marks, message, reason):
+    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
+    for node_id in cluster.ids:
+        claimed = other_member(cluster, node_id)
+        with connect(cluster.peer_port(node_id)) as sock:
+            send(sock, hello(claimed, cluster.cluster_id) + frame(message))
+            assert wait_closed(sock) == b""
+        expected[node_id] += [f"undecodable message from node {claimed}", reason]
+        with connect(cluster.client_port(node_id)) as sock:  # to a client port, too
+            send(sock, hello(claimed, cluster.cluster_id) + frame(message))
+            assert wait_closed(sock) == b""
+        expected[node_id].append("malformed client request")
+    expect_logged(cluster, marks, expected)
+    cluster.assert_healthy()
+
+
+def test_valid_hello_then_message_signed_as_another_node(cluster, marks):
+    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
+    for node_id in cluster.ids:
+        claimed = other_member(cluster, node_id)
+        forged = other_member(cluster, claimed)
+        message = codec.encode(CatchupRequest(forged, node_id, 1))
+        with connect(cluster.peer_port(node_id)) as sock:
+            send(sock, hello(claimed, cluster.cluster_id) + frame(message))
+            assert wait_closed(sock) == b""
+        expected[node_id].append(f"node {claimed} sent a message signed as node {forged}")
+    expect_logged(cluster, marks, expected)
+    cluster.assert_healthy()
+
+
+# ------------------------------------------------------------------ client requests
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pack([1, 2, 3]),
+        pack(42),
+        pack(None),
+        pack(b"bytes"),
+        pack({}),
+        pack({"op": "status"}),
+        pack({"xid": 1}),
+        pack({"xid": "1", "op": "status"}),
+        pack({"xid": 1.0, "op": "status"}),
+        pack({"xid": True, "op": "status"}),
+        pack({"xid": 1, "op": 5}),
+        pack({"xid": 1, "op": None}),
+        pack({1: 2}),
+        pack({"xid": 1, "op": "status"}) + b"\x00",  # trailing bytes
+        b"\xc1",
+        b"",
+    ],
+)
+def test_client_frame_that_is_not_a_request(cluster, marks, payload):
+    for port in cluster.client_ports:
+        with connect(port) as sock:
+            send(sock, frame(payload))
+            assert wait_closed(sock) == b""
+    expect_logged(cluster, marks, {i: ["malformed client request"] for i in cluster.ids})
+    cluster.assert_healthy()
+
+
+@pytest.mark.parametrize("op", ["nope", "", "OP_STATUS", "_op_status", "__class__", "x" * 10_000])
+def test_client_unknown_op_is_answered_and_the_connection_stays_usable(cluster, marks, op):
+    for port in cluster.client_ports:
+        with connect(port) as sock:
+            talk = Conversation(sock)
+            reply = talk.ask({"xid": 41, "op": op})
+            assert reply["xid"] == 41
+            assert reply["err"] == "BadArguments"
+            assert "unknown operation" in reply["msg"]
+            status = talk.ask({"xid": 42, "op": "status"})
+            assert status["xid"] == 42
+            assert status["ok"]["id"] == cluster.node_of_port(port)
+    cluster.assert_healthy()
+
+
+MALFORMED_REQUESTS: list[dict[str, Any]] = [
+    {"op": "hello"},
+    {"op": "hello", "client": 0},
+    {"op": "hello", "client": -1},
+    {"op": "hello", "client": 2**63},
+    {"op": "hello", "client": "me"},
+    {"op": "write", "seq": 1, "data": encode_op(Create("/x", b""))},  # before hello
+    {"op": "read"},
+    {"op": "read", "kind": "get"},
+    {"op": "read", "kind": "get", "path": 5},
+    {"op": "read", "kind": "get", "path": "no-slash"},
+    {"op": "read", "kind": "get", "path": "/a//b"},
+    {"op": "read", "kind": "explode", "path": "/"},
+    {"op": "read", "kind": ["get"], "path": "/"},
+    {"op": "read", "kind": "get", "path": "/", "local": True, "min_zxid": -1},
+    {"op": "read", "kind": "get", "path": "/", "local": True, "min_zxid": "0"},
+]
+
+
+def test_client_malformed_requests_get_bad_arguments(cluster, marks):
+    for port in cluster.client_ports:
+        with connect(port) as sock:
+            talk = Conversation(sock)
+            for xid, request in enumerate(MALFORMED_REQUESTS, start=100):
+                reply = talk.ask({**request, "xid": xid})
+                assert reply["xid"] == xid
+                assert reply.get("err") == "BadArguments", (request, reply)
+            # after a proper hello, malformed writes are refused before reaching the log
+            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": 4242})
+            for xid, request in enumerate(
+                [
+                    {"op": "write", "seq": 0, "data": encode_op(Create("/x", b""))},
+                    {"op": "write", "seq": 1, "data": "text"},
+                    {"op": "write", "seq": 1, "data": b"\xc1"},
+                    {"op": "write", "seq": 1, "data": pack(["create", "/x"])},
+                    {"op": "write", "seq": 1},
+                ],
+                start=200,
+            ):
+                reply = talk.ask({**request, "xid": xid})
+                assert reply.get("err") == "BadArguments", (request, reply)
+    cluster.assert_healthy()
+
+
+# ------------------------------------------------------------------ many idle connections
+
+
+def test_many_connections_opened_and_left_idle(cluster, marks):
+    per_port = 100
+    held: list[socket.socket] = []
+    try:
+        for port in cluster.client_ports + cluster.peer_ports:
+            for i in range(per_port):
+                sock = socket.create_connection((HOST, port), timeout=5)
+                held.append(sock)
+                if i % 2:  # half of them also start a frame they never finish
+                    send(sock, struct.pack(">IIB", MAX_FRAME, 0, PROTOCOL_VERSION) + b"x" * 100)
+        # While they are all open, the cluster keeps working through every node.
+        cluster.assert_healthy()
+    finally:
+        for sock in held:
+            sock.close()
+    cluster.assert_healthy()
+
+
+# ------------------------------------------------------------------ clusters of their own
+
+
+def test_write_with_seq_beyond_the_codec_range_is_refused(fresh_cluster):
+    """A client's ``seq`` above 2**63-1 travels in the leader's Accept, which every follower's
+    codec refuses, and in the leader's WAL, which recovery refuses: it must be refused first."""
+    cluster = fresh_cluster
+    leader = cluster.leader()
+    problems = []
+    with connect(cluster.client_port(leader)) as sock:
+        talk = Conversation(sock)
+        assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": 777})
+        request = {"xid": 2, "op": "write", "seq": 2**63, "data": encode_op(Create("/p", b""))}
+        try:
+            reply = talk.ask(request, timeout=3)
+            if reply.get("err") != "BadArguments":
+                problems.append(f"seq 2**63 was answered {reply}")
+        except AssertionError as exc:
+            problems.append(f"seq 2**63 got no answer ({exc})")
+    # The node that took the write must still be able to restart from its disk.
+    assert cluster.paxctl("cluster", "stop", str(leader), "--dir", str(cluster.directory),
+                          "--grace", "2").returncode == 0  # fmt: skip
+    assert (
+        cluster.paxctl("cluster", "start", str(leader), "--dir", str(cluster.directory)).returncode
+        == 0
+    )
+    try:
+        cluster.wait_healthy(timeout=8)
+    except AssertionError:
+        problems.append(f"node {leader} does not come back:\n{cluster.log_tail(leader, 5)}")
+    assert not problems, "\n".join(problems)
+    cluster.assert_healthy()
+
+
+def test_concurrent_max_size_writes_leave_the_cluster_working(fresh_cluster):
+    """Writes of the largest data a znode may hold, several at once, are legal: the leader
+    batches them into one slot, and the Accept carrying it must still reach the followers."""
+    cluster = fresh_cluster
+    leader = cluster.leader()
+
+    async def one(i: int) -> str:
+        async with Client([(HOST, cluster.client_port(leader))], timeout=8) as client:
+            try:
+                return await client.create(f"/big-{i}", bytes([i]) * MAX_DATA)
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}"
+
+    async def all_of_them() -> list[str]:
+        return await asyncio.gather(*(one(i) for i in range(6)))
+
+    results = asyncio.run(all_of_them())
+    raised = {  # each distinct exception the nodes logged, e.g. the one that wedged them
+        f"node {i}: {line}"
+        for i in cluster.ids
+        for line in cluster.log_path(i).read_text(errors="replace").splitlines()
+        if line.startswith("paxctl.") or ("Error: " in line and not line.startswith(" "))
+    }
+    assert results == [f"/big-{i}" for i in range(6)], "\n".join([*results, *sorted(raised)])
+    cluster.assert_healthy()
