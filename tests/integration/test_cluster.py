@@ -172,3 +172,25 @@ def test_replicas_compare_state_digests_through_the_log(cluster):
 
     wait_until(every_node_checked, 20, "digest checks on every node")
     assert all(s["digest_mismatches"] == 0 for s in statuses.values())
+
+
+def test_a_retried_write_takes_effect_once_and_gets_the_first_answer(cluster):
+    import asyncio
+
+    from paxctl.client import Client
+    from paxctl.statemachine.ops import encode_op
+
+    async def scenario():
+        async with Client([cluster.address(2)]) as client:
+            op = encode_op(Create("/queue/item-", b"x", sequential=True, parents=True))
+            first = await client._call({"op": "write", "seq": 1, "data": op}, True)
+            # The same (client, seq) again, as after a lost answer, through another node.
+            client.servers = [cluster.address(3)]
+            await client._failover()
+            again = await client._call({"op": "write", "seq": 1, "data": op}, True)
+            children = await client.children("/queue")
+            return first, again, children
+
+    first, again, children = asyncio.run(scenario())
+    assert first == again == "/queue/item-0000000000"
+    assert children == ["item-0000000000"]  # created once
