@@ -726,7 +726,11 @@ class Node:
         self._maybe_request_catchup(msg.frm)
 
     def _on_catchup_reply(self, msg: CatchupReply) -> None:
+        before = self.learner.commit
         for entry in msg.entries:
             self._learn(entry.slot, entry.value, own_quorum=False)
         self._catchup_sent_at = None
-        self._maybe_request_catchup(msg.frm, msg.commit)
+        # Ask the same peer again only while it helps; two laggards missing the same slot
+        # must not keep asking each other (ask the leader, or anyone, instead).
+        helped = self.learner.commit > before or msg.commit > self.learner.commit
+        self._maybe_request_catchup(msg.frm if helped else None, msg.commit)

@@ -288,3 +288,14 @@ def test_catchup_request_from_slot_zero_does_not_crash_the_node():
     node.step(CatchupRequest(2, 1, 0))
     replies = of_type(drain(node), CatchupReply)
     assert all(e.slot >= 1 for r in replies for e in r.entries)
+
+
+def test_a_catchup_reply_that_did_not_help_sends_the_next_request_to_the_leader():
+    """Regression (sim seed 455, 5 nodes): two laggards missing the same slot kept asking
+    each other forever instead of the leader."""
+    node = make_node(3, n=5)
+    node.step(accept(1, 3, Ballot(1, 1), commit=5))  # the leader says slots up to 5 are chosen
+    drain(node)
+    node.step(CatchupReply(5, 3, (), 0))  # another laggard: nothing new
+    requests = of_type(drain(node), CatchupRequest)
+    assert [r.to for r in requests] == [1]
