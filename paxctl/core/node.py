@@ -38,6 +38,7 @@ from paxctl.core.messages import (
     ReadIndexReply,
 )
 from paxctl.core.quorum import has_quorum, majority
+from paxctl.core.reads import PendingRead, ReadTracker
 from paxctl.core.state import Config, DurableState, HardState, ReadState, Ready
 from paxctl.core.types import (
     COMMAND_OVERHEAD,
@@ -64,16 +65,6 @@ class Role(enum.Enum):
     FOLLOWER = "follower"
     CANDIDATE = "candidate"
     LEADER = "leader"
-
-
-@dataclass(frozen=True)
-class _PendingRead:
-    """A read waiting for a quorum to confirm, at heartbeat ``round``, that we still lead."""
-
-    ctx: int
-    index: int
-    round: int
-    requester: int
 
 
 @dataclass
@@ -134,11 +125,8 @@ class Node:
         self._leader_since = 0
         self._heartbeat_elapsed = 0
         # Read-index state (leader): heartbeat rounds and the reads waiting on them.
-        self._hb_round = 0
+        self._reads = ReadTracker()
         self._commit_sent = 0  # the commit index the last Accept carried
-        self._hb_acked: dict[int, int] = {}
-        self._reads: list[_PendingRead] = []
-        self._read_broadcast_due = False
         self._read_results: list[ReadState] = []
         # Commands waiting for a slot (leader) or for a known leader (others).
         self._pending: deque[Command] = deque()
@@ -218,7 +206,7 @@ class Node:
         if self._in_ready:
             raise RuntimeError("ready() called again before advance()")
         self._flush_pending()
-        if self._read_broadcast_due:
+        if self._reads.broadcast_due:
             self._heartbeat()
         elif self.role is Role.LEADER and self.learner.commit > self._commit_sent:
             # Tell followers at once, so a client waiting on one of them is answered now
@@ -394,7 +382,8 @@ class Node:
     def _step_down(self, failed: bool) -> None:
         if self.role is not Role.FOLLOWER:
             self.counters["step_downs"] += 1
-            self._fail_reads()
+            for read in self._reads.abandon():
+                self._release_read(read, None)
             self._requeue_inflight()
             self.role = Role.FOLLOWER
         if failed:
@@ -517,7 +506,7 @@ class Node:
         self._failed_campaigns = 0
         self._leader_since = self.now
         self._heard = {}
-        self._hb_acked = {}
+        self._reads.new_term()
         self._requeue_inflight()  # (empty: a candidate has nothing in flight)
         # pmax: in each open slot, the value voted with the highest ballot by the quorum.
         best: dict[int, tuple[Ballot, Value]] = {}
@@ -586,14 +575,14 @@ class Node:
         for peer in to:
             for run in runs:
                 commit = self._commit_sent = self.learner.commit
-                self._send(Accept(self.id, peer, self.ballot, tuple(run), commit, self._hb_round))
+                hb = self._reads.round
+                self._send(Accept(self.id, peer, self.ballot, tuple(run), commit, hb))
 
     def _heartbeat(self) -> None:
         """One round of heartbeats. Each carries the proposals its peer has not voted for yet,
         so one message keeps followers quiet, retransmits what was lost and confirms reads."""
         self._heartbeat_elapsed = 0
-        self._read_broadcast_due = False
-        self._hb_round += 1
+        self._reads.next_round()
         for peer in self._peers:
             missing = {s: p for s, p in self._inflight.items() if peer not in p.acks}
             self._send_accepts(missing, (peer,))
@@ -601,31 +590,18 @@ class Node:
 
     def _queue_read(self, ctx: int, requester: int) -> None:
         index = max(self.learner.commit, self._next_slot - 1)  # all this leader may know chosen
-        self._reads.append(_PendingRead(ctx, index, self._hb_round + 1, requester))
-        self._read_broadcast_due = True
+        self._reads.queue(ctx, index, requester)
 
     def _confirm_reads(self) -> None:
-        waiting = []
-        for read in self._reads:
-            acks = [self.id, *(p for p, hb in self._hb_acked.items() if hb >= read.round)]
-            if read.round <= self._hb_round and has_quorum(acks, self._voters, self._quorum):
-                self._release_read(read, read.index)
-            else:
-                waiting.append(read)
-        self._reads = waiting
+        for read in self._reads.confirmed(self.id, self._voters, self._quorum):
+            self._release_read(read, read.index)
 
-    def _release_read(self, read: _PendingRead, index: int | None) -> None:
+    def _release_read(self, read: PendingRead, index: int | None) -> None:
         if read.requester == self.id:
             self._read_results.append(ReadState(read.ctx, index))
         else:
             ok = int(index is not None)
             self._send(ReadIndexReply(self.id, read.requester, read.ctx, index or 0, ok))
-
-    def _fail_reads(self) -> None:
-        for read in self._reads:
-            self._release_read(read, None)
-        self._reads = []
-        self._read_broadcast_due = False
 
     def _tick_leader(self) -> None:
         self._heartbeat_elapsed += 1
@@ -647,8 +623,7 @@ class Node:
         if msg.ballot != self.ballot and "count_across_ballots" not in self._bugs:
             return
         self._heard[msg.frm] = self.now  # only replies to this ballot prove we still lead
-        if msg.hb > self._hb_acked.get(msg.frm, 0):
-            self._hb_acked[msg.frm] = msg.hb
+        if self._reads.acknowledge(msg.frm, msg.hb):
             self._confirm_reads()
         for slot in msg.slots:
             proposal = self._inflight.get(slot)
