@@ -59,6 +59,18 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def complete_path(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Tab completion of live znode paths: the children of what has been typed so far."""
+    parent, _, stem = (incomplete or "/").rpartition("/")
+    try:
+        servers = resolve_servers(ctx.params.get("servers"))
+        with SyncClient(servers, timeout=1.0) as client:
+            names = client.children(parent or "/")
+    except Exception:  # completion must never print errors into the user's command line
+        return []
+    return [f"{parent}/{name}" for name in sorted(names) if name.startswith(stem)]
+
+
 def connect(servers: str | None, timeout: float) -> SyncClient:
     return SyncClient(resolve_servers(servers), timeout=timeout)
 
@@ -108,7 +120,7 @@ def print_stat(stat: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.argument("path")
+@click.argument("path", shell_complete=complete_path)
 @click.argument("data", required=False)
 @click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
 @click.option("--sequential", is_flag=True, help="Append a 10-digit sequence number.")
@@ -133,7 +145,7 @@ def create(
 
 
 @click.command()
-@click.argument("path")
+@click.argument("path", shell_complete=complete_path)
 @click.option("--stat", "show_stat", is_flag=True, help="Print the stat too.")
 @click.option("--local", is_flag=True, help="Read the node's own state (sequential consistency).")
 @client_options
@@ -156,7 +168,7 @@ def get(
 
 
 @click.command("set")
-@click.argument("path")
+@click.argument("path", shell_complete=complete_path)
 @click.argument("data", required=False)
 @click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
 @click.option(
@@ -186,7 +198,7 @@ def set_(
 
 
 @click.command()
-@click.argument("path")
+@click.argument("path", shell_complete=complete_path)
 @click.option(
     "-v", "--version", "version", type=int, default=-1, help="Only if the znode is at this version."
 )
@@ -219,7 +231,7 @@ def _delete_tree(client: SyncClient, path: str, deleted: list[str]) -> None:
 
 
 @click.command()
-@click.argument("path", default="/")
+@click.argument("path", default="/", shell_complete=complete_path)
 @click.option("--stat", "show_stat", is_flag=True, help="Show each child's stat.")
 @click.option("--local", is_flag=True, help="Read the node's own state.")
 @client_options
@@ -249,7 +261,7 @@ def ls(
 
 
 @click.command()
-@click.argument("path")
+@click.argument("path", shell_complete=complete_path)
 @click.option("--local", is_flag=True, help="Read the node's own state.")
 @client_options
 @handle_errors

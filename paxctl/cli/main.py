@@ -7,6 +7,7 @@ import click
 from paxctl import __version__
 from paxctl.cli.cluster import cluster
 from paxctl.cli.data import COMMANDS
+from paxctl.cli.docs import SHELLS, completion_script
 from paxctl.cli.node import node
 from paxctl.cli.sim import sim
 
@@ -15,6 +16,17 @@ from paxctl.cli.sim import sim
 @click.version_option(__version__, prog_name="paxctl")
 def cli() -> None:
     """paxctl: a coordination service built on Multi-Paxos."""
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL (bash, zsh or fish).
+
+    For bash: eval "$(paxctl completion bash)" in ~/.bashrc, or install the committed
+    completions/paxctl.bash.
+    """
+    click.echo(completion_script(cli, shell), nl=False)
 
 
 for command in (cluster, node, sim, *COMMANDS):

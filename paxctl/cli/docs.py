@@ -1,0 +1,132 @@
+"""Shell completion scripts and the man page, generated from the click definitions.
+
+The generated files are committed (``completions/``, ``man/paxctl.1``) so that packagers and
+users need not run paxctl to get them; a test regenerates them and fails when they drift.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+from click.shell_completion import get_completion_class
+
+from paxctl import __version__
+
+SHELLS = ("bash", "zsh", "fish")
+
+EXIT_CODES = [
+    (0, "success"),
+    (1, "a command-specific failure (a simulation seed failed)"),
+    (2, "usage error (unknown flag, missing argument, no cluster to talk to)"),
+    (3, "no such znode (NoNode)"),
+    (4, "conflict: NodeExists, BadVersion, NotEmpty"),
+    (5, "cluster unavailable: no quorum, no connection"),
+    (6, "indeterminate: a write may or may not have taken effect"),
+    (7, "bad data: bad arguments, data too large, damaged node files"),
+    (70, "a node stopped on a failed write or fsync (never retried)"),
+]
+
+ENVIRONMENT = [
+    ("PAXCTL_SERVERS", "HOST:PORT,... of the cluster, when -s/--servers is not given"),
+    ("NO_COLOR", "no colour in human output"),
+]
+
+EXAMPLES = [
+    ("Start a local 3-node cluster and write a first znode",
+     "paxctl cluster up\npaxctl create /hello world\npaxctl get /hello"),
+    ("Compare-and-set", "paxctl set /config new-value --version 3"),
+    ("Machine-readable cluster state, e.g. the leader's pid",
+     "paxctl cluster status --json"),
+    ("Hunt for bugs in the consensus core", "paxctl sim --seeds 1000 -j 2"),
+]  # fmt: skip
+
+
+def completion_script(cli: click.Command, shell: str) -> str:
+    cls = get_completion_class(shell)
+    if cls is None:
+        raise click.UsageError(f"unsupported shell {shell!r}; use one of {', '.join(SHELLS)}")
+    script: str = cls(cli, {}, "paxctl", "_PAXCTL_COMPLETE").source()
+    return script if script.endswith("\n") else script + "\n"
+
+
+def _roff(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace("-", "\\-")
+    return re.sub(r"^([.'])", r"\\&\1", text, flags=re.MULTILINE)
+
+
+def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+    out: list[tuple[str, click.Command]] = []
+    for name in sorted(group.commands):
+        cmd = group.commands[name]
+        if cmd.hidden:
+            continue
+        full = f"{prefix} {name}"
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, full)
+        else:
+            out.append((full, cmd))
+    return out
+
+
+def man_page(cli: click.Group) -> str:
+    """``man/paxctl.1``: every command and option, the exit codes, environment, examples."""
+    ctx = click.Context(cli, info_name="paxctl")
+    lines = [
+        f'.TH PAXCTL 1 "" "paxctl {__version__}" "User Commands"',
+        ".SH NAME",
+        "paxctl \\- a coordination service built on Multi\\-Paxos",
+        ".SH SYNOPSIS",
+        ".B paxctl",
+        "\\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
+        ".SH DESCRIPTION",
+        _roff(cli.help or ""),
+        ".SH COMMANDS",
+    ]
+    for full, cmd in _commands(cli, "paxctl"):
+        sub = click.Context(cmd, info_name=full, parent=ctx)
+        usage = " ".join(cmd.collect_usage_pieces(sub))
+        lines.append(".SS " + _roff(f"{full} {usage}"))
+        lines.append(_roff(cmd.help or cmd.short_help or ""))
+        for param in cmd.get_params(sub):
+            record = param.get_help_record(sub)
+            if record is None:
+                continue
+            opts, help_text = record
+            lines += [".TP", f"\\fB{_roff(opts)}\\fR", _roff(help_text or "")]
+    lines.append(".SH EXIT STATUS")
+    for code, meaning in EXIT_CODES:
+        lines += [".TP", f"\\fB{code}\\fR", _roff(meaning)]
+    lines.append(".SH ENVIRONMENT")
+    for name, meaning in ENVIRONMENT:
+        lines += [".TP", f"\\fB{name}\\fR", _roff(meaning)]
+    lines.append(".SH EXAMPLES")
+    for title, body in EXAMPLES:
+        lines += [".PP", _roff(title) + ":", ".PP", ".nf", ".RS", _roff(body), ".RE", ".fi"]
+    lines += [".SH SEE ALSO", "The README of the paxctl project.", ""]
+    return "\n".join(lines)  # no date in the page: regenerating it is reproducible
+
+
+def generated_files(cli: click.Group) -> dict[str, str]:
+    """Every generated file, by path relative to the repository root."""
+    files = {f"completions/paxctl.{shell}": completion_script(cli, shell) for shell in SHELLS}
+    files["man/paxctl.1"] = man_page(cli)
+    return files
+
+
+def main() -> None:
+    """``python -m paxctl.cli.docs [ROOT]``: regenerate the committed files under ROOT."""
+    from paxctl.cli.main import cli
+
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    for rel, text in generated_files(cli).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

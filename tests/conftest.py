@@ -1,0 +1,8 @@
+"""Shared by every test tier: the real-cluster helpers live in tests/integration."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "integration"))
