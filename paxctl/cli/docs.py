@@ -91,6 +91,8 @@ def man_page(cli: click.Group) -> str:
         lines.append(".SS " + _roff(f"{full} {usage}"))
         lines.append(_roff(cmd.help or cmd.short_help or ""))
         for param in cmd.get_params(sub):
+            if isinstance(param, click.Argument):
+                continue  # arguments are in the usage line (and click versions render them apart)
             record = param.get_help_record(sub)
             if record is None:
                 continue
