@@ -39,27 +39,35 @@ def _paths(directory: str, node_id: int) -> tuple[str, str, str]:
     return base, base + ".log", base + ".pid"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (exited, not yet reaped) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours: reap it
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:  # anyone's zombie (init may take a while to reap a killed node)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _pid(directory: str, node_id: int) -> int | None:
     """The node's pid if its process is alive."""
     try:
         with open(_paths(directory, node_id)[2]) as f:
             pid = int(f.read().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    try:  # a zombie child of ours counts as dead
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return None
-    except ChildProcessError:
-        pass
-    try:  # so does anyone's zombie (init may take a while to reap a killed node)
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return None
-    except (OSError, IndexError):
-        pass
-    return pid
+    return pid if process_alive(pid) else None
 
 
 def _save(directory: str, doc: dict[str, Any]) -> None:

@@ -42,6 +42,13 @@ def client_options(func: F) -> F:
     return func
 
 
+local_option = click.option(
+    "--local",
+    is_flag=True,
+    help="Read the node's own state (sequentially consistent, never older than you saw).",
+)
+
+
 def handle_errors(func: F) -> F:
     """Expected failures become one clear line on stderr and their exit code; no traceback."""
 
@@ -147,7 +154,7 @@ def create(
 @click.command()
 @click.argument("path", shell_complete=complete_path)
 @click.option("--stat", "show_stat", is_flag=True, help="Print the stat too.")
-@click.option("--local", is_flag=True, help="Read the node's own state (sequential consistency).")
+@local_option
 @client_options
 @handle_errors
 def get(
@@ -233,7 +240,7 @@ def _delete_tree(client: SyncClient, path: str, deleted: list[str]) -> None:
 @click.command()
 @click.argument("path", default="/", shell_complete=complete_path)
 @click.option("--stat", "show_stat", is_flag=True, help="Show each child's stat.")
-@click.option("--local", is_flag=True, help="Read the node's own state.")
+@local_option
 @client_options
 @handle_errors
 def ls(
@@ -262,7 +269,7 @@ def ls(
 
 @click.command()
 @click.argument("path", shell_complete=complete_path)
-@click.option("--local", is_flag=True, help="Read the node's own state.")
+@local_option
 @client_options
 @handle_errors
 def stat(path: str, local: bool, servers: str | None, timeout: float, as_json: bool) -> None:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from paxctl.cli.cluster import process_alive
 from paxctl.client import ClientError, SyncClient
 
 HOST = "127.0.0.1"
@@ -98,19 +99,7 @@ def find_base_port(nodes: int = 3) -> int:
     raise RuntimeError("no free base port found")
 
 
-def pid_alive(pid: int) -> bool:
-    """True if the process exists and is not a zombie (an exited node nobody reaped yet)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+pid_alive = process_alive
 
 
 # ------------------------------------------------------------------ a running cluster

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from paxctl.cli.cluster import process_alive
 from paxctl.client import SyncClient
 
 PAXCTL = shutil.which("paxctl")
@@ -117,28 +118,10 @@ class LocalCluster:
     def kill(self, node_id: int, sig: int = signal.SIGKILL) -> None:
         pid = self.pid(node_id)
         os.kill(pid, sig)
-        wait_until(lambda: not _alive(pid), 10, f"node {node_id} (pid {pid}) to die")
+        wait_until(lambda: not process_alive(pid), 10, f"node {node_id} (pid {pid}) to die")
 
     def start(self, node_id: int) -> None:
         paxctl("cluster", "start", str(node_id), "--dir", self.dir)
 
     def down(self) -> None:
         paxctl("cluster", "down", "--dir", self.dir, "--grace", "2", check=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:  # a zombie (not our child) still answers kill 0: look at its state
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
