@@ -28,6 +28,7 @@ from paxctl.core.messages import (
     Promise,
     ReadIndex,
     ReadIndexReply,
+    Relay,
 )
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
@@ -45,6 +46,12 @@ class CodecError(ValueError):
 def _check_int(x: Any, what: str) -> int:
     if type(x) is not int or not 0 <= x <= MAX_UINT:
         raise CodecError(f"{what}: expected a non-negative integer, got {type(x).__name__}")
+    return x
+
+
+def _check_bytes(x: Any) -> bytes:
+    if type(x) is not bytes:
+        raise CodecError(f"expected bytes, got {type(x).__name__}")
     return x
 
 
@@ -141,6 +148,7 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     ReadIndexReply: (11, (_INT, _INT, _INT)),
     PreVote: (12, (_INT,)),
     PreVoteReply: (13, (_INT, _INT)),
+    Relay: (14, (_INT, (bytes, _check_bytes))),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
 #: Each kind's own fields after ``frm`` and ``to``, in declaration order.

@@ -137,6 +137,20 @@ class PreVoteReply(Message):
     granted: int
 
 
+@dataclass(frozen=True, slots=True)
+class Relay(Message):
+    """A message for the shell around the core (e.g. session heartbeats relayed to the leader).
+
+    The core never acts on it: the driver takes it out of the inbound stream before ``step``.
+    It rides the peer links, the codec and the simulator's faulty network like any other
+    message, so the shell's own peer protocol needs no second transport. ``kind`` and ``body``
+    are the shell's to define and to validate.
+    """
+
+    kind: int
+    body: bytes
+
+
 def describe_value(value: Value) -> str:
     """A short, deterministic rendering of a slot's value for traces."""
     if not value:
@@ -178,4 +192,6 @@ def describe(msg: Message) -> str:
         return f"{head} slot={msg.snapshot.slot} bytes={len(msg.snapshot.app)}"
     if isinstance(msg, CatchupReply):
         return f"{head} commit={msg.commit} slots={[e.slot for e in msg.entries]}"
+    if isinstance(msg, Relay):
+        return f"{head} kind={msg.kind} bytes={len(msg.body)}"
     return head

@@ -121,6 +121,7 @@ class Node:
         self._inflight: dict[int, _Proposal] = {}
         self._inflight_ids: set[tuple[int, int]] = set()  # commands in _inflight, for dedup
         self._next_slot = 1
+        self._ready_slot = 0  # the last slot a new leader adopted (see leader_ready)
         self._heard: dict[int, int] = {}
         self._leader_since = 0
         self._heartbeat_elapsed = 0
@@ -252,6 +253,25 @@ class Node:
     def is_applied(self, command: Command) -> bool:
         """Whether ``command`` already took effect here (so its client can be answered)."""
         return self.learner.clients.is_applied(command)
+
+    @property
+    def leader_ready(self) -> bool:
+        """Leader, and everything an earlier leader may have had chosen is applied here.
+
+        From this point no command proposed under a lower ballot can still be chosen (a quorum
+        promised this ballot, and phase 1 adopted every value such a quorum had voted for), so
+        decisions the shell makes from the applied state, such as expiring a session, cannot
+        be overtaken by an older leader's decision still in flight.
+        """
+        return self.role is Role.LEADER and self.learner.applied >= self._ready_slot
+
+    def forget_client(self, client: int) -> None:
+        """Drop ``client`` from the exactly-once table (its session ended; it sends no more).
+
+        Call it while applying the command that ended the session, so every replica forgets
+        at the same point of the log and the table stays part of the replicated state.
+        """
+        self.learner.clients.last_seq.pop(client, None)
 
     def status(self) -> dict[str, object]:
         """A snapshot of the node's view, for status commands and traces."""
@@ -525,6 +545,7 @@ class Node:
                 self.counters["adopted" if slot in best else "noop_fills"] += 1
                 self._propose_slot(slot, value)
         self._next_slot = top + 1
+        self._ready_slot = top
         self._promises = {}
         self._send_accepts(self._inflight, (self.id, *self._peers))
 

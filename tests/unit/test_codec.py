@@ -28,6 +28,7 @@ from paxctl.core.messages import (
     Promise,
     ReadIndex,
     ReadIndexReply,
+    Relay,
 )
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot
 
@@ -92,6 +93,8 @@ EXAMPLES: list[Message] = [
     ReadIndexReply(1, 2, 99, 12, 1),
     PreVote(3, 1, 8),
     PreVoteReply(1, 3, 8, 1),
+    Relay(2, 1, 1, b"\x93\x01\x02\x03"),
+    Relay(1, 3, 2, b""),
 ]
 
 
@@ -101,7 +104,7 @@ def test_examples_cover_every_message_type():
         for obj in vars(messages_module).values()
         if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
     }
-    assert len(kinds) == 13
+    assert len(kinds) == 14
     assert {type(m) for m in EXAMPLES} == kinds
 
 
@@ -298,6 +301,7 @@ FIELD_KINDS: dict[type[Message], tuple[str, ...]] = {
     ReadIndexReply: ("int", "int", "int"),
     PreVote: ("int",),
     PreVoteReply: ("int", "int"),
+    Relay: ("int", "bytes"),
 }
 
 
