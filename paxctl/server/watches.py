@@ -1,0 +1,287 @@
+"""Watches: which connection hears about which change, and the recent changes to replay.
+
+Pure bookkeeping (no I/O, no clock) so the asyncio node and the simulator drive the same code.
+The node calls :meth:`WatchRegistry.fire` for every applied command in zxid order and sends what
+it returns. A watch names the last zxid its client has seen (``after``), so a client that fails
+over to another node re-registers there and gets exactly the events it missed, replayed from
+:class:`EventHistory`; when they are no longer known it gets a ``resync`` event and re-reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+
+#: What a replicated command reports it did: (kind, path), kind one of :data:`KINDS`.
+Change = tuple[str, str]
+
+KINDS = ("created", "deleted", "changed", "children")
+#: Sent instead of events that history no longer holds: the client must re-read.
+RESYNC = "resync"
+
+MODES = ("data", "children", "persistent", "recursive")
+ONE_SHOT = frozenset({"data", "children"})
+
+#: The event kinds each mode fires on. ``recursive`` ignores ``children`` events, as
+#: ZooKeeper's persistent-recursive watches do: every child change also creates or deletes a
+#: descendant, which the watch already sees.
+_FIRES_ON: dict[str, frozenset[str]] = {
+    "data": frozenset({"created", "deleted", "changed"}),
+    "children": frozenset({"children", "deleted"}),
+    "persistent": frozenset({"created", "deleted", "changed", "children"}),
+    "recursive": frozenset({"created", "deleted", "changed"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    path: str
+    zxid: int
+
+
+def ancestors(path: str) -> Iterator[str]:
+    """``path`` itself, then each parent up to ``/``: where recursive watches may hang."""
+    yield path
+    while path != "/":
+        cut = path.rfind("/")
+        path = path[:cut] if cut > 0 else "/"
+        yield path
+
+
+def _covers(watch_path: str, mode: str, path: str) -> bool:
+    if path == watch_path:
+        return True
+    if mode != "recursive":
+        return False
+    return watch_path == "/" or path.startswith(watch_path + "/")
+
+
+class EventHistory:
+    """The most recent events, bounded by their total number.
+
+    Whole zxids are dropped from the old end so that a replay never returns half a command.
+    ``horizon`` is the highest zxid whose events may be missing; asking for events after an
+    older zxid answers ``None`` (a gap) rather than a silently incomplete list.
+    """
+
+    def __init__(self, limit: int = 50_000, horizon: int = 0) -> None:
+        if limit < 0:
+            raise ValueError(f"history limit must be >= 0, not {limit}")
+        self.limit = limit
+        self.horizon = horizon
+        self._last = horizon
+        self._entries: deque[tuple[int, tuple[Event, ...]]] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def last(self) -> int:
+        """The highest zxid added (or the horizon after a reset)."""
+        return self._last
+
+    def reset(self, horizon: int) -> None:
+        """Forget everything: the state jumped (snapshot install, start) to ``horizon``."""
+        self._entries.clear()
+        self._size = 0
+        self.horizon = horizon
+        self._last = horizon
+
+    def add(self, zxid: int, events: Iterable[Change]) -> tuple[Event, ...]:
+        """Record the events of one applied command; returns them as :class:`Event`."""
+        if zxid <= self._last:
+            raise ValueError(f"zxid {zxid:#x} is not after the last one added ({self._last:#x})")
+        self._last = zxid
+        stamped = tuple(Event(kind, path, zxid) for kind, path in events)
+        if stamped:
+            self._entries.append((zxid, stamped))
+            self._size += len(stamped)
+            while self._size > self.limit:
+                old, dropped = self._entries.popleft()
+                self._size -= len(dropped)
+                self.horizon = old
+        return stamped
+
+    def since(self, after_zxid: int, upto: int | None = None) -> list[Event] | None:
+        """Events with ``after_zxid < zxid (<= upto)`` in order, or ``None`` if some are gone."""
+        if after_zxid < self.horizon:
+            return None
+        newest_first: list[tuple[Event, ...]] = []
+        for zxid, events in reversed(self._entries):  # replays are short: walk from the end
+            if zxid <= after_zxid:
+                break
+            if upto is None or zxid <= upto:
+                newest_first.append(events)
+        return [event for events in reversed(newest_first) for event in events]
+
+
+class _Watch:
+    __slots__ = ("after", "conn", "mode", "path", "seq", "wid")
+
+    def __init__(
+        self, conn: Hashable, wid: int, path: str, mode: str, after: int, seq: int
+    ) -> None:
+        self.conn = conn
+        self.wid = wid
+        self.path = path
+        self.mode = mode
+        self.after = after
+        self.seq = seq  # registration order: ties between watches of one event break on it
+
+    def fires_on(self, event: Event) -> bool:
+        return event.kind in _FIRES_ON[self.mode] and _covers(self.path, self.mode, event.path)
+
+
+Delivery = dict[Hashable, list[tuple[int, Event]]]
+
+
+class WatchRegistry:
+    """The watches of this node's connections, indexed so that firing costs O(path depth).
+
+    Exact-path watches (data, children, persistent) are found by one dict lookup of the event's
+    path; recursive ones by looking up each ancestor. Nothing scans all watches.
+    """
+
+    def __init__(self, history: EventHistory | None = None) -> None:
+        self.history = history if history is not None else EventHistory()
+        self._by_conn: dict[Hashable, dict[int, _Watch]] = {}
+        self._exact: dict[str, dict[tuple[Hashable, int], _Watch]] = {}
+        self._recursive: dict[str, dict[tuple[Hashable, int], _Watch]] = {}
+        self._seq = 0
+
+    # ------------------------------------------------------------------ registration
+
+    def register(
+        self, conn: Hashable, wid: int, path: str, mode: str, after_zxid: int, applied_zxid: int
+    ) -> list[Event]:
+        """Watch ``path`` for every matching event after ``after_zxid``; returns the replay.
+
+        Events in ``(after_zxid, applied_zxid]`` already happened here and are returned now
+        (a one-shot watch then is used up). Replay also reaches any event already fired beyond
+        ``applied_zxid``, since such an event would otherwise never reach the new watch.
+        """
+        if mode not in _FIRES_ON:
+            raise ValueError(f"unknown watch mode {mode!r} (expected one of {', '.join(MODES)})")
+        self.remove(conn, wid)
+        upto = max(applied_zxid, self.history.last)
+        self._seq += 1
+        watch = _Watch(conn, wid, path, mode, max(after_zxid, upto), self._seq)
+        if after_zxid >= upto:
+            self._add(watch)
+            return []
+        replay = self.history.since(after_zxid, upto)
+        if replay is None:  # the events are gone: the client must re-read
+            if mode not in ONE_SHOT:
+                self._add(watch)
+            return [Event(RESYNC, path, upto)]
+        hits = [event for event in replay if watch.fires_on(event)]
+        if mode in ONE_SHOT:
+            if hits:
+                return hits[:1]
+        else:
+            hits = list(dict.fromkeys(hits))  # each event once, order kept
+        self._add(watch)
+        return hits
+
+    def remove(self, conn: Hashable, wid: int) -> bool:
+        watches = self._by_conn.get(conn)
+        watch = watches.get(wid) if watches is not None else None
+        if watch is None:
+            return False
+        self._discard(watch)
+        return True
+
+    def drop(self, conn: Hashable) -> int:
+        """The connection closed: forget its watches. Returns how many there were."""
+        watches = self._by_conn.get(conn)
+        if not watches:
+            return 0
+        doomed = list(watches.values())
+        for watch in doomed:
+            self._discard(watch)
+        return len(doomed)
+
+    def count(self) -> int:
+        return sum(len(watches) for watches in self._by_conn.values())
+
+    def watches_of(self, conn: Hashable) -> list[tuple[int, str, str]]:
+        """(wid, path, mode) of a connection's watches, by wid (for status and debugging)."""
+        watches = self._by_conn.get(conn, {})
+        return [(w.wid, w.path, w.mode) for _, w in sorted(watches.items())]
+
+    # ------------------------------------------------------------------ firing
+
+    def fire(self, zxid: int, events: Iterable[Change]) -> Delivery:
+        """Record one applied command's events and say who hears which.
+
+        Per connection (in order of its first hit), ``(wid, Event)`` pairs in event order; for
+        one event, watches in registration order. A one-shot watch fires once and is removed.
+        """
+        out: Delivery = {}
+        seen: set[tuple[int, Event]] = set()
+        for event in self.history.add(zxid, events):
+            for watch in self._candidates(event):
+                if watch.after >= zxid or not watch.fires_on(event):
+                    continue
+                key = (watch.seq, event)
+                if key in seen:  # the same change reported twice by one command
+                    continue
+                seen.add(key)
+                out.setdefault(watch.conn, []).append((watch.wid, event))
+                if watch.mode in ONE_SHOT:
+                    self._discard(watch)
+        return out
+
+    def reset_history(self, horizon: int) -> Delivery:
+        """The state jumped to ``horizon`` (snapshot install): history restarts there.
+
+        Watches that had not yet seen up to ``horizon`` may have missed events in the jump, so
+        each gets a ``resync`` event (one-shot watches are used up by it, as on registration).
+        """
+        self.history.reset(horizon)
+        out: Delivery = {}
+        behind = [
+            watch
+            for watches in self._by_conn.values()
+            for watch in watches.values()
+            if watch.after < horizon
+        ]
+        for watch in sorted(behind, key=lambda w: w.seq):
+            out.setdefault(watch.conn, []).append((watch.wid, Event(RESYNC, watch.path, horizon)))
+            if watch.mode in ONE_SHOT:
+                self._discard(watch)
+            else:
+                watch.after = horizon
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _candidates(self, event: Event) -> list[_Watch]:
+        found = list(self._exact.get(event.path, {}).values())
+        for path in ancestors(event.path):
+            found.extend(self._recursive.get(path, {}).values())
+        found.sort(key=lambda w: w.seq)
+        return found
+
+    def _index(self, mode: str) -> dict[str, dict[tuple[Hashable, int], _Watch]]:
+        return self._recursive if mode == "recursive" else self._exact
+
+    def _add(self, watch: _Watch) -> None:
+        self._by_conn.setdefault(watch.conn, {})[watch.wid] = watch
+        self._index(watch.mode).setdefault(watch.path, {})[(watch.conn, watch.wid)] = watch
+
+    def _discard(self, watch: _Watch) -> None:
+        watches = self._by_conn.get(watch.conn)
+        if watches is None or watches.get(watch.wid) is not watch:
+            return
+        del watches[watch.wid]
+        if not watches:
+            del self._by_conn[watch.conn]
+        index = self._index(watch.mode)
+        at_path = index[watch.path]
+        del at_path[(watch.conn, watch.wid)]
+        if not at_path:
+            del index[watch.path]
