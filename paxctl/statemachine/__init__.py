@@ -15,19 +15,28 @@ from paxctl.statemachine.errors import (
     NodeExists,
     NoNode,
     NotEmpty,
+    SessionExpired,
     SnapshotError,
     ZnodeError,
     error_from_code,
 )
 from paxctl.statemachine.machine import Outcome, StateMachine
 from paxctl.statemachine.ops import (
+    FIRST_CLIENT_ID,
     MAX_DATA,
+    MAX_REAP_PATHS,
+    MAX_SESSION_TIMEOUT_MS,
+    MAX_TTL_MS,
+    REAPER_CLIENT,
+    SYSTEM_CLIENT,
     Check,
     CloseSession,
     Create,
     Delete,
     Multi,
     Op,
+    OpenSession,
+    Reap,
     SetData,
     SubOp,
     decode_command,
@@ -37,10 +46,16 @@ from paxctl.statemachine.ops import (
 )
 from paxctl.statemachine.paths import basename, join, parent_of, validate_path
 from paxctl.statemachine.stat import Stat
-from paxctl.statemachine.tree import DataTree, Result, SubResult
+from paxctl.statemachine.tree import DataTree, Event, Result, SubResult
 
 __all__ = [
+    "FIRST_CLIENT_ID",
     "MAX_DATA",
+    "MAX_REAP_PATHS",
+    "MAX_SESSION_TIMEOUT_MS",
+    "MAX_TTL_MS",
+    "REAPER_CLIENT",
+    "SYSTEM_CLIENT",
     "BadArguments",
     "BadVersion",
     "Check",
@@ -49,6 +64,7 @@ __all__ = [
     "DataTooLarge",
     "DataTree",
     "Delete",
+    "Event",
     "Multi",
     "MultiError",
     "NoChildrenForEphemerals",
@@ -56,8 +72,11 @@ __all__ = [
     "NodeExists",
     "NotEmpty",
     "Op",
+    "OpenSession",
     "Outcome",
+    "Reap",
     "Result",
+    "SessionExpired",
     "SetData",
     "SnapshotError",
     "Stat",

@@ -66,6 +66,16 @@ class DataTooLarge(ZnodeError):
     code = "DataTooLarge"
 
 
+class SessionExpired(ZnodeError):
+    """The issuing client has no open session (never opened, closed, or reaped as expired).
+
+    Its writes are refused so that nothing outlives a session that the cluster has given up on,
+    and the outcome is not cached, so a dead client cannot grow the reply cache.
+    """
+
+    code = "SessionExpired"
+
+
 class MultiError(ZnodeError):
     """An operation inside a ``Multi`` failed, so none of them took effect.
 
@@ -103,6 +113,7 @@ ERRORS: dict[str, type[ZnodeError]] = {
         BadArguments,
         NoChildrenForEphemerals,
         DataTooLarge,
+        SessionExpired,
     )
 }
 

@@ -7,9 +7,15 @@ the sequence number and outcome of the last command applied; a retry is answered
 One entry per client suffices because a client waits for each command before sending the next
 (the same assumption the core's exactly-once table makes).
 
-Everything here is part of the replicated state: the cache and the last applied time travel in
-snapshots and count in the digest, so a replica restored from a snapshot answers retries and
-stamps times exactly as one that applied the whole log.
+Sessions: the machine also keeps the replicated session table and decides who may issue what.
+A client id at or above ``FIRST_CLIENT_ID`` must have an open session to write (else
+``SessionExpired``, which is not cached, so dead clients do not grow the cache); ids below are the
+cluster's own. Only a session's owner or the leader's reaper may close it, and closing it drops
+its cached reply too, so the cache is bounded by the sessions alive.
+
+Everything here is part of the replicated state: the cache, the session table and the last
+applied time travel in snapshots and count in the digest, so a replica restored from a snapshot
+answers retries and stamps times exactly as one that applied the whole log.
 """
 
 from __future__ import annotations
@@ -24,22 +30,34 @@ from paxctl.core.codec import MAX_UINT as _MAX_INT
 from paxctl.statemachine.errors import (
     BadArguments,
     MultiError,
+    SessionExpired,
     SnapshotError,
     ZnodeError,
     error_from_code,
 )
-from paxctl.statemachine.ops import decode_command
+from paxctl.statemachine.ops import (
+    FIRST_CLIENT_ID,
+    REAPER_CLIENT,
+    CloseSession,
+    Create,
+    Multi,
+    Op,
+    OpenSession,
+    Reap,
+    decode_command,
+)
+from paxctl.statemachine.sessions import SessionTable
 from paxctl.statemachine.stat import Stat
-from paxctl.statemachine.tree import DataTree, Result, SubResult
+from paxctl.statemachine.tree import DataTree, Event, Result, SubResult
 
-#: Bumped whenever the state machine's snapshot encoding changes incompatibly.
-MACHINE_SNAPSHOT_FORMAT = 1
+#: Bumped whenever the state machine's snapshot encoding changes incompatibly (2: sessions).
+MACHINE_SNAPSHOT_FORMAT = 2
 
 _MOD = 1 << 256
 
-# Tags of a result on the wire: results mix strings, stats, None and lists, so each is tagged
-# rather than guessed from its shape.
-_NONE, _STR, _STAT, _LIST = 0, 1, 2, 3
+# Tags of a result on the wire: results mix strings, stats, None, ints and lists, so each is
+# tagged rather than guessed from its shape.
+_NONE, _STR, _STAT, _LIST, _INT = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +129,8 @@ def _result_to_wire(value: Result) -> list[Any]:
         return [_STR, value]
     if isinstance(value, Stat):
         return [_STAT, value.to_list()]
+    if isinstance(value, int):
+        return [_INT, value]
     return [_LIST, [_result_to_wire(v) for v in value]]
 
 
@@ -129,18 +149,21 @@ def _result_from_wire(x: Any, depth: int = 0) -> Result:
             and all(type(f) is int for f in x[1])
         ):
             return Stat.from_list(x[1])
+        if tag == _INT and len(x) == 2 and _is_uint(x[1]) and depth == 0:
+            value: int = x[1]
+            return value
         if tag == _LIST and len(x) == 2 and type(x[1]) is list and depth == 0:
             items: list[SubResult] = []
             for item in x[1]:
                 sub = _result_from_wire(item, 1)
-                assert not isinstance(sub, list)  # depth 1 admits no lists
+                assert not isinstance(sub, int | list)  # depth 1 admits neither
                 items.append(sub)
             return items
     raise ValueError("not an encoded result")
 
 
 class StateMachine:
-    """The znode tree plus the exactly-once reply cache; the unit a node snapshots."""
+    """The znode tree, session table and reply cache; the unit a node snapshots."""
 
     def __init__(self, tree: DataTree | None = None) -> None:
         self.tree = tree if tree is not None else DataTree()
@@ -148,6 +171,12 @@ class StateMachine:
         self.last_time = 0
         #: The zxid of the last command applied (0 before any).
         self.last_zxid = 0
+        #: The changes the last ``apply_command`` made, for watches (empty if it changed nothing).
+        self.last_events: tuple[Event, ...] = ()
+        #: The session the last ``apply_command`` closed (it was open), else None: the node then
+        #: forgets that client at the same log position on every replica.
+        self.last_closed: int | None = None
+        self._sessions = SessionTable()
         self._last: dict[int, tuple[int, Outcome]] = {}
         # Incremental digest of the cache, as the tree does it: dirty clients are rehashed.
         self._dirty: dict[int, None] = {}
@@ -164,7 +193,12 @@ class StateMachine:
 
         A command at or below the client's recorded ``seq`` is not applied again: the core
         already filters such retries, and this keeps the tree safe if a caller does not.
+
+        The outcome is recorded only for the cluster's own ids and for clients whose session is
+        open afterwards: so neither a ``SessionExpired`` nor a session's own close is cached.
         """
+        self.last_events = ()
+        self.last_closed = None
         previous = self._last.get(client)
         if previous is not None and seq <= previous[0]:
             if seq == previous[0]:
@@ -180,13 +214,52 @@ class StateMachine:
             time_ms = max(time_ms, self.last_time)
             self.last_time = time_ms
             try:
-                outcome = Outcome.success(self.tree.apply(op, zxid, time_ms, session=client))
+                outcome = Outcome.success(self._apply(op, zxid, time_ms, client))
             except ZnodeError as e:
                 outcome = Outcome.failure(e)
         self.last_zxid = zxid
-        self._last[client] = (seq, outcome)
-        self._dirty[client] = None
+        if client < FIRST_CLIENT_ID or client in self._sessions:
+            self._last[client] = (seq, outcome)
+            self._dirty[client] = None
         return outcome
+
+    def _apply(self, op: Op, zxid: int, time_ms: int, client: int) -> Result:
+        """Check that ``client`` may issue ``op``, then apply it; raises a ``ZnodeError``."""
+        if isinstance(op, OpenSession):
+            if client != op.session:
+                raise BadArguments(f"client {client} cannot open session {op.session}")
+            self._sessions.open(op.session, op.timeout_ms)
+            return op.timeout_ms
+        if isinstance(op, CloseSession):
+            if op.session < FIRST_CLIENT_ID or client not in (op.session, REAPER_CLIENT):
+                raise BadArguments(f"client {client} cannot close session {op.session}")
+            result = self.tree.apply(op, zxid, time_ms, session=client)
+            if self._sessions.close(op.session):
+                self.last_closed = op.session
+            if self._last.pop(op.session, None) is not None:
+                self._dirty[op.session] = None
+        else:
+            if isinstance(op, Reap):
+                if client != REAPER_CLIENT:
+                    raise BadArguments(f"client {client} cannot reap")
+            elif client >= FIRST_CLIENT_ID:
+                if client not in self._sessions:
+                    raise SessionExpired(f"session {client} is not open")
+            elif _creates_ephemeral(op):
+                # It would outlive everything: no session of this id is ever closed.
+                raise BadArguments(f"an ephemeral needs a client session, not id {client}")
+            result = self.tree.apply(op, zxid, time_ms, session=client)
+        self.last_events = self.tree.last_events
+        return result
+
+    def sessions(self) -> dict[int, int]:
+        """A copy of the open sessions, ``session -> timeout_ms`` (for the leader's liveness
+        tracker and for listing them)."""
+        return self._sessions.as_dict()
+
+    def reap_candidates(self, time_ms: int, limit: int = 1000) -> list[str]:
+        """The paths a ``Reap`` at ``time_ms`` would delete now (see ``DataTree``)."""
+        return self.tree.reap_candidates(time_ms, limit)
 
     def cached(self, client: int, seq: int) -> Outcome | None:
         """The recorded outcome of ``client``'s command ``seq``, if it is the last one applied."""
@@ -198,35 +271,46 @@ class StateMachine:
     # ---------------------------------------------------------------------------- digest
 
     def digest(self) -> bytes:
-        """Tree digest, last time and zxid, and the reply cache, hashed together."""
+        """Tree digest, last time and zxid, sessions and the reply cache, hashed together."""
         for client in self._dirty:
             self._sum -= self._hashes.pop(client, 0)
-            seq, outcome = self._last[client]
-            h = _hash_entry(client, seq, outcome)
-            self._hashes[client] = h
-            self._sum += h
+            entry = self._last.get(client)
+            if entry is not None:  # else the entry was dropped with its session
+                h = _hash_entry(client, *entry)
+                self._hashes[client] = h
+                self._sum += h
         self._dirty.clear()
         self._sum %= _MOD
-        return self._seal(self._sum)
+        return self._seal(self._sum, self._sessions.digest_sum(), self.tree.digest())
 
     def digest_from_scratch(self) -> bytes:
         """The same digest computed without the incremental state, for tests and audits."""
         total = sum(_hash_entry(c, s, o) for c, (s, o) in self._last.items()) % _MOD
-        return self._seal(total, self.tree.digest_from_scratch())
+        sessions = self._sessions.digest_sum_from_scratch()
+        return self._seal(total, sessions, self.tree.digest_from_scratch())
 
-    def _seal(self, cache_sum: int, tree_digest: bytes | None = None) -> bytes:
+    def _seal(self, cache_sum: int, session_sum: int, tree_digest: bytes) -> bytes:
         h = hashlib.blake2b(digest_size=32, person=b"paxctl-machine")
-        h.update(self.tree.digest() if tree_digest is None else tree_digest)
+        h.update(tree_digest)
         h.update(b"%d:%d:%d:" % (self.last_time, self.last_zxid, len(self._last)))
         h.update(cache_sum.to_bytes(32, "big"))
+        h.update(b"%d:" % len(self._sessions))
+        h.update(session_sum.to_bytes(32, "big"))
         return h.digest()
 
     # ------------------------------------------------------------------------- snapshots
 
     def snapshot(self) -> bytes:
-        """Tree, times and reply cache as bytes; equal states give equal bytes."""
+        """Tree, times, reply cache and sessions as bytes; equal states give equal bytes."""
         cache = [[c, self._last[c][0], self._last[c][1].to_wire()] for c in sorted(self._last)]
-        wire = [MACHINE_SNAPSHOT_FORMAT, self.tree.to_wire(), self.last_time, self.last_zxid, cache]
+        wire = [
+            MACHINE_SNAPSHOT_FORMAT,
+            self.tree.to_wire(),
+            self.last_time,
+            self.last_zxid,
+            cache,
+            self._sessions.to_wire(),
+        ]
         out: bytes = msgpack.packb(wire, use_bin_type=True)
         return out
 
@@ -237,14 +321,19 @@ class StateMachine:
             wire = msgpack.unpackb(data, raw=False, strict_map_key=True)
         except Exception as e:  # msgpack raises several unrelated types for bad input
             raise SnapshotError(f"malformed snapshot: {type(e).__name__}") from e
-        if type(wire) is not list or len(wire) != 5 or wire[0] != MACHINE_SNAPSHOT_FORMAT:
+        if type(wire) is not list or len(wire) != 6 or wire[0] != MACHINE_SNAPSHOT_FORMAT:
             raise SnapshotError("not a state machine snapshot of a known format")
-        _, tree_wire, last_time, last_zxid, cache = wire
+        _, tree_wire, last_time, last_zxid, cache, sessions = wire
         if not (_is_uint(last_time) and _is_uint(last_zxid) and type(cache) is list):
             raise SnapshotError("bad times or cache in snapshot")
         machine = cls(DataTree.from_wire(tree_wire))
         machine.last_time = last_time
         machine.last_zxid = last_zxid
+        machine._sessions = SessionTable.from_wire(sessions)
+        # Anything owned by a session not in the table would never be closed: refuse it.
+        for owner in machine.tree.ephemeral_owners():
+            if owner not in machine._sessions:
+                raise SnapshotError(f"ephemerals owned by session {owner}, which is not open")
         previous = -1
         for entry in cache:
             if type(entry) is not list or len(entry) != 3:
@@ -252,6 +341,8 @@ class StateMachine:
             client, seq, outcome = entry
             if not (_is_uint(client) and _is_uint(seq)) or client <= previous:
                 raise SnapshotError("bad or unordered client in snapshot cache")
+            if client >= FIRST_CLIENT_ID and client not in machine._sessions:
+                raise SnapshotError(f"cached reply for client {client}, which has no session")
             previous = client
             try:
                 machine._last[client] = (seq, Outcome.from_wire(outcome))
@@ -259,6 +350,12 @@ class StateMachine:
                 raise SnapshotError(f"bad outcome for client {client}: {e}") from e
             machine._dirty[client] = None
         return machine
+
+
+def _creates_ephemeral(op: Op) -> bool:
+    if isinstance(op, Create):
+        return op.ephemeral
+    return isinstance(op, Multi) and any(isinstance(o, Create) and o.ephemeral for o in op.ops)
 
 
 def _hash_entry(client: int, seq: int, outcome: Outcome) -> int:

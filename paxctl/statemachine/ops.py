@@ -31,8 +31,28 @@ MAX_MULTI_OPS = 1000
 #: operation that can be built encodes within it (data is bounded in total, paths each).
 MAX_REQUEST_BYTES = MAX_DATA + MAX_MULTI_OPS * (MAX_PATH_BYTES + 64)
 
-#: Bumped whenever the encoding of a command changes incompatibly.
-COMMAND_FORMAT = 1
+#: Bumped whenever the encoding of a command changes incompatibly (2: sessions, containers,
+#: TTL nodes and reaping).
+COMMAND_FORMAT = 2
+
+#: Client ids below this are the cluster's own and need no session; client sessions start here.
+FIRST_CLIENT_ID = 1 << 16
+
+#: The digest audit's client id (the server keeps its own copy of this value).
+SYSTEM_CLIENT = 0
+
+#: The client id of the leader's session expiry and ``Reap`` commands; only it may reap or close
+#: another client's session, so no client can delete what it does not own.
+REAPER_CLIENT = 1
+
+#: Longest session timeout accepted, in milliseconds (ZooKeeper negotiates an int of them).
+MAX_SESSION_TIMEOUT_MS = 2**31
+
+#: Longest TTL accepted, in milliseconds (ZooKeeper's limit for TTL nodes is about this).
+MAX_TTL_MS = 2**40
+
+#: Most paths in one ``Reap``: bounds the work of one replicated command, as for ``Multi``.
+MAX_REAP_PATHS = 1000
 
 
 def _check_data(data: object) -> None:
@@ -47,6 +67,11 @@ def _check_flag(value: object, what: str) -> None:
         raise BadArguments(f"{what} must be a bool, not {type(value).__name__}")
 
 
+def _check_int(value: object, low: int, high: int, what: str) -> None:
+    if type(value) is not int or not low <= value <= high:
+        raise BadArguments(f"{what} must be an integer in [{low}, {high}], not {value!r}")
+
+
 def _check_version(version: object) -> None:
     if type(version) is not int or not -1 <= version <= _MAX_INT:
         raise BadArguments(f"version must be an integer >= -1, not {version!r}")
@@ -58,7 +83,10 @@ class Create:
 
     ``sequential`` appends the parent's child counter ("%010d"); ``parents`` also creates missing
     ancestors as empty persistent nodes in the same transaction; ``ephemeral`` ties the node to
-    the session that issues the command, so ``CloseSession`` removes it.
+    the session that issues the command, so ``CloseSession`` removes it. A ``container`` is
+    reaped once its last child goes, a node with ``ttl_ms`` > 0 once it has stayed childless and
+    unmodified that long (see ``Reap``). The three kinds exclude each other, and a container
+    cannot be sequential (as in ZooKeeper's ``CreateMode``).
     """
 
     path: str
@@ -66,11 +94,19 @@ class Create:
     sequential: bool = False
     parents: bool = False
     ephemeral: bool = False
+    container: bool = False
+    ttl_ms: int = 0
 
     def __post_init__(self) -> None:
         _check_flag(self.sequential, "sequential")
         _check_flag(self.parents, "parents")
         _check_flag(self.ephemeral, "ephemeral")
+        _check_flag(self.container, "container")
+        _check_int(self.ttl_ms, 0, MAX_TTL_MS, "ttl_ms")
+        if self.ephemeral + self.container + (self.ttl_ms > 0) > 1:
+            raise BadArguments("ephemeral, container and ttl_ms exclude each other")
+        if self.container and self.sequential:
+            raise BadArguments("a container cannot be sequential")
         validate_path(self.path, sequential=self.sequential)
         _check_data(self.data)
 
@@ -160,13 +196,58 @@ class CloseSession:
             raise BadArguments(f"session must be a positive integer, not {self.session!r}")
 
 
-#: Every operation the tree applies.
-Op = Create | SetData | Delete | Check | Multi | CloseSession
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """Open ``session`` (or refresh its timeout) in the replicated session table.
+
+    Replicating the table is what lets a new leader keep expiring the sessions the old one
+    tracked, and lets every replica refuse writes from a session already closed.
+    """
+
+    session: int
+    timeout_ms: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.session, FIRST_CLIENT_ID, _MAX_INT, "session")
+        _check_int(self.timeout_ms, 1, MAX_SESSION_TIMEOUT_MS, "timeout_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Reap:
+    """Delete those of ``paths`` that are still expired containers or TTL nodes.
+
+    The leader picks the candidates, but each is re-checked when the command applies, at the
+    command's time: a node that gained a child or was modified in between survives.
+    """
+
+    paths: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.paths, tuple | list):
+            raise BadArguments("reap paths must be a tuple")
+        object.__setattr__(self, "paths", tuple(self.paths))
+        if len(self.paths) > MAX_REAP_PATHS:
+            raise BadArguments(f"reap of {len(self.paths)} paths exceeds {MAX_REAP_PATHS}")
+        for path in self.paths:
+            validate_path(path)
+
+
+#: Every operation a command may carry.
+Op = Create | SetData | Delete | Check | Multi | CloseSession | OpenSession | Reap
 
 
 def _op_to_wire(op: object) -> list[Any]:
     if isinstance(op, Create):
-        return ["create", op.path, op.data, op.sequential, op.parents, op.ephemeral]
+        return [
+            "create",
+            op.path,
+            op.data,
+            op.sequential,
+            op.parents,
+            op.ephemeral,
+            op.container,
+            op.ttl_ms,
+        ]
     if isinstance(op, SetData):
         return ["set", op.path, op.data, op.version]
     if isinstance(op, Delete):
@@ -177,6 +258,10 @@ def _op_to_wire(op: object) -> list[Any]:
         return ["multi", [_op_to_wire(sub) for sub in op.ops]]
     if isinstance(op, CloseSession):
         return ["close", op.session]
+    if isinstance(op, OpenSession):
+        return ["open", op.session, op.timeout_ms]
+    if isinstance(op, Reap):
+        return ["reap", list(op.paths)]
     raise BadArguments(f"not an operation: {type(op).__name__}")
 
 
@@ -190,8 +275,8 @@ def _sub_op_from_wire(x: Any) -> SubOp:
     """Rebuild an operation a multi may hold; the constructors check every field."""
     kind = _kind(x)
     if kind == "create":
-        path, data, sequential, parents, ephemeral = _fields(x, 6, kind)
-        return Create(path, data, sequential, parents, ephemeral)
+        path, data, sequential, parents, ephemeral, container, ttl_ms = _fields(x, 8, kind)
+        return Create(path, data, sequential, parents, ephemeral, container, ttl_ms)
     if kind == "set":
         path, data, version = _fields(x, 4, kind)
         return SetData(path, data, version)
@@ -216,6 +301,14 @@ def _op_from_wire(x: Any) -> Op:
     if kind == "close":
         (session,) = _fields(x, 2, kind)
         return CloseSession(session)
+    if kind == "open":
+        session, timeout_ms = _fields(x, 3, kind)
+        return OpenSession(session, timeout_ms)
+    if kind == "reap":
+        (paths,) = _fields(x, 2, kind)
+        if type(paths) is not list:
+            raise BadArguments("reap: expected a list of paths")
+        return Reap(tuple(paths))
     return _sub_op_from_wire(x)
 
 

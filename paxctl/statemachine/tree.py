@@ -14,6 +14,11 @@ Digest: the tree digest is a sum, modulo 2**256, of one hash per node (path, dat
 change marks the touched paths dirty; ``digest()`` rehashes only those, so its cost follows the
 number of nodes changed since the previous call, not the size of the tree. A removed node's
 share leaves the sum at once (and comes back through the dirty set if a rollback restores it).
+
+Events: each successful ``apply`` leaves in ``last_events`` the changes it made, as ZooKeeper's
+watches name them, so the server can fire watches without diffing the tree. Containers and TTL
+nodes are kept in sets of their own, so finding the ones to reap costs what they number, not
+what the tree does.
 """
 
 from __future__ import annotations
@@ -37,27 +42,33 @@ from paxctl.statemachine.errors import (
 )
 from paxctl.statemachine.ops import (
     MAX_DATA,
+    MAX_TTL_MS,
     Check,
     CloseSession,
     Create,
     Delete,
     Multi,
     Op,
+    OpenSession,
+    Reap,
     SetData,
     SubOp,
 )
 from paxctl.statemachine.paths import ROOT, SEQUENCE_DIGITS, split, validate_path
 from paxctl.statemachine.stat import Stat
-from paxctl.statemachine.znode import Scalars, Znode
+from paxctl.statemachine.znode import CONTAINER, PLAIN, TTL, Scalars, Znode
 
 #: What one operation returns: the created path, the new Stat, or None.
 SubResult = str | Stat | None
-#: What ``apply`` returns: a ``SubResult``, or a list of them (``Multi``; ``CloseSession`` lists
-#: the ephemerals it deleted).
-Result = SubResult | list[SubResult]
+#: What a command returns: a ``SubResult``, an int (``OpenSession``: the timeout), or a list of
+#: them (``Multi``; ``CloseSession`` and ``Reap`` list the paths they deleted).
+Result = SubResult | int | list[SubResult]
 
-#: Bumped whenever the snapshot encoding changes incompatibly.
-SNAPSHOT_FORMAT = 1
+#: One change for watches: ("created" | "deleted" | "changed" | "children", path).
+Event = tuple[str, str]
+
+#: Bumped whenever the snapshot encoding changes incompatibly (2: node mode and TTL).
+SNAPSHOT_FORMAT = 2
 
 _MOD = 1 << 256
 
@@ -71,6 +82,11 @@ class DataTree:
     def __init__(self) -> None:
         self._nodes: dict[str, Znode] = {ROOT: Znode()}
         self._ephemerals: dict[int, set[str]] = {}
+        self._containers: set[str] = set()
+        self._ttls: set[str] = set()
+        #: The changes made by the last ``apply`` (empty if it failed), duplicates dropped.
+        self.last_events: tuple[Event, ...] = ()
+        self._events: list[Event] = []
         self._journal: list[tuple[Any, ...]] = []
         # Paths changed since the last digest (a dict, used as an insertion-ordered set).
         self._dirty: dict[str, None] = {ROOT: None}
@@ -98,6 +114,30 @@ class DataTree:
         """Sorted paths of the ephemerals ``session`` owns (ZooKeeper's ``getEphemerals``)."""
         return sorted(self._ephemerals.get(session, ()))
 
+    def ephemeral_owners(self) -> list[int]:
+        """Sorted sessions that own at least one ephemeral (to check them against a table)."""
+        return sorted(self._ephemerals)
+
+    def kind(self, path: str) -> tuple[str, int]:
+        """``("persistent" | "ephemeral" | "container" | "ttl", ttl_ms)`` of ``path``."""
+        return self._node(path).kind()
+
+    def reap_candidates(self, time_ms: int, limit: int = 1000) -> list[str]:
+        """Sorted paths a ``Reap`` at ``time_ms`` would delete now, at most ``limit`` of them.
+
+        Only the tracked containers and TTL nodes are looked at. Sorted so every leader proposes
+        the same batch; a parent emptied by this batch becomes a candidate in the next one.
+        """
+        nodes = self._nodes
+        found = [
+            path
+            for tracked in (self._containers, self._ttls)
+            for path in tracked
+            if not (node := nodes[path]).children and node.expired(time_ms)
+        ]
+        found.sort()
+        return found[: max(limit, 0)]
+
     def __len__(self) -> int:
         """Number of znodes, the root included."""
         return len(self._nodes)
@@ -115,20 +155,33 @@ class DataTree:
 
         ``session`` owns the ephemerals the op creates (0: no session, so ephemerals are refused).
         Raises a ``ZnodeError`` (``MultiError`` for a ``Multi``) and leaves the tree unchanged if
-        the operation fails.
+        the operation fails. ``OpenSession`` is refused: the session table is the state
+        machine's, as ZooKeeper keeps sessions beside its DataTree rather than in it.
         """
         self._journal.clear()
+        self._events.clear()
+        self.last_events = ()
+        result: Result
         try:
             if isinstance(op, Multi):
-                return self._multi(op, zxid, time_ms, session)
-            if isinstance(op, CloseSession):
-                return self._close_session(op.session, zxid)
-            return self._apply_one(op, zxid, time_ms, session)
+                result = self._multi(op, zxid, time_ms, session)
+            elif isinstance(op, CloseSession):
+                result = self._close_session(op.session, zxid)
+            elif isinstance(op, Reap):
+                result = self._reap(op, zxid, time_ms)
+            elif isinstance(op, OpenSession):
+                raise BadArguments("sessions are opened by the state machine, not the tree")
+            else:
+                result = self._apply_one(op, zxid, time_ms, session)
         except BaseException:
             self._rollback()
+            self._events.clear()
             raise
         finally:
             self._journal.clear()
+        self.last_events = tuple(dict.fromkeys(self._events))
+        self._events.clear()
+        return result
 
     def _multi(self, op: Multi, zxid: int, time_ms: int, session: int) -> list[SubResult]:
         results: list[SubResult] = []
@@ -150,6 +203,7 @@ class DataTree:
             node.version += 1
             node.mzxid = zxid
             node.mtime = time_ms
+            self._events.append(("changed", op.path))
             return node.stat()
         if isinstance(op, Delete):
             node = self._versioned(op.path, op.version)
@@ -189,7 +243,9 @@ class DataTree:
         if parent.ephemeral_owner:
             raise NoChildrenForEphemerals(f"parent {parent_path} is ephemeral")
         owner = session if op.ephemeral else 0
-        self._add(path, Znode(op.data, zxid, zxid, zxid, time_ms, time_ms, 0, 0, owner), zxid)
+        mode = CONTAINER if op.container else TTL if op.ttl_ms else PLAIN
+        node = Znode(op.data, zxid, zxid, zxid, time_ms, time_ms, 0, 0, owner, mode, op.ttl_ms)
+        self._add(path, node, zxid)
         return path
 
     def _create_ancestors(self, path: str, zxid: int, time_ms: int) -> Znode:
@@ -214,6 +270,17 @@ class DataTree:
             deleted.append(path)
         return deleted
 
+    def _reap(self, op: Reap, zxid: int, time_ms: int) -> list[SubResult]:
+        """Delete the paths still expired at ``time_ms``; skip the rest (the leader's view of
+        them may be stale, which is no error)."""
+        deleted: list[SubResult] = []
+        for path in op.paths:
+            node = self._nodes.get(path)
+            if node is not None and not node.children and node.expired(time_ms):
+                self._remove(path, zxid)
+                deleted.append(path)
+        return deleted
+
     # ------------------------------------------------------- the only mutations (journaled)
 
     def _save(self, path: str, node: Znode) -> None:
@@ -232,27 +299,41 @@ class DataTree:
         parent, name = self._touch_parent(path, zxid)
         parent.add_child(name)
         self._nodes[path] = node
-        if node.ephemeral_owner:
-            self._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+        self._track(path, node)
         self._journal.append((_ADDED, path))
         self._dirty[path] = None
+        self._events += (("created", path), ("children", split(path)[0]))
 
     def _remove(self, path: str, zxid: int) -> None:
         parent, name = self._touch_parent(path, zxid)
         parent.remove_child(name)
         node = self._nodes.pop(path)
-        if node.ephemeral_owner:
-            self._forget_ephemeral(node.ephemeral_owner, path)
+        self._untrack(path, node)
         self._sum -= node.hashed
         node.hashed = 0
         self._journal.append((_REMOVED, path, node))
         self._dirty[path] = None
+        self._events += (("deleted", path), ("children", split(path)[0]))
 
-    def _forget_ephemeral(self, owner: int, path: str) -> None:
-        paths = self._ephemerals[owner]
-        paths.discard(path)
-        if not paths:
-            del self._ephemerals[owner]
+    def _track(self, path: str, node: Znode) -> None:
+        """Index ``node`` by owner or mode, so ephemerals and reap candidates need no scan."""
+        if node.ephemeral_owner:
+            self._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+        elif node.mode == CONTAINER:
+            self._containers.add(path)
+        elif node.mode == TTL:
+            self._ttls.add(path)
+
+    def _untrack(self, path: str, node: Znode) -> None:
+        if node.ephemeral_owner:
+            paths = self._ephemerals[node.ephemeral_owner]
+            paths.discard(path)
+            if not paths:
+                del self._ephemerals[node.ephemeral_owner]
+        elif node.mode == CONTAINER:
+            self._containers.discard(path)
+        elif node.mode == TTL:
+            self._ttls.discard(path)
 
     def _rollback(self) -> None:
         """Undo the journal in reverse; touched paths stay dirty, which only costs a rehash."""
@@ -266,14 +347,12 @@ class DataTree:
             elif kind == _ADDED:
                 node = self._nodes.pop(path)
                 self._nodes[parent_path].remove_child(name)
-                if node.ephemeral_owner:
-                    self._forget_ephemeral(node.ephemeral_owner, path)
+                self._untrack(path, node)
             else:
                 node = entry[2]
                 self._nodes[path] = node
                 self._nodes[parent_path].add_child(name)
-                if node.ephemeral_owner:
-                    self._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+                self._track(path, node)
         self._journal.clear()
 
     # ---------------------------------------------------------------------------- digest
@@ -348,8 +427,8 @@ class DataTree:
                 raise SnapshotError(f"node {path!r} out of order or repeated")
             previous = path
             if path == ROOT:
-                if node.ephemeral_owner:
-                    raise SnapshotError("the root cannot be ephemeral")
+                if node.ephemeral_owner or node.mode != PLAIN:
+                    raise SnapshotError("the root must be a plain persistent node")
             else:
                 parent_path, name = split(path)
                 parent = nodes.get(parent_path)
@@ -359,16 +438,15 @@ class DataTree:
                     raise SnapshotError(f"node {path!r} has an ephemeral parent")
                 parent.add_child(name)
             nodes[path] = node
-            if node.ephemeral_owner:
-                tree._ephemerals.setdefault(node.ephemeral_owner, set()).add(path)
+            tree._track(path, node)
         tree._nodes = nodes
         tree._dirty = dict.fromkeys(nodes)
         return tree
 
 
 def _node_from_wire(entry: Any) -> tuple[str, Znode]:
-    if type(entry) is not list or len(entry) != 10:
-        raise SnapshotError("a node is [path, data, 8 integers]")
+    if type(entry) is not list or len(entry) != 12:
+        raise SnapshotError("a node is [path, data, 8 stat integers, mode, ttl_ms]")
     path, data, *fields = entry
     try:
         validate_path(path)
@@ -379,4 +457,11 @@ def _node_from_wire(entry: Any) -> tuple[str, Znode]:
     for x in fields:
         if type(x) is not int or not 0 <= x <= _MAX_INT:
             raise SnapshotError(f"bad stat field {x!r} for {path!r}")
+    owner, mode, ttl_ms = fields[-3:]
+    if mode == TTL:
+        good = 1 <= ttl_ms <= MAX_TTL_MS and not owner
+    else:
+        good = mode in (PLAIN, CONTAINER) and ttl_ms == 0 and not (owner and mode)
+    if not good:
+        raise SnapshotError(f"bad mode {mode}, ttl {ttl_ms} or owner {owner} for {path!r}")
     return path, Znode(data, *fields)

@@ -5,9 +5,10 @@ record private lets the tree update stats in place (cheap) while everything it h
 fixed picture.
 
 The record also knows its own hash, which the tree sums into its digest: the path, every stat
-field and the data (through a cached hash of it when it is large, so a node holding a megabyte
-is not rehashed each time only its stat changes). ``hashed`` remembers the value the node
-currently contributes to the tree's sum (0: none), so the tree needs no second map of hashes.
+field, the mode and TTL, and the data (through a cached hash of it when it is large, so a node
+holding a megabyte is not rehashed each time only its stat changes). ``hashed`` remembers the
+value the node currently contributes to the tree's sum (0: none), so the tree needs no second
+map of hashes. The mode (container, TTL) is fixed at creation, so undo never restores it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from paxctl.statemachine.stat import Stat
 
 #: Data up to this size is hashed directly: caching a hash of it would cost more than it saves.
 _INLINE_DATA = 64
+
+#: Node modes beyond what ``ephemeral_owner`` says: fixed at creation, so never journaled.
+PLAIN, CONTAINER, TTL = 0, 1, 2
 
 #: The fields an update may change, saved before the change so a failed multi can undo it.
 Scalars = tuple[bytes, bytes | None, int, int, int, int, int]
@@ -36,9 +40,11 @@ class Znode:
         "data_hash",
         "ephemeral_owner",
         "hashed",
+        "mode",
         "mtime",
         "mzxid",
         "pzxid",
+        "ttl_ms",
         "version",
     )
 
@@ -53,6 +59,8 @@ class Znode:
         version: int = 0,
         cversion: int = 0,
         ephemeral_owner: int = 0,
+        mode: int = PLAIN,
+        ttl_ms: int = 0,
     ) -> None:
         self.data = data
         self.data_hash: bytes | None = None
@@ -64,6 +72,8 @@ class Znode:
         self.version = version
         self.cversion = cversion
         self.ephemeral_owner = ephemeral_owner
+        self.mode = mode
+        self.ttl_ms = ttl_ms
         self.hashed = 0
         # Most znodes are leaves; an empty set costs 216 bytes, so a leaf holds None instead.
         self.children: set[str] | None = None
@@ -86,6 +96,26 @@ class Znode:
     def child_names(self) -> list[str]:
         """Sorted, so no replica's set order reaches a result."""
         return [] if self.children is None else sorted(self.children)
+
+    def kind(self) -> tuple[str, int]:
+        """``(name, ttl_ms)``: the node's kind as clients and ``DataTree.kind`` name it."""
+        if self.ephemeral_owner:
+            return "ephemeral", 0
+        if self.mode == CONTAINER:
+            return "container", 0
+        if self.mode == TTL:
+            return "ttl", self.ttl_ms
+        return "persistent", 0
+
+    def expired(self, time_ms: int) -> bool:
+        """Whether ``Reap`` may delete this node at ``time_ms`` (the caller checks it is a leaf).
+
+        A container must have had a child (cversion > 0), or a freshly created one would vanish
+        before its first child arrives; a TTL node must be unmodified for its whole TTL.
+        """
+        if self.mode == CONTAINER:
+            return self.cversion > 0
+        return self.mode == TTL and self.mtime + self.ttl_ms <= time_ms
 
     def stat(self) -> Stat:
         return Stat(
@@ -128,8 +158,8 @@ class Znode:
     def hash(self, path: str) -> int:
         """This node's contribution to the tree digest, as a 256-bit integer.
 
-        Paths hold no NUL, the stat text ends with ";" and the data's length precedes it, so no
-        two different nodes feed the hash the same bytes.
+        Paths hold no NUL, the stat text (with mode and TTL) ends with ";" and the data's length
+        precedes it, so no two different nodes feed the hash the same bytes.
         """
         data = self.data
         if len(data) > _INLINE_DATA:
@@ -139,7 +169,7 @@ class Znode:
         h = hashlib.blake2b(digest_size=32, person=b"paxctl-znode")
         h.update(path.encode())
         h.update(
-            b"\x00%d,%d,%d,%d,%d,%d,%d,%d,%d;%d:"
+            b"\x00%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d;%d:"
             % (
                 self.czxid,
                 self.mzxid,
@@ -150,6 +180,8 @@ class Znode:
                 self.cversion,
                 self.ephemeral_owner,
                 self.num_children,
+                self.mode,
+                self.ttl_ms,
                 len(self.data),
             )
         )
@@ -169,4 +201,6 @@ class Znode:
             self.version,
             self.cversion,
             self.ephemeral_owner,
+            self.mode,
+            self.ttl_ms,
         ]

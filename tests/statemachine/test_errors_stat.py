@@ -13,6 +13,7 @@ from paxctl.statemachine import (
     NodeExists,
     NoNode,
     NotEmpty,
+    SessionExpired,
     Stat,
     ZnodeError,
     error_from_code,
@@ -26,6 +27,7 @@ CODES = {
     BadArguments: "BadArguments",
     NoChildrenForEphemerals: "NoChildrenForEphemerals",
     DataTooLarge: "DataTooLarge",
+    SessionExpired: "SessionExpired",
 }
 
 
@@ -40,9 +42,9 @@ def test_each_error_has_its_zookeeper_name_and_round_trips_by_code(cls, code):
 
 
 def test_unknown_codes_still_become_znode_errors_carrying_the_code():
-    err = error_from_code("SessionExpired", "gone")
+    err = error_from_code("AuthFailed", "gone")
     assert type(err) is ZnodeError
-    assert err.code == "SessionExpired"
+    assert err.code == "AuthFailed"
     assert err.message == "gone"
 
 

@@ -1,4 +1,7 @@
-"""StateMachine: commands as bytes, monotonic time, the exactly-once reply cache, snapshots."""
+"""StateMachine: commands as bytes, monotonic time, the exactly-once reply cache, snapshots.
+
+Sessions, reaping and events have their own files (test_sessions, test_reap, test_events).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from znode_helpers import ops, zxid
+from znode_helpers import C1, C2, C3, C4, Driver, ops, zxid
 
 from paxctl.statemachine import (
+    FIRST_CLIENT_ID,
+    REAPER_CLIENT,
     BadArguments,
     Check,
     CloseSession,
@@ -18,6 +23,7 @@ from paxctl.statemachine import (
     MultiError,
     NodeExists,
     NoNode,
+    OpenSession,
     Outcome,
     SetData,
     SnapshotError,
@@ -26,21 +32,7 @@ from paxctl.statemachine import (
     encode_command,
 )
 from paxctl.statemachine.machine import MACHINE_SNAPSHOT_FORMAT
-
-
-class Driver:
-    """Applies commands as the node's driver does: one zxid per command, clients' seqs rising."""
-
-    def __init__(self, sm: StateMachine | None = None) -> None:
-        self.sm = sm if sm is not None else StateMachine()
-        self.slot = 0
-        self.seqs: dict[int, int] = {}
-
-    def run(self, op, client: int = 1, time_ms: int | None = None) -> Outcome:
-        self.slot += 1
-        seq = self.seqs[client] = self.seqs.get(client, 0) + 1
-        t = 1000 * self.slot if time_ms is None else time_ms
-        return self.sm.apply_command(zxid(self.slot), encode_command(t, op), client, seq)
+from paxctl.statemachine.ops import COMMAND_FORMAT
 
 
 def test_a_successful_command_yields_its_result():
@@ -126,45 +118,65 @@ def test_a_failed_command_still_advances_time():
 
 
 def test_the_last_outcome_of_each_client_is_cached():
-    d = Driver()
-    first = d.run(Create("/a"), client=1)
-    other = d.run(Create("/a"), client=2)
-    assert d.sm.cached(1, 1) == first
-    assert d.sm.cached(2, 1) == other
-    assert d.sm.cached(1, 2) is None
-    assert d.sm.cached(3, 1) is None
-    second = d.run(SetData("/a", b"x"), client=1)
-    assert d.sm.cached(1, 2) == second
-    assert d.sm.cached(1, 1) is None  # one entry per client: the last
+    d = Driver()  # each session's seq 1 was its OpenSession
+    first = d.run(Create("/a"), client=C1)
+    other = d.run(Create("/a"), client=C2)
+    assert d.sm.cached(C1, 2) == first
+    assert d.sm.cached(C2, 2) == other
+    assert d.sm.cached(C1, 3) is None
+    assert d.sm.cached(C4, 1) is None
+    second = d.run(SetData("/a", b"x"), client=C1)
+    assert d.sm.cached(C1, 3) == second
+    assert d.sm.cached(C1, 2) is None  # one entry per client: the last
 
 
-def test_a_retry_reaching_apply_is_answered_from_the_cache_not_reapplied():
+def opened(session: int = C1) -> StateMachine:
     sm = StateMachine()
+    assert sm.apply_command(zxid(1), encode_command(1, OpenSession(session, 5000)), session, 1).ok
+    return sm
+
+
+@pytest.mark.parametrize("client", [C1, 2])  # a client session, and one of the cluster's ids
+def test_a_retry_reaching_apply_is_answered_from_the_cache_not_reapplied(client):
+    sm = opened()
     cmd = encode_command(1, Create("/s-", sequential=True))
-    first = sm.apply_command(zxid(1), cmd, client=1, seq=1)
-    again = sm.apply_command(zxid(2), cmd, client=1, seq=1)
+    first = sm.apply_command(zxid(2), cmd, client=client, seq=2)
+    again = sm.apply_command(zxid(3), cmd, client=client, seq=2)
     assert again == first == Outcome(True, "/s-0000000000")
     assert sm.tree.children("/") == ["s-0000000000"]
-    assert sm.last_zxid == zxid(1)
+    assert sm.last_zxid == zxid(2)
 
 
-def test_an_older_seq_is_refused_without_effect():
-    sm = StateMachine()
-    sm.apply_command(zxid(1), encode_command(1, Create("/a")), client=1, seq=5)
+@pytest.mark.parametrize("client", [C1, 2])
+def test_an_older_seq_is_refused_without_effect(client):
+    sm = opened()
+    sm.apply_command(zxid(2), encode_command(1, Create("/a")), client=client, seq=5)
     digest = sm.digest()
-    out = sm.apply_command(zxid(2), encode_command(1, Create("/b")), client=1, seq=4)
+    out = sm.apply_command(zxid(3), encode_command(1, Create("/b")), client=client, seq=4)
     assert (out.ok, out.error_code) == (False, "BadArguments")
     assert sm.tree.exists("/b") is None
-    assert sm.cached(1, 5) == Outcome(True, "/a")
+    assert sm.cached(client, 5) == Outcome(True, "/a")
     assert sm.digest() == digest
 
 
 def test_ephemerals_belong_to_the_client_that_created_them():
     d = Driver()
-    d.run(Create("/e", ephemeral=True), client=7)
-    assert d.sm.tree.stat("/e").ephemeral_owner == 7
-    assert d.run(CloseSession(7), client=99).value == ["/e"]
+    d.run(Create("/e", ephemeral=True), client=C2)
+    assert d.sm.tree.stat("/e").ephemeral_owner == C2
+    assert d.run(CloseSession(C2), client=REAPER_CLIENT).value == ["/e"]
     assert d.sm.tree.exists("/e") is None
+
+
+@pytest.mark.parametrize("client", [REAPER_CLIENT, 2, FIRST_CLIENT_ID - 1])
+def test_the_clusters_own_ids_write_without_a_session_but_own_no_ephemerals(client):
+    d = Driver(sessions=())
+    assert d.run(Create("/a"), client=client) == Outcome(True, "/a")
+    out = d.run(Create("/e", ephemeral=True), client=client)
+    assert (out.ok, out.error_code) == (False, "BadArguments")
+    out = d.run(Multi((Create("/b"), Create("/e", ephemeral=True))), client=client)
+    assert (out.ok, out.error_code, out.error_index) == (False, "BadArguments", None)
+    assert d.sm.tree.children("/") == ["a"]
+    assert d.sm.cached(client, 3) == out
 
 
 # ------------------------------------------------------------------- outcomes on the wire
@@ -178,7 +190,10 @@ def test_ephemerals_belong_to_the_client_that_created_them():
         Outcome(True, Stat(*range(11))),
         Outcome(True, ["/a", Stat(), None]),
         Outcome(True, []),
+        Outcome(True, 30_000),
+        Outcome(True, 0),
         Outcome(False, None, "NoNode", "/a"),
+        Outcome(False, None, "SessionExpired", "gone"),
         Outcome(False, None, "BadVersion", "msg", 3),
     ],
 )
@@ -188,7 +203,22 @@ def test_outcomes_round_trip(outcome):
 
 @pytest.mark.parametrize(
     "wire",
-    [None, [], [True], [True, [9]], [True, [3, [[3, []]]]], [False, 1, "", None], [1, [0]]],
+    [
+        None,
+        [],
+        [True],
+        [True, [9]],
+        [True, [3, [[3, []]]]],
+        [False, 1, "", None],
+        [1, [0]],
+        [True, [4]],
+        [True, [4, -1]],
+        [True, [4, 2**63]],
+        [True, [4, True]],
+        [True, [4, 1.0]],
+        [True, [4, 1, 2]],
+        [True, [3, [[4, 1]]]],  # an int inside a list
+    ],
 )
 def test_bad_outcome_wire_raises_value_error(wire):
     with pytest.raises(ValueError):
@@ -200,10 +230,12 @@ def test_bad_outcome_wire_raises_value_error(wire):
 
 def busy() -> Driver:
     d = Driver()
-    d.run(Create("/a", b"1"), client=1)
-    d.run(Create("/e", ephemeral=True), client=2)
-    d.run(Multi((Create("/b"), SetData("/a", b"2"))), client=1)
-    d.run(Multi((Check("/a", 0), Delete("/b"))), client=3)
+    d.run(Create("/a", b"1"), client=C1)
+    d.run(Create("/e", ephemeral=True), client=C2)
+    d.run(Multi((Create("/b"), SetData("/a", b"2"))), client=C1)
+    d.run(Multi((Check("/a", 0), Delete("/b"))), client=C3)
+    d.run(Create("/box", container=True), client=C3)
+    d.run(Create("/t", ttl_ms=100), client=C3)
     d.sm.apply_command(zxid(99), b"junk", client=4, seq=1)
     return d
 
@@ -214,10 +246,14 @@ def test_snapshot_restores_tree_cache_and_time():
     assert sm2.digest() == d.sm.digest() == d.sm.digest_from_scratch()
     assert sm2.snapshot() == d.sm.snapshot()
     assert (sm2.last_time, sm2.last_zxid) == (d.sm.last_time, d.sm.last_zxid)
-    for client, seq in [(1, 2), (2, 1), (3, 1), (4, 1)]:
+    assert sm2.sessions() == d.sm.sessions() == dict.fromkeys((C1, C2, C3), 10_000)
+    assert sm2.tree.kind("/t") == ("ttl", 100)
+    assert sm2.tree.kind("/box") == ("container", 0)
+    assert sm2.tree.ephemerals(C2) == ["/e"]
+    for client, seq in [(C1, 3), (C2, 2), (C3, 4), (4, 1)]:
         assert sm2.cached(client, seq) == d.sm.cached(client, seq) is not None
     # Both continue identically, including the time floor.
-    d2 = Driver(sm2)
+    d2 = Driver(sm2, sessions=())
     d2.slot, d2.seqs = d.slot, dict(d.seqs)
     assert d.run(Create("/c"), time_ms=1) == d2.run(Create("/c"), time_ms=1)
     assert sm2.tree.stat("/c") == d.sm.tree.stat("/c")
@@ -237,14 +273,32 @@ def test_the_digest_covers_the_reply_cache_and_time():
     assert c.sm.digest() != d.sm.digest()
 
 
-@given(st.lists(st.tuples(st.integers(1, 3), ops), max_size=25))
-def test_replicas_fed_the_same_commands_agree(commands):
+CLIENTS = st.sampled_from([REAPER_CLIENT, 2, C1, C2, C3, C4])
+
+
+@st.composite
+def commands(draw) -> tuple[int, object]:
+    """A client and an operation: mostly tree operations, also opening and closing sessions."""
+    client = draw(CLIENTS)
+    op = draw(
+        st.one_of(
+            ops,
+            st.builds(OpenSession, st.just(max(client, FIRST_CLIENT_ID)), st.integers(1, 10)),
+            st.builds(CloseSession, st.sampled_from([C1, C2, C3, C4, 1])),
+        )
+    )
+    return client, op
+
+
+@given(st.lists(commands(), max_size=25))
+def test_replicas_fed_the_same_commands_agree(command_list):
     replicas = [Driver(), Driver()]
     outcomes = []
-    for client, op in commands:
-        outcomes.append([r.run(op, client) for r in replicas])
+    for client, op in command_list:
+        outcomes.append([(r.run(op, client), r.sm.last_events) for r in replicas])
     assert all(a == b for a, b in outcomes)
     a, b = (r.sm for r in replicas)
+    assert a.sessions() == b.sessions()
     assert a.digest() == b.digest() == a.digest_from_scratch()
     restored = StateMachine.restore(a.snapshot())
     assert restored.digest() == a.digest()
@@ -255,18 +309,41 @@ def pack(x) -> bytes:
     return msgpack.packb(x, use_bin_type=True)
 
 
-TREE = [1, [["/", b"", 0, 0, 0, 0, 0, 0, 0, 0]]]
+TREE = [2, [["/", b"", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]]
+EPHEMERAL = [2, [TREE[1][0], ["/e", b"", 1, 1, 1, 1, 1, 0, 0, C1, 0, 0]]]
+F = MACHINE_SNAPSHOT_FORMAT
+OK = [True, [0]]
 BAD = [
     b"",
     b"\xc1",
-    pack([MACHINE_SNAPSHOT_FORMAT + 1, TREE, 0, 0, []]),
-    pack([MACHINE_SNAPSHOT_FORMAT, TREE, -1, 0, []]),
-    pack([MACHINE_SNAPSHOT_FORMAT, TREE, 0, 0, {}]),
-    pack([MACHINE_SNAPSHOT_FORMAT, [9], 0, 0, []]),
-    pack([MACHINE_SNAPSHOT_FORMAT, TREE, 0, 0, [[1, 1]]]),
-    pack([MACHINE_SNAPSHOT_FORMAT, TREE, 0, 0, [[1, 1, [True, [0]]], [1, 2, [True, [0]]]]]),
-    pack([MACHINE_SNAPSHOT_FORMAT, TREE, 0, 0, [[1, 1, [True, [7]]]]]),
+    pack([F + 1, TREE, 0, 0, [], []]),
+    pack([F - 1, TREE, 0, 0, []]),  # the format before sessions
+    pack([F, TREE, 0, 0, []]),
+    pack([F, TREE, -1, 0, [], []]),
+    pack([F, TREE, 0, 0, {}, []]),
+    pack([F, [9], 0, 0, [], []]),
+    pack([F, TREE, 0, 0, [[1, 1]], []]),
+    pack([F, TREE, 0, 0, [[1, 1, OK], [1, 2, OK]], []]),
+    pack([F, TREE, 0, 0, [[1, 1, [True, [7]]]], []]),
+    pack([F, TREE, 0, 0, [], {}]),
+    pack([F, TREE, 0, 0, [], [[C1]]]),
+    pack([F, TREE, 0, 0, [], [[C1, 0]]]),  # no timeout
+    pack([F, TREE, 0, 0, [], [[C1, 2**31 + 1]]]),
+    pack([F, TREE, 0, 0, [], [[C1, True]]]),
+    pack([F, TREE, 0, 0, [], [[FIRST_CLIENT_ID - 1, 10]]]),  # not a client id
+    pack([F, TREE, 0, 0, [], [[C2, 10], [C1, 10]]]),  # unordered
+    pack([F, TREE, 0, 0, [], [[C1, 10], [C1, 11]]]),  # repeated
+    pack([F, TREE, 0, 0, [[C1, 1, OK]], []]),  # a reply cached for a closed session
+    pack([F, EPHEMERAL, 0, 0, [], []]),  # an ephemeral of a closed session
+    pack([F, EPHEMERAL, 0, 0, [], [[C2, 10]]]),
 ]
+
+
+def test_a_consistent_hand_made_snapshot_restores():
+    sm = StateMachine.restore(pack([F, EPHEMERAL, 0, 0, [[2, 1, OK], [C1, 1, OK]], [[C1, 10]]]))
+    assert sm.sessions() == {C1: 10}
+    assert sm.tree.ephemerals(C1) == ["/e"]
+    assert sm.cached(C1, 1) == sm.cached(2, 1) == Outcome(True, None)
 
 
 @pytest.mark.parametrize("data", BAD)
@@ -277,5 +354,5 @@ def test_bad_machine_snapshots_raise_snapshot_error(data):
 
 def test_bad_arguments_outcome_from_malformed_time():
     sm = StateMachine()
-    out = sm.apply_command(zxid(1), pack([1, "now", ["check", "/", -1]]), 1, 1)
+    out = sm.apply_command(zxid(1), pack([COMMAND_FORMAT, "now", ["check", "/", -1]]), 1, 1)
     assert out.error_code == BadArguments.code

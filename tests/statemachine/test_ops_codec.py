@@ -8,10 +8,12 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from znode_helpers import ops
+from znode_helpers import all_ops as ops
 
 from paxctl.statemachine import (
+    FIRST_CLIENT_ID,
     MAX_DATA,
+    MAX_REAP_PATHS,
     BadArguments,
     Check,
     CloseSession,
@@ -19,6 +21,8 @@ from paxctl.statemachine import (
     DataTooLarge,
     Delete,
     Multi,
+    OpenSession,
+    Reap,
     SetData,
     decode_command,
     decode_op,
@@ -62,6 +66,27 @@ def pack(x) -> bytes:
         lambda: CloseSession(0),
         lambda: CloseSession(-1),
         lambda: CloseSession(True),
+        lambda: Create("/a", container=1),
+        lambda: Create("/a", ephemeral=True, container=True),
+        lambda: Create("/a", ephemeral=True, ttl_ms=5),
+        lambda: Create("/a", container=True, ttl_ms=5),
+        lambda: Create("/a", container=True, sequential=True),
+        lambda: Create("/a", ttl_ms=-1),
+        lambda: Create("/a", ttl_ms=2**40 + 1),
+        lambda: Create("/a", ttl_ms=True),
+        lambda: Create("/a", ttl_ms=5.0),
+        lambda: OpenSession(FIRST_CLIENT_ID - 1, 1000),
+        lambda: OpenSession(2**63, 1000),
+        lambda: OpenSession(True, 1000),
+        lambda: OpenSession(FIRST_CLIENT_ID, 0),
+        lambda: OpenSession(FIRST_CLIENT_ID, 2**31 + 1),
+        lambda: OpenSession(FIRST_CLIENT_ID, 1000.0),
+        lambda: Reap("/a"),
+        lambda: Reap(("/a/",)),
+        lambda: Reap((b"/a",)),
+        lambda: Reap(("/a",) * (MAX_REAP_PATHS + 1)),
+        lambda: Multi((OpenSession(FIRST_CLIENT_ID, 1),)),
+        lambda: Multi((Reap(()),)),
     ],
 )
 def test_invalid_operations_cannot_be_built(build):
@@ -85,6 +110,15 @@ def test_a_multi_is_bounded_by_its_total_data():
         Multi((Create("/a", half), SetData("/b", half + b"x")))
 
 
+def test_the_limits_of_the_new_operations_are_accepted():
+    assert Create("/a", ttl_ms=2**40, sequential=True).ttl_ms == 2**40
+    assert Create("/a", container=True, parents=True).container
+    assert OpenSession(FIRST_CLIENT_ID, 1).timeout_ms == 1
+    assert OpenSession(2**63 - 1, 2**31).session == 2**63 - 1
+    assert len(Reap(("/a",) * MAX_REAP_PATHS).paths) == MAX_REAP_PATHS
+    assert Reap(["/a", "/b"]) == Reap(("/a", "/b"))  # type: ignore[arg-type]
+
+
 def test_multi_accepts_a_list_and_stores_a_tuple():
     m = Multi([Check("/a", -1)])  # type: ignore[arg-type]
     assert m.ops == (Check("/a", -1),)
@@ -93,7 +127,7 @@ def test_multi_accepts_a_list_and_stores_a_tuple():
 
 
 def test_defaults_match_zookeeper():
-    assert Create("/a") == Create("/a", b"", False, False, False)
+    assert Create("/a") == Create("/a", b"", False, False, False, False, 0)
     assert SetData("/a", b"").version == -1
     assert Delete("/a").version == -1
 
@@ -115,8 +149,11 @@ def test_the_largest_operations_fit_the_request_limit():
     big = Multi(tuple(Check("/" + "a" * 4000 + str(i), -1) for i in range(MAX_MULTI_OPS)))
     assert len(encode_op(big)) <= MAX_REQUEST_BYTES
     assert decode_op(encode_op(big)) == big
-    full = Create("/" + "a" * 4000, b"x" * MAX_DATA, parents=True)
+    full = Create("/" + "a" * 4000, b"x" * MAX_DATA, parents=True, ttl_ms=2**40)
     assert decode_command(encode_command(2**63 - 1, full))[1] == full
+    reap = Reap(tuple("/" + "a" * 4085 + str(i) for i in range(MAX_REAP_PATHS)))
+    assert len(encode_op(reap)) <= MAX_REQUEST_BYTES
+    assert decode_command(encode_command(2**63 - 1, reap))[1] == reap
 
 
 def test_encoding_refuses_non_operations_and_bad_times():
@@ -130,22 +167,33 @@ def test_encoding_refuses_non_operations_and_bad_times():
 
 # ------------------------------------------------------------------------ malformed bytes
 
+CREATE = ["create", "/a", b"", False, False, False, False, 0]
 MALFORMED_OPS = [
     b"",
     b"\xc1",  # a byte msgpack never uses
-    pack(["create", "/a", b"", False, False, False]) + b"\x00",  # trailing bytes
-    pack(["create", "/a", b"", False, False, False])[:-1],  # truncated
+    pack(CREATE) + b"\x00",  # trailing bytes
+    pack(CREATE)[:-1],  # truncated
     pack(None),
     pack([]),
     pack({"op": "create"}),
     pack([1, "/a"]),
     pack(["nope", "/a"]),
     pack(["create", "/a", b""]),  # too few fields
-    pack(["create", "/a", b"", False, False, False, False]),  # too many
-    pack(["create", "/a", "str data", False, False, False]),
-    pack(["create", b"/a", b"", False, False, False]),  # path as bytes
-    pack(["create", "/a/", b"", False, False, False]),
-    pack(["create", "/a", b"", 0, False, False]),  # int flag
+    pack(["create", "/a", b"", False, False, False]),  # the format before containers and TTLs
+    pack([*CREATE, 0]),  # too many
+    pack(["create", "/a", "str data", False, False, False, False, 0]),
+    pack(["create", b"/a", b"", False, False, False, False, 0]),  # path as bytes
+    pack(["create", "/a/", b"", False, False, False, False, 0]),
+    pack(["create", "/a", b"", 0, False, False, False, 0]),  # int flag
+    pack(["create", "/a", b"", False, False, False, 1, 0]),  # int container flag
+    pack(["create", "/a", b"", False, False, False, False, -1]),
+    pack(["create", "/a", b"", False, False, False, False, 1.5]),
+    pack(["create", "/a", b"", False, False, False, False, None]),
+    pack(["create", "/a", b"", False, False, False, False, 2**40 + 1]),
+    pack(["create", "/a", b"", False, False, True, True, 0]),  # ephemeral container
+    pack(["create", "/a", b"", False, False, True, False, 10]),  # ephemeral TTL
+    pack(["create", "/a", b"", False, False, False, True, 10]),  # container TTL
+    pack(["create", "/a", b"", True, False, False, True, 0]),  # sequential container
     pack(["set", "/a", b"", 1.0]),
     pack(["set", "/a", b"", -2]),
     pack(["set", "/a", b"", 2**64 - 1]),
@@ -157,6 +205,24 @@ MALFORMED_OPS = [
     pack(["multi", [["check", "/a", 0]] * (MAX_MULTI_OPS + 1)]),
     pack(["close", 0]),
     pack(["close", "1"]),
+    pack(["open", FIRST_CLIENT_ID]),
+    pack(["open", FIRST_CLIENT_ID, 1000, 0]),
+    pack(["open", FIRST_CLIENT_ID - 1, 1000]),
+    pack(["open", 2**64 - 1, 1000]),
+    pack(["open", FIRST_CLIENT_ID, 0]),
+    pack(["open", FIRST_CLIENT_ID, 2**31 + 1]),
+    pack(["open", FIRST_CLIENT_ID, True]),
+    pack(["open", str(FIRST_CLIENT_ID), 1000]),
+    pack(["reap"]),
+    pack(["reap", "/a"]),
+    pack(["reap", ["/a"], 0]),
+    pack(["reap", ["/a", "/b/"]]),
+    pack(["reap", ["/a", None]]),
+    pack(["reap", [b"/a"]]),
+    pack(["reap", ["/a"] * (MAX_REAP_PATHS + 1)]),
+    pack(["reap", {"/a": 1}]),
+    pack(["multi", [["open", FIRST_CLIENT_ID, 1000]]]),
+    pack(["multi", [["reap", ["/a"]]]]),
     pack(["check", "/a", msgpack.ExtType(1, b"x")]),
     b"\xa2\xff\xfe",  # a str that is not UTF-8
     b"\x91" * 100_000,  # nesting deeper than msgpack allows
@@ -180,7 +246,7 @@ def test_oversized_requests_are_refused_before_unpacking():
     with pytest.raises(DataTooLarge):
         decode_op(b"\x00" * (MAX_REQUEST_BYTES + 1))
     with pytest.raises(DataTooLarge):
-        decode_op(pack(["create", "/a", b"x" * (MAX_DATA + 1), False, False, False]))
+        decode_op(pack(["create", "/a", b"x" * (MAX_DATA + 1), False, False, False, False, 0]))
 
 
 OP = ["check", "/a", -1]
@@ -188,6 +254,7 @@ MALFORMED_COMMANDS = [
     pack(OP),
     pack([COMMAND_FORMAT, 5]),
     pack([COMMAND_FORMAT + 1, 5, OP]),
+    pack([COMMAND_FORMAT - 1, 5, OP]),  # the format before sessions
     pack([True, 5, OP]),
     pack([COMMAND_FORMAT, -1, OP]),
     pack([COMMAND_FORMAT, 5.0, OP]),
@@ -239,7 +306,7 @@ def test_corrupted_encodings_raise_only_bad_arguments(time_ms, op, data):
         | st.floats()
         | st.text(max_size=5)
         | st.binary(max_size=5)
-        | st.sampled_from(["create", "set", "delete", "check", "multi"]),
+        | st.sampled_from(["create", "set", "delete", "check", "multi", "close", "open", "reap"]),
         lambda inner: st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=3), inner),
         max_leaves=20,
     )

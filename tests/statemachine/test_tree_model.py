@@ -2,7 +2,8 @@
 
 The model is a dict ``path -> node`` (data, version, children set and the rest of the stat)
 applied by straightforward code, with a whole copy of the dict taken for each multi, so it shares
-nothing with the tree's journaled, in-place implementation but the rules themselves.
+nothing with the tree's journaled, in-place implementation but the rules themselves. It also
+keeps each node's kind, reaps by scanning every node, and lists the events it made.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from znode_helpers import ops, sessions, zxid
+from znode_helpers import creates, ops, sessions, zxid
 
 from paxctl.statemachine import (
     Check,
@@ -23,6 +24,7 @@ from paxctl.statemachine import (
     Delete,
     Multi,
     MultiError,
+    Reap,
     SetData,
     Stat,
     ZnodeError,
@@ -35,6 +37,8 @@ class MNode:
     czxid: int
     ctime: int
     owner: int = 0
+    kind: str = "persistent"
+    ttl: int = 0
     version: int = 0
     cversion: int = 0
     mzxid: int = 0
@@ -73,14 +77,16 @@ def parent_name(path: str) -> tuple[str, str]:
 class Model:
     def __init__(self) -> None:
         self.nodes: dict[str, MNode] = {"/": MNode(b"", 0, 0)}
+        self.events: list[tuple[str, str]] = []
 
-    def new(self, path: str, data: bytes, z: int, t: int, owner: int) -> None:
+    def new(self, path: str, data: bytes, z: int, t: int, owner: int, kind="persistent", ttl=0):
         parent, name = parent_name(path)
         p = self.nodes[parent]
         p.children.add(name)
         p.cversion += 1
         p.pzxid = z
-        self.nodes[path] = MNode(data, z, t, owner, mzxid=z, mtime=t, pzxid=z)
+        self.nodes[path] = MNode(data, z, t, owner, kind, ttl, mzxid=z, mtime=t, pzxid=z)
+        self.events += [("created", path), ("children", parent)]
 
     def remove(self, path: str, z: int) -> None:
         parent, name = parent_name(path)
@@ -89,6 +95,18 @@ class Model:
         p.cversion += 1
         p.pzxid = z
         del self.nodes[path]
+        self.events += [("deleted", path), ("children", parent)]
+
+    def expired(self, path: str, t: int) -> bool:
+        node = self.nodes[path]
+        if node.children:
+            return False
+        if node.kind == "container":
+            return node.cversion > 0
+        return node.kind == "ttl" and node.mtime + node.ttl <= t
+
+    def candidates(self, t: int) -> list[str]:
+        return sorted(p for p in self.nodes if self.expired(p, t))
 
     def versioned(self, path: str, version: int) -> MNode:
         if path not in self.nodes:
@@ -122,11 +140,14 @@ class Model:
                 raise Fail("NodeExists")
             if self.nodes[parent].owner:
                 raise Fail("NoChildrenForEphemerals")
-            self.new(path, op.data, z, t, session if op.ephemeral else 0)
+            kind = "ephemeral" if op.ephemeral else "container" if op.container else "persistent"
+            kind = "ttl" if op.ttl_ms else kind
+            self.new(path, op.data, z, t, session if op.ephemeral else 0, kind, op.ttl_ms)
             return path
         if isinstance(op, SetData):
             node = self.versioned(op.path, op.version)
             node.data, node.version, node.mzxid, node.mtime = op.data, node.version + 1, z, t
+            self.events.append(("changed", op.path))
             return node.stat()
         if isinstance(op, Delete):
             node = self.versioned(op.path, op.version)
@@ -139,6 +160,21 @@ class Model:
         return None
 
     def apply(self, op, z: int, t: int, session: int):
+        self.events = []
+        try:
+            return self._apply(op, z, t, session)
+        except Fail:
+            self.events = []
+            raise
+
+    def _apply(self, op, z: int, t: int, session: int):
+        if isinstance(op, Reap):
+            deleted = []
+            for p in op.paths:
+                if p in self.nodes and self.expired(p, t):
+                    self.remove(p, z)
+                    deleted.append(p)
+            return deleted
         if isinstance(op, CloseSession):
             victims = sorted(p for p, n in self.nodes.items() if n.owner == op.session)
             for p in victims:
@@ -179,6 +215,7 @@ class TreeVersusModel(RuleBasedStateMachine):
         self.tree = DataTree()
         self.model = Model()
         self.slot = 0
+        self.time = 0
 
     def step(self, op, session: int) -> None:
         self.slot += 1
@@ -186,9 +223,16 @@ class TreeVersusModel(RuleBasedStateMachine):
         got = outcome(lambda: self.tree.apply(op, z, t, session))
         want = outcome(lambda: self.model.apply(op, z, t, session))
         assert got == want, (op, got, want)
+        assert self.tree.last_events == tuple(dict.fromkeys(self.model.events)), op
+        self.time = t
 
     @rule(op=ops, session=sessions)
     def apply(self, op, session):
+        self.step(op, session)
+
+    @rule(op=creates(), session=sessions)
+    def create(self, op, session):
+        """Random operations rarely create a node; make trees (and reapable nodes) grow."""
         self.step(op, session)
 
     @precondition(lambda self: len(self.model.nodes) > 1)
@@ -204,11 +248,20 @@ class TreeVersusModel(RuleBasedStateMachine):
                     SetData(path, b"v%d" % self.slot, version),
                     Check(path, version),
                     Create(path + "/", sequential=True),
+                    Multi((Create(path + "/x"), Delete(path + "/x"))),  # empties a container
                     Multi((SetData(path, b"m", version), Delete(path, version))),
+                    Reap((path,)),
                 ]
             )
         )
         self.step(op, session)
+
+    @rule(data=st.data())
+    def reap_what_has_expired(self, data):
+        """Reap the model's candidates at the next step's time, plus some nodes that may not be."""
+        found = self.model.candidates(10 * (self.slot + 1))
+        others = data.draw(st.lists(st.sampled_from(sorted(self.model.nodes)), max_size=2))
+        self.step(Reap(tuple(found + others)), 0)
 
     @rule()
     def snapshot_round_trip(self):
@@ -230,6 +283,17 @@ class TreeVersusModel(RuleBasedStateMachine):
         for session in (1, 2):
             owned = sorted(p for p, n in nodes.items() if n.owner == session)
             assert self.tree.ephemerals(session) == owned
+        for path, node in nodes.items():
+            assert self.tree.kind(path) == (node.kind, node.ttl), path
+
+    @invariant()
+    def same_reap_candidates(self):
+        for t in (self.time, self.time + 30, self.time + 10**6):
+            assert self.tree.reap_candidates(t) == self.model.candidates(t)
+        assert (
+            self.tree.reap_candidates(self.time + 10**6, 2)
+            == self.model.candidates(self.time + 10**6)[:2]
+        )
 
 
 TreeVersusModel.TestCase.settings = settings(

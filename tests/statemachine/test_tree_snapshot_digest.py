@@ -47,6 +47,10 @@ SAMPLE = [
     Create("/e", b"eph", ephemeral=True),
     SetData("/a", b"2"),
     Delete("/a/b/c"),
+    Create("/box", container=True),
+    Create("/box/item"),
+    Delete("/box/item"),
+    Create("/lease-", b"t", sequential=True, ttl_ms=500),
 ]
 
 
@@ -64,6 +68,10 @@ def test_a_snapshot_round_trips_exactly():
     assert t2.digest() == t.digest()
     assert t2.encode_snapshot() == t.encode_snapshot()
     assert t2.ephemerals(2) == t.ephemerals(2) == ["/e"]
+    for path in ("/a", "/e", "/box", "/lease-0000000003"):
+        assert t2.kind(path) == t.kind(path)
+    assert t2.kind("/lease-0000000003") == ("ttl", 500)
+    assert t2.reap_candidates(10**9) == t.reap_candidates(10**9) == ["/box", "/lease-0000000003"]
     # The restored tree carries on exactly like the original.
     for tree in (t, t2):
         Clock(tree).apply(Create("/a/s-", sequential=True))
@@ -113,6 +121,19 @@ def test_one_different_operation_changes_the_digest(other):
     assert run(base).digest() != run(changed).digest()
 
 
+@pytest.mark.parametrize(
+    "other",
+    [Create("/k", container=True), Create("/k", ttl_ms=5), Create("/k", ttl_ms=6)],
+)
+def test_the_digest_covers_the_node_kind(other):
+    a, b = run([Create("/k", ttl_ms=6)]), run([other])
+    if other == Create("/k", ttl_ms=6):
+        assert a.digest() == b.digest()
+    else:
+        assert a.digest() != b.digest()
+    assert b.digest() == b.digest_from_scratch()
+
+
 def test_the_digest_covers_times_and_zxids():
     a, b = DataTree(), DataTree()
     a.apply(Create("/a"), 1, 100)
@@ -133,8 +154,8 @@ def pack(x) -> bytes:
     return msgpack.packb(x, use_bin_type=True)
 
 
-def node(path, data=b"", *fields):
-    return [path, data, *(fields or [0] * 8)]
+def node(path, data=b"", *fields, mode=0, ttl=0):
+    return [path, data, *(fields or [0] * 8), mode, ttl]
 
 
 BAD_SNAPSHOTS = [
@@ -153,6 +174,17 @@ BAD_SNAPSHOTS = [
     pack([SNAPSHOT_FORMAT, [node("/"), node("/a", b"", 1, 1, 1, 1, 1, 0, 0)]]),  # short
     pack([SNAPSHOT_FORMAT, [node("/"), node("/e", b"", 1, 1, 1, 1, 1, 0, 0, 5), node("/e/x")]]),
     pack([SNAPSHOT_FORMAT, [node("/", b"", 0, 0, 0, 0, 0, 0, 0, 5)]]),  # ephemeral root
+    pack([SNAPSHOT_FORMAT, [node("/", mode=1)]]),  # container root
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", mode=3)]]),  # unknown mode
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", mode=-1)]]),
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", mode=2)]]),  # TTL node without a TTL
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", mode=2, ttl=2**40 + 1)]]),
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", ttl=5)]]),  # TTL on a persistent node
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", mode=1, ttl=5)]]),
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", b"", 1, 1, 1, 1, 1, 0, 0, 5, mode=1)]]),
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", b"", 1, 1, 1, 1, 1, 0, 0, 5, mode=2, ttl=9)]]),
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a", mode=True)]]),
+    pack([SNAPSHOT_FORMAT, [node("/"), node("/a")[:-1]]]),  # no TTL field
 ]
 
 

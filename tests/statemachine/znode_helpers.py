@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from paxctl.statemachine import Check, CloseSession, Create, DataTree, Delete, Multi, SetData
+from paxctl.statemachine import (
+    FIRST_CLIENT_ID,
+    MAX_SESSION_TIMEOUT_MS,
+    Check,
+    CloseSession,
+    Create,
+    DataTree,
+    Delete,
+    Multi,
+    OpenSession,
+    Reap,
+    SetData,
+    StateMachine,
+    encode_command,
+)
 
 
 def zxid(slot: int, index: int = 0) -> int:
@@ -24,6 +38,31 @@ class Clock:
         return self.tree.apply(op, zxid(self.slot), 1000 * self.slot, session)
 
 
+#: Client sessions for state machine tests (ids below FIRST_CLIENT_ID are the cluster's own).
+C1, C2, C3, C4 = (FIRST_CLIENT_ID + i for i in range(1, 5))
+
+
+class Driver:
+    """Applies commands as the node's driver does: one zxid per command, clients' seqs rising.
+
+    ``sessions`` are opened first (one command each, seq 1 of that client), as a client's first
+    command is its OpenSession.
+    """
+
+    def __init__(self, sm: StateMachine | None = None, sessions=(C1, C2, C3)) -> None:
+        self.sm = sm if sm is not None else StateMachine()
+        self.slot = 0
+        self.seqs: dict[int, int] = {}
+        for session in sessions:
+            assert self.run(OpenSession(session, 10_000), session).ok
+
+    def run(self, op, client: int = C1, time_ms: int | None = None):
+        self.slot += 1
+        seq = self.seqs[client] = self.seqs.get(client, 0) + 1
+        t = 1000 * self.slot if time_ms is None else time_ms
+        return self.sm.apply_command(zxid(self.slot), encode_command(t, op), client, seq)
+
+
 #: A small namespace, so random operations collide (exist, missing, non-empty) often.
 NAMES = ("a", "b", "c")
 
@@ -32,20 +71,40 @@ datas = st.binary(max_size=8)
 versions = st.integers(min_value=-1, max_value=3)
 sessions = st.integers(min_value=0, max_value=2)
 
-creates = st.builds(
-    Create,
-    paths,
-    datas,
-    sequential=st.booleans(),
-    parents=st.booleans(),
-    ephemeral=st.booleans(),
-)
+#: TTLs short and long against the tests' clocks (10 or 1000 ms a command), so some expire.
+ttls = st.sampled_from([1, 25, 2500])
+
+
+@st.composite
+def creates(draw) -> Create:
+    """Any valid Create: one kind of the four, sequential except for containers."""
+    kind = draw(st.sampled_from(["persistent", "ephemeral", "container", "ttl"]))
+    return Create(
+        draw(paths),
+        draw(datas),
+        sequential=kind != "container" and draw(st.booleans()),
+        parents=draw(st.booleans()),
+        ephemeral=kind == "ephemeral",
+        container=kind == "container",
+        ttl_ms=draw(ttls) if kind == "ttl" else 0,
+    )
+
+
 sub_ops = st.one_of(
-    creates,
+    creates(),
     st.builds(SetData, paths, datas, versions),
     st.builds(Delete, paths, versions),
     st.builds(Check, paths, versions),
 )
 multis = st.builds(Multi, st.lists(sub_ops, max_size=4).map(tuple))
 close_sessions = st.builds(CloseSession, st.integers(min_value=1, max_value=2))
-ops = st.one_of(sub_ops, multis, close_sessions)
+reaps = st.builds(Reap, st.lists(paths, max_size=4).map(tuple))
+#: Every operation the tree applies.
+ops = st.one_of(sub_ops, multis, close_sessions, reaps)
+open_sessions = st.builds(
+    OpenSession,
+    st.integers(min_value=FIRST_CLIENT_ID, max_value=2**63 - 1),
+    st.integers(min_value=1, max_value=MAX_SESSION_TIMEOUT_MS),
+)
+#: Every operation a command may carry (OpenSession is the state machine's, not the tree's).
+all_ops = st.one_of(ops, open_sessions, st.builds(CloseSession, st.integers(1, 2**63 - 1)))

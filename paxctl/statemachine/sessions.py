@@ -1,0 +1,103 @@
+"""The replicated session table: which client sessions are open, and each one's timeout.
+
+The table is replicated (snapshotted and digested) rather than kept by the leader alone, so a new
+leader knows every session it must keep expiring, and every replica refuses the writes of a
+session already closed in the same order. It holds no times: liveness is the leader's business,
+and the state machine stays a function of the commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from paxctl.core.codec import MAX_UINT as _MAX_INT
+from paxctl.statemachine.errors import SnapshotError
+from paxctl.statemachine.ops import FIRST_CLIENT_ID, MAX_SESSION_TIMEOUT_MS
+
+_MOD = 1 << 256
+
+
+class SessionTable:
+    """``session -> timeout_ms``, with an incremental digest as the tree's (dirty entries only)."""
+
+    def __init__(self) -> None:
+        self._timeouts: dict[int, int] = {}
+        self._hashes: dict[int, int] = {}
+        self._dirty: dict[int, None] = {}
+        self._sum = 0
+
+    def __contains__(self, session: int) -> bool:
+        return session in self._timeouts
+
+    def __len__(self) -> int:
+        return len(self._timeouts)
+
+    def as_dict(self) -> dict[int, int]:
+        """A copy, sorted by session, that the caller may keep or change."""
+        return {s: self._timeouts[s] for s in sorted(self._timeouts)}
+
+    def open(self, session: int, timeout_ms: int) -> None:
+        """Add ``session``, or refresh the timeout of an open one (a reconnect re-opens)."""
+        self._timeouts[session] = timeout_ms
+        self._dirty[session] = None
+
+    def close(self, session: int) -> bool:
+        """Remove ``session``; False if it was not open (closing twice is no error)."""
+        if self._timeouts.pop(session, None) is None:
+            return False
+        self._dirty[session] = None
+        return True
+
+    # ---------------------------------------------------------------------------- digest
+
+    def digest_sum(self) -> int:
+        """Sum of the entries' hashes modulo 2**256, rehashing only the entries changed."""
+        for session in self._dirty:
+            self._sum -= self._hashes.pop(session, 0)
+            timeout = self._timeouts.get(session)
+            if timeout is not None:
+                h = _hash_entry(session, timeout)
+                self._hashes[session] = h
+                self._sum += h
+        self._dirty.clear()
+        self._sum %= _MOD
+        return self._sum
+
+    def digest_sum_from_scratch(self) -> int:
+        """The same sum from every entry, to audit the incremental one."""
+        return sum(_hash_entry(s, t) for s, t in self._timeouts.items()) % _MOD
+
+    # -------------------------------------------------------------------------- snapshots
+
+    def to_wire(self) -> list[list[int]]:
+        """``[[session, timeout_ms], ...]`` in session order, so equal tables encode alike."""
+        return [[s, self._timeouts[s]] for s in sorted(self._timeouts)]
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> SessionTable:
+        """The table ``to_wire`` produced; ``SnapshotError`` for anything else."""
+        if type(wire) is not list:
+            raise SnapshotError("the session table is a list of [session, timeout_ms]")
+        table = cls()
+        previous = -1
+        for entry in wire:
+            if type(entry) is not list or len(entry) != 2:
+                raise SnapshotError("a session entry is [session, timeout_ms]")
+            session, timeout = entry
+            if not (
+                type(session) is int
+                and FIRST_CLIENT_ID <= session <= _MAX_INT
+                and session > previous
+                and type(timeout) is int
+                and 1 <= timeout <= MAX_SESSION_TIMEOUT_MS
+            ):
+                raise SnapshotError(f"bad or unordered session entry {entry!r}")
+            previous = session
+            table.open(session, timeout)
+        return table
+
+
+def _hash_entry(session: int, timeout_ms: int) -> int:
+    h = hashlib.blake2b(b"%d:%d" % (session, timeout_ms), digest_size=32, person=b"paxctl-sess")
+    return int.from_bytes(h.digest(), "big")
