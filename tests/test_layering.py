@@ -58,3 +58,16 @@ def test_no_set_iteration_order_leaks_into_the_core():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.For) and isinstance(node.iter, ast.Set | ast.SetComp):
                 raise AssertionError(f"{path}:{node.lineno} iterates a set literal")
+
+
+#: Modules of the server that the simulator drives too: they must stay sans-I/O like the core.
+PURE_SERVER_MODULES = ("sessions", "watches", "liveness", "replica", "audit", "zxid")
+
+
+def test_the_server_logic_the_simulator_shares_does_no_io():
+    for name in PURE_SERVER_MODULES:
+        path = ROOT / "server" / f"{name}.py"
+        for mod in runtime_imports(path):
+            assert mod.split(".")[0] not in FORBIDDEN_IN_PURE, f"{path} imports {mod}"
+            for shell in ("server.node_server", "server.client_service", "server.transport"):
+                assert not mod.startswith(f"paxctl.{shell}"), f"{path} imports {mod}"

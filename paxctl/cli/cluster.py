@@ -111,6 +111,7 @@ def _start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> 
         "--cluster-id", doc["cluster_id"],
         "--snapshot-every", str(doc.get("snapshot_every", 5000)),
     ]  # fmt: skip
+    cmd += [str(a) for a in doc.get("node_args", [])]
     if not member["initialized"]:
         cmd.append("--bootstrap")
     with open(log_path, "ab") as log:
@@ -177,13 +178,26 @@ dir_option = click.option(
     show_default=True,
     help="Seconds to wait for a leader and a first write.",
 )
-def up(nodes: int, directory: str, base_port: int, snapshot_every: int, wait: float) -> None:
-    """Start the cluster in DIR (or whichever of its nodes are not running)."""
+@click.argument("node_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- NODE OPTIONS]")
+def up(
+    nodes: int,
+    directory: str,
+    base_port: int,
+    snapshot_every: int,
+    wait: float,
+    node_args: tuple[str, ...],
+) -> None:
+    """Start the cluster in DIR (or whichever of its nodes are not running).
+
+    Options after -- go to every node's `paxctl node start` (for a new cluster; they are kept
+    in cluster.json), e.g. paxctl cluster up -- --max-session-ms 30000.
+    """
     err = _err()
     os.makedirs(directory, exist_ok=True)
     doc = load_cluster(directory)
     if doc is None:
         doc = _new_cluster(nodes, base_port, snapshot_every)
+        doc["node_args"] = list(node_args)
         _save(directory, doc)
     started = []
     with err.status("starting nodes") as progress:

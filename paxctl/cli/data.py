@@ -132,6 +132,31 @@ def print_stat(stat: dict[str, Any]) -> None:
 @click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
 @click.option("--sequential", is_flag=True, help="Append a 10-digit sequence number.")
 @click.option("--parents", is_flag=True, help="Create missing parents too.")
+@click.option(
+    "-e",
+    "--ephemeral",
+    is_flag=True,
+    help="Tie the znode to this command's session: it stays until Ctrl-C/SIGTERM (or the "
+    "session expires), then goes.",
+)
+@click.option(
+    "--container",
+    is_flag=True,
+    help="A container: the cluster deletes it when its last child goes.",
+)
+@click.option(
+    "--ttl",
+    type=click.FloatRange(min=0.001),
+    metavar="SECONDS",
+    help="A TTL node: the cluster deletes it once unchanged (and childless) for SECONDS.",
+)
+@click.option(
+    "--session-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Session timeout in seconds for --ephemeral.",
+)
 @client_options
 @handle_errors
 def create(
@@ -140,15 +165,43 @@ def create(
     file: str | None,
     sequential: bool,
     parents: bool,
+    ephemeral: bool,
+    container: bool,
+    ttl: float | None,
+    session_timeout: float,
     servers: str | None,
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Create znode PATH holding DATA (an argument, -f FILE, or - for stdin)."""
+    """Create znode PATH holding DATA (an argument, -f FILE, or - for stdin).
+
+    With --ephemeral the command prints the path and stays, keeping its session (and so the
+    znode) alive until Ctrl-C or SIGTERM: run it in the background for group membership.
+    """
+    if sum((ephemeral, container, ttl is not None)) > 1:
+        raise click.UsageError("--ephemeral, --container and --ttl exclude each other")
     payload = read_data(data, file)
+
+    def report(created: str) -> None:
+        emit({"path": created}) if as_json else click.echo(created)
+
+    if ephemeral:
+        from paxctl.cli.watch import create_and_hold
+
+        async def make(client: Any) -> str:
+            return str(
+                await client.create(
+                    path, payload, sequential=sequential, parents=parents, ephemeral=True
+                )
+            )
+
+        create_and_hold(servers, timeout, session_timeout, make, report)
+        return
     with connect(servers, timeout) as client:
-        created = client.create(path, payload, sequential=sequential, parents=parents)
-    emit({"path": created}) if as_json else click.echo(created)
+        created = client.create(
+            path, payload, sequential=sequential, parents=parents, container=container, ttl=ttl
+        )
+    report(created)
 
 
 @click.command()
@@ -290,4 +343,27 @@ def sync(servers: str | None, timeout: float, as_json: bool) -> None:
     emit({"zxid": zxid}) if as_json else click.echo(f"synced at zxid {zxid}")
 
 
-COMMANDS = [create, get, set_, rm, ls, stat, sync]
+@click.command()
+@click.option("--ephemerals", "with_ephemerals", is_flag=True, help="List each one's ephemerals.")
+@client_options
+@handle_errors
+def sessions(with_ephemerals: bool, servers: str | None, timeout: float, as_json: bool) -> None:
+    """List the open sessions: id, timeout and ephemerals owned."""
+    with connect(servers, timeout) as client:
+        table = client.sessions()
+        if with_ephemerals:
+            for entry in table:
+                entry["paths"] = client.ephemerals(entry["session"])
+    if as_json:
+        emit({"sessions": table})
+        return
+    for entry in table:
+        click.echo(
+            f"{entry['session']:#018x}\ttimeout={entry['timeout_ms'] / 1000:g}s"
+            f"\tephemerals={entry['ephemerals']}"
+        )
+        for p in entry.get("paths", []):
+            click.echo(f"  {p}")
+
+
+COMMANDS = [create, get, set_, rm, ls, stat, sync, sessions]

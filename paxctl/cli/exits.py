@@ -11,6 +11,7 @@ CONFLICT = 4  # NodeExists, BadVersion, NotEmpty
 UNAVAILABLE = 5  # no quorum, no connection
 INDETERMINATE = 6  # a write may or may not have taken effect
 BAD_DATA = 7  # BadArguments, DataTooLarge, corrupt files
+SESSION_LOST = 8  # the cluster expired the session (its ephemerals are gone)
 STORAGE = 70  # a node stopped on a failed write or fsync (never retried)
 
 BY_ERROR_CODE = {
@@ -24,4 +25,5 @@ BY_ERROR_CODE = {
     "Unavailable": UNAVAILABLE,
     "ConnectionLost": UNAVAILABLE,
     "Indeterminate": INDETERMINATE,
+    "SessionExpired": SESSION_LOST,
 }

@@ -10,6 +10,7 @@ from paxctl.cli.data import COMMANDS
 from paxctl.cli.docs import SHELLS, completion_script
 from paxctl.cli.node import node
 from paxctl.cli.sim import sim
+from paxctl.cli.watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +30,7 @@ def completion(shell: str) -> None:
     click.echo(completion_script(cli, shell), nl=False)
 
 
-for command in (cluster, node, sim, *COMMANDS):
+for command in (cluster, node, sim, *COMMANDS, watch):
     cli.add_command(command)
 
 

@@ -50,6 +50,24 @@ def node() -> None:
     default=None,
     help="Slots between snapshots (default 5000).",
 )
+@click.option(
+    "--min-session-ms",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Shortest session timeout granted (default 1000).",
+)
+@click.option(
+    "--max-session-ms",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Longest session timeout granted (default 120000).",
+)
+@click.option(
+    "--watch-history",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Watch events kept for clients resuming after a failover (default 100000).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
     """Start a node in the foreground; SIGTERM or SIGINT stops it cleanly."""
@@ -68,6 +86,9 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
         "cluster_id": flags["cluster_id"],
         "tick_ms": flags["tick_ms"],
         "snapshot_every": flags["snapshot_every"],
+        "min_session_ms": flags["min_session_ms"],
+        "max_session_ms": flags["max_session_ms"],
+        "watch_history": flags["watch_history"],
     }
     try:
         if config_file:

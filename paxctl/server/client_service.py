@@ -1,10 +1,20 @@
-"""The client side of a node: requests in, answers out, over framed msgpack maps.
+"""The client side of a node: requests in, answers and watch events out, over framed msgpack maps.
 
 A request is ``{"xid": n, "op": name, ...}``; the answer is ``{"xid": n, "ok": value, "zxid": z}``
 or ``{"xid": n, "err": code, "msg": text, "zxid": z}``, where ``zxid`` is the last transaction
-the serving node has applied (clients keep the highest they saw, so a local read never goes back
-in time). Writes are proposed as commands carrying the client's ``(client, seq)``, so a retry
-after a lost answer takes effect once and gets the first attempt's answer. Anything malformed is
+the serving node has applied. Frames without ``xid`` are pushed by the node: ``{"events":
+[[wid, kind, path, zxid], ...], "zxid": z}`` for watches, ``{"expired": session}`` when the
+connection's session ended.
+
+Ordering, which the watch guarantees rest on: events are pushed while the command that caused
+them is applied, before that command's reply and before any read that could reflect it, all on
+the one connection (TCP keeps the order). So once a client has seen zxid ``z`` in any frame, it
+has seen every event up to ``z`` of every watch it had registered on that connection; on
+failover it re-registers its watches "after z" in its ``hello``, and the new node replays the
+missed ones from its event history (or says ``resync`` when that history is gone).
+
+Writes are proposed as commands carrying the client's ``(client, seq)``, so a retry after a
+lost answer takes effect once and gets the first attempt's answer. Anything malformed is
 answered with ``BadArguments`` (or the connection closed, for bytes that are not a request).
 """
 
@@ -12,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -19,10 +30,18 @@ import msgpack
 from paxctl.core.codec import MAX_UINT
 from paxctl.core.types import Command
 from paxctl.server.transport import FramedProtocol
+from paxctl.server.watches import Event
 from paxctl.server.zxid import slot_of
-from paxctl.statemachine.errors import ZnodeError
+from paxctl.statemachine.errors import BadArguments, SessionExpired, ZnodeError
 from paxctl.statemachine.machine import Outcome
-from paxctl.statemachine.ops import decode_op, encode_command
+from paxctl.statemachine.ops import (
+    FIRST_CLIENT_ID,
+    CloseSession,
+    Op,
+    OpenSession,
+    decode_op,
+    encode_command,
+)
 from paxctl.statemachine.paths import validate_path
 
 if TYPE_CHECKING:
@@ -30,7 +49,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("paxctl.clients")
 
-READ_KINDS = ("get", "exists", "children", "stat")
+READ_KINDS = ("get", "exists", "children", "stat", "ephemerals", "sessions")
+WATCH_MODES = ("data", "children", "persistent", "recursive")
+#: Which one-shot watch a read may leave behind.
+_READ_WATCH = {"get": "data", "exists": "data", "children": "children"}
+#: Most watches one hello may re-register.
+MAX_WATCHES = 100_000
 
 
 def to_wire(value: Any) -> Any:
@@ -44,12 +68,37 @@ def to_wire(value: Any) -> Any:
     return value
 
 
+@dataclass
+class ClientConn:
+    """What a node knows about one client connection after its hello."""
+
+    client: int
+    session: bool = False  # the hello claimed an open session (checked against the table)
+
+
+def _uint(x: Any, what: str) -> int:
+    if type(x) is not int or not 0 <= x <= MAX_UINT:
+        raise ValueError(f"{what} must be a non-negative integer")
+    return x
+
+
+def _wid(x: Any) -> int:
+    return _uint(x, "watch id")
+
+
 class ClientService:
     def __init__(self, server: NodeServer) -> None:
         self.server = server
         self._pending: dict[tuple[int, int], tuple[FramedProtocol, int]] = {}
+        self._by_client: dict[int, FramedProtocol] = {}
 
     # ------------------------------------------------------------------ plumbing
+
+    def _push(self, conn: FramedProtocol, doc: dict[str, Any]) -> None:
+        """Send one frame; a client too far behind is cut off rather than silently skipped
+        (it reconnects and resumes its watches from the last zxid it saw)."""
+        if not conn.send(msgpack.packb(doc, use_bin_type=True)) and conn.open:
+            conn.close("client cannot keep up; it will resume from its last zxid elsewhere")
 
     def _reply(
         self,
@@ -67,11 +116,36 @@ class ClientService:
             doc["err"], doc["msg"] = err, msg
             if index is not None:  # the failing operation of a multi
                 doc["index"] = index
-        conn.send(msgpack.packb(doc, use_bin_type=True))
+        self._push(conn, doc)
+
+    def push_events(self, conn: Any, events: list[tuple[int, Event]]) -> None:
+        """Deliver watch events (``conn`` is a connection the registry was given)."""
+        if events and isinstance(conn, FramedProtocol):
+            wire = [[wid, e.kind, e.path, e.zxid] for wid, e in events]
+            self._push(conn, {"events": wire, "zxid": self.server.applied_zxid})
+
+    def session_closed(self, session: int) -> None:
+        """The log ended ``session``: tell its connection here, if any."""
+        conn = self._by_client.get(session)
+        if conn is not None and conn.open:
+            self._push(conn, {"expired": session, "zxid": self.server.applied_zxid})
+
+    def ping_answered(self, token: Any, alive: bool) -> None:
+        conn, xid, session = token
+        if conn.open:
+            if alive or not session:
+                self._reply(conn, xid, None)
+            else:
+                self._reply(conn, xid, err="SessionExpired", msg="the session has expired")
 
     def on_lost(self, conn: FramedProtocol) -> None:
         for key in [k for k, (c, _) in self._pending.items() if c is conn]:
             del self._pending[key]
+        self.server.watches.drop(conn)
+        self.server.keeper.discard(lambda token: token[0] is conn)
+        state = conn.state
+        if isinstance(state, ClientConn) and self._by_client.get(state.client) is conn:
+            del self._by_client[state.client]
 
     def on_payload(self, conn: FramedProtocol, payload: bytes) -> None:
         try:
@@ -87,6 +161,9 @@ class ClientService:
         if handler is None:
             self._reply(conn, xid, err="BadArguments", msg=f"unknown operation {op!r}")
             return
+        state = conn.state
+        if isinstance(state, ClientConn) and state.session:
+            self.server.keeper.touch(state.client)  # every request is a heartbeat
         try:
             handler(conn, xid, req)
         except ZnodeError as exc:
@@ -94,26 +171,77 @@ class ClientService:
         except (KeyError, TypeError, ValueError) as exc:
             self._reply(conn, xid, err="BadArguments", msg=f"bad {op} request: {exc}")
 
-    # ------------------------------------------------------------------ operations
+    @staticmethod
+    def _client(conn: FramedProtocol) -> ClientConn:
+        if not isinstance(conn.state, ClientConn):
+            raise ValueError("say hello (with a client id) first")
+        return conn.state
+
+    # ------------------------------------------------------------------ sessions
 
     def _op_hello(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
+        """Name the client; with ``session``, resume it (and its watches) on this node."""
         client = req["client"]
-        if type(client) is not int or not 0 < client <= MAX_UINT:
-            raise ValueError("client id must be a positive 63-bit integer")
-        conn.state = client
-        self._reply(conn, xid, {"node": self.server.config.node_id})
+        if type(client) is not int or not FIRST_CLIENT_ID <= client <= MAX_UINT:
+            raise ValueError(f"client id must be an integer in [{FIRST_CLIENT_ID}, 2**63)")
+        session = req.get("session", False)
+        after = _uint(req.get("after", 0), "after")
+        watches = req.get("watches", [])
+        if type(session) is not bool or type(watches) is not list or len(watches) > MAX_WATCHES:
+            raise ValueError("session must be a bool and watches a list")
+        parsed = [self._parse_watch(w) for w in watches]
+
+        def resume() -> None:
+            # Caught up with everything the client saw: its session, if it has one, is known.
+            if session and client not in self.server.machine.sessions():
+                self._reply(conn, xid, err="SessionExpired", msg=f"session {client:#x} ended")
+                return
+            conn.state = ClientConn(client, session)
+            self._by_client[client] = conn
+            for wid, path, mode in parsed:
+                self._register(conn, wid, path, mode, after)
+            self._reply(conn, xid, {"node": self.server.config.node_id})
+
+        self.server.when_applied(slot_of(after), resume)
+
+    def _op_open_session(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
+        state = self._client(conn)
+        timeout = _uint(req.get("timeout_ms", 10_000), "timeout_ms")
+        lo, hi = self.server.config.min_session_ms, self.server.config.max_session_ms
+        self._propose(conn, xid, req, OpenSession(state.client, min(max(timeout, lo), hi)))
+        state.session = True
+
+    def _op_close_session(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
+        state = self._client(conn)
+        self._propose(conn, xid, req, CloseSession(state.client))
+
+    def _op_ping(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
+        """Answered once the leader confirmed it: for a session, that it is alive; for a
+        watcher without one, that this node is still in touch with the cluster."""
+        state = self._client(conn)
+        if state.session and state.client not in self.server.machine.sessions():
+            raise SessionExpired(f"no open session {state.client:#x}")
+        session = state.client if state.session else 0
+        self.server.keeper.ping(session, (conn, xid, state.session))
+
+    # ------------------------------------------------------------------ writes
 
     def _op_status(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
         self._reply(conn, xid, self.server.status())
 
     def _op_write(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
-        client, seq, raw = conn.state, req["seq"], req["data"]
-        if client is None:
-            raise ValueError("say hello (with a client id) before writing")
-        if type(seq) is not int or not 1 <= seq <= MAX_UINT or type(raw) is not bytes:
-            raise ValueError(f"a write needs 1 <= seq <= {MAX_UINT} and an encoded op")
-        assert isinstance(client, int)
+        raw = req["data"]
+        if type(raw) is not bytes:
+            raise ValueError("a write carries an encoded operation")
         op = decode_op(raw)  # BadArguments for anything malformed, before it reaches the log
+        if isinstance(op, OpenSession | CloseSession):
+            raise BadArguments("sessions are opened and closed with their own requests")
+        self._propose(conn, xid, req, op)
+
+    def _propose(self, conn: FramedProtocol, xid: int, req: dict[str, Any], op: Op) -> None:
+        client, seq = self._client(conn).client, req["seq"]
+        if type(seq) is not int or not 1 <= seq <= MAX_UINT:
+            raise ValueError(f"a write needs 1 <= seq <= {MAX_UINT}")
         cmd = Command(client, seq, encode_command(int(time.time() * 1000), op))
         if self.server.node.is_applied(cmd):
             self._answer(conn, xid, self.server.machine.cached(client, seq))
@@ -142,14 +270,24 @@ class ClientService:
                 index=outcome.error_index,
             )
 
+    # ------------------------------------------------------------------ reads and watches
+
     def _op_read(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
-        kind, path = req["kind"], validate_path(req["path"])
+        kind = req["kind"]
         if kind not in READ_KINDS:
             raise ValueError(f"unknown read {kind!r}")
+        path = validate_path(req["path"] if kind not in ("ephemerals", "sessions") else "/")
         with_stats = bool(req.get("stats", False))
+        wid = req.get("watch")
+        if wid is not None:
+            wid = _wid(wid)
+            if kind not in _READ_WATCH:
+                raise ValueError(f"a {kind} read cannot set a watch")
+        session = _uint(req.get("session", 0), "session")
 
         def serve() -> None:
-            tree = self.server.machine.tree
+            machine = self.server.machine
+            tree = machine.tree
             try:
                 if kind == "get":
                     data, stat = tree.get(path)
@@ -158,6 +296,14 @@ class ClientService:
                     result = tree.exists(path)
                 elif kind == "stat":
                     result = tree.stat(path)
+                elif kind == "ephemerals":
+                    result = tree.ephemerals(session)
+                elif kind == "sessions":
+                    table = machine.sessions()
+                    result = [
+                        {"session": s, "timeout_ms": t, "ephemerals": len(tree.ephemerals(s))}
+                        for s, t in sorted(table.items())
+                    ]
                 else:
                     names = tree.children(path)
                     result = {"children": names}
@@ -166,9 +312,36 @@ class ClientService:
             except ZnodeError as exc:
                 self._reply(conn, xid, err=exc.code, msg=str(exc))
                 return
+            if wid is not None:  # atomic with the read: the watch sees every later change
+                self._register(conn, wid, path, _READ_WATCH[kind], self.server.applied_zxid)
             self._reply(conn, xid, result)
 
         self._when_consistent(conn, xid, req, serve)
+
+    def _parse_watch(self, w: Any) -> tuple[int, str, str]:
+        if type(w) is not list or len(w) != 3:
+            raise ValueError("a watch is [wid, path, mode]")
+        wid, path, mode = w
+        if mode not in WATCH_MODES:
+            raise ValueError(f"watch mode must be one of {', '.join(WATCH_MODES)}")
+        return _wid(wid), validate_path(path), mode
+
+    def _register(self, conn: FramedProtocol, wid: int, path: str, mode: str, after: int) -> None:
+        applied = self.server.applied_zxid
+        now = self.server.watches.register(conn, wid, path, mode, after, applied)
+        self.push_events(conn, [(wid, e) for e in now])
+
+    def _op_watch(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
+        """Register a watch without a read; ``after`` replays history from that zxid."""
+        self._client(conn)
+        wid, path, mode = self._parse_watch([req["wid"], req["path"], req["mode"]])
+        after = req.get("after")
+        after = self.server.applied_zxid if after is None else _uint(after, "after")
+        self._register(conn, wid, path, mode, after)
+        self._reply(conn, xid, None)
+
+    def _op_unwatch(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
+        self._reply(conn, xid, self.server.watches.remove(conn, _wid(req["wid"])))
 
     def _op_sync(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
         self._when_consistent(conn, xid, {}, lambda: self._reply(conn, xid, None))

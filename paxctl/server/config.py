@@ -59,6 +59,11 @@ class NodeConfig:
     snapshot_every: int = 5000
     #: Slots between state digest comparisons through the log (0: never).
     digest_every: int = 100
+    #: Bounds a client's requested session timeout is clamped to (ZooKeeper negotiates too).
+    min_session_ms: int = 1000
+    max_session_ms: int = 120_000
+    #: Watch events each node keeps for clients that resume their watches after a failover.
+    watch_history: int = 100_000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,6 +77,8 @@ class NodeConfig:
             raise ConfigError("cluster id must be 16 bytes (32 hex digits)")
         if not 1 <= self.tick_ms <= 10_000:
             raise ConfigError("tick must be between 1 and 10000 ms")
+        if not 1 <= self.min_session_ms <= self.max_session_ms:
+            raise ConfigError("session timeout bounds must satisfy 1 <= min <= max")
 
     @classmethod
     def from_toml(cls, path: str, overrides: dict[str, Any]) -> NodeConfig:
@@ -116,6 +123,9 @@ class NodeConfig:
             tick_ms=_number(v, "tick_ms", 50, 1, 10_000),
             snapshot_every=_number(v, "snapshot_every", 5000, 1, None),
             digest_every=_number(v, "digest_every", 100, 0, None),
+            min_session_ms=_number(v, "min_session_ms", 1000, 1, None),
+            max_session_ms=_number(v, "max_session_ms", 120_000, 1, None),
+            watch_history=_number(v, "watch_history", 100_000, 1, None),
         )
 
 

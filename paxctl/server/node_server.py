@@ -20,14 +20,15 @@ from collections.abc import Callable
 import msgpack
 
 from paxctl.core import codec
-from paxctl.core.messages import Message
+from paxctl.core.messages import Message, Relay
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Config, Ready
 from paxctl.core.types import Command
 from paxctl.protocol.framing import MAX_PEER_FRAME
-from paxctl.server.audit import SYSTEM_CLIENT, DigestAudit
 from paxctl.server.client_service import ClientService
 from paxctl.server.config import NodeConfig
+from paxctl.server.liveness import Duties
+from paxctl.server.replica import Replica
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.machine import StateMachine
@@ -52,8 +53,6 @@ class NodeServer:
             log.warning("recovery: %s", warning)
         state = recovered.state
         snap = state.snapshot
-        self.machine = StateMachine.restore(snap.app) if snap else StateMachine()
-        self.applied_zxid = zxid_of(snap.slot, 0) if snap else 0
         core = Config(
             config.node_id,
             tuple(sorted(config.peers)),
@@ -62,7 +61,19 @@ class NodeServer:
         )
         self.node = Node(core, random.Random(os.urandom(16)), state)
         self.clients = ClientService(self)
-        self.audit = DigestAudit(config.digest_every)
+        self.replica = Replica(
+            config.node_id,
+            tuple(sorted(config.peers)),
+            StateMachine.restore(snap.app) if snap else StateMachine(),
+            zxid_of(snap.slot, 0) if snap else 0,
+            self.clients,
+            incarnation=int.from_bytes(os.urandom(4), "big"),
+            digest_every=config.digest_every,
+            watch_history=config.watch_history,
+        )
+        self.keeper = self.replica.keeper
+        self.watches = self.replica.watches
+        self.audit = self.replica.audit
         self._links: dict[int, PeerLink] = {}
         self._servers: list[asyncio.Server] = []
         self._scheduled = False
@@ -131,6 +142,14 @@ class NodeServer:
                 await link.stop()
             self.storage.close()
 
+    @property
+    def machine(self) -> StateMachine:
+        return self.replica.machine
+
+    @property
+    def applied_zxid(self) -> int:
+        return self.replica.applied_zxid
+
     def stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
@@ -140,6 +159,18 @@ class NodeServer:
         while True:
             await asyncio.sleep(period)
             self.node.tick()
+            now_ms = int(time.monotonic() * 1000)
+            self._do(self.keeper.tick(self.node, self.machine, now_ms, int(time.time() * 1000)))
+            self.kick()
+
+    def _do(self, duties: Duties) -> None:
+        """Carry out what the session keeper asked for."""
+        self._send(tuple(duties.messages))
+        for cmd in duties.proposals:
+            self.node.propose(cmd)
+        for token, alive in duties.answers:
+            self.clients.ping_answered(token, alive)
+        if duties.messages or duties.proposals:
             self.kick()
 
     # ------------------------------------------------------------------ inputs
@@ -166,6 +197,11 @@ class NodeServer:
             return
         if msg.frm != conn.state:
             conn.close(f"node {conn.state} sent a message signed as node {msg.frm}")
+            return
+        if isinstance(msg, Relay):  # the shell's own traffic; the core never sees it
+            if msg.to == self.config.node_id:
+                now_ms = int(time.monotonic() * 1000)
+                self._do(self.keeper.on_relay(msg, self.node, self.machine, now_ms))
             return
         self.node.step(msg)
         self.kick()
@@ -220,24 +256,12 @@ class NodeServer:
             os._exit(70)  # never retry a failed fsync; the supervisor restarts us from disk
         self._send(ready.messages)  # 2.
         if ready.snapshot is not None:  # 3. apply
-            self.machine = StateMachine.restore(ready.snapshot.app)
-            self.applied_zxid = zxid_of(ready.snapshot.slot, 0)
-        for applied in ready.committed:
-            for index, cmd in enumerate(applied.commands):
-                if cmd.client == SYSTEM_CLIENT:
-                    self.audit.check(cmd.data)
-                    continue
-                zxid = zxid_of(applied.slot, index)
-                outcome = self.machine.apply_command(zxid, cmd.data, cmd.client, cmd.seq)
-                self.applied_zxid = zxid
-                self.clients.write_done(cmd, outcome)
-            for cmd in applied.skipped:
-                self.clients.write_done(cmd, self.machine.cached(cmd.client, cmd.seq))
-            if self.audit.due(applied.slot):
-                self.audit.note(applied.slot, self.machine.digest())
-                if self.node.role is Role.LEADER:
-                    self.node.propose(self.audit.command(applied.slot))
+            self.replica.install(ready.snapshot.app, ready.snapshot.slot)
+        self.replica.apply(self.node, ready.committed)
         for read in ready.reads:
+            if self.keeper.is_confirmation(read.ctx):
+                self._do(self.keeper.confirmed(read.ctx, read.index is not None, self.machine))
+                continue
             waiter = self._read_waiters.pop(read.ctx, None)
             if waiter is not None:
                 waiter(read.index)
@@ -296,6 +320,9 @@ class NodeServer:
             "counters": dict(sorted(node.counters.items())),
             "digest_checks": self.audit.checks,
             "digest_mismatches": self.audit.mismatches,
+            "sessions": len(self.machine.sessions()),
+            "watches": self.watches.count(),
+            "sessions_expired": self.keeper.expired_proposed,
         }
 
 

@@ -61,7 +61,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class LocalCluster:
-    def __init__(self, directory: str, nodes: int = 3, snapshot_every: int = 5000) -> None:
+    def __init__(
+        self,
+        directory: str,
+        nodes: int = 3,
+        snapshot_every: int = 5000,
+        node_args: tuple[str, ...] = (),
+    ) -> None:
         self.dir = directory
         self.nodes = nodes
         self.base = free_base_port(nodes)
@@ -76,6 +82,7 @@ class LocalCluster:
             str(self.base),
             "--snapshot-every",
             str(snapshot_every),
+            *(("--", *node_args) if node_args else ()),
         )
 
     def address(self, node_id: int) -> tuple[str, int]:

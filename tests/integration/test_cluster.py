@@ -182,12 +182,14 @@ def test_a_retried_write_takes_effect_once_and_gets_the_first_answer(cluster):
 
     async def scenario():
         async with Client([cluster.address(2)]) as client:
+            await client.start()  # writes need a session
             op = encode_op(Create("/queue/item-", b"x", sequential=True, parents=True))
-            first = await client._call({"op": "write", "seq": 1, "data": op}, True)
+            seq = client._seq + 1
+            first = await client._call({"op": "write", "seq": seq, "data": op}, True)
             # The same (client, seq) again, as after a lost answer, through another node.
             client.servers = [cluster.address(3)]
             await client._failover()
-            again = await client._call({"op": "write", "seq": 1, "data": op}, True)
+            again = await client._call({"op": "write", "seq": seq, "data": op}, True)
             children = await client.children("/queue")
             return first, again, children
 

@@ -28,7 +28,7 @@ from paxctl.protocol.framing import (
     FrameError,
 )
 from paxctl.protocol.framing import encode_frame as frame
-from paxctl.statemachine.ops import MAX_DATA, Create, encode_op
+from paxctl.statemachine.ops import MAX_DATA, CloseSession, Create, encode_op
 
 pytestmark = pytest.mark.integration
 
@@ -375,6 +375,15 @@ MALFORMED_REQUESTS: list[dict[str, Any]] = [
     {"op": "hello", "client": -1},
     {"op": "hello", "client": 2**63},
     {"op": "hello", "client": "me"},
+    {"op": "hello", "client": 1},  # ids below 2**16 are the cluster's own
+    {"op": "hello", "client": 1 << 20, "after": -1},
+    {"op": "hello", "client": 1 << 20, "watches": "all"},
+    {"op": "hello", "client": 1 << 20, "watches": [[1, "/", "sometimes"]]},
+    {"op": "hello", "client": 1 << 20, "watches": [[1, "no-slash", "data"]]},
+    {"op": "hello", "client": 1 << 20, "session": "yes"},
+    {"op": "ping"},  # before hello
+    {"op": "watch", "wid": 1, "path": "/", "mode": "persistent"},  # before hello
+    {"op": "open_session", "seq": 1},  # before hello
     {"op": "write", "seq": 1, "data": encode_op(Create("/x", b""))},  # before hello
     {"op": "read"},
     {"op": "read", "kind": "get"},
@@ -397,7 +406,7 @@ def test_client_malformed_requests_get_bad_arguments(cluster, marks):
                 assert reply["xid"] == xid
                 assert reply.get("err") == "BadArguments", (request, reply)
             # after a proper hello, malformed writes are refused before reaching the log
-            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": 4242})
+            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": 1 << 20})
             for xid, request in enumerate(
                 [
                     {"op": "write", "seq": 0, "data": encode_op(Create("/x", b""))},
@@ -405,6 +414,14 @@ def test_client_malformed_requests_get_bad_arguments(cluster, marks):
                     {"op": "write", "seq": 1, "data": b"\xc1"},
                     {"op": "write", "seq": 1, "data": pack(["create", "/x"])},
                     {"op": "write", "seq": 1},
+                    {"op": "watch", "wid": -1, "path": "/", "mode": "persistent"},
+                    {"op": "watch", "wid": 1, "path": "/", "mode": "forever"},
+                    {"op": "watch", "wid": 1, "path": "/", "mode": "data", "after": "x"},
+                    {"op": "unwatch", "wid": "one"},
+                    {"op": "open_session", "seq": 0},
+                    {"op": "read", "kind": "stat", "path": "/", "watch": 1},
+                    {"op": "read", "kind": "ephemerals", "session": -5},
+                    {"op": "write", "seq": 1, "data": encode_op(CloseSession(1 << 20))},
                 ],
                 start=200,
             ):
@@ -445,7 +462,7 @@ def test_write_with_seq_beyond_the_codec_range_is_refused(fresh_cluster):
     problems = []
     with connect(cluster.client_port(leader)) as sock:
         talk = Conversation(sock)
-        assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": 777})
+        assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": (1 << 20) + 1})
         request = {"xid": 2, "op": "write", "seq": 2**63, "data": encode_op(Create("/p", b""))}
         try:
             reply = talk.ask(request, timeout=3)

@@ -1,0 +1,112 @@
+"""One TCP connection to one server: requests matched to answers by xid, pushes handed on.
+
+A single reader handles every frame in arrival order: watch events and session notices are
+passed to ``on_push`` before any later answer resolves its request, which is what lets the
+client promise that an event is seen before the reply of any later request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from paxctl.protocol.framing import FrameDecoder, FrameError, encode_frame
+
+
+class ClientError(Exception):
+    """Base of the errors that are about the cluster, not about the data."""
+
+    code = "Error"
+
+
+class Unavailable(ClientError):
+    """No server could serve the request before the deadline; nothing was changed."""
+
+    code = "Unavailable"
+
+
+class Indeterminate(ClientError):
+    """A write's fate is unknown: it may or may not have taken effect."""
+
+    code = "Indeterminate"
+
+
+class ConnectionLost(ClientError):
+    code = "ConnectionLost"
+
+
+class Connection:
+    """Requests and answers over one connection; ``on_push`` gets frames without an xid."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_push: Callable[[dict[str, Any]], None],
+        on_zxid: Callable[[int], None],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._on_push = on_push
+        self._on_zxid = on_zxid
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_xid = 1
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        self.closed = False
+
+    async def _read_loop(self) -> None:
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                for payload in decoder.feed(data):
+                    frame = msgpack.unpackb(payload, raw=False)
+                    if type(frame) is not dict:
+                        raise ValueError("a frame from the server must be a map")
+                    xid = frame.get("xid")
+                    if xid is None:
+                        self._on_push(frame)
+                    future = self._waiting.pop(xid, None) if xid is not None else None
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+                    zxid = frame.get("zxid")
+                    if type(zxid) is int:
+                        self._on_zxid(zxid)
+        except (OSError, FrameError, ValueError, msgpack.UnpackException):
+            pass
+        finally:
+            self._fail_all()
+
+    def _fail_all(self) -> None:
+        self.closed = True
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionLost("connection lost"))
+        self._waiting.clear()
+
+    async def request(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.closed:
+            raise ConnectionLost("connection closed")
+        xid = self._next_xid
+        self._next_xid += 1
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[xid] = future
+        self._writer.write(encode_frame(msgpack.packb({**req, "xid": xid}, use_bin_type=True)))
+        try:
+            return await future
+        finally:
+            self._waiting.pop(xid, None)
+
+    async def close(self) -> None:
+        self.closed = True
+        self._task.cancel()
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+        self._fail_all()
