@@ -193,6 +193,8 @@ class ClientService:
 
         def resume() -> None:
             # Caught up with everything the client saw: its session, if it has one, is known.
+            if not conn.open:
+                return
             if session and client not in self.server.machine.sessions():
                 self._reply(conn, xid, err="SessionExpired", msg=f"session {client:#x} ended")
                 return
@@ -327,6 +329,8 @@ class ClientService:
         return _wid(wid), validate_path(path), mode
 
     def _register(self, conn: FramedProtocol, wid: int, path: str, mode: str, after: int) -> None:
+        if not conn.open:  # it closed while the read waited: on_lost already dropped its watches
+            return
         applied = self.server.applied_zxid
         now = self.server.watches.register(conn, wid, path, mode, after, applied)
         self.push_events(conn, [(wid, e) for e in now])
