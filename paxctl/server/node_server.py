@@ -20,7 +20,7 @@ from collections.abc import Callable
 import msgpack
 
 from paxctl.core import codec
-from paxctl.core.messages import Message, Relay
+from paxctl.core.messages import Forward, Message, Relay
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Config, Ready
 from paxctl.core.types import Command
@@ -32,6 +32,7 @@ from paxctl.server.replica import Replica
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.machine import StateMachine
+from paxctl.statemachine.ops import FIRST_CLIENT_ID, restamp_command
 from paxctl.storage.fs import OsFileSystem
 from paxctl.storage.store import Identity, Storage, StorageError
 
@@ -203,8 +204,17 @@ class NodeServer:
                 now_ms = int(time.monotonic() * 1000)
                 self._do(self.keeper.on_relay(msg, self.node, self.machine, now_ms))
             return
+        if isinstance(msg, Forward) and self.node.role is Role.LEADER:
+            msg = Forward(msg.frm, msg.to, tuple(self.stamp(c) for c in msg.commands))
         self.node.step(msg)
         self.kick()
+
+    def stamp(self, cmd: Command) -> Command:
+        """Stamp a client command with this node's clock: the leader's, when it is proposed
+        here, so znode times and TTLs do not depend on the clock of the node a client used."""
+        if cmd.client < FIRST_CLIENT_ID:
+            return cmd
+        return Command(cmd.client, cmd.seq, restamp_command(cmd.data, int(time.time() * 1000)))
 
     def propose(self, command: Command) -> bool:
         accepted = self.node.propose(command)

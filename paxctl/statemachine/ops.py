@@ -367,3 +367,20 @@ def decode_command(data: bytes) -> tuple[int, Op]:
     if type(time_ms) is not int or not 0 <= time_ms <= _MAX_INT:
         raise BadArguments(f"time must be a non-negative integer, not {time_ms!r}")
     return time_ms, _op_from_wire(op)
+
+
+def restamp_command(data: bytes, time_ms: int) -> bytes:
+    """The same command stamped with ``time_ms`` (the leader's clock, when it proposes).
+
+    Bytes that are not a well-formed command are returned unchanged: applying them fails the
+    same way on every replica, and a leader must never fail on what a peer forwarded.
+    """
+    if type(time_ms) is not int or not 0 <= time_ms <= _MAX_INT:
+        raise BadArguments(f"time must be a non-negative integer, not {time_ms!r}")
+    try:
+        x = _unpack(data)
+    except BadArguments:
+        return data
+    if type(x) is not list or len(x) != 3 or x[0] != COMMAND_FORMAT:
+        return data
+    return _pack([x[0], time_ms, x[2]])
