@@ -18,6 +18,7 @@ import click
 
 from paxctl.cli import exits
 from paxctl.cli.connect import resolve_servers
+from paxctl.cli.names import parse_fence
 from paxctl.client import ClientError, SyncClient
 from paxctl.statemachine.errors import ZnodeError
 
@@ -41,6 +42,13 @@ def client_options(func: F) -> F:
     )(func)
     return func
 
+
+fence_option = click.option(
+    "--fence",
+    metavar="NAME:TOKEN",
+    help="Only while lock NAME is held with this token (as `paxctl lock` prints it); a stale "
+    "holder's write is refused (exit 4).",
+)
 
 local_option = click.option(
     "--local",
@@ -239,6 +247,7 @@ def get(
     default=-1,
     help="Only if the znode is at this version (compare-and-set).",
 )
+@fence_option
 @client_options
 @handle_errors
 def set_(
@@ -246,14 +255,16 @@ def set_(
     data: str | None,
     file: str | None,
     version: int,
+    fence: str | None,
     servers: str | None,
     timeout: float,
     as_json: bool,
 ) -> None:
     """Replace the data of znode PATH."""
     payload = read_data(data, file)
+    guard = parse_fence(fence) if fence else None
     with connect(servers, timeout) as client:
-        stat = client.set(path, payload, version)
+        stat = client.set(path, payload, version, fence=guard)
     emit({"path": path, "stat": stat}) if as_json else print_stat(stat)
 
 
@@ -265,18 +276,28 @@ def set_(
 @click.option(
     "-r", "--recursive", is_flag=True, help="Delete the whole subtree, deepest first (not atomic)."
 )
+@fence_option
 @client_options
 @handle_errors
 def rm(
-    path: str, version: int, recursive: bool, servers: str | None, timeout: float, as_json: bool
+    path: str,
+    version: int,
+    recursive: bool,
+    fence: str | None,
+    servers: str | None,
+    timeout: float,
+    as_json: bool,
 ) -> None:
     """Delete znode PATH."""
     deleted: list[str] = []
+    guard = parse_fence(fence) if fence else None
+    if guard and recursive:
+        raise click.UsageError("--fence guards one delete; it does not go with --recursive")
     with connect(servers, timeout) as client:
         if recursive:
             _delete_tree(client, path, deleted)
         else:
-            client.delete(path, version)
+            client.delete(path, version, fence=guard)
             deleted.append(path)
     if as_json:
         emit({"deleted": deleted})

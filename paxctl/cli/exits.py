@@ -26,4 +26,5 @@ BY_ERROR_CODE = {
     "ConnectionLost": UNAVAILABLE,
     "Indeterminate": INDETERMINATE,
     "SessionExpired": SESSION_LOST,
+    "FenceRejected": CONFLICT,
 }

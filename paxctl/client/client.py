@@ -41,6 +41,7 @@ from paxctl.statemachine.ops import (
     Check,
     Create,
     Delete,
+    Fence,
     Multi,
     SetData,
     encode_op,
@@ -144,7 +145,7 @@ class Client:
 
     def _lost(self) -> None:
         """The cluster ended our session: its ephemerals are gone; a new one opens on demand."""
-        if not self._session:
+        if not self._session or self._closing:  # closing: the end is ours, not an expiry
             return
         self._session = False
         self._epoch += 1
@@ -211,6 +212,9 @@ class Client:
         """End the session (its ephemerals go at once) and the connection."""
         if self._closing:
             return
+        # Set before close_session is sent: the node pushes "expired" for it ahead of the
+        # reply, and a ping may be answered SessionExpired meanwhile; neither is a loss.
+        self._closing = True
         if self._session:
             with contextlib.suppress(ClientError, ZnodeError, OSError):
                 async with self._write_lock:
@@ -221,7 +225,6 @@ class Client:
                         await self._call(req, True, self._epoch)
                     finally:
                         self.timeout = saved
-        self._closing = True
         self._session = False
         if self._pinger is not None:
             self._pinger.cancel()
@@ -276,7 +279,12 @@ class Client:
                         "client": self.client_id,
                         "session": self._session,
                         "after": after,
-                        "watches": [[w.wid, w.path, w.mode] for w in self._watches.values()],
+                        # Only watches a node registered: one whose own request is still in
+                        # flight is registered by that request ("from now", or its ``after``),
+                        # not replayed from this client's last zxid.
+                        "watches": [
+                            [w.wid, w.path, w.mode] for w in self._watches.values() if w.armed
+                        ],
                     }
                     reply = await asyncio.wait_for(conn.request(hello), ATTEMPT_TIMEOUT)
                     if reply.get("err") == "SessionExpired" and self._session:
@@ -385,12 +393,32 @@ class Client:
         op = Create(path, data, sequential, parents, ephemeral, container, ttl_ms)
         return str(await self._write(op))
 
-    async def set(self, path: str, data: bytes, version: int = -1) -> dict[str, Any]:
-        result: dict[str, Any] = await self._write(SetData(path, data, version))
+    async def _fenced(self, op: Create | SetData | Delete, fence: tuple[str, int] | None) -> Any:
+        """``op`` alone, or guarded by a fence: applied only while ``fence = (lock path,
+        token)`` names the lock's current holder, else ``FenceRejected`` (nothing changes)."""
+        if fence is None:
+            return await self._write(op)
+        try:
+            results = await self._write(Multi((Fence(*fence), op)))
+        except MultiError as exc:
+            raise exc.error from None  # the fence's or the operation's own error
+        return results[1]
+
+    async def set(
+        self,
+        path: str,
+        data: bytes,
+        version: int = -1,
+        *,
+        fence: tuple[str, int] | None = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._fenced(SetData(path, data, version), fence)
         return result
 
-    async def delete(self, path: str, version: int = -1) -> None:
-        await self._write(Delete(path, version))
+    async def delete(
+        self, path: str, version: int = -1, *, fence: tuple[str, int] | None = None
+    ) -> None:
+        await self._fenced(Delete(path, version), fence)
 
     async def multi(self, ops: Sequence[Create | SetData | Delete | Check]) -> list[Any]:
         result: list[Any] = await self._write(Multi(tuple(ops)))
@@ -461,6 +489,7 @@ class Client:
         except BaseException:
             self._watches.pop(watch.wid, None)
             raise
+        watch.armed = True
         self._keep_alive()
         return watch
 
@@ -471,6 +500,7 @@ class Client:
         except BaseException:
             self._watches.pop(watch.wid, None)
             raise
+        watch.armed = True
         self._keep_alive()
         return result, watch
 

@@ -93,6 +93,13 @@ class MultiError(ZnodeError):
         self.code = error.code
 
 
+class FenceRejected(ZnodeError):
+    """A fenced write whose token is not the current holder's: its lock or leadership is gone
+    (or was never held), so the write must not clobber what the current holder protects."""
+
+    code = "FenceRejected"
+
+
 class SnapshotError(ValueError):
     """Snapshot bytes that do not decode to a consistent tree.
 
@@ -114,6 +121,7 @@ ERRORS: dict[str, type[ZnodeError]] = {
         NoChildrenForEphemerals,
         DataTooLarge,
         SessionExpired,
+        FenceRejected,
     )
 }
 

@@ -151,8 +151,26 @@ class Check:
         _check_version(self.version)
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Fail unless the holder of the lock at ``path`` is the one with fencing ``token``.
+
+    The holder is the child of ``path`` with the lowest 10-digit sequence suffix (the recipe
+    for exclusive locks and elections); its token is that node's czxid. A holder whose session
+    expired has lost its node, so its token no longer matches: a guard inside ``Multi`` that
+    keeps a stale holder from clobbering shared state kept in the tree.
+    """
+
+    path: str
+    token: int
+
+    def __post_init__(self) -> None:
+        validate_path(self.path)
+        _check_int(self.token, 0, _MAX_INT, "token")
+
+
 #: The operations a ``Multi`` may hold.
-SubOp = Create | SetData | Delete | Check
+SubOp = Create | SetData | Delete | Check | Fence
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +191,7 @@ class Multi:
             raise BadArguments(f"multi of {len(self.ops)} operations exceeds {MAX_MULTI_OPS}")
         total = 0
         for op in self.ops:
-            if not isinstance(op, Create | SetData | Delete | Check):
+            if not isinstance(op, Create | SetData | Delete | Check | Fence):
                 raise BadArguments(f"a multi cannot hold {type(op).__name__}")
             if isinstance(op, Create | SetData):
                 total += len(op.data)
@@ -233,7 +251,7 @@ class Reap:
 
 
 #: Every operation a command may carry.
-Op = Create | SetData | Delete | Check | Multi | CloseSession | OpenSession | Reap
+Op = Create | SetData | Delete | Check | Fence | Multi | CloseSession | OpenSession | Reap
 
 
 def _op_to_wire(op: object) -> list[Any]:
@@ -254,6 +272,8 @@ def _op_to_wire(op: object) -> list[Any]:
         return ["delete", op.path, op.version]
     if isinstance(op, Check):
         return ["check", op.path, op.version]
+    if isinstance(op, Fence):
+        return ["fence", op.path, op.token]
     if isinstance(op, Multi):
         return ["multi", [_op_to_wire(sub) for sub in op.ops]]
     if isinstance(op, CloseSession):
@@ -286,7 +306,10 @@ def _sub_op_from_wire(x: Any) -> SubOp:
     if kind == "check":
         path, version = _fields(x, 3, kind)
         return Check(path, version)
-    raise BadArguments(f"unknown operation {kind!r} (a multi holds create/set/delete/check)")
+    if kind == "fence":
+        path, token = _fields(x, 3, kind)
+        return Fence(path, token)
+    raise BadArguments(f"unknown operation {kind!r} (a multi holds create/set/delete/check/fence)")
 
 
 def _op_from_wire(x: Any) -> Op:

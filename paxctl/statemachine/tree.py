@@ -32,6 +32,7 @@ from paxctl.core.codec import MAX_UINT as _MAX_INT
 from paxctl.statemachine.errors import (
     BadArguments,
     BadVersion,
+    FenceRejected,
     MultiError,
     NoChildrenForEphemerals,
     NodeExists,
@@ -47,6 +48,7 @@ from paxctl.statemachine.ops import (
     CloseSession,
     Create,
     Delete,
+    Fence,
     Multi,
     Op,
     OpenSession,
@@ -55,6 +57,7 @@ from paxctl.statemachine.ops import (
     SubOp,
 )
 from paxctl.statemachine.paths import ROOT, SEQUENCE_DIGITS, split, validate_path
+from paxctl.statemachine.paths import join as join_child
 from paxctl.statemachine.stat import Stat
 from paxctl.statemachine.znode import CONTAINER, PLAIN, TTL, Scalars, Znode
 
@@ -214,7 +217,30 @@ class DataTree:
         if isinstance(op, Check):
             self._versioned(op.path, op.version)
             return None
+        if isinstance(op, Fence):
+            self._check_fence(op.path, op.token)
+            return None
         raise BadArguments(f"not an operation: {type(op).__name__}")
+
+    def holder(self, path: str) -> str | None:
+        """The child of ``path`` with the lowest sequence suffix (a lock's holder), if any."""
+        best: tuple[int, str] | None = None
+        for name in self._node(path).child_names():
+            suffix = name[-SEQUENCE_DIGITS:]
+            if len(name) >= SEQUENCE_DIGITS and suffix.isascii() and suffix.isdigit():
+                key = (int(suffix), name)
+                if best is None or key < best:
+                    best = key
+        return None if best is None else join_child(path, best[1])
+
+    def _check_fence(self, path: str, token: int) -> None:
+        if path not in self._nodes:
+            raise FenceRejected(f"{path}: no such lock")
+        holder = self.holder(path)
+        current = self._nodes[holder].czxid if holder is not None else None
+        if current != token:
+            held = "nobody holds it" if current is None else f"the holder's token is {current}"
+            raise FenceRejected(f"{path}: token {token} is not the current holder's ({held})")
 
     def _versioned(self, path: str, version: int) -> Znode:
         node = self._nodes.get(path)
