@@ -134,6 +134,10 @@ class Client:
         """Call ``listener(state)`` on every session state change."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[SessionState], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
     def _set_state(self, state: SessionState) -> None:
         if state is not self.state:
             self.state = state
@@ -358,6 +362,8 @@ class Client:
     async def _write(self, op: Any) -> Any:
         data = encode_op(op)
         async with self._write_lock:  # one write at a time: applied in the order sent
+            if self._closing:
+                raise ConnectionLost("the client is closed")
             if not self._session:
                 await self._open_session()
             self._seq += 1

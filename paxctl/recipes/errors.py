@@ -1,0 +1,36 @@
+"""The errors a recipe raises on top of the client's own (``Unavailable``, ``Indeterminate``...).
+
+They are about the recipe's contract, not about the cluster: a caller such as ``paxctl lock``
+maps each to its own exit code, so they must not be mistaken for "busy" or "cluster down".
+"""
+
+from __future__ import annotations
+
+
+class RecipeError(Exception):
+    """Base of every error a recipe raises by itself."""
+
+
+class ContenderLost(RecipeError):
+    """Our contender node vanished while we waited or held it.
+
+    Either the session that owned the ephemeral node expired (the client saw ``LOST``), or
+    someone deleted the node by hand (an operator breaking the lock). Either way whatever the
+    node stood for is no longer ours; a new ``acquire`` queues again at the back.
+    """
+
+
+class LimitMismatch(RecipeError):
+    """A semaphore was used with a limit other than the one stored in its node.
+
+    All parties must agree on the number of holders, or each would admit a different number and
+    the bound would mean nothing; the first party to create the semaphore node fixes it.
+    """
+
+    def __init__(self, path: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"semaphore {path} has limit {actual}, but this party asked for {expected}"
+        )
+        self.path = path
+        self.expected = expected
+        self.actual = actual
