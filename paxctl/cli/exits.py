@@ -11,7 +11,11 @@ CONFLICT = 4  # NodeExists, BadVersion, NotEmpty
 UNAVAILABLE = 5  # no quorum, no connection
 INDETERMINATE = 6  # a write may or may not have taken effect
 BAD_DATA = 7  # BadArguments, DataTooLarge, corrupt files
-SESSION_LOST = 8  # the cluster expired the session (its ephemerals are gone)
+#: The session expired, or contact was lost too long to trust it: its ephemerals, locks and
+#: leadership are gone (``paxctl lock``/``elect`` exit so after killing their command).
+SESSION_LOST = 8
+#: ``paxctl lock``'s default for "not acquired" (-n, -w), as flock(1); -E changes it.
+NOT_ACQUIRED = 1
 STORAGE = 70  # a node stopped on a failed write or fsync (never retried)
 
 BY_ERROR_CODE = {

@@ -88,10 +88,14 @@ class Client:
         timeout: float = 10.0,
         client_id: int | None = None,
         session_timeout: float = 10.0,
+        ping_interval: float | None = None,
     ) -> None:
         self.servers = parse_servers(servers) if isinstance(servers, str) else list(servers)
         self.timeout = timeout
         self.session_timeout = session_timeout
+        #: Seconds between pings (default: a third of the granted timeout). A lock holder
+        #: pings more often, so its deadline is renewed with room to spare.
+        self.ping_interval = ping_interval
         self.client_id = client_id or new_client_id()
         self.last_zxid = 0
         self.state = SessionState.NONE
@@ -190,7 +194,7 @@ class Client:
     async def _ping_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while (self._session or self._watches) and not self._closing:
-            interval = (self.granted_timeout or self.session_timeout) / 3
+            interval = self.ping_interval or (self.granted_timeout or self.session_timeout) / 3
             sent = loop.time()
             try:
                 conn = await asyncio.wait_for(self._connection(), interval)
