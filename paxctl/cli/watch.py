@@ -140,8 +140,11 @@ def watch(
 async def hold_session(client: Client, stop: asyncio.Event, quiet: bool = False) -> int:
     """Keep ``client``'s session alive until a signal; exit code SESSION_LOST if it expires."""
     lost = asyncio.Event()
+    holding = True
 
     def on_state(state: SessionState) -> None:
+        if not holding:  # the caller's own close afterwards: nothing to report
+            return
         if state is SessionState.LOST:
             lost.set()
         elif not quiet:
@@ -150,6 +153,7 @@ async def hold_session(client: Client, stop: asyncio.Event, quiet: bool = False)
     client.add_listener(on_state)
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    holding = False
     for waiter in waiters:
         waiter.cancel()
         with contextlib.suppress(asyncio.CancelledError):

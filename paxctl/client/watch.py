@@ -44,6 +44,7 @@ class Watch:
         self.mode = mode
         self.last_zxid = 0  # of the last event delivered
         self.done = False  # no more events will come (fired one-shot, or cancelled)
+        self.armed = False  # a node registered it: a failover's hello re-registers it
         self._queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
         self._cancel = cancel
 
