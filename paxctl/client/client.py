@@ -114,6 +114,7 @@ class Client:
         self._next_wid = 1
         self._listeners: list[Callable[[SessionState], None]] = []
         self._pinger: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # set when the connection drops: ping (reconnect) now
         self._closing = False
 
     async def __aenter__(self) -> Client:
@@ -208,13 +209,20 @@ class Client:
                 if self._session:
                     self.last_ack_sent = sent
                     self._set_state(SessionState.CONNECTED)
-                await asyncio.sleep(max(0.0, interval - (loop.time() - sent)))
+                await self._nap(interval - (loop.time() - sent))
             except (TimeoutError, OSError, ConnectionLost) as exc:
                 log.debug("ping failed: %s", exc)
                 if self._session:
                     self._set_state(SessionState.SUSPENDED)
                 await self._failover()
                 await asyncio.sleep(0.05)
+
+    async def _nap(self, seconds: float) -> None:
+        """Wait until the next ping is due, or at once if the connection dropped: a dead node
+        is replaced (and the watches resume) without waiting for a ping to time out."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.0, seconds))
+        self._wake.clear()
 
     async def close(self) -> None:
         """End the session (its ephemerals go at once) and the connection."""
@@ -279,7 +287,7 @@ class Client:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port), ATTEMPT_TIMEOUT
             )
-            conn = Connection(reader, writer, self._on_push, self._on_zxid)
+            conn = Connection(reader, writer, self._on_push, self._on_zxid, self._wake.set)
             try:
                 while True:
                     hello = {

@@ -48,11 +48,13 @@ class Connection:
         writer: asyncio.StreamWriter,
         on_push: Callable[[dict[str, Any]], None],
         on_zxid: Callable[[int], None],
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._on_push = on_push
         self._on_zxid = on_zxid
+        self._on_closed = on_closed
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_xid = 1
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
@@ -84,6 +86,8 @@ class Connection:
             self._fail_all()
 
     def _fail_all(self) -> None:
+        if not self.closed and self._on_closed is not None:
+            self._on_closed()  # once, when the connection ends for whatever reason
         self.closed = True
         for future in self._waiting.values():
             if not future.done():
@@ -104,6 +108,7 @@ class Connection:
             self._waiting.pop(xid, None)
 
     async def close(self) -> None:
+        self._on_closed = None  # closed on purpose: nobody needs waking
         self.closed = True
         self._task.cancel()
         self._writer.close()
