@@ -26,12 +26,28 @@ EXIT_CODES = [
     (5, "cluster unavailable: no quorum, no connection"),
     (6, "indeterminate: a write may or may not have taken effect"),
     (7, "bad data: bad arguments, data too large, damaged node files"),
+    (
+        8,
+        "session lost: the session expired; lock, elect and run-once: the lock or leadership "
+        "was lost while held, and the command was killed first",
+    ),
     (70, "a node stopped on a failed write or fsync (never retried)"),
 ]
 
 ENVIRONMENT = [
     ("PAXCTL_SERVERS", "HOST:PORT,... of the cluster, when -s/--servers is not given"),
     ("NO_COLOR", "no colour in human output"),
+    (
+        "PAXCTL_FENCE",
+        "set for the command of lock and elect: NAME:TOKEN (elect: "
+        "/paxctl/elections/NAME:TOKEN), for set/rm --fence",
+    ),
+    (
+        "PAXCTL_LOCK_NAME, PAXCTL_LOCK_PATH, PAXCTL_LOCK_NODE, PAXCTL_LOCK_TOKEN",
+        "set for the command of lock",
+    ),
+    ("PAXCTL_ELECTION_NAME, _PATH, _NODE, _TOKEN, _VALUE", "set for the command of elect"),
+    ("PAXCTL_RUN_ONCE_NAME, _SLOT, _RECORD", "set for the command of run-once"),
 ]
 
 EXAMPLES = [
@@ -41,6 +57,12 @@ EXAMPLES = [
     ("Machine-readable cluster state, e.g. the leader's pid",
      "paxctl cluster status --json"),
     ("Hunt for bugs in the consensus core", "paxctl sim --seeds 1000 -j 2"),
+    ("Run a job on one host at a time, and write only while still holding the lock",
+     "paxctl lock backup -- sh -c \\\n"
+     "  'make-backup && paxctl set /backup/last ok --fence \"$PAXCTL_FENCE\"'"),
+    ("Run a service only where it leads", "paxctl elect scheduler -- ./scheduler"),
+    ("A cron job that runs on exactly one host every 5 minutes (crontab of every host)",
+     "*/5 * * * * paxctl run-once report --every 5m -- ./report.sh"),
 ]  # fmt: skip
 
 
@@ -57,6 +79,17 @@ def _roff(text: str) -> str:
     return re.sub(r"^([.'])", r"\\&\1", text, flags=re.MULTILINE)
 
 
+def _help(text: str) -> str:
+    """A command's help for roff: paragraphs filled, click's ``\\b`` blocks kept verbatim."""
+    out = []
+    for para in text.strip().split("\n\n"):
+        if para.startswith("\b\n"):
+            out.append(".nf\n" + _roff(para[2:]) + "\n.fi")
+        else:
+            out.append(_roff(para))
+    return "\n.PP\n".join(out) if len(out) > 1 else "".join(out)
+
+
 def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
     out: list[tuple[str, click.Command]] = []
     for name in sorted(group.commands):
@@ -68,6 +101,9 @@ def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]
             out += _commands(cmd, full)
         else:
             out.append((full, cmd))
+            # a command's own words that hand over to another (``paxctl lock status``)
+            for word, sub in sorted(getattr(cmd, "subcommands", {}).items()):
+                out.append((f"{full} {word}", sub))
     return out
 
 
@@ -89,7 +125,7 @@ def man_page(cli: click.Group) -> str:
         sub = click.Context(cmd, info_name=full, parent=ctx)
         usage = " ".join(cmd.collect_usage_pieces(sub))
         lines.append(".SS " + _roff(f"{full} {usage}"))
-        lines.append(_roff(cmd.help or cmd.short_help or ""))
+        lines.append(_help(cmd.help or cmd.short_help or ""))
         for param in cmd.get_params(sub):
             if isinstance(param, click.Argument):
                 continue  # arguments are in the usage line (and click versions render them apart)

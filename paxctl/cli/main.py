@@ -8,7 +8,10 @@ from paxctl import __version__
 from paxctl.cli.cluster import cluster
 from paxctl.cli.data import COMMANDS
 from paxctl.cli.docs import SHELLS, completion_script
+from paxctl.cli.elect import elect
+from paxctl.cli.lock import lock
 from paxctl.cli.node import node
+from paxctl.cli.runonce import run_once
 from paxctl.cli.sim import sim
 from paxctl.cli.watch import watch
 
@@ -30,7 +33,7 @@ def completion(shell: str) -> None:
     click.echo(completion_script(cli, shell), nl=False)
 
 
-for command in (cluster, node, sim, *COMMANDS, watch):
+for command in (cluster, node, sim, *COMMANDS, watch, lock, elect, run_once):
     cli.add_command(command)
 
 

@@ -176,10 +176,11 @@ class Client:
             return
         self._seq += 1
         req = {"op": "open_session", "seq": self._seq, "timeout_ms": self._timeout_ms()}
+        sent = asyncio.get_running_loop().time()  # the session's clock starts no earlier
         granted = await self._call(req, True, self._epoch)
         self.granted_timeout = int(granted) / 1000
         self._session = True
-        self.last_ack_sent = asyncio.get_running_loop().time()
+        self.last_ack_sent = sent
         self._set_state(SessionState.CONNECTED)
         self._keep_alive()
 

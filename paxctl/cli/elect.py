@@ -1,0 +1,237 @@
+"""``paxctl elect``: leader election for services and scripts (``paxctl.recipes.Election``).
+
+The election of NAME is the queue of ephemeral-sequential children of
+``/paxctl/elections/NAME``; each candidate's node holds the value it proclaims, and the first
+one leads. A leader's CMD runs under the same guard as ``paxctl lock``'s (``paxctl.cli.held``):
+stopped before the cluster can elect anyone else. Its fence is exported as
+``PAXCTL_FENCE=/paxctl/elections/NAME:TOKEN`` (the path form ``--fence`` accepts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import sys
+from typing import Any
+
+import click
+
+from paxctl.cli import exits
+from paxctl.cli.connect import resolve_servers
+from paxctl.cli.data import emit, handle_errors
+from paxctl.cli.held import (
+    Guard,
+    Stop,
+    Timing,
+    WithCommand,
+    acquire,
+    close_quietly,
+    command_argument,
+    command_env,
+    first,
+    hold,
+    loss_message,
+    run_held,
+    run_with_stop,
+    servers_option,
+    start_failure,
+    timeout_option,
+    timing_options,
+)
+from paxctl.cli.names import ELECTIONS, named
+from paxctl.client import Client, Unavailable
+from paxctl.recipes import Election, Leader
+
+
+def leader_doc(path: str, leader: Leader | None) -> dict[str, Any]:
+    if leader is None:
+        return {"path": path, "leader": False, "value": None, "value_base64": None,
+                "token": None, "node": None}  # fmt: skip
+    try:
+        text: str | None = leader.value.decode()
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "path": path,
+        "leader": True,
+        "value": text,
+        "value_base64": base64.b64encode(leader.value).decode(),
+        "token": leader.token,
+        "node": leader.node,
+    }
+
+
+def leader_line(leader: Leader | None) -> str:
+    if leader is None:
+        return "none"
+    return f"leader\t{leader.token}\t{leader.value.decode(errors='replace')}"
+
+
+async def stream_leader(election: Election, as_json: bool, stop: Stop) -> int:
+    async def stream() -> None:
+        async for leader in election.observe():
+            emit(leader_doc(election.path, leader)) if as_json else click.echo(leader_line(leader))
+            sys.stdout.flush()
+
+    await first(stream(), stop.event.wait())
+    return exits.OK
+
+
+async def campaign(
+    client: Client,
+    election: Election,
+    name: str,
+    argv: list[str],
+    timing: Timing,
+    as_json: bool,
+    servers: str,
+    stop: Stop,
+) -> int:
+    await client.start()
+    if argv:
+        timing.check(client.granted_timeout)
+    if await acquire(election.campaign, None, stop) is None:
+        return exits.OK  # asked to stop while still a candidate: withdrawn
+    try:
+        assert election.node is not None and election.token is not None
+        fence = f"{election.path}:{election.token}"
+        guard = Guard(client, election.lost, timing)
+        what = f"leadership of {name}"
+        if not argv:
+            if as_json:
+                emit({"event": "elected", "path": election.path, "node": election.node,
+                      "token": election.token, "fence": fence,
+                      "value": election.value.decode(errors="replace")})  # fmt: skip
+            else:
+                click.echo(f"elected\t{election.path}\t{fence}")
+            sys.stdout.flush()
+            return await hold(guard, stop, what)
+        if not await guard.wait_trusted(stop):
+            if stop.event.is_set():
+                return exits.OK
+            loss_message(what, "the session expired before CMD started", None)
+            return exits.SESSION_LOST
+        env = command_env(
+            {
+                "PAXCTL_ELECTION_NAME": name,
+                "PAXCTL_ELECTION_PATH": election.path,
+                "PAXCTL_ELECTION_NODE": election.node,
+                "PAXCTL_ELECTION_TOKEN": str(election.token),
+                "PAXCTL_ELECTION_VALUE": election.value.decode(errors="replace"),
+                "PAXCTL_FENCE": fence,
+                "PAXCTL_SERVERS": servers,
+            }
+        )
+        try:
+            outcome = await run_held(argv, env, guard, timing.grace, stop)
+        except OSError as exc:
+            return start_failure(argv, exc)
+        if outcome.lost is not None:
+            loss_message(what, outcome.lost, outcome.status)
+            return exits.SESSION_LOST
+        return outcome.status
+    finally:
+        try:
+            await election.resign()
+        except Unavailable as exc:
+            click.echo(f"paxctl: could not resign ({exc}); the session's end will do", err=True)
+
+
+ELECT_HELP = """Campaign to lead election NAME, proclaiming VALUE (default HOST:PID).
+
+\b
+  paxctl elect [OPTIONS] NAME [VALUE]                 (hold until a signal)
+  paxctl elect [OPTIONS] NAME [VALUE] -- CMD [ARGS]... (run CMD while leader)
+  paxctl elect --observe NAME [--json]                (stream the leader)
+  paxctl elect --leader NAME [--json]                 (print it once)
+
+Candidates are served in arrival order. Without CMD: once elected, prints
+"elected PATH FENCE" (or JSON) and leads until SIGINT/SIGTERM/SIGHUP, then resigns. With CMD:
+runs it once elected, as `paxctl lock` does (own process group, signals forwarded,
+PAXCTL_FENCE=/paxctl/elections/NAME:TOKEN and PAXCTL_ELECTION_NAME, _PATH, _NODE, _TOKEN,
+_VALUE in its environment), resigns when it ends, and if leadership is lost while it runs
+(session expired, or no ping acknowledged for too long) SIGTERMs it, SIGKILLs it KILL_GRACE
+later, before the cluster can elect anyone else, and exits 8. Timing as for `paxctl lock`:
+KILL_GRACE + margin (0.5s + 2% of TTL) + TTL/5 < TTL. After the leader's process dies, the
+next candidate leads within TTL plus about a second.
+
+--observe prints the leader now and on every change ("leader TOKEN VALUE" or "none"; --json:
+one object per line) until a signal. --leader prints the leader's VALUE once.
+
+\b
+Exit status:
+  CMD's own (128+N if killed by signal N; 127/126 if it cannot be run)
+  0     stopped by a signal (resigned, or withdrawn before being elected); --leader: printed
+  2     usage error (bad flags, the timing inequality violated)
+  3     --leader: there is no leader
+  5     cluster unavailable
+  8     leadership lost while leading (CMD was killed first)
+"""
+
+
+@click.command("elect", cls=WithCommand, help=ELECT_HELP, short_help="Leader election.")
+@click.argument("name")
+@click.argument("value", required=False)
+@command_argument("[-- CMD [ARGS]...]")
+@click.option("--observe", is_flag=True, help="Stream the leader and every change.")
+@click.option("--leader", "show_leader", is_flag=True, help="Print the current leader once.")
+@timing_options
+@click.option("--json", "as_json", is_flag=True, help="JSON output (one object per line).")
+@servers_option(short=True)
+@timeout_option
+@handle_errors
+def elect(
+    name: str,
+    value: str | None,
+    command: tuple[str, ...],
+    observe: bool,
+    show_leader: bool,
+    ttl: float,
+    kill_grace: float,
+    as_json: bool,
+    servers: str | None,
+    timeout: float,
+) -> None:
+    if observe and show_leader:
+        raise click.UsageError("--observe and --leader exclude each other")
+    if (observe or show_leader) and (value is not None or command):
+        raise click.UsageError("--observe and --leader take only NAME (no VALUE, no CMD)")
+    path = named(ELECTIONS, name)
+    connect = resolve_servers(servers)
+    timing = Timing(ttl, kill_grace)
+    argv = list(command)
+    if argv:
+        timing.check()
+    proclaimed = (value if value is not None else f"{socket.gethostname()}:{os.getpid()}").encode()
+
+    if show_leader:
+
+        async def once() -> Leader | None:
+            async with Client(connect, timeout=timeout) as client:
+                return await Election(client, path).leader()
+
+        current = asyncio.run(once())
+        if as_json:
+            emit(leader_doc(path, current))
+        elif current is not None:
+            sys.stdout.buffer.write(current.value + b"\n")
+            sys.stdout.flush()
+        if current is None:
+            if not as_json:
+                click.echo(f"paxctl: election {name} has no leader", err=True)
+            sys.exit(exits.NO_NODE)
+        return
+
+    async def main(stop: Stop) -> int:
+        client = Client(connect, timeout=timeout, session_timeout=ttl, ping_interval=timing.ping)
+        election = Election(client, path, proclaimed)
+        try:
+            if observe:
+                return await stream_leader(election, as_json, stop)
+            return await campaign(client, election, name, argv, timing, as_json, connect, stop)
+        finally:
+            await close_quietly(client)
+
+    sys.exit(run_with_stop(main))

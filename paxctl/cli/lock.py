@@ -1,0 +1,416 @@
+"""``paxctl lock``: flock(1) for a whole fleet, and ``paxctl lock status``.
+
+The lock of NAME is the queue of ephemeral-sequential children of ``/paxctl/locks/NAME``
+(``paxctl.recipes.Lock``; ``-s`` a read lock, ``--limit N`` a semaphore). CMD runs only while
+the lock is certainly held: see ``paxctl.cli.held`` for the timing rule that kills it before the
+cluster can give the lock to anyone else, and ``paxctl.cli.supervise`` for the process group and
+the watchdog.
+
+Click cannot have both ``paxctl lock NAME CMD`` and a subcommand ``status`` in one group
+(``status`` would be taken for NAME), so ``lock`` is one command that hands a line starting
+with the word ``status`` to ``lock status`` (``WithCommand.subcommands``). A lock literally
+named ``status`` is still reachable by its path, ``/paxctl/locks/status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from paxctl.cli import exits
+from paxctl.cli.connect import resolve_servers
+from paxctl.cli.data import emit, handle_errors
+from paxctl.cli.held import (
+    Guard,
+    Stop,
+    Timing,
+    WithCommand,
+    acquire,
+    close_quietly,
+    command_argument,
+    command_env,
+    hold,
+    loss_message,
+    run_held,
+    run_with_stop,
+    servers_option,
+    start_failure,
+    timeout_option,
+    timing_options,
+)
+from paxctl.cli.names import LOCKS, named
+from paxctl.client import Client, Unavailable
+from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
+from paxctl.recipes._queue import Queued
+from paxctl.statemachine.errors import NoNode
+
+SHELL = "/bin/sh"
+#: Longest default owner text (the command line) stored in the lock node.
+OWNER_MAX = 200
+
+
+def iso(ms: Any) -> str | None:
+    if type(ms) is not int:
+        return None
+    when = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# ------------------------------------------------------------------ lock status
+
+
+def stored_limit(data: bytes) -> int | None:
+    """The limit a semaphore's node records, or None for a plain lock's (empty) node."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    limit = doc.get("limit") if isinstance(doc, dict) else None
+    return limit if type(limit) is int and limit >= 1 else None
+
+
+def holds(queue: list[Contender], index: int, limit: int | None) -> bool:
+    """Whether the contender at ``index`` holds, by the rules of the recipes: a semaphore's
+    first ``limit``; a reader with no exclusive contender before it; else only the first."""
+    me = queue[index]
+    if me.kind == "sem" and limit is not None:
+        return index < limit
+    if me.kind == "read":
+        return all(c.kind == "read" for c in queue[:index])
+    return index == 0
+
+
+def contender_doc(c: Contender) -> dict[str, Any]:
+    owner = c.owner
+    return {
+        "node": c.node,
+        "token": c.token,
+        "kind": c.kind,
+        "host": owner.get("host"),
+        "pid": owner.get("pid"),
+        "owner": owner.get("owner"),
+        "since": iso(owner.get("since")),
+        "since_ms": owner.get("since"),
+    }
+
+
+async def lock_state(client: Client, path: str) -> dict[str, Any]:
+    """Holders and waiters of the lock at ``path``, as ``lock status --json`` prints them."""
+    try:
+        data, _ = await client.get(path)
+    except NoNode:
+        data = b""
+    limit = stored_limit(data)
+    queue = await Lock(client, path).contenders()
+    holders: list[dict[str, Any]] = []
+    waiting: list[dict[str, Any]] = []
+    for index, c in enumerate(queue):
+        (holders if holds(queue, index, limit) else waiting).append(contender_doc(c))
+    return {"path": path, "limit": limit, "holders": holders, "waiting": waiting}
+
+
+def print_state(state: dict[str, Any]) -> None:
+    if not state["holders"] and not state["waiting"]:
+        click.echo(f"{state['path']}: not held")
+        return
+    for role in ("holders", "waiting"):
+        for c in state[role]:
+            click.echo(
+                f"{'holder' if role == 'holders' else 'waiting'}\ttoken={c['token']}"
+                f"\thost={c['host']}\tpid={c['pid']}\tsince={c['since']}\towner={c['owner'] or ''}"
+            )
+
+
+@click.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@servers_option(short=False)
+@timeout_option
+@handle_errors
+def lock_status(name: str, as_json: bool, servers: str | None, timeout: float) -> None:
+    """Show who holds lock NAME and who waits for it, in queue order.
+
+    Each line: holder or waiting, the fencing token, host, pid, since (when that process
+    asked for the lock, by its host's clock) and owner (--owner, by default its command line).
+    --json prints {"path", "limit", "holders": [...], "waiting": [...]}, each with node, token,
+    kind (lock, read, write, sem), host, pid, owner, since and since_ms. Exits 0, held or not.
+    """
+    path = named(LOCKS, name)
+    connect = resolve_servers(servers)
+
+    async def main() -> dict[str, Any]:
+        async with Client(connect, timeout=timeout) as client:
+            return await lock_state(client, path)
+
+    state = asyncio.run(main())
+    emit(state) if as_json else print_state(state)
+
+
+# ------------------------------------------------------------------ paxctl lock
+
+
+@dataclass
+class Request:
+    name: str
+    path: str
+    argv: list[str]
+    wait: float | None
+    conflict_exit_code: int
+    shared: bool
+    limit: int | None
+    owner: str
+    timing: Timing
+    verbose: bool
+    as_json: bool
+    servers: str
+    timeout: float
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            click.echo(f"paxctl: {text}", err=True)
+
+
+def make_recipe(client: Client, req: Request) -> Queued:
+    if req.limit is not None:
+        return Semaphore(client, req.path, req.limit, owner=req.owner)
+    if req.shared:
+        return ReadLock(client, req.path, owner=req.owner)
+    return Lock(client, req.path, owner=req.owner)
+
+
+async def release(recipe: Queued, req: Request) -> None:
+    try:
+        await recipe.release()
+    except Unavailable as exc:
+        click.echo(
+            f"paxctl: could not release lock {req.name} ({exc}); it is freed when the "
+            "session expires",
+            err=True,
+        )
+    else:
+        req.say(f"released lock {req.name}")
+
+
+def announce(req: Request, recipe: Queued, fence: str | None) -> None:
+    """Without CMD: say what we hold (path and fence, or one JSON object)."""
+    if req.as_json:
+        doc = {"name": req.name, "path": req.path, "node": recipe.node, "token": recipe.token}
+        emit({**doc, "fence": fence})
+    else:
+        click.echo(f"{req.path}\t{fence if fence is not None else recipe.token}")
+    sys.stdout.flush()
+
+
+async def run_locked(client: Client, req: Request, stop: Stop) -> int:
+    await client.start()
+    if req.argv:
+        req.timing.check(client.granted_timeout)
+    if req.limit is None:
+        try:
+            data, _ = await client.get(req.path)
+        except NoNode:
+            data = b""
+        limit = stored_limit(data)
+        if limit is not None:
+            click.echo(f"paxctl: lock {req.name} is a semaphore: use --limit {limit}", err=True)
+            return exits.CONFLICT
+    recipe = make_recipe(client, req)
+    started = time.monotonic()
+    try:
+        acquired = await acquire(recipe.acquire, req.wait, stop)
+    except RecipeError as exc:  # LimitMismatch, or NAME's node is not a semaphore's
+        click.echo(f"paxctl: {exc}", err=True)
+        return exits.CONFLICT
+    if acquired is None:
+        return stop.status
+    if not acquired:
+        req.say(f"lock {req.name} not acquired (held by another process)")
+        return req.conflict_exit_code
+    assert recipe.node is not None and recipe.token is not None
+    req.say(f"acquired lock {req.name} after {time.monotonic() - started:.2f}s")
+    fence = f"{req.name}:{recipe.token}" if recipe.fenced else None
+    guard = Guard(client, recipe.lost, req.timing)
+    try:
+        if not req.argv:
+            announce(req, recipe, fence)
+            return await hold(guard, stop, f"lock {req.name}")
+        if not await guard.wait_trusted(stop):
+            if stop.event.is_set():
+                return stop.status
+            loss_message(f"lock {req.name}", "the session expired before CMD started", None)
+            return exits.SESSION_LOST
+        env = command_env(
+            {
+                "PAXCTL_LOCK_NAME": req.name,
+                "PAXCTL_LOCK_PATH": req.path,
+                "PAXCTL_LOCK_NODE": recipe.node,
+                "PAXCTL_LOCK_TOKEN": str(recipe.token),
+                "PAXCTL_FENCE": fence,
+                "PAXCTL_SERVERS": req.servers,
+            }
+        )
+        try:
+            outcome = await run_held(req.argv, env, guard, req.timing.grace, stop)
+        except OSError as exc:
+            return start_failure(req.argv, exc)
+        if outcome.lost is not None:
+            loss_message(f"lock {req.name}", outcome.lost, outcome.status)
+            return exits.SESSION_LOST
+        return outcome.status
+    finally:
+        await release(recipe, req)
+
+
+LOCK_HELP = """Run CMD while holding lock NAME, on whichever host: flock(1) for a cluster.
+
+\b
+  paxctl lock [OPTIONS] NAME [--] CMD [ARGS]...
+  paxctl lock [OPTIONS] NAME -c 'SHELL STRING'
+  paxctl lock [OPTIONS] NAME            (hold until a signal)
+  paxctl lock status NAME [--json]      (holders and waiters)
+
+Waits for the lock (first come, first served), then runs CMD (without a shell; -c runs the
+string with /bin/sh -c) in its own process group, stdin passed through, SIGINT/SIGTERM/SIGHUP
+forwarded to the group, with PAXCTL_LOCK_NAME, PAXCTL_LOCK_PATH, PAXCTL_LOCK_NODE,
+PAXCTL_LOCK_TOKEN, PAXCTL_SERVERS and PAXCTL_FENCE=NAME:TOKEN in its environment (for
+`paxctl set --fence "$PAXCTL_FENCE"`; not set with -s or --limit, which have no single
+holder). The lock is released once CMD and every process of its group are gone. Options go
+before NAME, or between NAME and --. NAME is /paxctl/locks/NAME, or a path if it starts with /.
+
+Without CMD, prints the lock path and fence (NAME:TOKEN; the bare token with -s/--limit), or
+one JSON object with --json, and holds the lock until SIGINT/SIGTERM/SIGHUP, then releases it.
+
+If the lock can no longer be trusted while CMD runs (the session expired, or no ping
+acknowledged for too long: the deadline is the last acknowledged ping's send time + TTL -
+margin, margin = 0.5s + 2% of TTL), CMD's group gets SIGTERM, then SIGKILL at the deadline,
+KILL_GRACE seconds later (a watchdog process does it even if paxctl is stopped or killed), and
+paxctl exits 8. The cluster cannot free the lock before that deadline, so the old CMD is dead
+before anyone else gets the lock; this needs KILL_GRACE + margin + TTL/5 < TTL (else exit 2).
+
+\b
+Exit status:
+  CMD's own (128+N if killed by signal N; 127/126 if it cannot be run)
+  0     without CMD: released after a signal
+  1     not acquired with -n or within -w (change with -E)
+  2     usage error (bad flags, the timing inequality violated)
+  4     NAME is a semaphore with another --limit (or not one)
+  5     cluster unavailable (nothing run)
+  8     lock lost while held: CMD was killed first
+  128+N a signal N came while still waiting (nothing run)
+"""
+
+
+@click.command(
+    "lock",
+    cls=WithCommand,
+    flock_style=True,
+    subcommands={"status": lock_status},
+    help=LOCK_HELP,
+    short_help="Run a command while holding a lock (flock for a cluster).",
+)
+@click.argument("name")
+@command_argument("[--] CMD [ARGS]...")
+@click.option("-n", "--nonblock", is_flag=True, help="Fail at once if the lock is held (-w 0).")
+@click.option(
+    "-w",
+    "--wait",
+    type=click.FloatRange(min=0.0),
+    metavar="SECONDS",
+    help="Give up after SECONDS without the lock (0: like -n).",
+)
+@click.option(
+    "-E",
+    "--conflict-exit-code",
+    type=click.IntRange(0, 255),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Exit status when the lock was not acquired (-n, -w).",
+)
+@click.option(
+    "-s", "--shared", is_flag=True, help="A shared (read) lock: held with other -s holders."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="A semaphore: up to N holders at once (every party must give the same N).",
+)
+@click.option(
+    "-c",
+    "--command",
+    "shell_command",
+    metavar="STRING",
+    help="Run STRING with /bin/sh -c (instead of CMD).",
+)
+@click.option(
+    "--owner",
+    metavar="TEXT",
+    help="Free text shown by `lock status` (default: the command line).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Say on stderr when acquired or not.")
+@timing_options
+@click.option("--json", "as_json", is_flag=True, help="Without CMD: print the lock as JSON.")
+@servers_option(short=False)
+@timeout_option
+@handle_errors
+def lock(
+    name: str,
+    command: tuple[str, ...],
+    nonblock: bool,
+    wait: float | None,
+    conflict_exit_code: int,
+    shared: bool,
+    limit: int | None,
+    shell_command: str | None,
+    owner: str | None,
+    verbose: bool,
+    ttl: float,
+    kill_grace: float,
+    as_json: bool,
+    servers: str | None,
+    timeout: float,
+) -> None:
+    if shell_command is not None and command:
+        raise click.UsageError("give CMD or -c STRING, not both")
+    if shared and limit is not None:
+        raise click.UsageError("-s/--shared and --limit exclude each other")
+    if nonblock and wait not in (None, 0):
+        raise click.UsageError("-n and -w SECONDS exclude each other")
+    argv = [SHELL, "-c", shell_command] if shell_command is not None else list(command)
+    timing = Timing(ttl, kill_grace)
+    if argv:
+        timing.check()
+    req = Request(
+        name=name,
+        path=named(LOCKS, name),
+        argv=argv,
+        wait=0.0 if nonblock else wait,
+        conflict_exit_code=conflict_exit_code,
+        shared=shared,
+        limit=limit,
+        owner=owner if owner is not None else " ".join(argv)[:OWNER_MAX],
+        timing=timing,
+        verbose=verbose,
+        as_json=as_json,
+        servers=resolve_servers(servers),
+        timeout=timeout,
+    )
+
+    async def main(stop: Stop) -> int:
+        client = Client(
+            req.servers, timeout=timeout, session_timeout=ttl, ping_interval=timing.ping
+        )
+        try:
+            return await run_locked(client, req, stop)
+        finally:
+            await close_quietly(client)
+
+    sys.exit(run_with_stop(main))
