@@ -92,9 +92,10 @@ def _help(text: str) -> str:
 
 def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
     out: list[tuple[str, click.Command]] = []
-    for name in sorted(group.commands):
-        cmd = group.commands[name]
-        if cmd.hidden:
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # also the subcommands a lazy group imports on use
+        cmd = group.get_command(ctx, name)
+        if cmd is None or cmd.hidden:
             continue
         full = f"{prefix} {name}"
         if isinstance(cmd, click.Group):
