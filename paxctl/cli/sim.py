@@ -15,6 +15,9 @@ from paxctl.core.state import PLANTED_BUGS
 from paxctl.storage.store import PLANTED_STORAGE_BUGS
 from paxctl.testing.sim.runner import Summary, replay_command, run_specs, summarize
 from paxctl.testing.sim.world import SimSpec
+from paxctl.testing.sim.znodes import ZNODE_BUGS
+
+WORKLOADS = ("chain", "znodes")
 
 EXIT_VIOLATION = 1
 
@@ -42,8 +45,20 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
         ("linearizable reads served / failed", f"{s.reads_served:,} / {s.reads_failed:,}"),
         ("slots chosen", f"{s.slots_chosen:,}"),
         ("snapshots taken / installed", f"{s.snapshots_taken:,} / {s.snapshots_installed:,}"),
-        ("virtual time", f"{summary.virtual_ms / 1000:,.1f} s"),
     ]
+    if s.sessions_opened:
+        rows += [
+            ("sessions opened", f"{s.sessions_opened:,}"),
+            ("  expired / closed by client", f"{s.sessions_expired:,} / {s.sessions_closed:,}"),
+            ("  ends noticed by clients", f"{s.sessions_lost_seen:,}"),
+            ("clients gone silent", f"{s.silent_clients:,}"),
+            ("pings answered alive", f"{s.pings_answered:,}"),
+            ("client failovers", f"{s.client_failovers:,}"),
+            ("watch events delivered", f"{s.watch_events:,}"),
+            ("  replayed after failover / resyncs", f"{s.watch_replays:,} / {s.resyncs:,}"),
+            ("digest audits passed", f"{s.digest_audits:,}"),
+        ]
+    rows.append(("virtual time", f"{summary.virtual_ms / 1000:,.1f} s"))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -66,6 +81,13 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
     help="Run this one seed only (what a failure's replay line uses).",
 )
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option(
+    "--workload",
+    type=click.Choice(WORKLOADS),
+    default="chain",
+    show_default=True,
+    help="chain: the consensus core alone; znodes: the znode tree with sessions and watches.",
+)
 @click.option(
     "--clients",
     type=click.IntRange(min=0),
@@ -91,7 +113,7 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
     "--plant-bug",
     "bugs",
     multiple=True,
-    type=click.Choice(sorted(PLANTED_BUGS | PLANTED_STORAGE_BUGS)),
+    type=click.Choice(sorted(PLANTED_BUGS | PLANTED_STORAGE_BUGS | ZNODE_BUGS)),
     help="Test only: plant a known bug to see the simulator catch it. Repeatable.",
 )
 @click.option(
@@ -113,6 +135,7 @@ def sim(
     first_seed: int,
     seed: int | None,
     nodes: int,
+    workload: str,
     clients: int,
     safety_ms: int,
     liveness_ms: int,
@@ -129,12 +152,17 @@ def sim(
     restarts them from what they persisted. Safety is checked after every event; then the
     world heals and every pending command must be applied in bounded virtual time. A failing
     seed prints the one line that replays it with a trace. Exit status 1 if any seed failed.
+
+    With --workload znodes each node runs the real znode tree, session keeper and watch
+    registry, and clients open sessions, ping, write, fail over and watch "/": expiry safety,
+    ephemerals, state digests and every watch event are checked too.
     """
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     base = SimSpec(
         seed=0,
         nodes=nodes,
+        workload=workload,
         clients=clients,
         safety_ms=safety_ms,
         liveness_ms=liveness_ms,
@@ -144,6 +172,8 @@ def sim(
     )
     if trace and seed is None:
         raise click.UsageError("--trace needs --seed N (a trace of many seeds is unreadable)")
+    if workload != "znodes" and set(bugs) & ZNODE_BUGS:
+        raise click.UsageError("the session and watch bugs need --workload znodes")
     seeds = [seed] if seed is not None else list(range(first_seed, first_seed + count))
     specs = [replace(base, seed=s) for s in seeds]
 
@@ -171,6 +201,7 @@ def sim(
             "seeds": summary.seeds,
             "passed": summary.seeds - len(summary.failures),
             "nodes": nodes,
+            "workload": workload,
             "stats": asdict(summary.stats),
             "virtual_ms": summary.virtual_ms,
             "failures": [

@@ -313,6 +313,8 @@ class Client:
             except BaseException:
                 await conn.close()
                 raise
+            conn.ready = True
+            self._on_zxid(int(reply.get("zxid", 0)))
             self._conn, self.connected_to = conn, (host, port)
             return conn
 

@@ -55,6 +55,9 @@ class Connection:
         self._on_push = on_push
         self._on_zxid = on_zxid
         self._on_closed = on_closed
+        #: Set by the client once its hello was accepted. Until then no zxid counts as seen:
+        #: a refused hello's answer must not move the point the watches resume from.
+        self.ready = False
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_xid = 1
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
@@ -78,7 +81,7 @@ class Connection:
                     if future is not None and not future.done():
                         future.set_result(frame)
                     zxid = frame.get("zxid")
-                    if type(zxid) is int:
+                    if type(zxid) is int and self.ready:
                         self._on_zxid(zxid)
         except (OSError, FrameError, ValueError, msgpack.UnpackException):
             pass

@@ -265,14 +265,6 @@ class Node:
         """
         return self.role is Role.LEADER and self.learner.applied >= self._ready_slot
 
-    def forget_client(self, client: int) -> None:
-        """Drop ``client`` from the exactly-once table (its session ended; it sends no more).
-
-        Call it while applying the command that ended the session, so every replica forgets
-        at the same point of the log and the table stays part of the replicated state.
-        """
-        self.learner.clients.last_seq.pop(client, None)
-
     def status(self) -> dict[str, object]:
         """A snapshot of the node's view, for status commands and traces."""
         return {

@@ -14,11 +14,18 @@ sent at time ``s`` is answered "alive", no expiry of that session can be chosen 
    after the heartbeat and counts a full timeout from its own start.
 3. A leader expires nothing until it is ``leader_ready`` (older leaders' proposals are applied),
    then gives every session a fresh full timeout (``LivenessTracker.lead``).
+4. An expiry is valid only in the term that decided it. A deposed leader's proposals are not
+   lost: the core hands them to the next leader (``Forward``), or proposes them again if it
+   leads again, possibly long after a newer leader answered that session "alive" (found by the
+   simulator). So reaper sequence numbers grow with the ballot, and a new leader first gets a
+   fence (an empty ``Reap``) applied, answering no ping "alive" before: every older term's
+   reaper command is then below the reaper's highest applied ``seq``, and the exactly-once
+   table skips it wherever it lands in the log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +48,16 @@ CONFIRM_BIT = 1 << 62
 
 #: Most sessions named in one relay message; more wait for the next tick.
 MAX_TOUCH = 10_000
+
+#: Test only: bugs the simulator plants to prove its session invariants bite. None is ever set
+#: outside ``paxctl sim --plant-bug``; with none planted the keeper behaves exactly as documented.
+PLANTED_KEEPER_BUGS = frozenset(
+    {
+        "ack_unrecorded",  # the leader acknowledges heartbeats it did not record (rule 1)
+        "no_fresh_timeout",  # a new leader counts from heartbeats it saw before (rule 3)
+        "no_reaper_fence",  # a new leader proposes no fence: older terms' expiries apply (rule 4)
+    }
+)
 
 
 class RelayError(ValueError):
@@ -90,7 +107,13 @@ class SessionKeeper:
         incarnation: int = 0,
         reap_every: int = 10,
         retry_ms: int = 1000,
+        planted_bugs: frozenset[str] = frozenset(),
     ) -> None:
+        unknown = planted_bugs - PLANTED_KEEPER_BUGS
+        if unknown:
+            raise ValueError(f"unknown planted keeper bugs: {sorted(unknown)}")
+        self._bugs = planted_bugs
+        self._observed: dict[int, int] = {}  # only with the planted bug no_fresh_timeout
         self.id = node_id
         self.peers = tuple(sorted(p for p in peers if p != node_id))
         self.tracker = LivenessTracker(retry_ms=retry_ms)
@@ -103,7 +126,9 @@ class SessionKeeper:
         self._next_ctx = 0
         # ctx -> (who asked: a peer id, or None for this node's own relay, round, sessions)
         self._confirming: dict[int, tuple[int | None, int, tuple[int, ...]]] = {}
-        self._reaper_base = -1
+        self._fence: Command | None = None  # this term's first reaper command (rule 4)
+        self._fenced: Callable[[], bool] = lambda: False
+        self._reaper_term = -1
         self._reaper_k = 0
         self.expired_proposed = 0
         self.reaps_proposed = 0
@@ -126,11 +151,9 @@ class SessionKeeper:
         """Once per tick: follow leadership, relay heartbeats, expire and reap (leader only)."""
         duties = Duties()
         self._ticks += 1
-        ready = node.leader_ready
-        if ready and not self.tracker.active:
-            self.tracker.lead(now_ms)
-        elif not ready and self.tracker.active:
-            self.tracker.follow()
+        ready = self._follow_leadership(node, now_ms, wall_ms)
+        if ready and self._fence is not None and not self._fenced():
+            node.propose(self._fence)  # again, in case it did not fit (a no-op if pending)
         taken = self.relay.take()
         if taken is not None:
             round_, sessions = taken
@@ -158,7 +181,9 @@ class SessionKeeper:
             round_, sessions = decode_touch(msg.body)
         except RelayError:
             return duties
-        if msg.kind == TOUCH and node.leader_ready:
+        if msg.kind == TOUCH and "no_fresh_timeout" in self._bugs:  # planted: overheard
+            self._observed.update((s, now_ms) for s in sessions)
+        if msg.kind == TOUCH and self._follow_leadership(node, now_ms, 0):
             self._confirm(node, msg.frm, round_, sessions, now_ms)
         elif msg.kind == TOUCH_ACK and round_ > self._offset:
             duties.answers += self.relay.acked(round_ - self._offset, sessions)
@@ -168,8 +193,8 @@ class SessionKeeper:
         """The read-index round for ``ctx`` ended: ``ok`` if this node was still leader."""
         duties = Duties()
         asked = self._confirming.pop(ctx, None)
-        if asked is None or not ok:
-            return duties  # the asker's pings go unanswered; its clients ping again
+        if asked is None or not ok or not self._fenced():
+            return duties  # the asker's pings go unanswered; they are relayed and asked again
         frm, round_, sessions = asked
         table = machine.sessions()
         expired = [s for s in sessions if s not in table]
@@ -185,25 +210,52 @@ class SessionKeeper:
 
     # ------------------------------------------------------------------ internals
 
+    def _follow_leadership(self, node: Node, now_ms: int, wall_ms: int) -> bool:
+        """Start or end a term of this node's leadership; True if it is a ready leader."""
+        ready = node.leader_ready
+        if ready and not self.tracker.active:
+            self.tracker.lead(now_ms)
+            if "no_fresh_timeout" in self._bugs:  # planted: resume from the old observations
+                for session, seen in sorted(self._observed.items()):
+                    self.tracker.touch((session,), seen)
+            if "no_reaper_fence" in self._bugs:  # planted: as if rule 4 did not exist
+                self._fenced = lambda: True
+                return ready
+            fence = self._fence = self._reaper(node, wall_ms, Reap(()))
+            self._fenced = lambda: node.is_applied(fence)
+            node.propose(fence)
+        elif not ready and self.tracker.active:
+            self.tracker.follow()
+            self._fence, self._fenced = None, lambda: False
+        return ready
+
+    @property
+    def fence(self) -> Command | None:
+        """This term's fence, which the keeper proposes itself (so a test harness sees it)."""
+        return self._fence
+
     def _confirm(
         self, node: Node, frm: int | None, round_: int, sessions: tuple[int, ...], now_ms: int
     ) -> None:
-        self.tracker.touch(sessions, now_ms)
+        if "ack_unrecorded" not in self._bugs:
+            self.tracker.touch(sessions, now_ms)
+        if "no_fresh_timeout" in self._bugs:
+            self._observed.update((s, now_ms) for s in sessions)
         self._next_ctx += 1
         ctx = CONFIRM_BIT | self._next_ctx
         self._confirming[ctx] = (frm, round_, sessions)
         node.read_index(ctx)
 
     def _reaper(self, node: Node, wall_ms: int, op: CloseSession | Reap) -> Command:
-        """A command of the cluster's own, with a sequence number no earlier leader used.
+        """A command of the cluster's own, numbered above every earlier term's (rule 4).
 
-        The exactly-once table keeps the highest ``seq`` per client, so the reaper's numbers
-        must grow across leaders: the high bits are this leader's applied slot, which is past
-        every slot an earlier leader's reaper command was chosen in (``leader_ready``).
+        The exactly-once table keeps the highest ``seq`` per client, so the high bits are this
+        leader's ballot (round, then node id): every term's numbers exceed all older terms'.
         """
-        base = node.learner.applied
-        if base != self._reaper_base:
-            self._reaper_base, self._reaper_k = base, 0
+        ballot = node.ballot
+        term = (min(ballot.round, (1 << 23) - 1) << 16) | (ballot.node & 0xFFFF)
+        if term != self._reaper_term:
+            self._reaper_term, self._reaper_k = term, 0
         self._reaper_k += 1
-        seq = (base << 20) | min(self._reaper_k, (1 << 20) - 1)
+        seq = (term << 24) | min(self._reaper_k, (1 << 24) - 1)
         return Command(REAPER_CLIENT, seq, encode_command(wall_ms, op))

@@ -21,6 +21,9 @@ KINDS = ("created", "deleted", "changed", "children")
 RESYNC = "resync"
 
 MODES = ("data", "children", "persistent", "recursive")
+
+#: Test only: a bug the simulator plants to prove its watch validator bites (never set otherwise).
+PLANTED_WATCH_BUGS = frozenset({"skip_watch_replay"})  # registration replays no missed event
 ONE_SHOT = frozenset({"data", "children"})
 
 #: The event kinds each mode fires on. ``recursive`` ignores ``children`` events, as
@@ -145,7 +148,13 @@ class WatchRegistry:
     path; recursive ones by looking up each ancestor. Nothing scans all watches.
     """
 
-    def __init__(self, history: EventHistory | None = None) -> None:
+    def __init__(
+        self, history: EventHistory | None = None, planted_bugs: frozenset[str] = frozenset()
+    ) -> None:
+        unknown = planted_bugs - PLANTED_WATCH_BUGS
+        if unknown:
+            raise ValueError(f"unknown planted watch bugs: {sorted(unknown)}")
+        self._skip_replay = "skip_watch_replay" in planted_bugs
         self.history = history if history is not None else EventHistory()
         self._by_conn: dict[Hashable, dict[int, _Watch]] = {}
         self._exact: dict[str, dict[tuple[Hashable, int], _Watch]] = {}
@@ -169,7 +178,7 @@ class WatchRegistry:
         upto = max(applied_zxid, self.history.last)
         self._seq += 1
         watch = _Watch(conn, wid, path, mode, max(after_zxid, upto), self._seq)
-        if after_zxid >= upto:
+        if after_zxid >= upto or self._skip_replay:
             self._add(watch)
             return []
         replay = self.history.since(after_zxid, upto)

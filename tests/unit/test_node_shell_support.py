@@ -53,19 +53,6 @@ def test_followers_are_never_ready():
     assert not cl.nodes[2].leader_ready and not cl.nodes[3].leader_ready
 
 
-def test_forget_client_lets_a_later_command_of_that_client_through():
-    cl = Cluster(3)
-    cl.elect(1)
-    cl.nodes[1].propose(cmd(9, 1))
-    cl.settle()
-    assert cl.nodes[1].is_applied(cmd(9, 1))
-    for node in cl.nodes.values():
-        node.forget_client(9)
-    assert not cl.nodes[1].is_applied(cmd(9, 1))
-    # Forgetting is part of the replicated table: it travels in snapshots as the table does.
-    assert 9 not in dict(cl.nodes[1].learner.clients.last_seq)
-
-
 def test_the_core_ignores_relays():
     cl = Cluster(3)
     cl.elect(1)

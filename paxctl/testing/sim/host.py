@@ -13,7 +13,7 @@ from collections.abc import Callable
 from paxctl.core.messages import Message
 from paxctl.core.node import Node
 from paxctl.core.state import Config, ReadState, Ready
-from paxctl.core.types import Command
+from paxctl.core.types import Command, Snapshot
 from paxctl.storage.store import Identity, Storage
 from paxctl.testing.sim.app import ChainApp
 from paxctl.testing.sim.oracle import Oracle
@@ -74,7 +74,11 @@ class SimHost:
         config = Config(self.id, self.voters, planted_bugs=self.core_bugs)
         self.node = Node(config, rng, state)
         self.storage = storage
-        self.app = ChainApp.from_snapshot(state.snapshot)
+        self._restore_app(state.snapshot)
+
+    def _restore_app(self, snapshot: Snapshot | None) -> None:
+        """The application as recovered from the disk (its log tail is re-applied next)."""
+        self.app = ChainApp.from_snapshot(snapshot)
 
     def crash(self, tear: random.Random | None) -> None:
         """Power off: lose what was not synced (tearing it at random with ``tear``)."""

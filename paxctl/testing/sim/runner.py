@@ -8,9 +8,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from paxctl.testing.sim.world import SimResult, SimSpec, Stats, World
+from paxctl.testing.sim.znodes import ZnodeWorld
 
 
 def run_seed(spec: SimSpec) -> SimResult:
+    if spec.workload == "znodes":
+        return ZnodeWorld(spec).run()
+    if spec.workload != "chain":
+        raise ValueError(f"unknown workload {spec.workload!r}")
     return World(spec).run()
 
 
@@ -34,8 +39,15 @@ def run_specs(specs: Sequence[SimSpec], jobs: int = 1, chunk: int = 10) -> Itera
 def replay_command(spec: SimSpec) -> str:
     """The one line that reruns ``spec`` with a per-event trace."""
     parts = ["paxctl", "sim", "--seed", str(spec.seed), "--nodes", str(spec.nodes)]
+    if spec.workload != "chain":
+        parts += ["--workload", spec.workload]
     if spec.clients:
         parts += ["--clients", str(spec.clients)]
+    default = SimSpec(seed=spec.seed)
+    if spec.safety_ms != default.safety_ms:
+        parts += ["--safety-ms", str(spec.safety_ms)]
+    if spec.liveness_ms != default.liveness_ms:
+        parts += ["--liveness-ms", str(spec.liveness_ms)]
     if not spec.faults:
         parts.append("--no-faults")
     for bug in sorted(spec.bugs):

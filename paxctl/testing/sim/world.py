@@ -8,6 +8,9 @@ node is driven exactly as the real driver will: persist, send, apply, advance.
 A run has two phases. In the safety phase faults come as the seed's profile says and clients keep
 writing. Then the world heals (every node up, every link clean) and in the liveness phase every
 command still pending must be applied within a bounded virtual time.
+
+This module's workload ("chain") checks the consensus core with a hash-chain application; the
+"znodes" workload (znodes.py) runs the production replica with sessions and watches instead.
 """
 
 from __future__ import annotations
@@ -66,6 +69,18 @@ class Stats:
     reads_served: int = 0
     reads_failed: int = 0
     torn_tails_cut: int = 0
+    # The znodes workload (sessions and watches); zero in the chain workload.
+    sessions_opened: int = 0
+    sessions_expired: int = 0  # closed by the leader's reaper
+    sessions_closed: int = 0  # closed by their own client
+    sessions_lost_seen: int = 0  # a client learned that its session had ended
+    pings_answered: int = 0
+    silent_clients: int = 0
+    client_failovers: int = 0
+    watch_events: int = 0
+    watch_replays: int = 0  # events a node replayed on registration (after a failover)
+    resyncs: int = 0
+    digest_audits: int = 0
 
     def add(self, other: Stats) -> None:
         for name in self.__dataclass_fields__:
@@ -95,6 +110,9 @@ class SimSpec:
     faults: bool = True
     bugs: frozenset[str] = frozenset()
     trace: bool = False
+    #: "chain": the consensus core with a hash-chain application (the original workload);
+    #: "znodes": the production Replica (znode tree, sessions, watches) with session clients.
+    workload: str = "chain"
 
 
 @dataclass
@@ -120,7 +138,7 @@ class World:
         self.profile = self.faults
         self.voters = tuple(range(1, spec.nodes + 1))
         self.stats = Stats()
-        self.oracle = Oracle(self.voters)
+        self.oracle = self._make_oracle()
         self.now = 0
         self.trace: list[str] | None = [] if spec.trace else None
         self._heap: list[tuple[int, int, Callable[[], None]]] = []
@@ -129,16 +147,7 @@ class World:
 
         core_bugs = spec.bugs & PLANTED_BUGS
         self.hosts = {
-            n: SimHost(
-                n,
-                self.voters,
-                spec.seed,
-                self.oracle,
-                core_bugs,
-                spec.bugs - core_bugs,
-                self.faults.segment_bytes,
-                self.faults.snapshot_every,
-            )
+            n: self._make_host(n, core_bugs, spec.bugs - core_bugs - self.shell_bugs)
             for n in self.voters
         }
         self.tick_ms = {
@@ -150,19 +159,43 @@ class World:
         self.acked_floor = 0  # the highest slot of any write acknowledged so far
         self.pending_reads: dict[int, int] = {}  # read ctx -> acked_floor when it began
         self._read_ctx = 0
-        n_clients = spec.clients or self.rng.randint(3, 10)
-        self.clients = [_Client(1000 + i) for i in range(n_clients)]
 
         for n in self.voters:
             self._start(n)
-        for client in self.clients:
-            self._at(self.rng.randint(0, 200), functools.partial(self._client_submit, client))
-        self._at(self.rng.randint(0, 200), self._read)
+        self._start_workload()
         if self.faults.crash_every_ms:
             self._at(self._exp(self.faults.crash_every_ms), self._crash_random)
         if self.faults.partition_every_ms:
             self._at(self._exp(self.faults.partition_every_ms), self._partition)
         self._at(spec.safety_ms, self._heal)
+
+    #: Planted bugs of the shell around the core (the znodes workload's), not storage's.
+    shell_bugs: frozenset[str] = frozenset()
+
+    def _make_oracle(self) -> Oracle:
+        return Oracle(self.voters)
+
+    def _make_host(
+        self, n: int, core_bugs: frozenset[str], storage_bugs: frozenset[str]
+    ) -> SimHost:
+        return SimHost(
+            n,
+            self.voters,
+            self.spec.seed,
+            self.oracle,
+            core_bugs,
+            storage_bugs,
+            self.faults.segment_bytes,
+            self.faults.snapshot_every,
+        )
+
+    def _start_workload(self) -> None:
+        """The chain workload: clients writing random commands, and a linearizable reader."""
+        n_clients = self.spec.clients or self.rng.randint(3, 10)
+        self.clients = [_Client(1000 + i) for i in range(n_clients)]
+        for client in self.clients:
+            self._at(self.rng.randint(0, 200), functools.partial(self._client_submit, client))
+        self._at(self.rng.randint(0, 200), self._read)
 
     # ------------------------------------------------------------------ event machinery
 

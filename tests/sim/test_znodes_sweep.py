@@ -1,0 +1,168 @@
+"""Tier 2 for sessions, ephemerals and watches: the production Replica under seeded faults.
+
+Each seed runs the ``znodes`` workload (see paxctl/testing/sim/znodes.py for the invariants):
+expiry safety against answered pings, ephemerals gone with their session on every replica,
+per-slot state digests, a watch validator per client (order, no duplicates, nothing missed, J1),
+then liveness once healed. A failure prints the one command that replays it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from paxctl.cli.sim import sim
+from paxctl.testing.sim.runner import replay_command, run_seed, run_specs
+from paxctl.testing.sim.world import SimSpec, Stats
+from paxctl.testing.sim.znodes import ZNODE_BUGS
+
+JOBS = max(1, min(4, os.cpu_count() or 1))
+SAFETY_MS = 2500  # shorter than the chain workload's: more seeds for the same time
+
+#: Rare paths a sweep must have exercised, or it proves little.
+RARE_PATHS = (
+    "sessions_expired",
+    "sessions_closed",
+    "sessions_lost_seen",
+    "silent_clients",
+    "pings_answered",
+    "client_failovers",
+    "watch_events",
+    "watch_replays",
+    "resyncs",
+    "reads_served",
+    "snapshots_installed",
+    "mid_write_crashes",
+    "digest_audits",
+)
+
+#: Seeds each planted bug is given (every one is caught well inside this today).
+PLANTED = {
+    "ack_unrecorded": 20,  # the leader acknowledges heartbeats it never recorded (seed 1)
+    "no_fresh_timeout": 150,  # a new leader counts from heartbeats it saw before leading (19)
+    "skip_watch_replay": 20,  # a watch re-registered after a failover replays nothing (1)
+}
+
+
+def spec(seed: int, nodes: int = 3, **kw) -> SimSpec:
+    return SimSpec(seed=seed, nodes=nodes, workload="znodes", safety_ms=SAFETY_MS, **kw)
+
+
+def sweep(nodes: int, seeds: range) -> tuple[list[str], Stats]:
+    total, failures = Stats(), []
+    for r in run_specs([spec(s, nodes) for s in seeds], jobs=JOBS):
+        total.add(r.stats)
+        if not r.ok:
+            failures.append(f"{r.error}\n  replay: {replay_command(r.spec)}")
+    return failures, total
+
+
+@pytest.mark.slow
+def test_500_seeds_with_faults_three_nodes():
+    failures, total = sweep(3, range(1, 501))
+    assert not failures, "\n".join(failures[:5])
+    for counter in RARE_PATHS:
+        assert getattr(total, counter) > 0, counter
+    assert total.sessions_expired > 100 and total.watch_replays > 100
+
+
+@pytest.mark.slow
+def test_seeds_with_faults_five_nodes():
+    failures, total = sweep(5, range(1, 151))
+    assert not failures, "\n".join(failures[:5])
+    assert total.sessions_expired > 0 and total.watch_events > 0
+
+
+def test_a_few_seeds_without_faults():
+    for r in run_specs([spec(s, faults=False) for s in range(1, 6)]):
+        assert r.ok, f"{r.error}\n  replay: {replay_command(r.spec)}"
+        assert r.stats.crashes == r.stats.partitions == r.stats.dropped == 0
+        assert r.stats.completed > 0 and r.stats.pings_answered > 0
+
+
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_planted_bug_is_caught(bug):
+    for seed in range(1, PLANTED[bug] + 1):
+        result = run_seed(spec(seed, bugs=frozenset({bug})))
+        if not result.ok:
+            assert result.error.startswith("InvariantViolation"), result.error
+            assert "liveness" not in result.error, "a safety bug must break a safety invariant"
+            return
+    pytest.fail(f"planted bug {bug!r} not caught in {PLANTED[bug]} seeds")
+
+
+def test_every_planted_session_bug_is_tested():
+    assert set(PLANTED) | {"zxid_from_failed_hello", "no_reaper_fence"} == ZNODE_BUGS
+
+
+@pytest.mark.parametrize("seed", [1134, 2645])
+def test_a_deposed_leaders_expiry_cannot_land_after_a_newer_leader_said_alive(seed):
+    """Before the reaper fence (liveness.py, rule 4) a deposed leader's CloseSession, handed to
+    the next leader by Forward, was chosen after that leader had confirmed the session alive
+    (seed 1134: proposed by n1 at 1050 ms, forwarded at 2636 ms, applied at 2640 ms, 53 ms
+    after a ping n2 confirmed). Rare (4 of 2,000 seeds), so pinned here."""
+    assert run_seed(spec(seed)).ok
+    broken = run_seed(spec(seed, bugs=frozenset({"no_reaper_fence"})))
+    assert not broken.ok and "expiry safety" in broken.error
+
+
+def test_the_real_clients_zxid_rule_loses_watch_events():
+    """paxctl/client takes the zxid of any frame as seen, even of a hello the node refused
+    (SessionExpired); if the hello it sends next is cut off too, it resumes its watches after
+    that zxid and the events in between are lost. The simulated client only counts zxids of
+    connections whose hello took effect; planting the real rule shows the loss (seed 232: the
+    client resumes after a SIGSTOP, its hello is refused, the retry's connection breaks)."""
+    assert run_seed(spec(232)).ok
+    broken = run_seed(spec(232, bugs=frozenset({"zxid_from_failed_hello"})))
+    assert not broken.ok and "watch of client" in broken.error
+
+
+def test_same_seed_same_trace_in_process():
+    a = run_seed(spec(7, trace=True))
+    b = run_seed(spec(7, trace=True))
+    assert len(a.trace) > 500 and a.trace == b.trace and a.stats == b.stats
+    assert a.trace_digest != run_seed(spec(8, trace=True)).trace_digest
+
+
+def test_same_seed_same_bytes_across_hash_seeds():
+    def trace(hashseed: str) -> bytes:
+        cmd = [sys.executable, "-m", "paxctl", "sim", "--workload", "znodes", "--seed", "5"]
+        cmd += ["--safety-ms", str(SAFETY_MS), "--trace"]
+        env = {**os.environ, "PYTHONHASHSEED": hashseed}
+        done = subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout
+
+    first = trace("0")
+    assert first.count(b"\n") > 500 and b"client" in first
+    assert trace("4242") == first
+
+
+def test_the_replay_command_names_the_workload_and_reproduces_the_run():
+    s = spec(3)
+    line = replay_command(s)
+    assert "--workload znodes" in line and f"--safety-ms {SAFETY_MS}" in line
+    args = line.split()[2:]  # after "paxctl sim"
+    assert args[-1] == "--trace"
+    out = CliRunner().invoke(sim, [*args[:-1], "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["workload"] == "znodes" and doc["passed"] == 1
+    assert doc["stats"]["events"] == run_seed(s).stats.events
+
+
+def test_a_failing_seed_prints_its_replay_line():
+    args = ["--workload", "znodes", "--seeds", "2", "--safety-ms", str(SAFETY_MS)]
+    out = CliRunner().invoke(sim, [*args, "--plant-bug", "ack_unrecorded"])
+    assert out.exit_code == 1
+    assert "--workload znodes" in out.output and "--plant-bug ack_unrecorded" in out.output
+
+
+def test_session_bugs_need_the_znodes_workload():
+    out = CliRunner().invoke(sim, ["--seeds", "1", "--plant-bug", "skip_watch_replay"])
+    assert out.exit_code == 2 and "--workload znodes" in out.output
