@@ -9,7 +9,6 @@ stopped before the cluster can elect anyone else. Its fence is exported as
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import socket
@@ -27,17 +26,13 @@ from paxctl.cli.held import (
     Timing,
     WithCommand,
     acquire,
-    close_quietly,
     command_argument,
-    command_env,
+    connection_options,
     first,
     hold,
-    loss_message,
-    run_held,
-    run_with_stop,
-    servers_option,
-    start_failure,
-    timeout_option,
+    query,
+    run_in_session,
+    run_while_held,
     timing_options,
 )
 from paxctl.cli.names import ELECTIONS, named
@@ -108,30 +103,16 @@ async def campaign(
                 click.echo(f"elected\t{election.path}\t{fence}")
             sys.stdout.flush()
             return await hold(guard, stop, what)
-        if not await guard.wait_trusted(stop):
-            if stop.event.is_set():
-                return exits.OK
-            loss_message(what, "the session expired before CMD started", None)
-            return exits.SESSION_LOST
-        env = command_env(
-            {
-                "PAXCTL_ELECTION_NAME": name,
-                "PAXCTL_ELECTION_PATH": election.path,
-                "PAXCTL_ELECTION_NODE": election.node,
-                "PAXCTL_ELECTION_TOKEN": str(election.token),
-                "PAXCTL_ELECTION_VALUE": election.value.decode(errors="replace"),
-                "PAXCTL_FENCE": fence,
-                "PAXCTL_SERVERS": servers,
-            }
-        )
-        try:
-            outcome = await run_held(argv, env, guard, timing.grace, stop)
-        except OSError as exc:
-            return start_failure(argv, exc)
-        if outcome.lost is not None:
-            loss_message(what, outcome.lost, outcome.status)
-            return exits.SESSION_LOST
-        return outcome.status
+        env = {
+            "PAXCTL_ELECTION_NAME": name,
+            "PAXCTL_ELECTION_PATH": election.path,
+            "PAXCTL_ELECTION_NODE": election.node,
+            "PAXCTL_ELECTION_TOKEN": str(election.token),
+            "PAXCTL_ELECTION_VALUE": election.value.decode(errors="replace"),
+            "PAXCTL_FENCE": fence,
+            "PAXCTL_SERVERS": servers,
+        }
+        return await run_while_held(argv, env, guard, stop, what, stopped=exits.OK)
     finally:
         try:
             await election.resign()
@@ -179,8 +160,7 @@ Exit status:
 @click.option("--leader", "show_leader", is_flag=True, help="Print the current leader once.")
 @timing_options
 @click.option("--json", "as_json", is_flag=True, help="JSON output (one object per line).")
-@servers_option(short=True)
-@timeout_option
+@connection_options(short=True)
 @handle_errors
 def elect(
     name: str,
@@ -207,12 +187,7 @@ def elect(
     proclaimed = (value if value is not None else f"{socket.gethostname()}:{os.getpid()}").encode()
 
     if show_leader:
-
-        async def once() -> Leader | None:
-            async with Client(connect, timeout=timeout) as client:
-                return await Election(client, path).leader()
-
-        current = asyncio.run(once())
+        current = query(connect, timeout, lambda client: Election(client, path).leader())
         if as_json:
             emit(leader_doc(path, current))
         elif current is not None:
@@ -224,14 +199,10 @@ def elect(
             sys.exit(exits.NO_NODE)
         return
 
-    async def main(stop: Stop) -> int:
-        client = Client(connect, timeout=timeout, session_timeout=ttl, ping_interval=timing.ping)
+    async def main(client: Client, stop: Stop) -> int:
         election = Election(client, path, proclaimed)
-        try:
-            if observe:
-                return await stream_leader(election, as_json, stop)
-            return await campaign(client, election, name, argv, timing, as_json, connect, stop)
-        finally:
-            await close_quietly(client)
+        if observe:
+            return await stream_leader(election, as_json, stop)
+        return await campaign(client, election, name, argv, timing, as_json, connect, stop)
 
-    sys.exit(run_with_stop(main))
+    run_in_session(connect, timeout, timing, main)

@@ -19,10 +19,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -30,6 +31,8 @@ from paxctl.cli import exits
 from paxctl.cli.supervise import Supervisor
 from paxctl.client import Client
 from paxctl.recipes import ContenderLost
+
+T = TypeVar("T")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -96,24 +99,27 @@ def timing_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def servers_option(short: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def connection_options(short: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--servers`` (also ``-s`` if ``short``) and ``--timeout``."""
     names = ("-s", "--servers") if short else ("--servers",)
-    return click.option(
-        *names,
-        "servers",
-        metavar="HOST:PORT,...",
-        help="Servers to use (default: $PAXCTL_SERVERS, or ./.paxctl).",
-    )
 
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=10.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Seconds to wait for an answer before giving up (exit 5).",
+        )(func)
+        return click.option(
+            *names,
+            "servers",
+            metavar="HOST:PORT,...",
+            help="Servers to use (default: $PAXCTL_SERVERS, or ./.paxctl).",
+        )(func)
 
-timeout_option = click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds to wait for an answer before giving up (exit 5).",
-)
+    return decorate
 
 
 # ------------------------------------------------------------------ the command line
@@ -284,6 +290,37 @@ async def close_quietly(client: Client) -> None:
         await client.close()
 
 
+def query(servers: str, timeout: float, ask: Callable[[Client], Awaitable[T]]) -> T:
+    """``ask`` a client without a session (``lock status``, ``elect --leader``, ...)."""
+
+    async def main() -> T:
+        async with Client(servers, timeout=timeout) as client:
+            return await ask(client)
+
+    return asyncio.run(main())
+
+
+def run_in_session(
+    servers: str,
+    timeout: float,
+    timing: Timing,
+    body: Callable[[Client, Stop], Awaitable[int]],
+) -> NoReturn:
+    """Exit with ``body``'s status, run with signals caught and a client whose session
+    follows ``timing``, closed whatever happens."""
+
+    async def main(stop: Stop) -> int:
+        client = Client(
+            servers, timeout=timeout, session_timeout=timing.ttl, ping_interval=timing.ping
+        )
+        try:
+            return await body(client, stop)
+        finally:
+            await close_quietly(client)
+
+    sys.exit(run_with_stop(main))
+
+
 # ------------------------------------------------------------------ holding
 
 
@@ -432,6 +469,32 @@ async def run_held(
     if guard is not None and lost is None and (sup.killed_for_deadline or overdue):
         lost = "no contact with the cluster for too long: it could not be trusted"
     return Outcome(status, lost, sup.ended_at - sup.started_at)
+
+
+async def run_while_held(
+    argv: Sequence[str],
+    extra_env: Mapping[str, str | None],
+    guard: Guard,
+    stop: Stop,
+    what: str,
+    stopped: int,
+) -> int:
+    """Run CMD once the hold is trusted (``run_held``, ``extra_env`` added to its environment):
+    CMD's status; SESSION_LOST, with a message, if the hold is lost before or while it runs;
+    ``stopped`` if a signal comes before it starts. ``what`` names the hold in messages."""
+    if not await guard.wait_trusted(stop):
+        if stop.event.is_set():
+            return stopped
+        loss_message(what, "the session expired before CMD started", None)
+        return exits.SESSION_LOST
+    try:
+        outcome = await run_held(argv, command_env(extra_env), guard, guard.grace, stop)
+    except OSError as exc:
+        return start_failure(argv, exc)
+    if outcome.lost is not None:
+        loss_message(what, outcome.lost, outcome.status)
+        return exits.SESSION_LOST
+    return outcome.status
 
 
 def start_failure(argv: Sequence[str], exc: OSError) -> int:

@@ -14,7 +14,6 @@ named ``status`` is still reachable by its path, ``/paxctl/locks/status``.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import sys
@@ -33,16 +32,12 @@ from paxctl.cli.held import (
     Timing,
     WithCommand,
     acquire,
-    close_quietly,
     command_argument,
-    command_env,
+    connection_options,
     hold,
-    loss_message,
-    run_held,
-    run_with_stop,
-    servers_option,
-    start_failure,
-    timeout_option,
+    query,
+    run_in_session,
+    run_while_held,
     timing_options,
 )
 from paxctl.cli.names import LOCKS, named
@@ -131,8 +126,7 @@ def print_state(state: dict[str, Any]) -> None:
 @click.command("status")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@servers_option(short=False)
-@timeout_option
+@connection_options(short=False)
 @handle_errors
 def lock_status(name: str, as_json: bool, servers: str | None, timeout: float) -> None:
     """Show who holds lock NAME and who waits for it, in queue order.
@@ -143,13 +137,7 @@ def lock_status(name: str, as_json: bool, servers: str | None, timeout: float) -
     kind (lock, read, write, sem), host, pid, owner, since and since_ms. Exits 0, held or not.
     """
     path = named(LOCKS, name)
-    connect = resolve_servers(servers)
-
-    async def main() -> dict[str, Any]:
-        async with Client(connect, timeout=timeout) as client:
-            return await lock_state(client, path)
-
-    state = asyncio.run(main())
+    state = query(resolve_servers(servers), timeout, lambda client: lock_state(client, path))
     emit(state) if as_json else print_state(state)
 
 
@@ -237,33 +225,20 @@ async def run_locked(client: Client, req: Request, stop: Stop) -> int:
     req.say(f"acquired lock {req.name} after {time.monotonic() - started:.2f}s")
     fence = f"{req.name}:{recipe.token}" if recipe.fenced else None
     guard = Guard(client, recipe.lost, req.timing)
+    what = f"lock {req.name}"
     try:
         if not req.argv:
             announce(req, recipe, fence)
-            return await hold(guard, stop, f"lock {req.name}")
-        if not await guard.wait_trusted(stop):
-            if stop.event.is_set():
-                return stop.status
-            loss_message(f"lock {req.name}", "the session expired before CMD started", None)
-            return exits.SESSION_LOST
-        env = command_env(
-            {
-                "PAXCTL_LOCK_NAME": req.name,
-                "PAXCTL_LOCK_PATH": req.path,
-                "PAXCTL_LOCK_NODE": recipe.node,
-                "PAXCTL_LOCK_TOKEN": str(recipe.token),
-                "PAXCTL_FENCE": fence,
-                "PAXCTL_SERVERS": req.servers,
-            }
-        )
-        try:
-            outcome = await run_held(req.argv, env, guard, req.timing.grace, stop)
-        except OSError as exc:
-            return start_failure(req.argv, exc)
-        if outcome.lost is not None:
-            loss_message(f"lock {req.name}", outcome.lost, outcome.status)
-            return exits.SESSION_LOST
-        return outcome.status
+            return await hold(guard, stop, what)
+        env = {
+            "PAXCTL_LOCK_NAME": req.name,
+            "PAXCTL_LOCK_PATH": req.path,
+            "PAXCTL_LOCK_NODE": recipe.node,
+            "PAXCTL_LOCK_TOKEN": str(recipe.token),
+            "PAXCTL_FENCE": fence,
+            "PAXCTL_SERVERS": req.servers,
+        }
+        return await run_while_held(req.argv, env, guard, stop, what, stopped=stop.status)
     finally:
         await release(recipe, req)
 
@@ -358,8 +333,7 @@ Exit status:
 @click.option("-v", "--verbose", is_flag=True, help="Say on stderr when acquired or not.")
 @timing_options
 @click.option("--json", "as_json", is_flag=True, help="Without CMD: print the lock as JSON.")
-@servers_option(short=False)
-@timeout_option
+@connection_options(short=False)
 @handle_errors
 def lock(
     name: str,
@@ -403,14 +377,4 @@ def lock(
         servers=resolve_servers(servers),
         timeout=timeout,
     )
-
-    async def main(stop: Stop) -> int:
-        client = Client(
-            req.servers, timeout=timeout, session_timeout=ttl, ping_interval=timing.ping
-        )
-        try:
-            return await run_locked(client, req, stop)
-        finally:
-            await close_quietly(client)
-
-    sys.exit(run_with_stop(main))
+    run_in_session(req.servers, timeout, timing, lambda client, stop: run_locked(client, req, stop))

@@ -40,7 +40,6 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -56,15 +55,14 @@ from paxctl.cli.held import (
     Stop,
     Timing,
     WithCommand,
-    close_quietly,
     command_argument,
     command_env,
+    connection_options,
     loss_message,
+    query,
     run_held,
-    run_with_stop,
-    servers_option,
+    run_in_session,
     start_failure,
-    timeout_option,
     timing_options,
 )
 from paxctl.cli.names import RUN_ONCE, named
@@ -485,8 +483,7 @@ Exit status:
 )
 @timing_options
 @click.option("--json", "as_json", is_flag=True, help="With --history: one JSON object.")
-@servers_option(short=True)
-@timeout_option
+@connection_options(short=True)
 @handle_errors
 def run_once(
     name: str,
@@ -507,12 +504,7 @@ def run_once(
         if command or slot is not None or every is not None:
             raise click.UsageError("--history takes only NAME (and --json)")
         connect = resolve_servers(servers)
-
-        async def show() -> list[dict[str, Any]]:
-            async with Client(connect, timeout=timeout) as client:
-                return await read_history(client, base)
-
-        records = asyncio.run(show())
+        records = query(connect, timeout, lambda client: read_history(client, base))
         emit({"name": name, "path": base, "records": records}) if as_json else print_history(
             records
         )
@@ -544,12 +536,4 @@ def run_once(
         timing=timing,
         servers=connect,
     )
-
-    async def main(stop: Stop) -> int:
-        client = Client(connect, timeout=timeout, session_timeout=ttl, ping_interval=timing.ping)
-        try:
-            return await run_slot(client, req, stop)
-        finally:
-            await close_quietly(client)
-
-    sys.exit(run_with_stop(main))
+    run_in_session(connect, timeout, timing, lambda client, stop: run_slot(client, req, stop))
