@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from local_cluster import PAXCTL
+import pytest
+from local_cluster import PAXCTL, LocalCluster, wait_until
 
 
 def argv(*args: str) -> list[str]:
@@ -27,14 +28,38 @@ def argv(*args: str) -> list[str]:
 
 
 def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(predicate, timeout, what, interval)
+
+
+def cli_fixtures(name: str) -> tuple[Any, Any]:
+    """The ``cluster`` (one per module, sessions as short as 0.5 s allowed) and ``procs``
+    fixtures of a CLI test module: ``cluster, procs = cli_fixtures("lock-cli")``."""
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory: Any) -> Any:
+        c = LocalCluster(
+            str(tmp_path_factory.mktemp(name) / "cluster"), node_args=("--min-session-ms", "500")
+        )
+        try:
+            yield c
+        finally:
+            c.down()
+
+    @pytest.fixture
+    def procs(cluster: LocalCluster, tmp_path: Path) -> Any:
+        with Procs(cluster.servers, tmp_path) as p:
+            yield p
+
+    return cluster, procs
+
+
+def child_count(cluster: LocalCluster, path: str) -> int:
+    """How many children ``path`` has now (0 if it does not exist)."""
+    with cluster.client() as c:
+        try:
+            return len(c.children(path))
+        except Exception:
+            return 0
 
 
 class Proc:

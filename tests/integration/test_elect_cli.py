@@ -13,8 +13,8 @@ import subprocess
 import time
 
 import pytest
-from held_cli import Procs, argv, intervals, poll, read_log, recorder
-from local_cluster import LocalCluster, free_base_port
+from held_cli import argv, child_count, cli_fixtures, intervals, poll, read_log, recorder
+from local_cluster import free_base_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,30 +24,11 @@ FAST = ("--ttl", "2", "--kill-grace", "0.3")
 FAILOVER_MARGIN = 1.5
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(
-        str(tmp_path_factory.mktemp("elect-cli") / "cluster"),
-        node_args=("--min-session-ms", "500"),
-    )
-    try:
-        yield c
-    finally:
-        c.down()
-
-
-@pytest.fixture
-def procs(cluster, tmp_path):
-    with Procs(cluster.servers, tmp_path) as p:
-        yield p
+cluster, procs = cli_fixtures("elect-cli")
 
 
 def candidates(cluster, name: str) -> int:
-    with cluster.client() as c:
-        try:
-            return len(c.children(f"/paxctl/elections/{name}"))
-        except Exception:
-            return 0
+    return child_count(cluster, f"/paxctl/elections/{name}")
 
 
 def test_failover_brings_the_next_candidates_command_up_in_time(cluster, procs, tmp_path):

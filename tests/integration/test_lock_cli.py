@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from held_cli import Procs, argv, intervals, poll, read_log, recorder
+from held_cli import Procs, argv, child_count, cli_fixtures, intervals, poll, read_log, recorder
 from local_cluster import LocalCluster, free_base_port
 
 pytestmark = pytest.mark.integration
@@ -25,29 +25,11 @@ FAST = ("--ttl", "2", "--kill-grace", "0.3")
 TTL, MARGIN, GRACE = 2.0, 0.5 + 0.02 * 2.0, 0.3
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(
-        str(tmp_path_factory.mktemp("lock-cli") / "cluster"), node_args=("--min-session-ms", "500")
-    )
-    try:
-        yield c
-    finally:
-        c.down()
-
-
-@pytest.fixture
-def procs(cluster, tmp_path):
-    with Procs(cluster.servers, tmp_path) as p:
-        yield p
+cluster, procs = cli_fixtures("lock-cli")
 
 
 def queue_length(cluster, name: str) -> int:
-    with cluster.client() as c:
-        try:
-            return len(c.children(f"/paxctl/locks/{name}"))
-        except Exception:
-            return 0
+    return child_count(cluster, f"/paxctl/locks/{name}")
 
 
 def increments(procs: Procs, tmp_path: Path, n: int, during=None) -> list[int]:

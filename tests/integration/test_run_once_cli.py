@@ -14,8 +14,8 @@ import threading
 import time
 
 import pytest
-from held_cli import Procs, argv, intervals, poll, recorder
-from local_cluster import LocalCluster, free_base_port
+from held_cli import Procs, argv, cli_fixtures, intervals, poll, recorder
+from local_cluster import free_base_port
 
 pytestmark = pytest.mark.integration
 
@@ -23,22 +23,7 @@ COUNT = 'echo "$PAXCTL_RUN_ONCE_SLOT $$" >> runs; sleep 0.3'
 SH = ("sh", "-c", COUNT)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(
-        str(tmp_path_factory.mktemp("run-once-cli") / "cluster"),
-        node_args=("--min-session-ms", "500"),
-    )
-    try:
-        yield c
-    finally:
-        c.down()
-
-
-@pytest.fixture
-def procs(cluster, tmp_path):
-    with Procs(cluster.servers, tmp_path) as p:
-        yield p
+cluster, procs = cli_fixtures("run-once-cli")
 
 
 def runs(procs: Procs) -> list[str]:
