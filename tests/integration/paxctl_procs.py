@@ -128,7 +128,9 @@ def paxctl_proc(servers: str, *args: str) -> tuple[list[str], str]:
     return paxctl_argv(*args), servers
 
 
-async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+async def until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02
+) -> Any:
     """``wait_until`` for coroutines: poll a plain predicate without blocking the loop."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -138,4 +140,4 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)

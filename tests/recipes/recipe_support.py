@@ -9,6 +9,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from paxctl_procs import until as poll_until  # tests/integration is on sys.path (conftest)
+
 from paxctl.client import Client
 
 SCENARIO_TIMEOUT = 60
@@ -35,15 +37,7 @@ async def clients(servers: str, n: int, **kwargs: Any) -> AsyncIterator[list[Cli
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
+    return await poll_until(predicate, timeout, what, interval=0.01)
 
 
 def armed_watches(client: Client) -> int:
