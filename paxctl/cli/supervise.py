@@ -48,28 +48,45 @@ class Supervisor:
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._signals: list[int] = []
+        self._tty_owner: int | None = None
 
     async def start(
         self, argv: Sequence[str], env: Mapping[str, str], deadline: float | None
     ) -> None:
-        """Start the command (``OSError`` if it cannot run) under ``deadline``."""
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv, env=dict(env), process_group=0, stdin=None
-        )
-        self.started_at = time.monotonic()
-        self.pgid = self.proc.pid
-        self._give_terminal()
+        """Start the command (``OSError`` if it cannot run) under ``deadline``.
+
+        The watchdog starts first (told the group once it exists), so the command never runs
+        unguarded; if anything fails once the command runs, its group is killed and reaped
+        before the error goes up, so a lock is never released with the command still alive.
+        """
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-m", "paxctl.cli.watchdog", str(self.pgid), str(self.grace)],
+            [sys.executable, "-m", "paxctl.cli.watchdog", "0", str(self.grace)],
             stdin=subprocess.PIPE,
             start_new_session=True,  # job control (Ctrl-Z) and our signals do not reach it
         )
-        loop = asyncio.get_running_loop()
-        for sig in FORWARDED:
-            loop.add_signal_handler(sig, self.forward, sig)
-            self._signals.append(sig)
-        if deadline is not None:
-            self.extend(deadline)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, env=dict(env), process_group=0, stdin=None
+            )
+        except BaseException:
+            self._finish()
+            raise
+        self.started_at = time.monotonic()
+        self.pgid = self.proc.pid
+        try:
+            self._tell_watchdog(f"pgid {self.pgid}\n")
+            if deadline is not None:
+                self.extend(deadline)
+            self._give_terminal()
+            loop = asyncio.get_running_loop()
+            for sig in FORWARDED:
+                loop.add_signal_handler(sig, self.forward, sig)
+                self._signals.append(sig)
+        except BaseException:
+            self.forward(signal.SIGKILL)
+            await self.proc.wait()
+            self._finish()
+            raise
 
     def forward(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -77,8 +94,8 @@ class Supervisor:
 
     def extend(self, deadline: float) -> None:
         """The lock is certainly held until ``deadline``: SIGTERM at deadline - grace."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
+        if self.proc is None or (self.proc.returncode is not None and not self._group_alive()):
+            return  # nothing left to guard (grandchildren of an exited leader still are)
         self._deadline = deadline
         term_at = deadline - self.grace
         self._tell_watchdog(f"{term_at:.6f}\n")
@@ -121,7 +138,7 @@ class Supervisor:
         """With a terminal on stdin, the command's group becomes the foreground group, so it
         can read the terminal (stdin passes through) and gets Ctrl-C directly, as under a
         shell. The terminal is handed back when the command ends."""
-        self._tty_owner: int | None = None
+        self._tty_owner = None
         try:
             if not os.isatty(0) or os.tcgetpgrp(0) != os.getpgrp():
                 return

@@ -74,20 +74,26 @@ def terminate(pgid: int, kill_at: float) -> None:
 
 
 def watch(pgid: int, grace: float, fd: int) -> str:
-    """Hold the deadline given on ``fd``; return why it stopped: done, deadline or orphaned."""
+    """Hold the deadline given on ``fd``; return why it stopped: done, deadline or orphaned.
+
+    ``pgid`` 0 means the group is named later, by a line ``pgid N``: the watchdog is started
+    before the command, so there is no moment when the command runs unguarded.
+    """
     term_at: float | None = None
     buffered = b""
     while True:
         timeout = None if term_at is None else max(0.0, term_at - time.monotonic())
         ready, _, _ = select.select([fd], [], [], timeout)
         if not ready:  # the deadline passed without being moved
-            terminate(pgid, (term_at or time.monotonic()) + grace)
+            if pgid:
+                terminate(pgid, (term_at or time.monotonic()) + grace)
             return "deadline"
         chunk = os.read(fd, 4096)
         if not chunk:  # paxctl lock is gone: nobody keeps the lock alive any more
             now = time.monotonic()
             kill_at = now + grace if term_at is None else min(now + grace, term_at + grace)
-            terminate(pgid, kill_at)
+            if pgid:
+                terminate(pgid, kill_at)
             return "orphaned"
         buffered += chunk
         *lines, buffered = buffered.split(b"\n")
@@ -95,6 +101,9 @@ def watch(pgid: int, grace: float, fd: int) -> str:
             text = line.strip().decode("ascii", "replace")
             if text == "done":
                 return "done"
+            if text.startswith("pgid "):
+                pgid = int(text[5:]) if text[5:].isdigit() else pgid
+                continue
             try:
                 term_at = float(text)
             except ValueError:

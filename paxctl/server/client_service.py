@@ -195,7 +195,7 @@ class ClientService:
             # Caught up with everything the client saw: its session, if it has one, is known.
             if not conn.open:
                 return
-            if session and client not in self.server.machine.sessions():
+            if session and not self.server.machine.has_session(client):
                 self._reply(conn, xid, err="SessionExpired", msg=f"session {client:#x} ended")
                 return
             conn.state = ClientConn(client, session)
@@ -221,7 +221,7 @@ class ClientService:
         """Answered once the leader confirmed it: for a session, that it is alive; for a
         watcher without one, that this node is still in touch with the cluster."""
         state = self._client(conn)
-        if state.session and state.client not in self.server.machine.sessions():
+        if state.session and not self.server.machine.has_session(state.client):
             raise SessionExpired(f"no open session {state.client:#x}")
         session = state.client if state.session else 0
         self.server.keeper.ping(session, (conn, xid, state.session))

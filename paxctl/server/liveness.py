@@ -46,8 +46,9 @@ TOUCH, TOUCH_ACK = 1, 2
 #: from its client reads.
 CONFIRM_BIT = 1 << 62
 
-#: Most sessions named in one relay message; more wait for the next tick.
-MAX_TOUCH = 10_000
+#: Most sessions named in one relay message (about 9 MB, well inside a peer frame); plain
+#: heartbeats beyond it wait for the next tick. Pinged sessions always go (see TouchRelay.take).
+MAX_TOUCH = 1_000_000
 
 #: Test only: bugs the simulator plants to prove its session invariants bite. None is ever set
 #: outside ``paxctl sim --plant-bug``; with none planted the keeper behaves exactly as documented.
@@ -154,7 +155,7 @@ class SessionKeeper:
         ready = self._follow_leadership(node, now_ms, wall_ms)
         if ready and self._fence is not None and not self._fenced():
             node.propose(self._fence)  # again, in case it did not fit (a no-op if pending)
-        taken = self.relay.take()
+        taken = self.relay.take(MAX_TOUCH)
         if taken is not None:
             round_, sessions = taken
             if ready:
@@ -196,8 +197,9 @@ class SessionKeeper:
         if asked is None or not ok or not self._fenced():
             return duties  # the asker's pings go unanswered; they are relayed and asked again
         frm, round_, sessions = asked
-        table = machine.sessions()
-        expired = [s for s in sessions if s not in table]
+        # A session this leader is expiring is not alive, even if it pinged since: the expiry
+        # may be chosen any moment, long before the ping's send time plus the timeout.
+        expired = [s for s in sessions if not machine.has_session(s) or self.tracker.expiring(s)]
         if frm is None:
             duties.answers += self.relay.acked(round_, expired)
         else:

@@ -53,6 +53,11 @@ class LivenessTracker:
         for session in sessions:
             self._seen[session] = max(now_ms, self._seen.get(session, now_ms))
 
+    def expiring(self, session: int) -> bool:
+        """This leader proposed expiring ``session`` (it may be chosen any moment): the
+        session must not be answered "alive" again in this term, whatever heartbeats come."""
+        return session in self._proposed
+
     def last_seen(self, session: int) -> int | None:
         return self._seen.get(session)
 
@@ -117,19 +122,28 @@ class TouchRelay:
         """Any other request on a session is a heartbeat too, with nobody waiting on it."""
         self._touched.add(session)
 
-    def take(self) -> tuple[int, tuple[int, ...]] | None:
-        """Start a relay round: ``(round, sorted sessions)`` to send, or None if nothing to."""
-        sessions = set(self._touched)
+    def take(self, limit: int | None = None) -> tuple[int, tuple[int, ...]] | None:
+        """Start a relay round: ``(round, sorted sessions)`` to send, or None if nothing to.
+
+        With ``limit``, plain heartbeats beyond it wait for a later round; pinged sessions are
+        always carried (their acknowledgement depends on it).
+        """
+        sessions: set[int] = set()
         sessions.update(session for session, _ in self._waiting)
         for pings in self._rounds.values():
             sessions.update(session for session, _ in pings)
+        room = None if limit is None else max(0, limit - len(sessions))
+        touched = sorted(self._touched - sessions)
+        carried = touched if room is None else touched[:room]
+        sessions.update(carried)
         if not sessions:
             return None
         self._round += 1
         if self._waiting:
             self._rounds[self._round] = self._waiting
             self._waiting = []
-        self._touched.clear()
+        self._touched.difference_update(carried)
+        self._touched.difference_update(sessions)
         return self._round, tuple(sorted(sessions))
 
     def acked(self, round: int, expired: Iterable[int]) -> list[tuple[Any, bool]]:

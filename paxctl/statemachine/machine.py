@@ -252,6 +252,10 @@ class StateMachine:
         self.last_events = self.tree.last_events
         return result
 
+    def has_session(self, session: int) -> bool:
+        """Whether ``session`` is open (cheap: for every ping and hello)."""
+        return session in self._sessions
+
     def sessions(self) -> dict[int, int]:
         """A copy of the open sessions, ``session -> timeout_ms`` (for the leader's liveness
         tracker and for listing them)."""

@@ -402,7 +402,7 @@ def restamp_command(data: bytes, time_ms: int) -> bytes:
         raise BadArguments(f"time must be a non-negative integer, not {time_ms!r}")
     try:
         x = _unpack(data)
-    except BadArguments:
+    except (BadArguments, DataTooLarge):
         return data
     if type(x) is not list or len(x) != 3 or x[0] != COMMAND_FORMAT:
         return data

@@ -122,3 +122,37 @@ def test_signals_to_paxctl_reach_the_command():
         wait_gone(pgid, within=2)
     finally:
         proc.kill()
+
+
+def test_a_command_that_cannot_run_leaves_no_watchdog_behind():
+    async def go():
+        sup = Supervisor(0.3)
+        with pytest.raises(OSError):
+            await sup.start(["/nonexistent/cmd"], os.environ, time.monotonic() + 5)
+        return sup
+
+    sup = asyncio.run(go())
+    assert sup._watchdog is None and sup.proc is None
+
+
+def test_grandchildren_keep_being_guarded_after_the_leader_exits():
+    """Review finding: extend() stopped moving the deadline once the group's leader exited,
+    so a healthy lock killed the grandchildren at a stale deadline."""
+
+    async def go():
+        sup = Supervisor(0.2)
+        await sup.start(["sh", "-c", "sleep 1.2 & exit 0"], os.environ, time.monotonic() + 0.6)
+
+        async def renew():
+            while sup.ended_at == 0.0:
+                sup.extend(time.monotonic() + 0.6)
+                await asyncio.sleep(0.1)
+
+        renewer = asyncio.create_task(renew())
+        code = await sup.wait()
+        renewer.cancel()
+        return sup, code
+
+    sup, code = asyncio.run(go())
+    assert code == 0 and not sup.killed_for_deadline
+    assert sup.ended_at - sup.started_at >= 1.2

@@ -169,3 +169,34 @@ def test_reaper_sequence_numbers_grow_across_leaders():
     later = k2.tick(cl.nodes[new], machine2, 100, 100).proposals
     assert later and min(p.seq for p in later) > max(seqs)
     assert all(isinstance(p, Command) for p in later)
+
+
+def test_a_session_being_expired_is_never_answered_alive_in_that_term():
+    """Review finding: the leader proposed an expiry, the client pinged, and the confirmation
+    came back before the expiry was applied; the ping must not be answered "alive"."""
+    cl = ready_cluster()
+    machine = machine_with({S: 1000})
+    leader = SessionKeeper(1, (1, 2, 3))
+    leader.tick(cl.nodes[1], machine, 0, 0)
+    confirm_all(cl, 1, leader, machine)  # the fence
+    proposals = leader.tick(cl.nodes[1], machine, 1500, 1500).proposals
+    assert any(p.client == REAPER_CLIENT and b"close" in p.data for p in proposals)
+    # The expiry is not applied (machine still has S); the client pings meanwhile.
+    leader.ping(S, "late ping")
+    leader.tick(cl.nodes[1], machine, 1510, 1510)
+    answers = [a for d in confirm_all(cl, 1, leader, machine) for a in d.answers]
+    assert answers == [("late ping", False)]
+
+
+def test_a_relay_round_never_exceeds_the_cap_and_keeps_every_ping():
+    from paxctl.server.sessions import TouchRelay
+
+    relay = TouchRelay()
+    for s in range(S, S + 50):
+        relay.touch(s)
+    relay.ping(S + 100, "p")
+    round_, sessions = relay.take(limit=10)
+    assert len(sessions) == 10 and S + 100 in sessions
+    rest = relay.take(limit=100)
+    assert rest is not None and len(rest[1]) == 50 - 9 + 1  # the others, plus the unacked ping
+    assert relay.acked(rest[0], []) == [("p", True)]
