@@ -15,7 +15,6 @@ named ``status`` is still reachable by its path, ``/paxctl/locks/status``.
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from paxctl.cli.held import (
 from paxctl.cli.names import LOCKS, named
 from paxctl.client import Client, Unavailable
 from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
+from paxctl.recipes._common import parse_object
 from paxctl.recipes._queue import Queued
 from paxctl.statemachine.errors import NoNode
 
@@ -63,11 +63,7 @@ def iso(ms: Any) -> str | None:
 
 def stored_limit(data: bytes) -> int | None:
     """The limit a semaphore's node records, or None for a plain lock's (empty) node."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return None
-    limit = doc.get("limit") if isinstance(doc, dict) else None
+    limit = parse_object(data).get("limit")
     return limit if type(limit) is int and limit >= 1 else None
 
 

@@ -67,6 +67,7 @@ from paxctl.cli.held import (
 )
 from paxctl.cli.names import RUN_ONCE, named
 from paxctl.client import Client, ClientError, Indeterminate, SessionState
+from paxctl.recipes._common import parse_object
 from paxctl.statemachine.errors import (
     BadArguments,
     BadVersion,
@@ -133,14 +134,6 @@ def iso_now() -> tuple[str, int]:
 # ------------------------------------------------------------------ records
 
 
-def parse_doc(data: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True).encode()
 
@@ -159,7 +152,7 @@ async def read_record(client: Client, record: str) -> tuple[dict[str, Any], int,
     except NoNode:
         return None
     alive = await client.exists(f"{record}/{RUNNING}") is not None
-    return parse_doc(data), int(stat["version"]), alive
+    return parse_object(data), int(stat["version"]), alive
 
 
 @dataclass
@@ -400,7 +393,7 @@ async def read_history(client: Client, base: str) -> list[dict[str, Any]]:
         except NoNode:
             return None
         alive = await client.exists(f"{record}/{RUNNING}") is not None
-        doc = parse_doc(data)
+        doc = parse_object(data)
         keys = ("slot", "attempt", "host", "pid", "started", "ended", "exit_code", "duration_s",
                 "run", "command", "lost", "previous")  # fmt: skip
         entry: dict[str, Any] = {"record": record, "status": status_of(doc, alive)}

@@ -120,7 +120,8 @@ def owner_info(owner: str, **extra: Any) -> bytes:
     return json.dumps(doc, sort_keys=True).encode()
 
 
-def parse_owner(data: bytes) -> dict[str, Any]:
+def parse_object(data: bytes) -> dict[str, Any]:
+    """The fields of the JSON object ``data`` holds; {} if it holds anything else."""
     try:
         doc = json.loads(data)
     except ValueError:

@@ -38,7 +38,7 @@ from paxctl.recipes._common import (
     log,
     order_names,
     owner_info,
-    parse_owner,
+    parse_object,
     spawn,
     track,
     untrack,
@@ -215,7 +215,7 @@ class Queued:
                 data, stat = await self.client.get(node)
             except NoNode:
                 return None  # left while we looked
-            return Contender(node, parse_owner(data), stat["czxid"])
+            return Contender(node, parse_object(data), stat["czxid"])
 
         found = await asyncio.gather(*(one(e) for e in await self._entries()))
         return [c for c in found if c is not None]

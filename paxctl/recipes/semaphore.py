@@ -25,7 +25,7 @@ import json
 import time
 
 from paxctl.client import Client, Indeterminate
-from paxctl.recipes._common import Entry, parse_owner
+from paxctl.recipes._common import Entry, parse_object
 from paxctl.recipes._queue import CHILDREN, HOLD, Queued
 from paxctl.recipes.errors import ContenderLost, LimitMismatch, RecipeError
 from paxctl.statemachine.errors import BadVersion, NoNode
@@ -83,7 +83,7 @@ class Semaphore(Queued):
     async def on_acquired(self) -> None:
         # Wake our successor (see the module docstring); retried while its fate is unknown.
         assert self.node is not None
-        doc = parse_owner(self.created_data)
+        doc = parse_object(self.created_data)
         doc["acquired"] = int(time.time() * 1000)
         data = json.dumps(doc, sort_keys=True).encode()
         for _ in range(3):
