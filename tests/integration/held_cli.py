@@ -31,6 +31,23 @@ def poll(predicate: Callable[[], Any], timeout: float, what: str, interval: floa
     return wait_until(predicate, timeout, what, interval)
 
 
+def usage_errors(command: str, cases: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], str]]:
+    """Run ``paxctl COMMAND *ARGS`` for each case at once; each must exit 2 (a usage error)
+    without a traceback. Their (args, stderr), for a test's own checks."""
+    started = [
+        (args, subprocess.Popen(argv(command, *args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True))
+        for args in cases
+    ]  # fmt: skip
+    errors = []
+    for args, p in started:
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 2, (args, err)
+        assert "Traceback" not in err
+        errors.append((args, err))
+    return errors
+
+
 def cli_fixtures(name: str) -> tuple[Any, Any]:
     """The ``cluster`` (one per module, sessions as short as 0.5 s allowed) and ``procs``
     fixtures of a CLI test module: ``cluster, procs = cli_fixtures("lock-cli")``."""

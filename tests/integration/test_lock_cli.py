@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from held_cli import Procs, argv, child_count, cli_fixtures, intervals, poll, read_log, recorder
+from held_cli import (
+    Procs,
+    child_count,
+    cli_fixtures,
+    intervals,
+    poll,
+    read_log,
+    recorder,
+    usage_errors,
+)
 from local_cluster import LocalCluster, free_base_port
 
 pytestmark = pytest.mark.integration
@@ -237,14 +245,6 @@ USAGE_ERRORS = [
 
 
 def test_usage_errors_exit_2(tmp_path):
-    started = [
-        (args, subprocess.Popen(argv("lock", *args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True))
-        for args in USAGE_ERRORS
-    ]  # fmt: skip
-    for args, p in started:
-        _, err = p.communicate(timeout=30)
-        assert p.returncode == 2, (args, err)
-        assert "Traceback" not in err
+    for args, err in usage_errors("lock", USAGE_ERRORS):
         if "--ttl" in args:
             assert "must be less than --ttl" in err, err
