@@ -280,19 +280,45 @@ class World:
                 lambda ctx, slot: self._served(n, ctx, slot),
             )
         except SimulatedCrash as exc:
-            self._log(f"n{n} CRASH in the middle of a disk operation ({exc})")
-            self.stats.mid_write_crashes += 1
-            self._power_off(n)
+            self._crashed_in_drive(n, exc)
             return
+        self._driven(
+            n,
+            node,
+            was_leader,
+            what,
+            bool(ready),
+            lambda: (
+                f"persist={len(ready.votes)}v/{len(ready.chosen)}c"
+                f"{'+hs' if ready.hard_state else ''} send={len(ready.messages)}"
+            ),
+        )
+
+    def _crashed_in_drive(self, n: int, exc: SimulatedCrash) -> None:
+        """Host ``n`` crashed in the middle of a disk operation while driving its node."""
+        self._log(f"n{n} CRASH in the middle of a disk operation ({exc})")
+        self.stats.mid_write_crashes += 1
+        self._power_off(n)
+
+    def _driven(
+        self,
+        n: int,
+        node: Node,
+        was_leader: bool,
+        what: str | Message,
+        worked: bool,
+        detail: Callable[[], str],
+    ) -> None:
+        """After a drive of host ``n``: count an election, trace (``detail`` says what the
+        drive did; only ``worked`` drives are traced for a tick), follow the chosen slots."""
         if node.role is Role.LEADER and not was_leader:
             self.stats.elections += 1
             self._log(f"n{n} becomes leader b={node.ballot}")
-        if self.trace is not None and (ready or what != "tick"):
+        if self.trace is not None and (worked or what != "tick"):
             what = what if isinstance(what, str) else f"recv {describe(what)}"
             self._log(
                 f"n{n} {what} role={node.role.value} b={node.ballot} "
-                f"commit={node.learner.commit} persist={len(ready.votes)}v/{len(ready.chosen)}c"
-                f"{'+hs' if ready.hard_state else ''} send={len(ready.messages)}"
+                f"commit={node.learner.commit} {detail()}"
             )
         self.stats.slots_chosen = max(self.stats.slots_chosen, len(self.oracle.chosen))
 

@@ -28,7 +28,7 @@ import math
 from typing import Any
 
 from paxctl.core import codec
-from paxctl.core.messages import Message, Relay, describe
+from paxctl.core.messages import Message, Relay
 from paxctl.core.node import Node, Role
 from paxctl.server.replica import PLANTED_REPLICA_BUGS
 from paxctl.statemachine.ops import REAPER_CLIENT
@@ -177,24 +177,17 @@ class ZnodeWorld(World):
         try:
             batches = host.drive_znodes(self._send_message)
         except SimulatedCrash as exc:
-            self._log(f"n{n} CRASH in the middle of a disk operation ({exc})")
-            self.stats.mid_write_crashes += 1
-            self._power_off(n)
+            self._crashed_in_drive(n, exc)
             return
-        if node.role is Role.LEADER and not was_leader:
-            self.stats.elections += 1
-            self._log(f"n{n} becomes leader b={node.ballot}")
-        if self.trace is not None and (batches or what != "tick"):
-            what = what if isinstance(what, str) else f"recv {describe(what)}"
-            work = " ".join(
+
+        def work() -> str:
+            done = " ".join(
                 f"{len(r.votes)}v/{len(r.chosen)}c/{len(r.committed)}a/{len(r.messages)}m"
                 for r in batches
             )
-            self._log(
-                f"n{n} {what} role={node.role.value} b={node.ballot} "
-                f"commit={node.learner.commit} [{work}]"
-            )
-        self.stats.slots_chosen = max(self.stats.slots_chosen, len(self.oracle.chosen))
+            return f"[{done}]"
+
+        self._driven(n, node, was_leader, what, bool(batches), work)
 
     def _power_off(self, n: int) -> None:
         inc = self.hosts[n].incarnation
