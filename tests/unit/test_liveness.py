@@ -195,7 +195,7 @@ def test_a_relay_round_never_exceeds_the_cap_and_keeps_every_ping():
     for s in range(S, S + 50):
         relay.touch(s)
     relay.ping(S + 100, "p")
-    round_, sessions = relay.take(limit=10)
+    _, sessions = relay.take(limit=10)
     assert len(sessions) == 10 and S + 100 in sessions
     rest = relay.take(limit=100)
     assert rest is not None and len(rest[1]) == 50 - 9 + 1  # the others, plus the unacked ping
