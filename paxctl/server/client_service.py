@@ -139,6 +139,7 @@ class ClientService:
                 self._reply(conn, xid, err="SessionExpired", msg="the session has expired")
 
     def on_lost(self, conn: FramedProtocol) -> None:
+        self.server.connection_closed()
         for key in [k for k, (c, _) in self._pending.items() if c is conn]:
             del self._pending[key]
         self.server.watches.drop(conn)
@@ -204,7 +205,7 @@ class ClientService:
                 self._register(conn, wid, path, mode, after)
             self._reply(conn, xid, {"node": self.server.config.node_id})
 
-        self.server.when_applied(slot_of(after), resume)
+        self.server.when_applied(slot_of(after), resume, conn)
 
     def _op_open_session(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
         state = self._client(conn)
@@ -358,13 +359,13 @@ class ClientService:
             min_zxid = req.get("min_zxid", 0)
             if type(min_zxid) is not int or min_zxid < 0:
                 raise ValueError("min_zxid must be a non-negative integer")
-            self.server.when_applied(slot_of(min_zxid), serve)
+            self.server.when_applied(slot_of(min_zxid), serve, conn)
             return
 
         def on_index(index: int | None) -> None:
             if index is None:
                 self._reply(conn, xid, err="Unavailable", msg="no leader to confirm the read")
             else:
-                self.server.when_applied(index, serve)
+                self.server.when_applied(index, serve, conn)
 
         self.server.read_index(on_index)

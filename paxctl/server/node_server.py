@@ -10,6 +10,7 @@ shares that fsync (group commit).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import random
@@ -78,7 +79,10 @@ class NodeServer:
         self._links: dict[int, PeerLink] = {}
         self._servers: list[asyncio.Server] = []
         self._scheduled = False
-        self._reads: list[tuple[int, Callable[[], None]]] = []  # (slot to reach, serve)
+        # Reads (and hellos) waiting for a slot: a heap of (slot, seq, serve, connection).
+        self._reads: list[tuple[int, int, Callable[[], None], FramedProtocol | None]] = []
+        self._reads_seq = 0
+        self._reads_purge_due = False
         self._read_waiters: dict[int, Callable[[int | None], None]] = {}
         self._next_ctx = 1
         self._stopping: asyncio.Event | None = None
@@ -229,11 +233,20 @@ class NodeServer:
         self.node.read_index(ctx)
         self.kick()
 
-    def when_applied(self, slot: int, serve: Callable[[], None]) -> None:
+    def when_applied(
+        self, slot: int, serve: Callable[[], None], conn: FramedProtocol | None = None
+    ) -> None:
+        """Call ``serve`` once ``slot`` is applied here. A waiter whose connection closes is
+        dropped (a client may ask for a slot this node never reaches: a bogus zxid)."""
         if self.node.learner.applied >= slot:
             serve()
         else:
-            self._reads.append((slot, serve))
+            self._reads_seq += 1
+            heapq.heappush(self._reads, (slot, self._reads_seq, serve, conn))
+
+    def connection_closed(self) -> None:
+        """Some client connection closed: drop its waiting reads at the next Ready."""
+        self._reads_purge_due = True
 
     # ------------------------------------------------------------------ the Ready loop
 
@@ -288,11 +301,15 @@ class NodeServer:
                 link.send(codec.encode(msg))
 
     def _serve_reads(self) -> None:
+        if self._reads_purge_due:
+            self._reads_purge_due = False
+            self._reads = [r for r in self._reads if r[3] is None or r[3].open]
+            heapq.heapify(self._reads)
         applied = self.node.learner.applied
-        due = [serve for slot, serve in self._reads if slot <= applied]
-        self._reads = [(slot, serve) for slot, serve in self._reads if slot > applied]
-        for serve in due:
-            serve()
+        while self._reads and self._reads[0][0] <= applied:
+            _, _, serve, conn = heapq.heappop(self._reads)
+            if conn is None or conn.open:
+                serve()
 
     def _maybe_snapshot(self) -> None:
         learner = self.node.learner
@@ -332,6 +349,7 @@ class NodeServer:
             "digest_mismatches": self.audit.mismatches,
             "sessions": len(self.machine.sessions()),
             "watches": self.watches.count(),
+            "waiting_reads": len(self._reads),
             "sessions_expired": self.keeper.expired_proposed,
         }
 

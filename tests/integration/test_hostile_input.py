@@ -510,3 +510,33 @@ def test_concurrent_max_size_writes_leave_the_cluster_working(fresh_cluster):
     }
     assert results == [f"/big-{i}" for i in range(6)], "\n".join([*results, *sorted(raised)])
     cluster.assert_healthy()
+
+
+# ------------------------------------------------------------------ reads that can never be served
+
+
+def test_reads_waiting_for_a_zxid_never_reached_are_dropped_with_their_connection(cluster, marks):
+    """A client may ask for a zxid this node will never apply (a bogus or foreign one): the
+    waiting read must not outlive the connection, or retries grow the node's memory."""
+    port = cluster.client_ports[0]
+
+    def waiting() -> int:
+        with connect(port) as sock:
+            talk = Conversation(sock)
+            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": (1 << 20) + 7})
+            return int(talk.ask({"xid": 2, "op": "status"})["ok"]["waiting_reads"])
+
+    base = waiting()
+    for _ in range(20):
+        with connect(port) as sock:
+            talk = Conversation(sock)
+            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": (1 << 20) + 8})
+            for xid in range(2, 12):
+                request = {"op": "read", "kind": "get", "path": "/", "local": True}
+                send(sock, frame(pack({**request, "xid": xid, "min_zxid": 2**62})))
+            assert int(talk.ask({"xid": 99, "op": "status"})["ok"]["waiting_reads"]) >= 10
+    deadline = time.monotonic() + 10
+    while waiting() > base:  # dropped at the node's next Ready after the close
+        assert time.monotonic() < deadline, "waiting reads of closed connections were kept"
+        time.sleep(0.05)
+    cluster.assert_healthy()
