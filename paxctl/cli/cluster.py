@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from paxctl.cli import exits
 from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster
+from paxctl.cli.output import Output, output_options, table
 from paxctl.client import ClientError, SyncClient
 from paxctl.core.quorum import majority
 from paxctl.server.config import cluster_id_for
@@ -179,6 +179,7 @@ dir_option = click.option(
     help="Seconds to wait for a leader and a first write.",
 )
 @click.argument("node_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- NODE OPTIONS]")
+@output_options
 def up(
     nodes: int,
     directory: str,
@@ -186,6 +187,7 @@ def up(
     snapshot_every: int,
     wait: float,
     node_args: tuple[str, ...],
+    out: Output,
 ) -> None:
     """Start the cluster in DIR (or whichever of its nodes are not running).
 
@@ -225,7 +227,10 @@ def up(
         err.print(f"[red]no write committed within {wait:.0f}s[/red]; see {directory}/node-*.log")
         sys.exit(exits.UNAVAILABLE)
     err.print(f"cluster of {len(doc['nodes'])} nodes is up ({len(started)} started now)")
-    click.echo(f"servers: {servers}")
+    out.emit(
+        {"servers": servers, "dir": directory, "nodes": len(doc["nodes"]), "started": started},
+        lambda: click.echo(f"servers: {servers}"),
+    )
     err.print(
         "try:  paxctl create /hello world && paxctl get /hello   (from this directory)",
         soft_wrap=True,
@@ -235,9 +240,14 @@ def up(
 
 @cluster.command()
 @dir_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object with a `nodes` list.")
-def status(directory: str, as_json: bool) -> None:
-    """Show each node; exit 5 when the cluster has no quorum."""
+@output_options
+def status(directory: str, out: Output) -> None:
+    """Show each node: role, ballot, chosen and applied slots, lag behind the most advanced
+    node, pid. Exit 5 when the cluster has no quorum.
+
+    JSON: {"quorum": bool, "nodes": [{"id", "role", "alive", "pid", "ballot", "chosen",
+    "applied", "lag", "leader", "client_address", "peer_address"}]}; ndjson: one node per line.
+    """
     doc = _require(directory)
     rows = []
     for member in doc["nodes"]:
@@ -260,21 +270,30 @@ def status(directory: str, as_json: bool) -> None:
         r["lag"] = top - r["applied"] if r["applied"] is not None else None
     alive = sum(r["alive"] for r in rows)
     quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
-    if as_json:
-        click.echo(json.dumps({"nodes": rows, "quorum": quorum}, sort_keys=True))
-    else:
-        table = Table(title=f"paxctl cluster in {directory}")
-        for col in ("id", "role", "client", "ballot", "chosen", "applied", "lag", "pid"):
-            table.add_column(col, justify="right" if col not in ("role", "client") else "left")
-        colours = {"leader": "green", "follower": "white", "candidate": "yellow", "down": "red"}
-        for r in rows:
-            role = f"[{colours.get(r['role'], 'white')}]{r['role']}[/]"
-            table.add_row(*(str(x) if x is not None else "-" for x in (
-                r["id"], role, r["client_address"], r["ballot"], r["chosen"], r["applied"],
-                r["lag"], r["pid"])))  # fmt: skip
-        Console(highlight=False).print(table)
+
+    def text() -> None:
+        colours = {"leader": "bold green", "candidate": "yellow", "down": "bold red"}
+        table(
+            ("id", "role", "client", "ballot", "chosen", "applied", "lag", "pid"),
+            [
+                (
+                    r["id"],
+                    f"[{colours.get(r['role'], 'default')}]{r['role']}[/]",
+                    r["client_address"],
+                    r["ballot"],
+                    r["chosen"],
+                    r["applied"],
+                    f"[yellow]{r['lag']}[/]" if r["lag"] else r["lag"],
+                    r["pid"],
+                )
+                for r in rows
+            ],
+            title=f"paxctl cluster in {directory}",
+        )
         if not quorum:
             _err().print(f"[red]no quorum[/red]: {alive} of {len(rows)} nodes answer")
+
+    out.emit({"nodes": rows, "quorum": quorum}, text, items=rows)
     if not quorum:
         sys.exit(exits.UNAVAILABLE)
 
@@ -309,37 +328,44 @@ grace_option = click.option(
 @cluster.command()
 @dir_option
 @grace_option
-def down(directory: str, grace: float) -> None:
+@output_options
+def down(directory: str, grace: float, out: Output) -> None:
     """Stop every node (SIGTERM, then SIGKILL after the grace period); data stays."""
     doc = _require(directory)
     stopped = _stop(directory, [n["id"] for n in doc["nodes"]], grace)
     _err().print(f"stopped {len(stopped)} node(s)" + (f": {stopped}" if stopped else ""))
+    out.emit({"stopped": stopped}, lambda: None)
 
 
 @cluster.command("start")
 @click.argument("node_id", type=int)
 @dir_option
-def start_one(node_id: int, directory: str) -> None:
+@output_options
+def start_one(node_id: int, directory: str, out: Output) -> None:
     """Start node NODE_ID of the cluster, with its data."""
     doc = _require(directory)
     member = next((n for n in doc["nodes"] if n["id"] == node_id), None)
     if member is None:
         raise click.UsageError(f"no node {node_id} in {directory}")
-    if _pid(directory, node_id) is not None:
+    pid = _pid(directory, node_id)
+    if pid is not None:
         _err().print(f"node {node_id} is already running")
-        return
-    pid = _start_node(directory, doc, member)
-    _err().print(f"started node {node_id} (pid {pid})")
+    else:
+        pid = _start_node(directory, doc, member)
+        _err().print(f"started node {node_id} (pid {pid})")
+    out.emit({"id": node_id, "pid": pid}, lambda: None)
 
 
 @cluster.command("stop")
 @click.argument("node_id", type=int)
 @dir_option
 @grace_option
-def stop_one(node_id: int, directory: str, grace: float) -> None:
+@output_options
+def stop_one(node_id: int, directory: str, grace: float, out: Output) -> None:
     """Stop node NODE_ID (SIGTERM, then SIGKILL after the grace period)."""
     doc = _require(directory)
     if not any(n["id"] == node_id for n in doc["nodes"]):
         raise click.UsageError(f"no node {node_id} in {directory}")
     stopped = _stop(directory, [node_id], grace)
     _err().print(f"node {node_id} " + ("stopped" if stopped else "was not running"))
+    out.emit({"stopped": stopped}, lambda: None)

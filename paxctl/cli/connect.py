@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 CLUSTER_DIR = ".paxctl"
 CLUSTER_FILE = "cluster.json"
@@ -41,3 +44,34 @@ def resolve_servers(servers: str | None) -> str:
         "no cluster to talk to: pass -s HOST:PORT,..., set PAXCTL_SERVERS, "
         "or run `paxctl cluster up` in this directory first"
     )
+
+
+def connection_options(short: bool = True) -> Callable[[F], F]:
+    """``--servers`` (also ``-s`` if ``short``; ``paxctl lock -s`` is flock's --shared) and
+    ``--timeout``, for every command that talks to the cluster."""
+    names = ("-s", "--servers") if short else ("--servers",)
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=10.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Seconds to wait for an answer before giving up (exit 5).",
+        )(func)
+        return click.option(
+            *names,
+            "servers",
+            metavar="HOST:PORT,...",
+            help="Servers to use (default: $PAXCTL_SERVERS, or ./.paxctl).",
+        )(func)
+
+    return decorate
+
+
+local_option = click.option(
+    "--local",
+    is_flag=True,
+    help="Read the node's own state (sequentially consistent, never older than you saw).",
+)

@@ -1,46 +1,38 @@
-"""Data commands over the client library: create, get, set, rm, ls, stat, sync.
+"""Data commands over the client library: create, get, set, rm, ls, stat, sync, sessions.
 
-Errors are one line on stderr and a distinct exit code (see ``paxctl.cli.exits``); data goes to
-stdout, and ``--json`` prints one JSON object with a stable shape (znode data appears as
-``data`` when it is UTF-8 text, else null, and always as ``data_base64``).
+Errors become one line on stderr and a distinct exit code (``paxctl.cli.errors``); data goes
+to stdout in the format ``-o`` asks for (``paxctl.cli.output``).
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from paxctl.cli import exits
-from paxctl.cli.connect import resolve_servers
+from paxctl.cli.connect import connection_options, local_option, resolve_servers
+from paxctl.cli.context import absolute, connect, shell_context
 from paxctl.cli.names import parse_fence
-from paxctl.client import ClientError, SyncClient
-from paxctl.statemachine.errors import ZnodeError
+from paxctl.cli.output import (
+    Output,
+    as_text,
+    data_fields,
+    hexdump,
+    iso_ms,
+    output_options,
+    table,
+)
+from paxctl.cli.subtree import child_path, delete_tree
+from paxctl.client import SyncClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def client_options(func: F) -> F:
-    func = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(func)
-    func = click.option(
-        "--timeout",
-        type=click.FloatRange(min=0.1),
-        default=10.0,
-        show_default=True,
-        help="Seconds to wait for an answer.",
-    )(func)
-    func = click.option(
-        "-s",
-        "--servers",
-        metavar="HOST:PORT,...",
-        help="Servers to use (default: $PAXCTL_SERVERS, or ./.paxctl).",
-    )(func)
-    return func
+    """The connection options and the output format (``out: Output``)."""
+    return connection_options()(output_options(func))
 
 
 fence_option = click.option(
@@ -49,29 +41,6 @@ fence_option = click.option(
     help="Only while lock NAME is held with this token (as `paxctl lock` prints it); a stale "
     "holder's write is refused (exit 4).",
 )
-
-local_option = click.option(
-    "--local",
-    is_flag=True,
-    help="Read the node's own state (sequentially consistent, never older than you saw).",
-)
-
-
-def handle_errors(func: F) -> F:
-    """Expected failures become one clear line on stderr and their exit code; no traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ZnodeError as exc:
-            click.echo(f"paxctl: {exc.code}: {exc}", err=True)
-            sys.exit(exits.BY_ERROR_CODE.get(exc.code, exits.FAILURE))
-        except ClientError as exc:
-            click.echo(f"paxctl: {exc.code}: {exc}", err=True)
-            sys.exit(exits.BY_ERROR_CODE.get(exc.code, exits.UNAVAILABLE))
-
-    return wrapper  # type: ignore[return-value]
 
 
 def complete_path(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -84,10 +53,6 @@ def complete_path(ctx: click.Context, param: click.Parameter, incomplete: str) -
     except Exception:  # completion must never print errors into the user's command line
         return []
     return [f"{parent}/{name}" for name in sorted(names) if name.startswith(stem)]
-
-
-def connect(servers: str | None, timeout: float) -> SyncClient:
-    return SyncClient(resolve_servers(servers), timeout=timeout)
 
 
 def read_data(data: str | None, file: str | None) -> bytes:
@@ -104,34 +69,38 @@ def read_data(data: str | None, file: str | None) -> bytes:
     return (data or "").encode()
 
 
-def data_fields(data: bytes) -> dict[str, Any]:
-    try:
-        text: str | None = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    return {"data": text, "data_base64": base64.b64encode(data).decode()}
+#: The stat fields in the order people read them (ZooKeeper's names).
+STAT_FIELDS = (
+    "czxid",
+    "mzxid",
+    "pzxid",
+    "ctime",
+    "mtime",
+    "version",
+    "cversion",
+    "aversion",
+    "ephemeralOwner",
+    "dataLength",
+    "numChildren",
+)
 
 
-def emit(doc: Any) -> None:
-    click.echo(json.dumps(doc, sort_keys=True))
+def stat_rows(stat: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key in STAT_FIELDS:
+        if key not in stat:
+            continue
+        value = stat[key]
+        if key in ("ctime", "mtime"):
+            value = f"{value} ({iso_ms(value)})"
+        elif key == "ephemeralOwner" and value:
+            value = f"{value:#018x}"
+        rows.append((key, str(value)))
+    return rows
 
 
 def print_stat(stat: dict[str, Any]) -> None:
-    for key in (
-        "czxid",
-        "mzxid",
-        "pzxid",
-        "ctime",
-        "mtime",
-        "version",
-        "cversion",
-        "aversion",
-        "ephemeralOwner",
-        "dataLength",
-        "numChildren",
-    ):
-        if key in stat:
-            click.echo(f"{key} = {stat[key]}")
+    table(("field", "value"), stat_rows(stat))
 
 
 @click.command()
@@ -145,7 +114,7 @@ def print_stat(stat: dict[str, Any]) -> None:
     "--ephemeral",
     is_flag=True,
     help="Tie the znode to this command's session: it stays until Ctrl-C/SIGTERM (or the "
-    "session expires), then goes.",
+    "session expires), then goes. In `paxctl shell`: until the shell exits.",
 )
 @click.option(
     "--container",
@@ -166,7 +135,6 @@ def print_stat(stat: dict[str, Any]) -> None:
     help="Session timeout in seconds for --ephemeral.",
 )
 @client_options
-@handle_errors
 def create(
     path: str,
     data: str | None,
@@ -179,7 +147,7 @@ def create(
     session_timeout: float,
     servers: str | None,
     timeout: float,
-    as_json: bool,
+    out: Output,
 ) -> None:
     """Create znode PATH holding DATA (an argument, -f FILE, or - for stdin).
 
@@ -189,11 +157,12 @@ def create(
     if sum((ephemeral, container, ttl is not None)) > 1:
         raise click.UsageError("--ephemeral, --container and --ttl exclude each other")
     payload = read_data(data, file)
+    path = absolute(path)
 
     def report(created: str) -> None:
-        emit({"path": created}) if as_json else click.echo(created)
+        out.emit({"path": created}, lambda: click.echo(created))
 
-    if ephemeral:
+    if ephemeral and shell_context() is None:
         from paxctl.cli.watch import create_and_hold
 
         async def make(client: Any) -> str:
@@ -207,7 +176,13 @@ def create(
         return
     with connect(servers, timeout) as client:
         created = client.create(
-            path, payload, sequential=sequential, parents=parents, container=container, ttl=ttl
+            path,
+            payload,
+            sequential=sequential,
+            parents=parents,
+            ephemeral=ephemeral,
+            container=container,
+            ttl=ttl,
         )
     report(created)
 
@@ -217,22 +192,33 @@ def create(
 @click.option("--stat", "show_stat", is_flag=True, help="Print the stat too.")
 @local_option
 @client_options
-@handle_errors
 def get(
-    path: str, show_stat: bool, local: bool, servers: str | None, timeout: float, as_json: bool
+    path: str, show_stat: bool, local: bool, servers: str | None, timeout: float, out: Output
 ) -> None:
-    """Print the data of znode PATH (linearizable unless --local)."""
+    """Print the data of znode PATH (linearizable unless --local).
+
+    The bytes go to stdout as they are, so `paxctl get /x > file` keeps binary data whole; on a
+    terminal, binary data is shown as a hex dump instead.
+    """
+    path = absolute(path)
     with connect(servers, timeout) as client:
         data, stat = client.get(path, local=local)
-    if as_json:
-        emit({"path": path, **data_fields(data), "stat": stat})
-        return
-    sys.stdout.buffer.write(data)
-    if data and not data.endswith(b"\n") and sys.stdout.isatty():
-        sys.stdout.buffer.write(b"\n")
-    sys.stdout.flush()
-    if show_stat:
-        print_stat(stat)
+
+    def text() -> None:
+        if sys.stdout.isatty():
+            shown = as_text(data)
+            if shown is None:
+                click.echo(hexdump(data))
+                click.echo(f"({len(data)} bytes of binary data; redirect to a file)", err=True)
+            elif shown:
+                click.echo(shown.removesuffix("\n"))
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        if show_stat:
+            print_stat(stat)
+
+    out.emit({"path": path, **data_fields(data), "stat": stat}, text)
 
 
 @click.command("set")
@@ -247,25 +233,27 @@ def get(
     default=-1,
     help="Only if the znode is at this version (compare-and-set).",
 )
+@click.option("--stat", "show_stat", is_flag=True, help="Print the new stat.")
 @fence_option
 @client_options
-@handle_errors
 def set_(
     path: str,
     data: str | None,
     file: str | None,
     version: int,
+    show_stat: bool,
     fence: str | None,
     servers: str | None,
     timeout: float,
-    as_json: bool,
+    out: Output,
 ) -> None:
-    """Replace the data of znode PATH."""
+    """Replace the data of znode PATH (silent on success unless --stat; JSON has the stat)."""
     payload = read_data(data, file)
     guard = parse_fence(fence) if fence else None
+    path = absolute(path)
     with connect(servers, timeout) as client:
         stat = client.set(path, payload, version, fence=guard)
-    emit({"path": path, "stat": stat}) if as_json else print_stat(stat)
+    out.emit({"path": path, "stat": stat}, lambda: print_stat(stat) if show_stat else None)
 
 
 @click.command()
@@ -274,11 +262,14 @@ def set_(
     "-v", "--version", "version", type=int, default=-1, help="Only if the znode is at this version."
 )
 @click.option(
-    "-r", "--recursive", is_flag=True, help="Delete the whole subtree, deepest first (not atomic)."
+    "-r",
+    "--recursive",
+    is_flag=True,
+    help="Delete the whole subtree, deepest first, in transactions of up to 1,000 deletes "
+    "(the subtree as a whole is not deleted atomically).",
 )
 @fence_option
 @client_options
-@handle_errors
 def rm(
     path: str,
     version: int,
@@ -286,105 +277,109 @@ def rm(
     fence: str | None,
     servers: str | None,
     timeout: float,
-    as_json: bool,
+    out: Output,
 ) -> None:
     """Delete znode PATH."""
-    deleted: list[str] = []
     guard = parse_fence(fence) if fence else None
     if guard and recursive:
         raise click.UsageError("--fence guards one delete; it does not go with --recursive")
+    path = absolute(path)
     with connect(servers, timeout) as client:
         if recursive:
-            _delete_tree(client, path, deleted)
+            deleted = delete_tree(client, path)
         else:
             client.delete(path, version, fence=guard)
-            deleted.append(path)
-    if as_json:
-        emit({"deleted": deleted})
-
-
-def _delete_tree(client: SyncClient, path: str, deleted: list[str]) -> None:
-    for name in client.children(path):
-        _delete_tree(client, f"{path.rstrip('/')}/{name}", deleted)
-    if path != "/":
-        client.delete(path)
-        deleted.append(path)
+            deleted = [path]
+    out.emit({"deleted": deleted}, lambda: None, items=[{"path": p} for p in deleted])
 
 
 @click.command()
-@click.argument("path", default="/", shell_complete=complete_path)
-@click.option("--stat", "show_stat", is_flag=True, help="Show each child's stat.")
+@click.argument("path", default=".", shell_complete=complete_path)
+@click.option("-l", "--stat", "show_stat", is_flag=True, help="A table of each child's stat.")
 @local_option
 @client_options
-@handle_errors
 def ls(
-    path: str, show_stat: bool, local: bool, servers: str | None, timeout: float, as_json: bool
+    path: str, show_stat: bool, local: bool, servers: str | None, timeout: float, out: Output
 ) -> None:
-    """List the children of znode PATH."""
+    """List the children of znode PATH (default: / or the shell's directory)."""
+    path = "/" if path == "." and shell_context() is None else absolute(path)
     with connect(servers, timeout) as client:
         result = client.children(path, stats=show_stat, local=local)
-    names = result["children"] if show_stat else result
-    if as_json:
-        doc: dict[str, Any] = {"path": path, "children": names}
-        if show_stat:
-            doc["stats"] = result["stats"]
-        emit(doc)
-        return
-    for name in names:
-        if show_stat:
+    names: list[str] = result["children"] if show_stat else result
+    doc: dict[str, Any] = {"path": path, "children": names}
+    if show_stat:
+        doc["stats"] = result["stats"]
+
+    def text() -> None:
+        if not show_stat:
+            for name in names:
+                click.echo(name)
+            return
+        rows = []
+        for name in names:
             st = result["stats"][name]
-            click.echo(
-                f"{name}\tversion={st['version']}\tdataLength={st['dataLength']}"
-                f"\tnumChildren={st['numChildren']}\tmzxid={st['mzxid']}"
-            )
-        else:
-            click.echo(name)
+            owner = st.get("ephemeralOwner") or 0
+            rows.append((
+                f"[bold blue]{name}/[/]" if st["numChildren"] else name,
+                st["version"],
+                st["dataLength"],
+                st["numChildren"],
+                iso_ms(st["mtime"]),
+                f"{owner:#x}" if owner else "",
+            ))  # fmt: skip
+        table(("name", "version", "size", "children", "modified", "ephemeral owner"), rows)
+
+    items = [{"name": n, "path": child_path(path, n), **({"stat": result["stats"][n]}
+             if show_stat else {})} for n in names]  # fmt: skip
+    out.emit(doc, text, items=items)
 
 
 @click.command()
-@click.argument("path", shell_complete=complete_path)
+@click.argument("path", default=".", shell_complete=complete_path)
 @local_option
 @client_options
-@handle_errors
-def stat(path: str, local: bool, servers: str | None, timeout: float, as_json: bool) -> None:
+def stat(path: str, local: bool, servers: str | None, timeout: float, out: Output) -> None:
     """Print the stat of znode PATH."""
+    path = absolute(path)
     with connect(servers, timeout) as client:
         result = client.stat(path, local=local)
-    emit({"path": path, "stat": result}) if as_json else print_stat(result)
+    out.emit({"path": path, "stat": result}, lambda: print_stat(result))
 
 
 @click.command()
 @client_options
-@handle_errors
-def sync(servers: str | None, timeout: float, as_json: bool) -> None:
+def sync(servers: str | None, timeout: float, out: Output) -> None:
     """Wait until the connected node has applied everything chosen before now."""
     with connect(servers, timeout) as client:
         client.sync()
         zxid = client.last_zxid
-    emit({"zxid": zxid}) if as_json else click.echo(f"synced at zxid {zxid}")
+    out.emit({"zxid": zxid}, lambda: click.echo(f"synced at zxid {zxid}"))
 
 
 @click.command()
 @click.option("--ephemerals", "with_ephemerals", is_flag=True, help="List each one's ephemerals.")
 @client_options
-@handle_errors
-def sessions(with_ephemerals: bool, servers: str | None, timeout: float, as_json: bool) -> None:
+def sessions(with_ephemerals: bool, servers: str | None, timeout: float, out: Output) -> None:
     """List the open sessions: id, timeout and ephemerals owned."""
     with connect(servers, timeout) as client:
-        table = client.sessions()
+        listed = client.sessions()
         if with_ephemerals:
-            for entry in table:
+            for entry in listed:
                 entry["paths"] = client.ephemerals(entry["session"])
-    if as_json:
-        emit({"sessions": table})
-        return
-    for entry in table:
-        click.echo(
-            f"{entry['session']:#018x}\ttimeout={entry['timeout_ms'] / 1000:g}s"
-            f"\tephemerals={entry['ephemerals']}"
-        )
-        for p in entry.get("paths", []):
-            click.echo(f"  {p}")
+
+    def text() -> None:
+        rows = [
+            (
+                f"{e['session']:#018x}",
+                f"{e['timeout_ms'] / 1000:g}s",
+                e["ephemerals"],
+                *([" ".join(e["paths"])] if with_ephemerals else []),
+            )
+            for e in listed
+        ]
+        table(("session", "timeout", "ephemerals", *(["paths"] if with_ephemerals else [])), rows)
+
+    out.emit({"sessions": listed}, text, items=listed)
 
 
 COMMANDS = [create, get, set_, rm, ls, stat, sync, sessions]

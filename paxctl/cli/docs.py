@@ -19,24 +19,42 @@ SHELLS = ("bash", "zsh", "fish")
 
 EXIT_CODES = [
     (0, "success"),
-    (1, "a command-specific failure (a simulation seed failed)"),
+    (1, "lock: not acquired (-n), or not within -w SECONDS (flock's convention; -E N changes it)"),
     (2, "usage error (unknown flag, missing argument, no cluster to talk to)"),
-    (3, "no such znode (NoNode)"),
-    (4, "conflict: NodeExists, BadVersion, NotEmpty"),
-    (5, "cluster unavailable: no quorum, no connection"),
-    (6, "indeterminate: a write may or may not have taken effect"),
-    (7, "bad data: bad arguments, data too large, damaged node files"),
+    (3, "no such znode (NoNode); elect --leader: no leader"),
+    (
+        4,
+        "conflict: NodeExists, BadVersion, NotEmpty, a stale fencing token, a lock limit "
+        "that disagrees with the other holders'",
+    ),
+    (5, "cluster unavailable: no quorum, no connection, no answer within --timeout"),
+    (6, "indeterminate: a write may or may not have taken effect (read before retrying)"),
+    (7, "bad data: bad arguments, data too large, a damaged file (node data, an import dump)"),
     (
         8,
         "session lost: the session expired; lock, elect and run-once: the lock or leadership "
         "was lost while held, and the command was killed first",
     ),
-    (70, "a node stopped on a failed write or fsync (never retried)"),
+    (9, "sim: a seed broke an invariant"),
+    (70, "internal: a node stopped on a failed write or fsync (never retried), or a bug"),
+    (130, "interrupted by Ctrl-C"),
 ]
+
+#: lock, elect, run-once and watch -- CMD: what the exit status is when CMD ran.
+CHILD_EXIT = (
+    "lock, elect and run-once exit with CMD's own status when CMD ran and ended by itself, "
+    "or 128+N when a signal N ended it"
+)
 
 ENVIRONMENT = [
     ("PAXCTL_SERVERS", "HOST:PORT,... of the cluster, when -s/--servers is not given"),
-    ("NO_COLOR", "no colour in human output"),
+    ("NO_COLOR", "no colour in human output (there is none either when stdout is not a terminal)"),
+    (
+        "PAXCTL_HISTORY",
+        "the history file of paxctl shell (default $XDG_STATE_HOME/paxctl/history, "
+        "~/.local/state/paxctl/history)",
+    ),
+    ("PAXCTL_WATCH_TYPE, _PATH, _ZXID", "set for the command of watch -- CMD, per event"),
     (
         "PAXCTL_FENCE",
         "set for the command of lock and elect: NAME:TOKEN (elect: "
@@ -54,6 +72,15 @@ EXAMPLES = [
     ("Start a local 3-node cluster and write a first znode",
      "paxctl cluster up\npaxctl create /hello world\npaxctl get /hello"),
     ("Compare-and-set", "paxctl set /config new-value --version 3"),
+    ("A script reads data as JSON (binary data is in data_base64)",
+     "paxctl get /config/db -o json |\n"
+     "  python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"])'"),
+    ("Look at a subtree", "paxctl tree /config"),
+    ("React to every change under /config, one event at a time",
+     "paxctl watch -r /config -- sh -c 'echo \"$PAXCTL_WATCH_TYPE $PAXCTL_WATCH_PATH\"'"),
+    ("Back a subtree up, and load it into another cluster",
+     "paxctl export /config > config.json\nPAXCTL_SERVERS=other:7101 paxctl import config.json"),
+    ("Explore interactively (cd, ls, tab completion of live paths)", "paxctl shell"),
     ("Machine-readable cluster state, e.g. the leader's pid",
      "paxctl cluster status --json"),
     ("Hunt for bugs in the consensus core", "paxctl sim --seeds 1000 -j 2"),
@@ -138,6 +165,7 @@ def man_page(cli: click.Group) -> str:
     lines.append(".SH EXIT STATUS")
     for code, meaning in EXIT_CODES:
         lines += [".TP", f"\\fB{code}\\fR", _roff(meaning)]
+    lines += [".PP", _roff(CHILD_EXIT + ".")]
     lines.append(".SH ENVIRONMENT")
     for name, meaning in ENVIRONMENT:
         lines += [".TP", f"\\fB{name}\\fR", _roff(meaning)]

@@ -18,8 +18,7 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
-from paxctl.cli.connect import resolve_servers
-from paxctl.cli.data import emit, handle_errors
+from paxctl.cli.connect import connection_options, resolve_servers
 from paxctl.cli.held import (
     Guard,
     Stop,
@@ -27,7 +26,6 @@ from paxctl.cli.held import (
     WithCommand,
     acquire,
     command_argument,
-    connection_options,
     first,
     hold,
     query,
@@ -36,6 +34,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import ELECTIONS, named
+from paxctl.cli.output import Output, output_options, print_json
 from paxctl.client import Client, Unavailable
 from paxctl.recipes import Election, Leader
 
@@ -67,7 +66,10 @@ def leader_line(leader: Leader | None) -> str:
 async def stream_leader(election: Election, as_json: bool, stop: Stop) -> int:
     async def stream() -> None:
         async for leader in election.observe():
-            emit(leader_doc(election.path, leader)) if as_json else click.echo(leader_line(leader))
+            if as_json:
+                print_json(leader_doc(election.path, leader))
+            else:
+                click.echo(leader_line(leader))
             sys.stdout.flush()
 
     await first(stream(), stop.event.wait())
@@ -96,7 +98,7 @@ async def campaign(
         what = f"leadership of {name}"
         if not argv:
             if as_json:
-                emit({"event": "elected", "path": election.path, "node": election.node,
+                print_json({"event": "elected", "path": election.path, "node": election.node,
                       "token": election.token, "fence": fence,
                       "value": election.value.decode(errors="replace")})  # fmt: skip
             else:
@@ -159,9 +161,8 @@ Exit status:
 @click.option("--observe", is_flag=True, help="Stream the leader and every change.")
 @click.option("--leader", "show_leader", is_flag=True, help="Print the current leader once.")
 @timing_options
-@click.option("--json", "as_json", is_flag=True, help="JSON output (one object per line).")
+@output_options
 @connection_options(short=True)
-@handle_errors
 def elect(
     name: str,
     value: str | None,
@@ -170,10 +171,11 @@ def elect(
     show_leader: bool,
     ttl: float,
     kill_grace: float,
-    as_json: bool,
+    out: Output,
     servers: str | None,
     timeout: float,
 ) -> None:
+    as_json = out.machine  # streams print one JSON object per line in both JSON formats
     if observe and show_leader:
         raise click.UsageError("--observe and --leader exclude each other")
     if (observe or show_leader) and (value is not None or command):
@@ -189,7 +191,7 @@ def elect(
     if show_leader:
         current = query(connect, timeout, lambda client: Election(client, path).leader())
         if as_json:
-            emit(leader_doc(path, current))
+            print_json(leader_doc(path, current))
         elif current is not None:
             sys.stdout.buffer.write(current.value + b"\n")
             sys.stdout.flush()

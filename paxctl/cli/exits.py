@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 OK = 0
-#: A command-specific failure: a simulation seed failed, a status check found no quorum.
-FAILURE = 1
+#: ``paxctl lock`` did not get the lock (-n, or -w timed out), as flock(1); -E changes it.
+NOT_ACQUIRED = 1
 USAGE = 2  # click's own code for a bad invocation
 NO_NODE = 3
 CONFLICT = 4  # NodeExists, BadVersion, NotEmpty
@@ -14,9 +14,13 @@ BAD_DATA = 7  # BadArguments, DataTooLarge, corrupt files
 #: The session expired, or contact was lost too long to trust it: its ephemerals, locks and
 #: leadership are gone (``paxctl lock``/``elect`` exit so after killing their command).
 SESSION_LOST = 8
-#: ``paxctl lock``'s default for "not acquired" (-n, -w), as flock(1); -E changes it.
-NOT_ACQUIRED = 1
-STORAGE = 70  # a node stopped on a failed write or fsync (never retried)
+#: ``paxctl sim`` found a seed that breaks an invariant.
+VIOLATION = 9
+#: A node stopped on a failed write or fsync (never retried), or a bug in paxctl (EX_SOFTWARE).
+INTERNAL = 70
+STORAGE = INTERNAL
+#: Interrupted by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 BY_ERROR_CODE = {
     "NoNode": NO_NODE,

@@ -99,29 +99,6 @@ def timing_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def connection_options(short: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--servers`` (also ``-s`` if ``short``) and ``--timeout``."""
-    names = ("-s", "--servers") if short else ("--servers",)
-
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        func = click.option(
-            "--timeout",
-            type=click.FloatRange(min=0.1),
-            default=10.0,
-            show_default=True,
-            metavar="SECONDS",
-            help="Seconds to wait for an answer before giving up (exit 5).",
-        )(func)
-        return click.option(
-            *names,
-            "servers",
-            metavar="HOST:PORT,...",
-            help="Servers to use (default: $PAXCTL_SERVERS, or ./.paxctl).",
-        )(func)
-
-    return decorate
-
-
 # ------------------------------------------------------------------ the command line
 
 

@@ -23,8 +23,7 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
-from paxctl.cli.connect import resolve_servers
-from paxctl.cli.data import emit, handle_errors
+from paxctl.cli.connect import connection_options, resolve_servers
 from paxctl.cli.held import (
     Guard,
     Stop,
@@ -32,7 +31,6 @@ from paxctl.cli.held import (
     WithCommand,
     acquire,
     command_argument,
-    connection_options,
     hold,
     query,
     run_in_session,
@@ -40,6 +38,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import LOCKS, named
+from paxctl.cli.output import Output, output_options, print_json
 from paxctl.client import Client, Unavailable
 from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
 from paxctl.recipes._common import parse_object
@@ -121,10 +120,9 @@ def print_state(state: dict[str, Any]) -> None:
 
 @click.command("status")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@output_options
 @connection_options(short=False)
-@handle_errors
-def lock_status(name: str, as_json: bool, servers: str | None, timeout: float) -> None:
+def lock_status(name: str, out: Output, servers: str | None, timeout: float) -> None:
     """Show who holds lock NAME and who waits for it, in queue order.
 
     Each line: holder or waiting, the fencing token, host, pid, since (when that process
@@ -134,7 +132,7 @@ def lock_status(name: str, as_json: bool, servers: str | None, timeout: float) -
     """
     path = named(LOCKS, name)
     state = query(resolve_servers(servers), timeout, lambda client: lock_state(client, path))
-    emit(state) if as_json else print_state(state)
+    out.emit(state, lambda: print_state(state))
 
 
 # ------------------------------------------------------------------ paxctl lock
@@ -186,7 +184,7 @@ def announce(req: Request, recipe: Queued, fence: str | None) -> None:
     """Without CMD: say what we hold (path and fence, or one JSON object)."""
     if req.as_json:
         doc = {"name": req.name, "path": req.path, "node": recipe.node, "token": recipe.token}
-        emit({**doc, "fence": fence})
+        print_json({**doc, "fence": fence})
     else:
         click.echo(f"{req.path}\t{fence if fence is not None else recipe.token}")
     sys.stdout.flush()
@@ -328,9 +326,8 @@ Exit status:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Say on stderr when acquired or not.")
 @timing_options
-@click.option("--json", "as_json", is_flag=True, help="Without CMD: print the lock as JSON.")
+@output_options
 @connection_options(short=False)
-@handle_errors
 def lock(
     name: str,
     command: tuple[str, ...],
@@ -344,7 +341,7 @@ def lock(
     verbose: bool,
     ttl: float,
     kill_grace: float,
-    as_json: bool,
+    out: Output,
     servers: str | None,
     timeout: float,
 ) -> None:
@@ -369,7 +366,7 @@ def lock(
         owner=owner if owner is not None else " ".join(argv)[:OWNER_MAX],
         timing=timing,
         verbose=verbose,
-        as_json=as_json,
+        as_json=out.machine,
         servers=resolve_servers(servers),
         timeout=timeout,
     )

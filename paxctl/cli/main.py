@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
 from paxctl import __version__
+from paxctl.cli import errors, exits
 from paxctl.cli.docs import SHELLS, completion_script
 
 #: Every subcommand and where it lives. They are imported only when used, so a `paxctl get`
@@ -23,15 +25,31 @@ LAZY = {
     "stat": "paxctl.cli.data:stat",
     "sync": "paxctl.cli.data:sync",
     "sessions": "paxctl.cli.data:sessions",
+    "tree": "paxctl.cli.subtree:tree",
     "watch": "paxctl.cli.watch:watch",
     "lock": "paxctl.cli.lock:lock",
     "elect": "paxctl.cli.elect:elect",
     "run-once": "paxctl.cli.runonce:run_once",
+    "export": "paxctl.cli.transfer:export_",
+    "import": "paxctl.cli.transfer:import_",
+    "shell": "paxctl.cli.shell:shell",
 }
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use (click's documented pattern)."""
+    """A group whose subcommands are imported on first use (click's documented pattern), and
+    where every command's expected failures become one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+            ctx.exit(exits.INTERRUPTED)
+        except Exception as exc:
+            ctx.exit(errors.report(exc, ctx.meta.get("paxctl.verbose", 0)))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY})
@@ -47,8 +65,17 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="paxctl")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Detail on stderr: tracebacks of errors and the client's log (-vv: debug).",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """paxctl: a coordination service built on Multi-Paxos."""
+    ctx.meta["paxctl.verbose"] = verbose
+    errors.set_verbosity(verbose)
 
 
 @cli.command()

@@ -48,8 +48,7 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
-from paxctl.cli.connect import resolve_servers
-from paxctl.cli.data import emit, handle_errors
+from paxctl.cli.connect import connection_options, resolve_servers
 from paxctl.cli.held import (
     Guard,
     Stop,
@@ -57,7 +56,6 @@ from paxctl.cli.held import (
     WithCommand,
     command_argument,
     command_env,
-    connection_options,
     loss_message,
     query,
     run_held,
@@ -66,6 +64,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import RUN_ONCE, named
+from paxctl.cli.output import Output, output_options
 from paxctl.client import Client, ClientError, Indeterminate, SessionState
 from paxctl.recipes._common import parse_object
 from paxctl.statemachine.errors import (
@@ -475,9 +474,8 @@ Exit status:
     help="Take over a slot whose run failed or whose winner died (and guard CMD like lock).",
 )
 @timing_options
-@click.option("--json", "as_json", is_flag=True, help="With --history: one JSON object.")
+@output_options
 @connection_options(short=True)
-@handle_errors
 def run_once(
     name: str,
     command: tuple[str, ...],
@@ -488,26 +486,25 @@ def run_once(
     retry_on_failure: bool,
     ttl: float,
     kill_grace: float,
-    as_json: bool,
+    out: Output,
     servers: str | None,
     timeout: float,
 ) -> None:
     base = named(RUN_ONCE, name)
     if history:
         if command or slot is not None or every is not None:
-            raise click.UsageError("--history takes only NAME (and --json)")
+            raise click.UsageError("--history takes only NAME (and -o/--json)")
         connect = resolve_servers(servers)
         records = query(connect, timeout, lambda client: read_history(client, base))
-        emit({"name": name, "path": base, "records": records}) if as_json else print_history(
-            records
-        )
+        doc = {"name": name, "path": base, "records": records}
+        out.emit(doc, lambda: print_history(records), items=records)
         return
     if (slot is None) == (every is None):
         raise click.UsageError("give exactly one of --slot SLOT and --every DURATION")
     if not command:
         raise click.UsageError("missing the command: paxctl run-once NAME --slot SLOT -- CMD")
-    if as_json:
-        raise click.UsageError("--json goes with --history")
+    if out.machine:
+        raise click.UsageError("-o/--json go with --history")
     period = parse_duration(every) if every is not None else None
     if slot is not None:
         try:

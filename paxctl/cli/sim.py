@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, replace
 
@@ -11,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from paxctl.cli import exits
+from paxctl.cli.output import Output, console, output_options
 from paxctl.core.state import PLANTED_BUGS
 from paxctl.storage.store import PLANTED_STORAGE_BUGS
 from paxctl.testing.sim.runner import Summary, replay_command, run_specs, summarize
@@ -19,7 +20,7 @@ from paxctl.testing.sim.znodes import ZNODE_BUGS
 
 WORKLOADS = ("chain", "znodes")
 
-EXIT_VIOLATION = 1
+EXIT_VIOLATION = exits.VIOLATION
 
 
 def _summary_table(summary: Summary, nodes: int) -> Table:
@@ -129,7 +130,7 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
     show_default=True,
     help="Worker processes.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@output_options
 def sim(
     count: int,
     first_seed: int,
@@ -143,7 +144,7 @@ def sim(
     bugs: tuple[str, ...],
     trace: bool,
     jobs: int,
-    as_json: bool,
+    out: Output,
 ) -> None:
     """Run the consensus core under a seeded simulation of faults and check its invariants.
 
@@ -151,13 +152,12 @@ def sim(
     duplicates, delays and reorders messages, partitions nodes (one way too) and crashes and
     restarts them from what they persisted. Safety is checked after every event; then the
     world heals and every pending command must be applied in bounded virtual time. A failing
-    seed prints the one line that replays it with a trace. Exit status 1 if any seed failed.
+    seed prints the one line that replays it with a trace. Exit status 9 if any seed failed.
 
     With --workload znodes each node runs the real znode tree, session keeper and watch
     registry, and clients open sessions, ping, write, fail over and watch "/": expiry safety,
     ephemerals, state digests and every watch event are checked too.
     """
-    out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     base = SimSpec(
         seed=0,
@@ -196,26 +196,30 @@ def sim(
                 for line in result.trace:
                     click.echo(line)
 
-    if as_json:
-        doc = {
+    failures = [
+        {"seed": r.spec.seed, "error": r.error, "replay": replay_command(r.spec)}
+        for r in summary.failures
+    ]
+
+    def text() -> None:
+        console().print(_summary_table(summary, nodes))
+        for r in summary.failures:  # plain lines: a replay command must never be wrapped
+            click.echo(f"FAIL seed {r.spec.seed}: {r.error}")
+            click.echo(f"  faults: {r.faults.describe()}")
+            click.echo(f"  replay: {replay_command(r.spec)}")
+
+    out.emit(
+        {
             "seeds": summary.seeds,
             "passed": summary.seeds - len(summary.failures),
             "nodes": nodes,
             "workload": workload,
             "stats": asdict(summary.stats),
             "virtual_ms": summary.virtual_ms,
-            "failures": [
-                {"seed": r.spec.seed, "error": r.error, "replay": replay_command(r.spec)}
-                for r in summary.failures
-            ],
-        }
-        click.echo(json.dumps(doc, sort_keys=True))
-    else:
-        out.print(_summary_table(summary, nodes))
-        for r in summary.failures:  # plain lines: a replay command must never be wrapped
-            click.echo(f"FAIL seed {r.spec.seed}: {r.error}")
-            click.echo(f"  faults: {r.faults.describe()}")
-            click.echo(f"  replay: {replay_command(r.spec)}")
+            "failures": failures,
+        },
+        text,
+    )
     rate = summary.events_per_second
     err.print(
         f"{summary.seeds} seeds in {summary.wall_s:.1f} s wall with {jobs} job(s):"

@@ -21,7 +21,8 @@ import click
 
 from paxctl.cli import exits
 from paxctl.cli.connect import resolve_servers
-from paxctl.cli.data import client_options, complete_path, emit, handle_errors
+from paxctl.cli.data import client_options, complete_path
+from paxctl.cli.output import Output
 from paxctl.client import Client, SessionState, WatchEvent
 
 
@@ -39,12 +40,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
     return asyncio.run(runner())
 
 
-def _print_event(event: WatchEvent, as_json: bool) -> None:
-    if as_json:
-        emit(event.to_dict())
-    else:
-        click.echo(f"{event.type}\t{event.path}\tzxid={event.zxid}")
-    sys.stdout.flush()
+def _print_event(event: WatchEvent, out: Output) -> None:
+    out.event(event.to_dict(), f"{event.type}\t{event.path}\tzxid={event.zxid}")
 
 
 async def _run_command(argv: tuple[str, ...], event: WatchEvent) -> int:
@@ -77,7 +74,6 @@ async def _run_command(argv: tuple[str, ...], event: WatchEvent) -> int:
     help="Replay the changes after zxid Z first (or print a resync event if too old).",
 )
 @client_options
-@handle_errors
 def watch(
     path: str,
     command: tuple[str, ...],
@@ -88,7 +84,7 @@ def watch(
     from_zxid: int | None,
     servers: str | None,
     timeout: float,
-    as_json: bool,
+    out: Output,
 ) -> None:
     """Stream the changes of znode PATH (or its subtree with -r) as they are applied.
 
@@ -101,6 +97,26 @@ def watch(
     if children and recursive:
         raise click.UsageError("--children and --recursive do not go together")
     limit = 1 if once else count
+    from paxctl.cli.context import absolute, shell_context
+
+    shell = shell_context()
+    if shell is not None:  # in `paxctl shell`: a background watch, printed above the prompt
+        if command:
+            raise click.UsageError(
+                "-- CMD needs a watch of its own: run `paxctl watch PATH -- CMD` outside the "
+                "shell (inside, events print above the prompt; `unwatch ID` stops them)"
+            )
+        target = absolute(path)
+        wid = shell.start_watch(
+            target,
+            recursive=recursive,
+            children=children,
+            count=limit,
+            after=from_zxid,
+            as_json=out.machine,
+        )
+        click.echo(f"watch {wid} on {target}", err=True)
+        return
     connect = resolve_servers(servers)
 
     async def main(stop: asyncio.Event) -> int:
@@ -129,7 +145,7 @@ def watch(
                         if status != 0:
                             click.echo(f"paxctl: {command[0]} exited with {status}", err=True)
                     else:
-                        _print_event(event, as_json)
+                        _print_event(event, out)
             finally:
                 stopping.cancel()
         return exits.OK

@@ -44,7 +44,8 @@ def test_where_lock_finds_name_and_command(args, name, cmd, extra):
 def test_lock_status_is_its_own_command():
     ctx = lock.make_context("lock", ["status", "n", "--json"])
     sub = ctx.meta["lock.sub"]
-    assert sub.command is lock_status and sub.params["name"] == "n" and sub.params["as_json"]
+    assert sub.command is lock_status and sub.params["name"] == "n"
+    assert sub.meta["paxctl.output"] == "json"
     assert sub.command_path.endswith("lock status")
 
 

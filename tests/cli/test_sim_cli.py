@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from paxctl.cli import exits
+
 PAXCTL = shutil.which("paxctl")
 
 
@@ -43,13 +45,13 @@ def test_json_summary_has_a_stable_shape():
 
 def test_failing_seed_prints_a_replay_line_that_reproduces_it():
     done = run("sim", "--seeds", "3", "--plant-bug", "minority_quorum")
-    assert done.returncode == 1
+    assert done.returncode == exits.VIOLATION == 9
     replays = [ln.split("replay: ", 1)[1] for ln in done.stdout.splitlines() if "replay: " in ln]
     assert len(replays) == 3
     argv = shlex.split(replays[0])
     assert argv[:2] == ["paxctl", "sim"] and "--trace" in argv
     again = run(*argv[1:])
-    assert again.returncode == 1
+    assert again.returncode == exits.VIOLATION
     assert "VIOLATION" in again.stdout  # the trace ends at the broken invariant
 
 

@@ -16,6 +16,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from paxctl.cli import exits
 from paxctl.cli.sim import sim
 from paxctl.testing.sim.runner import replay_command, run_seed, run_specs
 from paxctl.testing.sim.world import SimSpec, Stats
@@ -159,7 +160,7 @@ def test_the_replay_command_names_the_workload_and_reproduces_the_run():
 def test_a_failing_seed_prints_its_replay_line():
     args = ["--workload", "znodes", "--seeds", "2", "--safety-ms", str(SAFETY_MS)]
     out = CliRunner().invoke(sim, [*args, "--plant-bug", "ack_unrecorded"])
-    assert out.exit_code == 1
+    assert out.exit_code == exits.VIOLATION == 9
     assert "--workload znodes" in out.output and "--plant-bug ack_unrecorded" in out.output
 
 

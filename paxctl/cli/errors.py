@@ -1,0 +1,46 @@
+"""Expected failures become one line on stderr and their exit code, for every command.
+
+``paxctl -v`` adds the traceback and the client's log; without it a user never sees a Python
+traceback for an expected failure. Anything unexpected is a bug: one line, exit 70, and the
+traceback with ``-v``.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import click
+
+from paxctl.cli import exits
+from paxctl.client import ClientError
+from paxctl.statemachine.errors import ZnodeError
+
+
+def exit_code_for(exc: ZnodeError | ClientError) -> int:
+    fallback = exits.UNAVAILABLE if isinstance(exc, ClientError) else exits.INTERNAL
+    return exits.BY_ERROR_CODE.get(exc.code, fallback)
+
+
+def report(exc: BaseException, verbose: int) -> int:
+    """Print ``exc`` for a user, as one line (plus the traceback when verbose); its exit code."""
+    if isinstance(exc, ZnodeError | ClientError):
+        line, code = f"paxctl: {exc.code}: {exc}", exit_code_for(exc)
+    else:
+        line = f"paxctl: internal error: {type(exc).__name__}: {exc}"
+        code = exits.INTERNAL
+        if not verbose:
+            line += " (run with -v for the traceback; please report it)"
+    if verbose:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    click.echo(line, err=True)
+    return code
+
+
+def set_verbosity(verbose: int) -> None:
+    """``-v``: the client's log at INFO on stderr; ``-vv``: DEBUG."""
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )

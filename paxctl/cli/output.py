@@ -1,0 +1,235 @@
+"""How commands print: for people on a terminal, for scripts everywhere else.
+
+Every client command takes ``-o text|json|ndjson`` (``--json`` is ``-o json``):
+
+* ``text``: tables and colour on a terminal; when stdout is not a terminal the same columns
+  tab-separated under a header line, and never colour (nor with ``NO_COLOR`` set).
+* ``json``: one JSON document on one line, keys sorted; its shape is documented in the README
+  and kept stable. Znode data is ``data`` (the text if UTF-8, else null) and ``data_base64``.
+* ``ndjson``: a command that lists things prints one JSON object per thing and per line;
+  one that does not prints the same single line as ``json``.
+
+Only data goes to stdout; progress, hints and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = ("text", "json", "ndjson")
+
+
+@dataclass(frozen=True)
+class Output:
+    format: str = "text"
+
+    @property
+    def machine(self) -> bool:
+        return self.format != "text"
+
+    def emit(
+        self,
+        doc: dict[str, Any],
+        text: Callable[[], None],
+        items: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """Print ``doc`` as JSON; for ndjson each of ``items`` (the things a listing command
+        lists) on its own line, or ``doc`` when there are no items; for text call ``text``."""
+        if self.format == "json" or (self.format == "ndjson" and items is None):
+            print_json(doc)
+        elif self.format == "ndjson":
+            for item in items or ():
+                print_json(item)
+        else:
+            text()
+
+    def event(self, doc: dict[str, Any], line: str) -> None:
+        """One element of a stream (watch events, leaders): a JSON line in both JSON formats."""
+        print_json(doc) if self.machine else click.echo(line)
+        sys.stdout.flush()
+
+
+def print_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, sort_keys=True))
+
+
+def _set_output(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is None or value is False:
+        return value
+    chosen = "json" if value is True else value
+    previous = ctx.meta.get("paxctl.output")
+    if previous is not None and previous != chosen:
+        raise click.UsageError("--json and -o disagree; give one of them", ctx)
+    ctx.meta["paxctl.output"] = chosen
+    return value
+
+
+def output_options(func: F) -> F:
+    """``-o/--output`` and ``--json``; the command receives ``out: Output`` instead."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        return func(*args, out=Output(ctx.meta.get("paxctl.output", "text")), **kwargs)
+
+    wrapper = click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_output,
+        help="Same as -o json.",
+    )(wrapper)
+    wrapper = click.option(
+        "-o",
+        "--output",
+        type=click.Choice(FORMATS),
+        expose_value=False,
+        callback=_set_output,
+        help="Output format (default text; json and ndjson for scripts, see the README).",
+    )(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------ human output
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console: colour only on a terminal and without ``NO_COLOR`` (rich checks both)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=not stderr)
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    """A table on a terminal; tab-separated values under a header line otherwise.
+
+    Cells may carry rich markup (``[green]leader[/]``); it is stripped for the plain form.
+    """
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        right = {"version", "size", "children", "ballot", "chosen", "applied", "lag", "pid", "id"}
+        grid = Table(title=title, title_justify="left", header_style="bold")
+        for name in columns:
+            grid.add_column(name, justify="right" if name in right else "left", overflow="fold")
+        for row in rows:
+            grid.add_row(*(cell_text(cell) for cell in row))
+        console().print(grid)
+        return
+    from rich.text import Text
+
+    click.echo("\t".join(columns))
+    for row in rows:
+        click.echo("\t".join(Text.from_markup(cell_text(c)).plain for c in row))
+
+
+def cell_text(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def iso_ms(ms: Any) -> str | None:
+    """Milliseconds since the epoch as ISO 8601 UTC (seconds), or None."""
+    if type(ms) is not int:
+        return None
+    when = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# ------------------------------------------------------------------ znode data
+
+
+def as_text(data: bytes) -> str | None:
+    """The data as text when it is UTF-8 without control characters (newline and tab allowed)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if any((ord(ch) < 32 and ch not in "\n\t\r") or ord(ch) == 127 for ch in text):
+        return None
+    return text
+
+
+def data_fields(data: bytes) -> dict[str, Any]:
+    """Znode data in JSON: ``data`` is the text when UTF-8 (else null), ``data_base64`` always."""
+    try:
+        text: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {"data": text, "data_base64": base64.b64encode(data).decode()}
+
+
+def preview(data: bytes, width: int = 40) -> str:
+    """One line for tables and trees: the text, or escapes (``\\x00``) for binary data."""
+    text = as_text(data)
+    if text is None:
+        shown = "".join(
+            chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in data[: width * 2]
+        )
+    else:
+        shown = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+        shown = shown.replace("\r", "\\r")
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def hexdump(data: bytes, limit: int = 4096) -> str:
+    """``xxd``-style lines, for binary data shown on a terminal."""
+    lines = []
+    for offset in range(0, min(len(data), limit), 16):
+        chunk = data[offset : offset + 16]
+        hexes = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}: {hexes:<39}  {text}")
+    if len(data) > limit:
+        lines.append(f"… {len(data) - limit} more bytes (redirect to a file for all of them)")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ progress
+
+
+class Progress:
+    """Progress of a long operation on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, bar: Any, task: Any) -> None:
+        self._bar = bar
+        self._task = task
+
+    def advance(self, steps: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, steps)
+
+    def total(self, total: int | None) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Progress]:
+    if not sys.stderr.isatty():
+        yield Progress(None, None)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Bar(*columns, console=console(stderr=True), transient=True) as bar:
+        yield Progress(bar, bar.add_task(description, total=total))

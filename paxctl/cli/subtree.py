@@ -1,0 +1,176 @@
+"""Whole subtrees: ``paxctl tree`` and ``rm --recursive``.
+
+Both read a subtree one level at a time (a ``children`` read with stats per inner node), so
+what they see is not one point in time while others write under it. ``rm -r`` deletes deepest
+first in transactions of up to ``MAX_MULTI_OPS`` deletes, one consensus round each instead of
+one per node; when someone else changes the subtree meanwhile (a transaction fails NotEmpty or
+NoNode) it reads the subtree again and goes on, a few times, before giving up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from paxctl.cli.connect import connection_options, local_option
+from paxctl.cli.context import absolute, connect
+from paxctl.cli.output import Output, console, data_fields, output_options, preview
+from paxctl.client import SyncClient
+from paxctl.statemachine.errors import NoNode, NotEmpty
+from paxctl.statemachine.ops import MAX_MULTI_OPS, Delete
+
+#: Times ``rm -r`` reads the subtree again after a concurrent change before it gives up.
+DELETE_ATTEMPTS = 4
+
+
+def child_path(parent: str, name: str) -> str:
+    return f"{parent.rstrip('/')}/{name}"
+
+
+@dataclass
+class TreeNode:
+    path: str
+    stat: dict[str, Any]
+    data: bytes | None = None
+    children: list[TreeNode] = field(default_factory=list)
+
+    def walk(self) -> Iterator[TreeNode]:
+        """This node, then its descendants, parents before children (pre-order)."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def read_tree(
+    client: SyncClient,
+    path: str,
+    *,
+    depth: int | None = None,
+    with_data: bool = False,
+    local: bool = False,
+) -> TreeNode:
+    """The subtree at ``path`` (down to ``depth`` levels below it), with data if asked."""
+
+    def load(node: TreeNode, level: int) -> None:
+        if with_data and node.stat.get("dataLength"):
+            node.data, _ = client.get(node.path, local=local)
+        elif with_data:
+            node.data = b""
+        if not node.stat.get("numChildren") or (depth is not None and level >= depth):
+            return
+        try:
+            listed = client.children(node.path, stats=True, local=local)
+        except NoNode:  # deleted since its parent was listed
+            return
+        for name in listed["children"]:
+            child = TreeNode(child_path(node.path, name), listed["stats"][name])
+            node.children.append(child)
+            try:
+                load(child, level + 1)
+            except NoNode:
+                node.children.remove(child)
+
+    root = TreeNode(path, client.stat(path, local=local))
+    load(root, 0)
+    return root
+
+
+def _deepest_first(client: SyncClient, path: str) -> list[str]:
+    nodes = [n.path for n in read_tree(client, path).walk()]
+    nodes.reverse()  # children after parents in pre-order, so reversed: children first
+    return [p for p in nodes if p != "/"]
+
+
+def delete_tree(client: SyncClient, path: str) -> list[str]:
+    """Delete ``path`` and everything under it; the deleted paths, deepest first."""
+    from paxctl.cli.output import progress
+
+    deleted: list[str] = []
+    with progress(f"deleting {path}") as bar:
+        for attempt in range(DELETE_ATTEMPTS):
+            try:
+                pending = _deepest_first(client, path)
+            except NoNode:
+                if attempt == 0:
+                    raise
+                return deleted  # someone else deleted the rest
+            bar.total(len(deleted) + len(pending))
+            try:
+                for start in range(0, len(pending), MAX_MULTI_OPS):
+                    batch = pending[start : start + MAX_MULTI_OPS]
+                    client.multi([Delete(p, -1) for p in batch])
+                    deleted += batch
+                    bar.advance(len(batch))
+                return deleted
+            except (NotEmpty, NoNode):
+                if attempt == DELETE_ATTEMPTS - 1:
+                    raise
+    return deleted  # pragma: no cover - the loop returns or raises
+
+
+def node_doc(node: TreeNode, nested: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {"path": node.path, "stat": node.stat}
+    if node.data is not None:
+        doc.update(data_fields(node.data))
+    if nested:
+        doc["children"] = [node_doc(child, True) for child in node.children]
+    return doc
+
+
+def _label(node: TreeNode, show_data: bool) -> str:
+    from rich.markup import escape
+
+    name = node.path.rsplit("/", 1)[-1] or "/"
+    st = node.stat
+    label = f"[bold blue]{escape(name)}[/]" if st.get("numChildren") else escape(name)
+    notes = [f"v{st['version']}", f"{st['dataLength']} B"]
+    if st.get("ephemeralOwner"):
+        notes.append(f"ephemeral {st['ephemeralOwner']:#x}")
+    if st.get("numChildren") and not node.children:
+        notes.append(f"{st['numChildren']} children not shown")
+    label += f"  [dim]({', '.join(notes)})[/]"
+    if show_data and node.data:
+        label += f"  [green]{escape(preview(node.data))}[/]"
+    return label
+
+
+@click.command()
+@click.argument("path", default=".")
+@click.option("-d", "--depth", type=click.IntRange(min=0), help="Levels below PATH to show.")
+@click.option("--no-data", is_flag=True, help="Structure only: do not read the data.")
+@local_option
+@connection_options()
+@output_options
+def tree(
+    path: str,
+    depth: int | None,
+    no_data: bool,
+    local: bool,
+    servers: str | None,
+    timeout: float,
+    out: Output,
+) -> None:
+    """Show the subtree at PATH (default / or the shell's directory), with a preview of
+    each znode's data. JSON nests each node's `children`; ndjson prints one node per line."""
+    from paxctl.cli.context import shell_context
+
+    path = "/" if path == "." and shell_context() is None else absolute(path)
+    with connect(servers, timeout) as client:
+        root = read_tree(client, path, depth=depth, with_data=not no_data, local=local)
+
+    def text() -> None:
+        from rich.tree import Tree
+
+        def grow(branch: Tree, node: TreeNode) -> None:
+            for child in node.children:
+                grow(branch.add(_label(child, not no_data)), child)
+
+        top = Tree(_label(root, not no_data))
+        grow(top, root)
+        console().print(top)
+
+    items = [node_doc(n, nested=False) for n in root.walk()]
+    out.emit(node_doc(root, nested=True), text, items=items)
