@@ -38,7 +38,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import LOCKS, named
-from paxctl.cli.output import Output, output_options, print_json
+from paxctl.cli.output import Output, output_options, print_json, table
 from paxctl.client import Client, Unavailable
 from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
 from paxctl.recipes._common import parse_object
@@ -110,12 +110,20 @@ def print_state(state: dict[str, Any]) -> None:
     if not state["holders"] and not state["waiting"]:
         click.echo(f"{state['path']}: not held")
         return
-    for role in ("holders", "waiting"):
-        for c in state[role]:
-            click.echo(
-                f"{'holder' if role == 'holders' else 'waiting'}\ttoken={c['token']}"
-                f"\thost={c['host']}\tpid={c['pid']}\tsince={c['since']}\towner={c['owner'] or ''}"
-            )
+    rows = [
+        (
+            "[green]holder[/]" if role == "holders" else "waiting",
+            c["token"],
+            c["kind"],
+            c["host"],
+            c["pid"],
+            c["since"],
+            c["owner"] or "",
+        )
+        for role in ("holders", "waiting")
+        for c in state[role]
+    ]
+    table(("role", "token", "kind", "host", "pid", "since", "owner"), rows, title=state["path"])
 
 
 @click.command("status")

@@ -64,7 +64,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import RUN_ONCE, named
-from paxctl.cli.output import Output, output_options
+from paxctl.cli.output import Output, output_options, table
 from paxctl.client import Client, ClientError, Indeterminate, SessionState
 from paxctl.recipes._common import parse_object
 from paxctl.statemachine.errors import (
@@ -406,16 +406,21 @@ async def read_history(client: Client, base: str) -> list[dict[str, Any]]:
 
 
 def print_history(records: list[dict[str, Any]]) -> None:
-    for r in records:
-        fields = [str(r["slot"]), r["status"]]
-        if r.get("exit_code") is not None:
-            fields.append(f"exit={r['exit_code']}")
-        fields += [f"host={r.get('host')}", f"pid={r.get('pid')}", f"started={r.get('started')}"]
-        if r.get("duration_s") is not None:
-            fields.append(f"duration={r['duration_s']}s")
-        if (r.get("attempt") or 1) > 1:
-            fields.append(f"attempt={r['attempt']}")
-        click.echo("\t".join(fields))
+    colours = {"done": "green", "failed": "red", "died": "bold red", "running": "yellow"}
+    rows = [
+        (
+            r["slot"],
+            f"[{colours.get(r['status'], 'default')}]{r['status']}[/]",
+            r.get("exit_code"),
+            r.get("host"),
+            r.get("pid"),
+            r.get("started"),
+            None if r.get("duration_s") is None else f"{r['duration_s']}s",
+            r.get("attempt") or 1,
+        )
+        for r in records
+    ]
+    table(("slot", "status", "exit", "host", "pid", "started", "duration", "attempt"), rows)
 
 
 RUN_ONCE_HELP = """Run CMD on exactly one host per slot: for cron jobs that every host schedules.

@@ -168,9 +168,11 @@ def test_not_acquired_exit_codes(procs, cluster):
     assert [w["owner"] for w in status["waiting"]] == ["true"]
     assert status["holders"][0]["token"] == int(fence.split(":")[1])
     assert status["holders"][0]["pid"] == holder.pid
-    text = procs.run("lock", "status", "busy").stdout.splitlines()
-    assert text[0].startswith("holder\t") and "owner=the holder" in text[0]
-    assert text[1].startswith("waiting\t")
+    header, *rows = [
+        line.split("\t") for line in procs.run("lock", "status", "busy").stdout.splitlines()
+    ]
+    assert header == ["role", "token", "kind", "host", "pid", "since", "owner"]  # TSV when piped
+    assert [(r[0], r[-1]) for r in rows] == [("holder", "the holder"), ("waiting", "true")]
     waiter.signal(signal.SIGINT)
     assert waiter.wait(20) == 128 + signal.SIGINT
     poll(lambda: queue_length(cluster, "busy") == 1, 20, "the waiter to leave")
