@@ -275,21 +275,24 @@ class Shell(ShellContext):
         in our process group) while the shell just waits for it."""
         env = {**os.environ, "PAXCTL_SERVERS": self.servers}
         try:
-            child = subprocess.Popen([sys.executable, "-m", "paxctl", *argv], env=env)
+            child = subprocess.Popen([*paxctl_program(), *argv], env=env)
         except OSError as exc:
             click.echo(f"paxctl: cannot start paxctl: {exc.strerror}", err=True)
             return exits.INTERNAL
+        interrupted = False
         try:
             while True:
                 try:
                     code = child.wait()
                     break
-                except KeyboardInterrupt:
-                    continue  # the child got the same SIGINT; its exit status tells
+                except KeyboardInterrupt:  # the child got the same SIGINT; its status tells
+                    interrupted = True
         finally:
             if child.poll() is None:  # the shell itself is going (SIGTERM)
                 child.terminate()
                 child.wait()
+        if interrupted and self.interactive:
+            click.echo("", err=True)  # the prompt on a line of its own, after the ^C
         return 128 - code if code < 0 else code
 
     # ------------------------------------------------------------------ builtins
@@ -492,6 +495,15 @@ def strip_comment(line: str) -> str:
         elif ch == "#" and (i == 0 or line[i - 1].isspace()):
             return line[:i]
     return line
+
+
+def paxctl_program() -> list[str]:
+    """How to start paxctl again: the program running now when it is the installed script
+    (so a child's usage lines say `paxctl`), else ``python -m paxctl``."""
+    me = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(me) == "paxctl" and os.access(me, os.X_OK):
+        return [me]
+    return [sys.executable, "-m", "paxctl"]
 
 
 def exit_status(code: object) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import uuid
 
 import pexpect
@@ -285,3 +286,14 @@ def test_the_prompt_follows_the_session_to_another_server(start_shell, cluster, 
     finally:
         cluster.paxctl("cluster", "start", str(node), "--dir", str(cluster.directory))
         cluster.wait_healthy(20)
+
+
+def test_sigterm_at_the_prompt_leaves_cleanly_and_closes_the_session(start_shell, tree, client):
+    shell = start_shell("--session-timeout", "60")
+    path = f"{tree}/term-{uuid.uuid4().hex[:6]}"
+    assert shell.run(f"create -e {path}") == [path]
+    shell.send("half a line")
+    shell.wait_prompt(typed="half a line")
+    shell.child.kill(signal.SIGTERM)
+    assert shell.exit_status() == 128 + signal.SIGTERM
+    assert client.exists(path) is None
