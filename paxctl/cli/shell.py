@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -113,6 +113,7 @@ class Shell(ShellContext):
         }
         self._next_watch = 1
         self._out_lock = threading.Lock()
+        self._watch_lock = threading.Lock()
         self._proxy: StdoutProxy | None = None  # set while the interactive loop runs
         self._invalidate: Callable[[], None] = lambda: None
         self._closing = False
@@ -172,7 +173,8 @@ class Shell(ShellContext):
         watch = self.client.watch(path, recursive=recursive, after=after)
         wid, self._next_watch = self._next_watch, self._next_watch + 1
         entry = ShellWatch(wid, path, watch, children, count, as_json)
-        self.watches[wid] = entry
+        with self._watch_lock:
+            self.watches[wid] = entry
         entry.pump = self.client.submit(self._pump(entry))
         return wid
 
@@ -190,15 +192,25 @@ class Shell(ShellContext):
                 if entry.count is not None and entry.seen >= entry.count:
                     await entry.watch.cancel()
         finally:
-            self.watches.pop(entry.id, None)
+            with self._watch_lock:
+                self.watches.pop(entry.id, None)
             if not entry.stopped and not self._closing:
                 self.notify(f"paxctl: watch {entry.id} on {entry.path} ended", err=True)
 
-    def stop_watch(self, wid: int) -> None:
-        entry = self.watches.pop(wid)
+    def watch_list(self) -> list[ShellWatch]:
+        """The running watches by id; a copy, as watches end on the client's thread."""
+        with self._watch_lock:
+            return [self.watches[wid] for wid in sorted(self.watches)]
+
+    def stop_watch(self, wid: int) -> bool:
+        with self._watch_lock:
+            entry = self.watches.pop(wid, None)
+        if entry is None:
+            return False
         entry.stopped = True
         with contextlib.suppress(Exception):
             self.client.submit(entry.watch.cancel()).result(5)
+        return True
 
     # ------------------------------------------------------------------ running lines
 
@@ -321,23 +333,20 @@ class Shell(ShellContext):
         return exits.OK
 
     def _watches(self, args: list[str]) -> int:
-        for wid in sorted(self.watches):
-            click.echo(self.watches[wid].describe())
+        for entry in self.watch_list():
+            click.echo(entry.describe())
         return exits.OK
 
     def _unwatch(self, args: list[str]) -> int:
         if not args:
             click.echo("paxctl: unwatch: give the watch ids (see `watches`), or all", err=True)
             return exits.USAGE
-        wanted = list(self.watches) if args == ["all"] else args
+        wanted = [str(w.id) for w in self.watch_list()] if args == ["all"] else args
         status = exits.OK
         for word in wanted:
-            wid = int(word) if str(word).isdigit() else None
-            if wid is None or wid not in self.watches:
+            if not (word.isdigit() and self.stop_watch(int(word))):
                 click.echo(f"paxctl: unwatch: no watch {word}", err=True)
                 status = exits.USAGE
-                continue
-            self.stop_watch(wid)
         return status
 
     def _help(self, args: list[str]) -> int:
@@ -383,7 +392,12 @@ class Shell(ShellContext):
         from prompt_toolkit.history import FileHistory, History, InMemoryHistory
         from prompt_toolkit.patch_stdout import StdoutProxy
 
-        from paxctl.cli.shell_complete import ShellCompleter, history_file
+        from paxctl.cli.shell_complete import (
+            ShellCompleter,
+            history_file,
+            prompt_style,
+            search_runs_on_enter,
+        )
 
         self.interactive = True
         history: History
@@ -440,42 +454,10 @@ class Shell(ShellContext):
     def close(self) -> None:
         """Stop the watches and close the session: its ephemerals go now, not at expiry."""
         self._closing = True
-        for wid in list(self.watches):
-            self.watches[wid].stopped = True
+        for entry in self.watch_list():
+            entry.stopped = True
         with contextlib.suppress(Exception):
             self.client.close()
-
-
-def prompt_style() -> Any:
-    from prompt_toolkit.styles import Style
-
-    return Style.from_dict(
-        {
-            "server": "ansicyan",
-            "state.connected": "ansigreen",
-            "state.suspended": "ansiyellow bold",
-            "state.lost": "ansired bold",
-            "state.none": "ansiyellow",
-            "cwd": "ansiblue bold",
-        }
-    )
-
-
-def search_runs_on_enter() -> Any:
-    """Enter in a Ctrl-R search runs the line found, as in bash (prompt-toolkit's own Enter
-    only ends the search)."""
-    from prompt_toolkit.filters import is_searching
-    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-    from prompt_toolkit.search import accept_search
-
-    bindings = KeyBindings()
-
-    @bindings.add("enter", filter=is_searching)
-    def _(event: KeyPressEvent) -> None:
-        accept_search()
-        event.app.current_buffer.validate_and_handle()
-
-    return bindings
 
 
 def strip_comment(line: str) -> str:

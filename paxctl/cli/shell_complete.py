@@ -1,4 +1,4 @@
-"""Tab completion and history for ``paxctl shell``.
+"""The prompt of ``paxctl shell``: tab completion, history, its colours and keys.
 
 The completer runs in prompt-toolkit's worker thread (``ThreadedCompleter``) and asks the
 shell's own client, on its background loop, for the children of the typed parent. A TAB must
@@ -20,6 +20,10 @@ from typing import TYPE_CHECKING
 import click
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
+from prompt_toolkit.filters import is_searching
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.search import accept_search
+from prompt_toolkit.styles import Style
 
 from paxctl.cli.context import resolve
 
@@ -105,7 +109,7 @@ class ShellCompleter(Completer):
             yield from _matching(self.shell.command_names(), current)
             return
         if name == "unwatch":
-            yield from _matching([str(wid) for wid in self.shell.watches], current)
+            yield from _matching([str(w.id) for w in self.shell.watch_list()], current)
             return
         command = None if name in self.shell.builtins else self.shell.click_command(name)
         if current.startswith("-"):
@@ -177,3 +181,30 @@ def _option_named(command: click.Command, word: str) -> click.Option | None:
 def _quoted(word: str) -> str:
     """A path with spaces or quotes, quoted so the line still splits as meant."""
     return word if word and shlex.quote(word) == word else shlex.quote(word)
+
+
+def prompt_style() -> Style:
+    """The prompt's colours: the session state stands out when it is not ``connected``."""
+    return Style.from_dict(
+        {
+            "server": "ansicyan",
+            "state.connected": "ansigreen",
+            "state.suspended": "ansiyellow bold",
+            "state.lost": "ansired bold",
+            "state.none": "ansiyellow",
+            "cwd": "ansiblue bold",
+        }
+    )
+
+
+def search_runs_on_enter() -> KeyBindings:
+    """Enter in a Ctrl-R search runs the line found, as in bash (prompt-toolkit's own Enter
+    only ends the search)."""
+    bindings = KeyBindings()
+
+    @bindings.add("enter", filter=is_searching)
+    def _(event: KeyPressEvent) -> None:
+        accept_search()
+        event.app.current_buffer.validate_and_handle()
+
+    return bindings
