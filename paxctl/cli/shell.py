@@ -15,6 +15,7 @@ Without a terminal on stdin the shell runs the lines of stdin as a script instea
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -135,8 +136,6 @@ class Shell(ShellContext):
     def print_event(self, event: WatchEvent, watch_id: int | None = None) -> None:
         entry = self.watches.get(watch_id) if watch_id is not None else None
         if entry is not None and entry.as_json:
-            import json
-
             doc = {**event.to_dict(), "watch": watch_id}
             self.notify(json.dumps(doc, sort_keys=True))
             return
@@ -187,6 +186,8 @@ class Shell(ShellContext):
                     or (event.type == "deleted" and event.path == entry.path)
                 ):
                     continue
+                if self._closing:  # e.g. our own ephemerals going as the session closes
+                    break
                 entry.seen += 1
                 self.print_event(event, entry.id)
                 if entry.count is not None and entry.seen >= entry.count:
@@ -489,12 +490,13 @@ def paxctl_program() -> list[str]:
 
 
 def exit_status(code: object) -> int:
+    """The status ``sys.exit(code)`` would give, as the shell reports it."""
     if code is None:
         return exits.OK
     if isinstance(code, int):
         return code
     click.echo(str(code), err=True)
-    return exits.NOT_ACQUIRED
+    return 1  # sys.exit("message"): Python's own status for it
 
 
 def format_rows(rows: list[tuple[str, str]]) -> str:
