@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import uuid
 
@@ -152,9 +153,9 @@ def test_help_lists_commands_and_builtins(servers):
 
 
 def test_a_shell_that_cannot_reach_the_cluster_exits_5(tmp_path):
-    from conftest import find_base_port
-
-    port = find_base_port(1) + 1  # free: nothing listens there
+    with socket.socket() as s:  # a port the kernel just handed out: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     done = shell(f"127.0.0.1:{port}", "ls /\n", "--timeout", "1", cwd=tmp_path)
     assert done.returncode == 5
     assert len(done.stderr.splitlines()) == 1 and "cannot reach the cluster" in done.stderr
