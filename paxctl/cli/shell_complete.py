@@ -81,12 +81,16 @@ class ShellCompleter(Completer):
         self.cache = ChildrenCache(self._list_children)
 
     def _list_children(self, path: str) -> list[str]:
+        """The children's names; those with children of their own end in ``/``, so that
+        TAB goes on into them as into a directory."""
         client = self.shell.client
-        future = client.submit(client.client.children(path))
+        future = client.submit(client.client.children(path, stats=True))
         try:
-            return list(future.result(LOOKUP_TIMEOUT))
+            listed = future.result(LOOKUP_TIMEOUT)
         finally:
             future.cancel()
+        stats = listed["stats"]
+        return [n + "/" if stats[n]["numChildren"] else n for n in listed["children"]]
 
     def get_completions(
         self, document: Document, complete_event: CompleteEvent

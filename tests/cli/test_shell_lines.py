@@ -39,11 +39,15 @@ class FakeClient:
         self.client = self
         self.asked: list[str] = []
 
-    async def children(self, path: str) -> list[str]:
+    async def children(self, path: str, stats: bool = False) -> dict[str, object]:
         self.asked.append(path)
         if path not in self.tree:
             raise LookupError(path)
-        return self.tree[path]
+        names = self.tree[path]
+        below = {
+            n: {"numChildren": len(self.tree.get(f"{path.rstrip('/')}/{n}", []))} for n in names
+        }
+        return {"children": names, "stats": below}
 
     def submit(self, coro):
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -86,10 +90,10 @@ def test_a_dash_completes_the_commands_options(complete):
 
 
 def test_paths_complete_from_the_cluster_absolute_and_relative(complete):
-    assert complete("get /ap") == ["/app", "/apps"]
+    assert complete("get /ap") == ["/app/", "/apps"]  # a znode with children: TAB goes on in
     assert complete("get /app/c") == ["/app/cache", "/app/config"]
     assert complete("get c", cwd="/app") == ["cache", "config"]
-    assert complete("cd ../a", cwd="/app") == ["../app", "../apps"]
+    assert complete("cd ../a", cwd="/app") == ["../app/", "../apps"]
     assert complete("ls /x") == ["'/x y'"]  # quoted, so the line still splits right
 
 
