@@ -8,6 +8,8 @@ traceback with ``-v``.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import traceback
 
 import click
@@ -35,6 +37,26 @@ def report(exc: BaseException, verbose: int) -> int:
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     click.echo(line, err=True)
     return code
+
+
+def show(exc: click.ClickException) -> int:
+    """A usage or other click error as one line, naming the command and where help is."""
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        where = exc.ctx.command_path
+        click.echo(f"{where}: {exc.format_message()} (see: {where} --help)", err=True)
+    else:
+        click.echo(f"paxctl: {exc.format_message()}", err=True)
+    return exc.exit_code
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def set_verbosity(verbose: int) -> None:

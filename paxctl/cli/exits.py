@@ -21,6 +21,8 @@ INTERNAL = 70
 STORAGE = INTERNAL
 #: Interrupted by Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
+#: stdout was closed early (`paxctl tree | head`): 128 + SIGPIPE, as a program killed by it.
+BROKEN_PIPE = 141
 
 BY_ERROR_CODE = {
     "NoNode": NO_NODE,

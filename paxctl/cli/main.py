@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
@@ -48,6 +49,9 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("", err=True)
             ctx.exit(exits.INTERRUPTED)
+        except BrokenPipeError:  # the reader went away (`paxctl tree | head`): stop quietly
+            errors.silence_stdout()
+            ctx.exit(exits.BROKEN_PIPE)
         except Exception as exc:
             ctx.exit(errors.report(exc, ctx.meta.get("paxctl.verbose", 0)))
 
@@ -89,5 +93,25 @@ def completion(shell: str) -> None:
     click.echo(completion_script(cli, shell), nl=False)
 
 
+def run(args: list[str] | None = None, obj: object = None) -> int:
+    """Run ``paxctl ARGS`` and return its exit status, with click's errors as one line.
+
+    ``paxctl shell`` runs its commands through this too, so they fail the same way inside.
+    """
+    try:
+        result = cli.main(args=args, prog_name="paxctl", standalone_mode=False, obj=obj)
+    except click.ClickException as exc:
+        return errors.show(exc)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:  # Ctrl-C or end of input at one of click's prompts
+        click.echo("", err=True)
+        return exits.INTERRUPTED
+    except SystemExit as exc:
+        code = exc.code
+        return code if type(code) is int else (exits.OK if code is None else exits.INTERNAL)
+    return result if type(result) is int else exits.OK
+
+
 def main() -> None:
-    cli()
+    sys.exit(run())

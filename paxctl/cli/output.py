@@ -108,10 +108,23 @@ def output_options(func: F) -> F:
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console: colour only on a terminal and without ``NO_COLOR`` (rich checks both)."""
+    """A rich console: escapes only on a terminal and without ``NO_COLOR``.
+
+    Rich's own ``NO_COLOR`` handling drops colours but keeps bold, dim and italic escapes;
+    with ``NO_COLOR`` set (non-empty, as rich reads it) there are no escapes at all.
+    """
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=not stderr)
+    class QuietPipe(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1, which is `lock`'s "not acquired"; the group maps this to 141
+            raise BrokenPipeError
+
+    if os.environ.get("NO_COLOR", "") != "":
+        return QuietPipe(stderr=stderr, highlight=False, soft_wrap=not stderr, color_system=None)
+    return QuietPipe(stderr=stderr, highlight=False, soft_wrap=not stderr)
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:

@@ -265,23 +265,12 @@ class Shell(ShellContext):
 
     def run_click(self, argv: list[str]) -> int:
         """Run a command in this process, as ``paxctl ARGV`` would, with this shell as obj."""
-        from paxctl.cli.main import cli
+        from paxctl.cli.main import run
 
         try:
-            result = cli.main(args=argv, prog_name="paxctl", standalone_mode=False, obj=self)
-        except click.ClickException as exc:
-            exc.show()
-            return exc.exit_code
-        except click.exceptions.Exit as exc:
-            return exc.exit_code
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            return exits.INTERRUPTED
-        except SystemExit as exc:
-            return exit_status(exc.code)
+            return run(argv, obj=self)
         except Exception as exc:  # never lose the shell (and its session) to one command
             return errors.report(exc, 0)
-        return result if type(result) is int else exits.OK
 
     def run_process(self, argv: list[str]) -> int:
         """``paxctl ARGV`` as a foreground child on this terminal; Ctrl-C reaches it (it is

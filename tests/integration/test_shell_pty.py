@@ -208,7 +208,9 @@ def test_watches_lists_them_and_unwatch_stops_one(start_shell, tree, client):
     shell.wait(lambda s: any(f'"watch": {wid}' in line for line in s.lines()), what="json event")
     assert shell.run(f"unwatch {wid}") == []
     assert shell.run("watches") == []
-    assert shell.run(f"watch {tree}/other -- echo hi")[0].startswith("Usage:")
+    assert shell.run(f"watch {tree}/other -- echo hi")[0].startswith(
+        "paxctl watch: -- CMD needs a watch of its own"
+    )
 
 
 def test_ctrl_c_cancels_the_line_being_typed(start_shell, tree, client):
