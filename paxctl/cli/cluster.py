@@ -21,7 +21,7 @@ from rich.console import Console
 
 from paxctl.cli import exits
 from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster
-from paxctl.cli.output import Output, output_options, table
+from paxctl.cli.output import Output, console, output_options, table
 from paxctl.client import ClientError, SyncClient
 from paxctl.core.quorum import majority
 from paxctl.server.config import cluster_id_for
@@ -31,7 +31,7 @@ HOST = "127.0.0.1"
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False)
+    return console(stderr=True)
 
 
 def _paths(directory: str, node_id: int) -> tuple[str, str, str]:
@@ -71,7 +71,9 @@ def _pid(directory: str, node_id: int) -> int | None:
 
 
 def _save(directory: str, doc: dict[str, Any]) -> None:
-    tmp = os.path.join(directory, CLUSTER_FILE + ".tmp")
+    # The writer's own temporary file: two commands saving at once must not rename each
+    # other's (the loser would fail with FileNotFoundError, an internal error).
+    tmp = os.path.join(directory, f"{CLUSTER_FILE}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
     os.replace(tmp, os.path.join(directory, CLUSTER_FILE))
@@ -130,6 +132,18 @@ def _node_status(member: dict[str, Any], timeout: float = 1.0) -> dict[str, Any]
             return status
     except ClientError:
         return None
+
+
+def _answers_as_ours(directory: str, member: dict[str, Any]) -> bool | None:
+    """True when the node answering on ``member``'s client port is our process; False when
+    ours died or another process answers there; None when nothing answers (yet)."""
+    pid = _pid(directory, member["id"])
+    if pid is None:
+        return False
+    st = _node_status(member)
+    if st is None:
+        return None
+    return st.get("pid") == pid
 
 
 def _require(directory: str) -> dict[str, Any]:
@@ -219,12 +233,34 @@ def up(
                 committed = True
             except ClientError:
                 time.sleep(0.2)
+        # A write committed, but perhaps by another cluster's nodes holding our ports (ours
+        # then die on "address already in use"): each node must answer with our process's pid.
+        progress.update("checking that every node answers")
+        ours: dict[int, bool | None] = {}
+        while committed:
+            for member in doc["nodes"]:
+                if ours.get(member["id"]) is None:
+                    ours[member["id"]] = _answers_as_ours(directory, member)
+            if None not in ours.values() or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
         for member in doc["nodes"]:
-            if member["id"] in started and _node_status(member) is not None:
+            if member["id"] in started and ours.get(member["id"]):
                 member["initialized"] = True
         _save(directory, doc)
     if not committed:
         err.print(f"[red]no write committed within {wait:.0f}s[/red]; see {directory}/node-*.log")
+        sys.exit(exits.UNAVAILABLE)
+    gone = sorted(node_id for node_id, ok in ours.items() if ok is False)
+    if gone:
+        # Let ours finish dying (a failed bind takes a moment) so their logs say why.
+        while time.monotonic() < deadline and any(_pid(directory, i) for i in gone):
+            time.sleep(0.05)
+        err.print(
+            f"[red]node(s) {', '.join(map(str, gone))} not running[/red] (is another process "
+            f"on their ports?); see {directory}/node-*.log",
+            soft_wrap=True,
+        )
         sys.exit(exits.UNAVAILABLE)
     err.print(f"cluster of {len(doc['nodes'])} nodes is up ({len(started)} started now)")
     out.emit(
