@@ -38,6 +38,7 @@ EXIT_CODES = [
     (9, "sim: a seed broke an invariant"),
     (70, "internal: a node stopped on a failed write or fsync (never retried), or a bug"),
     (130, "interrupted by Ctrl-C"),
+    (141, "stdout was closed early (paxctl tree | head): quietly, as SIGPIPE would"),
 ]
 
 #: lock, elect, run-once and watch -- CMD: what the exit status is when CMD ran.

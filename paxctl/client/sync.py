@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
@@ -59,7 +60,16 @@ class SyncClient:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:
-            return self._loop.run_until_complete(coro)
+            task = self._loop.create_task(coro)
+            try:
+                return self._loop.run_until_complete(task)
+            except BaseException:
+                # Ctrl-C mid-call: finish the task here, cancelled, rather than leave it
+                # pending for a later call to resume or for the closed loop to complain of.
+                task.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    self._loop.run_until_complete(task)
+                raise
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a blocking SyncClient call from its own loop would deadlock")
@@ -86,18 +96,13 @@ class SyncClient:
         finally:
             if self._thread is not None:
                 self._stop_thread(self._thread)
+            else:
+                self._loop.run_until_complete(_cancel_the_rest())
             self._loop.close()
 
     def _stop_thread(self, thread: threading.Thread) -> None:
-        async def cancel_rest() -> None:
-            current = asyncio.current_task()
-            rest = [t for t in asyncio.all_tasks() if t is not current]
-            for task in rest:
-                task.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
         if thread.is_alive():
-            asyncio.run_coroutine_threadsafe(cancel_rest(), self._loop).result(5)
+            asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
             thread.join(5)
 
@@ -116,3 +121,13 @@ class SyncClient:
             return self._run(method(*args, **kwargs))
 
         return call
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel every other task of the running loop and wait for them: a loop must not be
+    closed with tasks pending (asyncio would print them to stderr as destroyed)."""
+    current = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not current]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)

@@ -99,7 +99,6 @@ class Case:
     #: stderr is a node's log (``paxctl node start`` logs there): its last line is the error.
     log: bool = False
     #: A known bug in the one-line stderr contract (the exit code and stdout still hold).
-    stderr_bug: str | None = None
     needs_cluster: bool = True
 
 
@@ -350,12 +349,6 @@ def _is_sim_report(stdout: str) -> bool:
     return "FAIL seed 1" in stdout and "replay: paxctl sim --seed 1" in stdout
 
 
-CTRL_C_NOISE = (
-    "SyncClient._run leaves the interrupted call's tasks pending when Ctrl-C lands in "
-    "run_until_complete; the closed loop's garbage collection then prints 'Task was destroyed "
-    "but it is pending!' and 'Exception ignored in ... Traceback' to stderr (paxctl/client/sync.py)"
-)
-
 CASES = [
     Case(exits.OK, "get-succeeds", succeed, error=None, stdout="fine"),
     Case(exits.NOT_ACQUIRED, "lock-n-not-acquired", lock_not_acquired, error=None),
@@ -401,14 +394,9 @@ CASES = [
          error="paxctl: storage failure: ", needs_cluster=False),
     Case(exits.STORAGE, "node-snapshot-write-fails", storage_failure_while_running,
          error="CRITICAL paxctl.node: ", log=True, needs_cluster=False),
-    Case(exits.INTERRUPTED, "ctrl-c-get", interrupted, error="",
-         stderr_bug=CTRL_C_NOISE, needs_cluster=False),
+    Case(exits.INTERRUPTED, "ctrl-c-get", interrupted, error="", needs_cluster=False),
     Case(exits.BROKEN_PIPE, "stdout-reader-gone", reader_gone, error=None),
 ]  # fmt: skip
-
-#: Codes paxctl exits with that the table does not list (yet): it should list every one.
-NOT_IN_TABLE = {exits.BROKEN_PIPE}
-
 
 # ------------------------------------------------------------------ the tests
 
@@ -444,8 +432,6 @@ def test_exit_code(world: World, case: Case):
         assert "Traceback" not in done.stderr, where
         assert case.error in lines[-1] and "stopping the node" in lines[-1], where
         return
-    if case.stderr_bug and (len(lines) != 1 or "Traceback" in done.stderr):
-        pytest.xfail(f"known bug: {case.stderr_bug}")
     assert "Traceback" not in done.stderr, where
     assert len(lines) == 1, where
     assert case.error in lines[0], where
@@ -478,15 +464,10 @@ def test_every_code_in_the_table_is_produced_by_a_case():
     table = {code for code, _ in EXIT_CODES}
     produced = {case.code for case in CASES}
     assert table - produced == set(), "codes in the table that no case here produces"
-    assert produced - NOT_IN_TABLE == table, "NOT_IN_TABLE is out of date"
+    assert produced == table, "codes produced here that the table does not list"
     assert len({case.id for case in CASES}) == len(CASES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exits.BROKEN_PIPE (141, `paxctl ... | head`) is not in EXIT_CODES, the README's "
-    "table or the man page; once it is, empty NOT_IN_TABLE and drop this mark",
-)
 def test_every_code_paxctl_exits_with_is_in_the_table():
     constants = {v for k, v in vars(exits).items() if k.isupper() and type(v) is int}
     table = {code for code, _ in EXIT_CODES}
