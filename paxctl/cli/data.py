@@ -82,6 +82,8 @@ STAT_FIELDS = (
     "ephemeralOwner",
     "dataLength",
     "numChildren",
+    "kind",
+    "ttl_ms",
 )
 
 

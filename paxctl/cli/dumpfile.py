@@ -23,9 +23,8 @@ The dump (format ``paxctl-export``, version 1) is one UTF-8 JSON document::
   subtree exactly as it was from that zxid until the export read it. Not the cluster's zxid at
   export time, which moves with every write anywhere and would break byte-identical re-exports.
 * ``kind`` ("persistent", "container" or "ttl", with ``ttl_ms``) is optional, default
-  persistent. Export never writes it: the client protocol does not say whether a node is a
-  container or a TTL node, so those are exported (and imported) as persistent nodes; import
-  honours ``kind`` in hand-written dumps.
+  persistent; export writes it for containers and TTL nodes (their stats say so) and import
+  creates them as such.
 * Unknown keys are ignored, so a later paxctl can add informational fields without breaking
   older importers; anything that changes meaning bumps ``version``.
 

@@ -79,6 +79,12 @@ class Exported:
     read_zxid: int  # the point the dump is proven to show (its zxid is the subtree's last change)
 
 
+def kind_of(stat: dict[str, Any]) -> tuple[str, int]:
+    """A node's kind and TTL from its stat (nodes say ``kind`` only when not persistent)."""
+    kind = stat.get("kind", "persistent")
+    return kind, stat.get("ttl_ms", 0) if kind == "ttl" else 0
+
+
 def read_subtree(client: SyncClient, root: str, bar: Any = None) -> Exported:
     """Read the subtree at ``root`` as it was at one zxid, or raise ``Changed``.
 
@@ -102,7 +108,7 @@ def read_subtree(client: SyncClient, root: str, bar: Any = None) -> Exported:
     if stat["ephemeralOwner"]:
         raise click.UsageError(f"{root} is an ephemeral node; it belongs to its session")
     check(root, stat)
-    nodes = [DumpNode("", data)]
+    nodes = [DumpNode("", data, *kind_of(stat))]
     ephemerals = 0
     found = 1 + len(listing["children"])
     if bar is not None:
@@ -133,7 +139,7 @@ def read_subtree(client: SyncClient, root: str, bar: Any = None) -> Exported:
         check(path, stat)
         if sub is None and stat["numChildren"]:
             raise Changed(path)
-        nodes.append(DumpNode(rel, data))
+        nodes.append(DumpNode(rel, data, *kind_of(stat)))
         if sub is not None:
             found += len(sub["children"])
             if bar is not None:

@@ -46,6 +46,7 @@ from paxctl.statemachine.paths import validate_path
 
 if TYPE_CHECKING:
     from paxctl.server.node_server import NodeServer
+    from paxctl.statemachine.tree import DataTree
 
 log = logging.getLogger("paxctl.clients")
 
@@ -55,6 +56,18 @@ WATCH_MODES = ("data", "children", "persistent", "recursive")
 _READ_WATCH = {"get": "data", "exists": "data", "children": "children"}
 #: Most watches one hello may re-register.
 MAX_WATCHES = 100_000
+
+
+def stat_reply(tree: DataTree, path: str) -> dict[str, Any]:
+    """ZooKeeper's stat fields, plus ``kind`` ("container" or "ttl", with ``ttl_ms``) for the
+    kinds a stat cannot otherwise show (ephemerals have ``ephemeralOwner``)."""
+    doc: dict[str, Any] = dict(tree.stat(path).to_dict())
+    kind, ttl_ms = tree.kind(path)
+    if kind in ("container", "ttl"):
+        doc["kind"] = kind
+        if kind == "ttl":
+            doc["ttl_ms"] = ttl_ms
+    return doc
 
 
 def to_wire(value: Any) -> Any:
@@ -291,14 +304,18 @@ class ClientService:
         def serve() -> None:
             machine = self.server.machine
             tree = machine.tree
+
+            def stat_of(p: str) -> dict[str, Any]:
+                return stat_reply(tree, p)
+
             try:
                 if kind == "get":
-                    data, stat = tree.get(path)
-                    result: Any = {"data": data, "stat": stat}
+                    data, _ = tree.get(path)
+                    result: Any = {"data": data, "stat": stat_of(path)}
                 elif kind == "exists":
-                    result = tree.exists(path)
+                    result = stat_of(path) if tree.exists(path) is not None else None
                 elif kind == "stat":
-                    result = tree.stat(path)
+                    result = stat_of(path)
                 elif kind == "ephemerals":
                     result = tree.ephemerals(session)
                 elif kind == "sessions":
@@ -311,7 +328,7 @@ class ClientService:
                     names = tree.children(path)
                     result = {"children": names}
                     if with_stats:
-                        result["stats"] = {n: tree.stat(f"{path.rstrip('/')}/{n}") for n in names}
+                        result["stats"] = {n: stat_of(f"{path.rstrip('/')}/{n}") for n in names}
             except ZnodeError as exc:
                 self._reply(conn, xid, err=exc.code, msg=str(exc))
                 return

@@ -207,24 +207,27 @@ def test_export_of_a_missing_path_is_nonode(cluster, base):
     assert err.startswith("paxctl: NoNode") and len(err.splitlines()) == 1
 
 
-def test_container_and_ttl_nodes_export_as_persistent_and_import_by_kind(cluster, base):
-    """The client protocol does not say a node's kind: export writes plain nodes. A dump that
-    names kinds (written by hand) imports them as such, and the cluster reaps them so."""
+def test_container_and_ttl_nodes_keep_their_kind_through_export_and_import(cluster, base):
+    """A stat names a container's or TTL node's kind; export writes it, import recreates it,
+    and the cluster reaps the copies as it would the originals."""
     with cluster.client() as c:
         c.create(base)
         c.create(f"{base}/box", container=True)
         c.create(f"{base}/box/item", b"x")
         c.create(f"{base}/short", b"t", ttl=60)
     doc = json.loads(export(cluster, base))
-    assert all("kind" not in n for n in doc["nodes"])
     assert [n["path"] for n in doc["nodes"]] == ["", "box", "box/item", "short"]
+    assert [n.get("kind", "persistent") for n in doc["nodes"]] == [
+        "persistent", "container", "persistent", "ttl"
+    ]
+    assert doc["nodes"][3]["ttl_ms"] == 60_000
 
-    doc["nodes"][1]["kind"] = "container"
-    doc["nodes"][3].update(kind="ttl", ttl_ms=300)
+    doc["nodes"][3]["ttl_ms"] = 300  # so that the copy's reaping is quick to see
     started = time.monotonic()
     summary = import_json(cluster, "-", "--to", f"{base}-kinds", stdin=json.dumps(doc).encode())
     assert summary["created"] == 4
     with cluster.client() as c:
+        assert c.stat(f"{base}-kinds/box")["kind"] == "container"
         assert c.get(f"{base}-kinds/box/item")[0] == b"x"
         c.delete(f"{base}-kinds/box/item")
         wait_until(lambda: c.exists(f"{base}-kinds/box") is None, 15, "the container to go")
