@@ -138,18 +138,24 @@ def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]
 
 def man_page(cli: click.Group) -> str:
     """``man/paxctl.1``: every command and option, the exit codes, environment, examples."""
-    ctx = click.Context(cli, info_name="paxctl")
+    ctx = click.Context(cli, info_name="paxctl", **cli.context_settings)
     lines = [
         f'.TH PAXCTL 1 "" "paxctl {__version__}" "User Commands"',
         ".SH NAME",
         "paxctl \\- a coordination service built on Multi\\-Paxos",
         ".SH SYNOPSIS",
         ".B paxctl",
-        "\\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
+        "[\\fB\\-v\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
         ".SH DESCRIPTION",
         _roff(cli.help or ""),
-        ".SH COMMANDS",
+        ".SH OPTIONS",
+        "Before the command (\\fBpaxctl \\-v get /x\\fR):",
     ]
+    for param in cli.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is not None:
+            lines += [".TP", f"\\fB{_roff(record[0])}\\fR", _roff(record[1] or "")]
+    lines.append(".SH COMMANDS")
     for full, cmd in _commands(cli, "paxctl"):
         sub = click.Context(cmd, info_name=full, parent=ctx)
         usage = " ".join(cmd.collect_usage_pieces(sub))
