@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -111,6 +112,7 @@ def _help(text: str) -> str:
     """A command's help for roff: paragraphs filled, click's ``\\b`` blocks kept verbatim."""
     out = []
     for para in text.strip().split("\n\n"):
+        para = textwrap.dedent(para).strip("\n")
         if para.startswith("\b\n"):
             out.append(".nf\n" + _roff(para[2:]) + "\n.fi")
         else:
@@ -147,7 +149,7 @@ def man_page(cli: click.Group) -> str:
         ".B paxctl",
         "[\\fB\\-v\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
         ".SH DESCRIPTION",
-        _roff(cli.help or ""),
+        _help(cli.help or ""),
         ".SH OPTIONS",
         "Before the command (\\fBpaxctl \\-v get /x\\fR):",
     ]

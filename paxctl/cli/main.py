@@ -77,7 +77,14 @@ class LazyGroup(click.Group):
 )
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
-    """paxctl: a coordination service built on Multi-Paxos."""
+    """paxctl: a coordination service built on Multi-Paxos.
+
+    \b
+    Start here:  paxctl cluster up && paxctl create /hello world && paxctl get /hello
+    Explore:     paxctl shell
+    Scripts:     -o json|ndjson on every command that prints data; errors are one line
+                 on stderr and a distinct exit status (see `man paxctl`, EXIT STATUS).
+    """
     ctx.meta["paxctl.verbose"] = verbose
     errors.set_verbosity(verbose)
 
