@@ -58,6 +58,11 @@ class SyncClient:
             raise RuntimeError("submit needs a SyncClient(background=True)")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of calls on ``client`` to completion: for callers that keep many
+        requests in flight at once (``paxctl tree`` reads a level's znodes together)."""
+        return self._run(coro)
+
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._thread is None:
             task = self._loop.create_task(coro)
