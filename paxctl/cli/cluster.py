@@ -21,7 +21,7 @@ from rich.console import Console
 
 from paxctl.cli import exits
 from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster
-from paxctl.cli.output import Output, console, output_options, table
+from paxctl.cli.output import Output, Styled, console, output_options, table
 from paxctl.client import ClientError, SyncClient
 from paxctl.core.quorum import majority
 from paxctl.server.config import cluster_id_for
@@ -314,12 +314,12 @@ def status(directory: str, out: Output) -> None:
             [
                 (
                     r["id"],
-                    f"[{colours.get(r['role'], 'default')}]{r['role']}[/]",
+                    Styled(r["role"], colours.get(r["role"], "")),
                     r["client_address"],
                     r["ballot"],
                     r["chosen"],
                     r["applied"],
-                    f"[yellow]{r['lag']}[/]" if r["lag"] else r["lag"],
+                    Styled(str(r["lag"]), "yellow") if r["lag"] else r["lag"],
                     r["pid"],
                 )
                 for r in rows

@@ -75,3 +75,17 @@ local_option = click.option(
     is_flag=True,
     help="Read the node's own state (sequentially consistent, never older than you saw).",
 )
+
+
+def complete_path(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Tab completion of live znode paths: the children of what has been typed so far."""
+    parent, _, stem = (incomplete or "/").rpartition("/")
+    from paxctl.client import SyncClient
+
+    try:
+        servers = resolve_servers(ctx.params.get("servers"))
+        with SyncClient(servers, timeout=1.0) as client:
+            names = client.children(parent or "/")
+    except Exception:  # completion must never print errors into the user's command line
+        return []
+    return [f"{parent}/{name}" for name in sorted(names) if name.startswith(stem)]

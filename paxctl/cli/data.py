@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 
 import click
 
-from paxctl.cli.connect import connection_options, local_option, resolve_servers
+from paxctl.cli.connect import complete_path, connection_options, local_option
 from paxctl.cli.context import absolute, connect, shell_context
 from paxctl.cli.names import parse_fence
 from paxctl.cli.output import (
     Output,
+    Styled,
     as_text,
     data_fields,
     hexdump,
@@ -24,8 +25,7 @@ from paxctl.cli.output import (
     output_options,
     table,
 )
-from paxctl.cli.subtree import child_path, delete_tree
-from paxctl.client import SyncClient
+from paxctl.cli.subtree import child_path, delete_tree, listing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,18 +41,6 @@ fence_option = click.option(
     help="Only while lock NAME is held with this token (as `paxctl lock` prints it); a stale "
     "holder's write is refused (exit 4).",
 )
-
-
-def complete_path(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    """Tab completion of live znode paths: the children of what has been typed so far."""
-    parent, _, stem = (incomplete or "/").rpartition("/")
-    try:
-        servers = resolve_servers(ctx.params.get("servers"))
-        with SyncClient(servers, timeout=1.0) as client:
-            names = client.children(parent or "/")
-    except Exception:  # completion must never print errors into the user's command line
-        return []
-    return [f"{parent}/{name}" for name in sorted(names) if name.startswith(stem)]
 
 
 def read_data(data: str | None, file: str | None) -> bytes:
@@ -216,6 +204,8 @@ def get(
                 click.echo(shown.removesuffix("\n"))
         else:
             sys.stdout.buffer.write(data)
+            if show_stat and data and not data.endswith(b"\n"):
+                sys.stdout.buffer.write(b"\n")  # the stat table starts on a line of its own
             sys.stdout.flush()
         if show_stat:
             print_stat(stat)
@@ -306,8 +296,11 @@ def ls(
     """List the children of znode PATH (default: / or the shell's directory)."""
     path = "/" if path == "." and shell_context() is None else absolute(path)
     with connect(servers, timeout) as client:
-        result = client.children(path, stats=show_stat, local=local)
-    names: list[str] = result["children"] if show_stat else result
+        if show_stat:
+            result = client.run(listing(client.client, path, local=local))
+            names: list[str] = result["children"]
+        else:
+            names = client.children(path, local=local)
     doc: dict[str, Any] = {"path": path, "children": names}
     if show_stat:
         doc["stats"] = result["stats"]
@@ -322,7 +315,7 @@ def ls(
             st = result["stats"][name]
             owner = st.get("ephemeralOwner") or 0
             rows.append((
-                f"[bold blue]{name}/[/]" if st["numChildren"] else name,
+                Styled(f"{name}/", "bold blue") if st["numChildren"] else name,
                 st["version"],
                 st["dataLength"],
                 st["numChildren"],
@@ -341,8 +334,8 @@ def ls(
 @local_option
 @client_options
 def stat(path: str, local: bool, servers: str | None, timeout: float, out: Output) -> None:
-    """Print the stat of znode PATH."""
-    path = absolute(path)
+    """Print the stat of znode PATH (default: / or the shell's directory)."""
+    path = "/" if path == "." and shell_context() is None else absolute(path)
     with connect(servers, timeout) as client:
         result = client.stat(path, local=local)
     out.emit({"path": path, "stat": result}, lambda: print_stat(result))

@@ -39,6 +39,7 @@ import binascii
 import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -128,8 +129,18 @@ def render_dump(dump: Dump) -> bytes:
 
 def write_atomically(path: str, content: bytes) -> None:
     """Replace ``path`` with ``content`` so that a reader sees the old file or the new one,
-    never half a dump (a backup cut short by a crash must not pass for a good one)."""
-    directory = os.path.dirname(os.path.abspath(path))
+    never half a dump (a backup cut short by a crash must not pass for a good one).
+
+    A symlink is followed (its target is replaced, the link stays); a FIFO, a device or
+    anything else that is not a regular file is written to as it is, never replaced.
+    """
+    path = os.path.realpath(path)
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            with open(path, "wb") as f:
+                f.write(content)
+            return
+    directory = os.path.dirname(path)
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:

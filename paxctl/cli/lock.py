@@ -38,7 +38,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import LOCKS, named
-from paxctl.cli.output import Output, output_options, print_json, table
+from paxctl.cli.output import Output, Styled, output_options, print_json, table
 from paxctl.client import Client, Unavailable
 from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
 from paxctl.recipes._common import parse_object
@@ -112,7 +112,7 @@ def print_state(state: dict[str, Any]) -> None:
         return
     rows = [
         (
-            "[green]holder[/]" if role == "holders" else "waiting",
+            Styled("holder", "green") if role == "holders" else "waiting",
             c["token"],
             c["kind"],
             c["host"],

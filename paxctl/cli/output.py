@@ -127,31 +127,46 @@ def console(stderr: bool = False) -> Console:
     return QuietPipe(stderr=stderr, highlight=False, soft_wrap=not stderr)
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    """A table on a terminal; tab-separated values under a header line otherwise.
+@dataclass(frozen=True)
+class Styled:
+    """A table cell in a rich style (on a terminal only). Any other cell is shown as it is:
+    znode names and users' text are never read as markup."""
 
-    Cells may carry rich markup (``[green]leader[/]``); it is stripped for the plain form.
-    """
+    text: str
+    style: str
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    """A table on a terminal; tab-separated values under a header line otherwise (a tab or
+    newline inside a cell is written ``\\t``, ``\\n``, so each row stays one line)."""
     if sys.stdout.isatty():
         from rich.table import Table
+        from rich.text import Text
 
         right = {"version", "size", "children", "ballot", "chosen", "applied", "lag", "pid", "id"}
         grid = Table(title=title, title_justify="left", header_style="bold")
         for name in columns:
             grid.add_column(name, justify="right" if name in right else "left", overflow="fold")
         for row in rows:
-            grid.add_row(*(cell_text(cell) for cell in row))
+            grid.add_row(
+                *(
+                    Text(c.text, style=c.style) if isinstance(c, Styled) else Text(cell_text(c))
+                    for c in row
+                )
+            )
         console().print(grid)
         return
-    from rich.text import Text
-
     click.echo("\t".join(columns))
     for row in rows:
-        click.echo("\t".join(Text.from_markup(cell_text(c)).plain for c in row))
+        click.echo("\t".join(_tsv(c.text if isinstance(c, Styled) else cell_text(c)) for c in row))
 
 
 def cell_text(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def _tsv(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def iso_ms(ms: Any) -> str | None:

@@ -64,7 +64,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import RUN_ONCE, named
-from paxctl.cli.output import Output, output_options, table
+from paxctl.cli.output import Output, Styled, output_options, table
 from paxctl.client import Client, ClientError, Indeterminate, SessionState
 from paxctl.recipes._common import parse_object
 from paxctl.statemachine.errors import (
@@ -410,7 +410,7 @@ def print_history(records: list[dict[str, Any]]) -> None:
     rows = [
         (
             r["slot"],
-            f"[{colours.get(r['status'], 'default')}]{r['status']}[/]",
+            Styled(r["status"], colours.get(r["status"], "")),
             r.get("exit_code"),
             r.get("host"),
             r.get("pid"),

@@ -372,6 +372,8 @@ class Shell(ShellContext):
         with ``--exit-on-error``."""
         for line in lines:
             self.run_line(line.rstrip("\r\n"))
+            if self.status == exits.BROKEN_PIPE:  # no one reads on: stop, as SIGPIPE would
+                return self.status
             if self.exit_on_error and self.status != exits.OK:
                 return self.status
         return self.status
@@ -559,7 +561,7 @@ def shell(servers: str | None, timeout: float, session_timeout: float, exit_on_e
             if sys.stdin.isatty():
                 status = me.run_interactive()
             else:
-                status = me.run_script(_lines(sys.stdin))
+                status = me.run_script(_lines(sys.stdin.buffer))
         except ExitShell as leave:
             status = leave.status
         except Terminated as term:
@@ -569,10 +571,14 @@ def shell(servers: str | None, timeout: float, session_timeout: float, exit_on_e
     sys.exit(status)
 
 
-def _lines(stream: IO[str]) -> Iterator[str]:
-    """stdin line by line, read as needed: a command may read the rest (``set /x -``)."""
+def _lines(stream: IO[bytes]) -> Iterator[str]:
+    """stdin line by line, read as needed: a command may read the rest (``set /x -``).
+
+    From the byte buffer commands read too: the text layer above it reads ahead, and what
+    it had buffered would be lost to ``create /x -`` and then run as commands.
+    """
     while True:
         line = stream.readline()
         if not line:
             return
-        yield line
+        yield line.decode("utf-8", errors="replace")

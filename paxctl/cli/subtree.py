@@ -10,17 +10,19 @@ NoNode) it reads the subtree again and goes on, a few times, before giving up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
-from paxctl.cli.connect import connection_options, local_option
+from paxctl.cli.connect import complete_path, connection_options, local_option
 from paxctl.cli.context import absolute, connect
 from paxctl.cli.output import Output, console, data_fields, output_options, preview
 from paxctl.client import Client, SyncClient
-from paxctl.statemachine.errors import NoNode, NotEmpty
+from paxctl.statemachine.errors import DataTooLarge, NoNode, NotEmpty
 from paxctl.statemachine.ops import MAX_MULTI_OPS, Delete
 
 #: Times ``rm -r`` reads the subtree again after a concurrent change before it gives up.
@@ -40,15 +42,17 @@ class TreeNode:
     gone: bool = False  # deleted between its parent's listing and its own read
 
     def prune(self) -> None:
-        self.children = [child for child in self.children if not child.gone]
-        for child in self.children:
-            child.prune()
+        for node in self.walk():
+            node.children = [child for child in node.children if not child.gone]
 
     def walk(self) -> Iterator[TreeNode]:
-        """This node, then its descendants, parents before children (pre-order)."""
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        """This node, then its descendants, parents before children (pre-order). Iterative:
+        paths may nest ~2,000 deep, deeper than Python recursion goes."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))  # read after the yield: pruning is seen
 
 
 def read_tree(
@@ -72,6 +76,29 @@ def read_tree(
 IN_FLIGHT = 64
 
 
+async def listing(client: Client, path: str, *, local: bool = False) -> dict[str, Any]:
+    """``path``'s children with their stats (``{"children", "stats"}``). The stats of some
+    30,000 children no longer fit in one 4 MiB reply (DataTooLarge): then the names, and each
+    child's stat with ``IN_FLIGHT`` reads at once; a child deleted meanwhile is left out."""
+    try:
+        listed: dict[str, Any] = await client.children(path, stats=True, local=local)
+        return listed
+    except DataTooLarge:
+        names = await client.children(path, local=local)
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(name: str) -> tuple[str, dict[str, Any] | None]:
+        async with slots:
+            try:
+                return name, await client.stat(child_path(path, name), local=local)
+            except NoNode:
+                return name, None
+
+    found = await asyncio.gather(*(one(name) for name in names))
+    stats = {name: st for name, st in found if st is not None}
+    return {"children": [name for name in names if name in stats], "stats": stats}
+
+
 async def _read_tree(
     client: Client, path: str, depth: int | None, with_data: bool, local: bool
 ) -> TreeNode:
@@ -86,7 +113,7 @@ async def _read_tree(
                     node.data = (await client.get(node.path, local=local))[0] if has_data else b""
                 if not node.stat.get("numChildren") or (depth is not None and level >= depth):
                     return []
-                listed = await client.children(node.path, stats=True, local=local)
+                listed = await listing(client, node.path, local=local)
             except NoNode:  # deleted since its parent was listed
                 node.gone = True
                 return []
@@ -106,9 +133,16 @@ async def _read_tree(
     return root
 
 
+#: What ``rm -r /`` leaves: the command line's locks, elections and run-once records, whose
+#: loss would kill every holder and let jobs run again. ``rm -r /paxctl`` still deletes it.
+KEPT_BY_ROOT = "/paxctl"
+
+
 def _deepest_first(client: SyncClient, path: str) -> list[str]:
     nodes = [n.path for n in read_tree(client, path).walk()]
     nodes.reverse()  # children after parents in pre-order, so reversed: children first
+    if path == "/":
+        nodes = [p for p in nodes if p != KEPT_BY_ROOT and not p.startswith(KEPT_BY_ROOT + "/")]
     return [p for p in nodes if p != "/"]
 
 
@@ -117,6 +151,9 @@ def delete_tree(client: SyncClient, path: str) -> list[str]:
     from paxctl.cli.output import progress
 
     deleted: list[str] = []
+    if path == "/":
+        click.echo(f"paxctl: keeping {KEPT_BY_ROOT} (locks, elections, run-once records); "
+                   f"rm -r {KEPT_BY_ROOT} deletes it", err=True)  # fmt: skip
     with progress(f"deleting {path}") as bar:
         for attempt in range(DELETE_ATTEMPTS):
             try:
@@ -139,13 +176,35 @@ def delete_tree(client: SyncClient, path: str) -> list[str]:
     return deleted  # pragma: no cover - the loop returns or raises
 
 
-def node_doc(node: TreeNode, nested: bool) -> dict[str, Any]:
+def node_doc(node: TreeNode) -> dict[str, Any]:
     doc: dict[str, Any] = {"path": node.path, "stat": node.stat}
     if node.data is not None:
         doc.update(data_fields(node.data))
-    if nested:
-        doc["children"] = [node_doc(child, True) for child in node.children]
     return doc
+
+
+@contextlib.contextmanager
+def deep_enough(root: TreeNode) -> Iterator[None]:
+    """Room in the recursion limit for printing a deep tree (json and rich recurse per level;
+    paths allow ~2,000 levels, Python's default limit is 1,000 frames)."""
+    depth = max(n.path.count("/") for n in root.walk()) - root.path.rstrip("/").count("/")
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 10 * depth + 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def nested_doc(root: TreeNode) -> dict[str, Any]:
+    """``tree -o json``: each node's document with its ``children`` nested (built without
+    recursion, for deep trees)."""
+    docs: dict[int, dict[str, Any]] = {}
+    for node in root.walk():  # parents first: a child's dict exists, empty, in its parent's
+        doc = docs.setdefault(id(node), {})
+        doc.update(node_doc(node))
+        doc["children"] = [docs.setdefault(id(child), {}) for child in node.children]
+    return docs[id(root)]
 
 
 def _label(node: TreeNode, show_data: bool) -> str:
@@ -166,7 +225,7 @@ def _label(node: TreeNode, show_data: bool) -> str:
 
 
 @click.command()
-@click.argument("path", default=".")
+@click.argument("path", default=".", shell_complete=complete_path)
 @click.option("-d", "--depth", type=click.IntRange(min=0), help="Levels below PATH to show.")
 @click.option("--no-data", is_flag=True, help="Structure only: do not read the data.")
 @local_option
@@ -192,13 +251,12 @@ def tree(
     def text() -> None:
         from rich.tree import Tree
 
-        def grow(branch: Tree, node: TreeNode) -> None:
+        branches = {id(root): Tree(_label(root, not no_data))}
+        for node in root.walk():  # parents first, so each one's branch exists already
             for child in node.children:
-                grow(branch.add(_label(child, not no_data)), child)
+                branches[id(child)] = branches[id(node)].add(_label(child, not no_data))
+        console().print(branches[id(root)])
 
-        top = Tree(_label(root, not no_data))
-        grow(top, root)
-        console().print(top)
-
-    items = [node_doc(n, nested=False) for n in root.walk()]
-    out.emit(node_doc(root, nested=True), text, items=items)
+    items = [node_doc(n) for n in root.walk()]
+    with deep_enough(root):
+        out.emit(nested_doc(root), text, items=items)

@@ -33,9 +33,8 @@ from typing import Any
 
 import click
 
-from paxctl.cli.connect import connection_options
+from paxctl.cli.connect import complete_path, connection_options
 from paxctl.cli.context import absolute, connect
-from paxctl.cli.data import complete_path
 from paxctl.cli.dumpfile import (
     Conflict,
     Dump,
@@ -48,8 +47,15 @@ from paxctl.cli.dumpfile import (
     write_atomically,
 )
 from paxctl.cli.output import Output, output_options, progress
+from paxctl.cli.subtree import listing
 from paxctl.client import ClientError, Indeterminate, SyncClient
-from paxctl.statemachine.errors import BadArguments, MultiError, NoNode, ZnodeError
+from paxctl.statemachine.errors import (
+    BadArguments,
+    DataTooLarge,
+    MultiError,
+    NoNode,
+    ZnodeError,
+)
 from paxctl.statemachine.ops import MAX_DATA, MAX_MULTI_OPS, Create, SetData, encode_op
 from paxctl.statemachine.paths import validate_path
 
@@ -79,6 +85,16 @@ class Exported:
     read_zxid: int  # the point the dump is proven to show (its zxid is the subtree's last change)
 
 
+def children_with_stats(client: SyncClient, path: str) -> dict[str, Any]:
+    """One ``children`` read with stats; for the rare parent whose children's stats do not fit
+    in one reply, the names and then the stats, many at once (``subtree.listing``)."""
+    try:
+        listed: dict[str, Any] = client.children(path, stats=True)
+        return listed
+    except DataTooLarge:
+        return client.run(listing(client.client, path))
+
+
 def kind_of(stat: dict[str, Any]) -> tuple[str, int]:
     """A node's kind and TTL from its stat (nodes say ``kind`` only when not persistent)."""
     kind = stat.get("kind", "persistent")
@@ -103,20 +119,20 @@ def read_subtree(client: SyncClient, root: str, bar: Any = None) -> Exported:
             raise Changed(path)
         last_change = max(last_change, changed)
 
-    listing = client.children(root, stats=True)  # NoNode here is the user's: exit 3
+    top = children_with_stats(client, root)  # NoNode here is the user's: exit 3
     data, stat = client.get(root)
     if stat["ephemeralOwner"]:
         raise click.UsageError(f"{root} is an ephemeral node; it belongs to its session")
     check(root, stat)
     nodes = [DumpNode("", data, *kind_of(stat))]
     ephemerals = 0
-    found = 1 + len(listing["children"])
+    found = 1 + len(top["children"])
     if bar is not None:
         bar.total(found)
         bar.advance()
     # Depth first with an explicit stack (paths may nest ~2000 deep), children pushed in
     # reverse so they pop in sorted order: the dump comes out in sorted pre-order.
-    stack = [(name, listing["stats"][name]) for name in sorted(listing["children"], reverse=True)]
+    stack = [(name, top["stats"][name]) for name in sorted(top["children"], reverse=True)]
     while stack:
         rel, listed = stack.pop()
         path = under(root, rel)
@@ -128,7 +144,7 @@ def read_subtree(client: SyncClient, root: str, bar: Any = None) -> Exported:
         sub = None
         try:
             if listed["numChildren"]:
-                sub = client.children(path, stats=True)
+                sub = children_with_stats(client, path)
                 data, stat = client.get(path)
             elif listed["dataLength"]:
                 data, stat = client.get(path)
@@ -182,8 +198,7 @@ def export_(path: str, file: str | None, servers: str | None, timeout: float) ->
     For backups and for moving configuration: `paxctl import` reads it back, here or in
     another cluster. The dump shows the subtree at one moment (a subtree that changes during
     the export is read again; exit 4 if it keeps changing). Ephemeral nodes are skipped;
-    container and TTL nodes are exported as persistent ones. The output is JSON already, so
-    there is no -o.
+    containers and TTL nodes keep their kind. The output is JSON already, so there is no -o.
     """
     root = absolute(path)
     with connect(servers, timeout) as client:

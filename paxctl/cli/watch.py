@@ -20,8 +20,8 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
-from paxctl.cli.connect import resolve_servers
-from paxctl.cli.data import client_options, complete_path
+from paxctl.cli.connect import complete_path, resolve_servers
+from paxctl.cli.data import client_options
 from paxctl.cli.output import Output
 from paxctl.client import Client, SessionState, WatchEvent
 

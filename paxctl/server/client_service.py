@@ -29,6 +29,7 @@ import msgpack
 
 from paxctl.core.codec import MAX_UINT
 from paxctl.core.types import Command
+from paxctl.protocol.framing import MAX_FRAME
 from paxctl.server.transport import FramedProtocol
 from paxctl.server.watches import Event
 from paxctl.server.zxid import slot_of
@@ -129,7 +130,16 @@ class ClientService:
             doc["err"], doc["msg"] = err, msg
             if index is not None:  # the failing operation of a multi
                 doc["index"] = index
-        self._push(conn, doc)
+        payload = msgpack.packb(doc, use_bin_type=True)
+        if len(payload) > MAX_FRAME:
+            # Say so, rather than drop a frame the client would wait for until its timeout
+            # (e.g. the stats of ~26,000 children); clients can ask in smaller pieces.
+            doc.pop("ok", None)
+            doc["err"] = "DataTooLarge"
+            doc["msg"] = f"the reply ({len(payload)} bytes) exceeds the {MAX_FRAME}-byte limit"
+            payload = msgpack.packb(doc, use_bin_type=True)
+        if not conn.send(payload) and conn.open:
+            conn.close("client cannot keep up; it will resume from its last zxid elsewhere")
 
     def push_events(self, conn: Any, events: list[tuple[int, Event]]) -> None:
         """Deliver watch events (``conn`` is a connection the registry was given)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from paxctl.cli.subtree import IN_FLIGHT, read_tree
+from paxctl.cli.subtree import IN_FLIGHT, delete_tree, read_tree
 from paxctl.statemachine.errors import NoNode
 
 
@@ -30,11 +30,8 @@ class FakeClient:
 
     def _kids(self, path: str) -> list[str]:
         prefix = path.rstrip("/") + "/"
-        return sorted(
-            p[len(prefix) :]
-            for p in self.tree
-            if p.startswith(prefix) and "/" not in p[len(prefix) :]
-        )
+        rests = (p[len(prefix) :] for p in self.tree if p != path and p.startswith(prefix))
+        return sorted(rest for rest in rests if "/" not in rest)
 
     def _stat(self, path: str) -> dict[str, int]:
         return stat(len(self._kids(path)), len(self.tree[path]))
@@ -87,3 +84,23 @@ def test_depth_limits_and_reads_overlap_but_never_beyond_the_limit():
     root = read_tree(Sync(client), "/r", depth=1, with_data=True)  # type: ignore[arg-type]
     assert len(root.children) == 200 and root.children[0].children == []
     assert 1 < client.most_in_flight <= IN_FLIGHT
+
+
+class Deleting(Sync):
+    """A SyncClient for ``delete_tree``: reads from the fake, records the transactions."""
+
+    def __init__(self, client: FakeClient) -> None:
+        super().__init__(client)
+        self.batches: list[list[str]] = []
+
+    def multi(self, ops) -> None:
+        self.batches.append([op.path for op in ops])
+
+
+def test_rm_r_of_the_root_keeps_paxctl_and_deletes_children_first():
+    tree = {"/": b"", "/a": b"", "/a/b": b"x", "/paxctl": b"", "/paxctl/locks": b"", "/z": b""}
+    sync = Deleting(FakeClient(tree, gone=set()))
+    deleted = delete_tree(sync, "/")  # type: ignore[arg-type]
+    assert deleted == ["/z", "/a/b", "/a"] and sync.batches == [deleted]
+    sync = Deleting(FakeClient(tree, gone=set()))
+    assert delete_tree(sync, "/paxctl") == ["/paxctl/locks", "/paxctl"]  # when named, it goes

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
+import threading
 
 import pytest
 
@@ -16,6 +19,7 @@ from paxctl.cli.dumpfile import (
     parse_dump,
     render_dump,
     under,
+    write_atomically,
 )
 from paxctl.cli.transfer import Step, batches, target_steps
 from paxctl.statemachine.ops import MAX_DATA, MAX_MULTI_OPS, Multi, encode_op
@@ -208,3 +212,22 @@ def test_batches_keep_order_and_stay_within_the_clusters_limits():
 def test_a_node_of_the_maximum_size_gets_a_transaction_of_its_own():
     found = list(batches(steps_of(10, MAX_DATA, 10)))
     assert [len(b) for b in found] == [2, 1, 1]
+
+
+def test_writing_a_dump_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "real" / "t.json")
+    write_atomically(str(link), b"{}\n")
+    assert link.is_symlink() and (tmp_path / "real" / "t.json").read_bytes() == b"{}\n"
+
+
+def test_a_fifo_is_written_to_not_replaced(tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_atomically(str(fifo), b"dump")
+    reader.join(10)
+    assert got == [b"dump"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
