@@ -146,6 +146,12 @@ def create(
     """
     if sum((ephemeral, container, ttl is not None)) > 1:
         raise click.UsageError("--ephemeral, --container and --ttl exclude each other")
+    source = click.get_current_context().get_parameter_source("session_timeout")
+    if shell_context() is not None and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(
+            "in the shell an ephemeral lives on the shell's session: give its timeout to "
+            "`paxctl shell --session-timeout`"
+        )
     payload = read_data(data, file)
     path = absolute(path)
 

@@ -136,6 +136,12 @@ def test_an_ephemeral_lives_as_long_as_the_script(servers, root, client):
     assert client.exists(f"{root}/member") is None  # closed with the shell, not expired
 
 
+def test_an_ephemeral_in_the_shell_takes_no_timeout_of_its_own(servers, root, client):
+    done = shell(servers, f"create -e {root}/own --session-timeout 3\n")
+    assert done.returncode == 2 and "paxctl shell --session-timeout" in done.stderr
+    assert client.exists(f"{root}/own") is None
+
+
 def test_commands_that_own_the_process_run_as_a_child_on_the_same_servers(servers, cluster):
     done = shell(servers, f"cluster status --dir {cluster.directory} --json\n")
     assert done.returncode == 0, done.stderr
