@@ -279,7 +279,9 @@ def up(
 @output_options
 def status(directory: str, out: Output) -> None:
     """Show each node: role, ballot, chosen and applied slots, lag behind the most advanced
-    node, pid. Exit 5 when the cluster has no quorum.
+    node, pid. Exit 5 when the cluster has no quorum. A role is leader, follower or
+    candidate; down when no process runs; no answer when it runs but does not answer
+    (starting, stopped or stuck).
 
     JSON: {"quorum": bool, "nodes": [{"id", "role", "alive", "pid", "ballot", "chosen",
     "applied", "lag", "leader", "client_address", "peer_address"}]}; ndjson: one node per line.
@@ -295,7 +297,8 @@ def status(directory: str, out: Output) -> None:
             "peer_address": f"{member['host']}:{member['peer_port']}",
             "pid": pid,
             "alive": st is not None,
-            "role": st["role"] if st else "down",
+            # a process that does not answer: starting, stopped (SIGSTOP) or stuck
+            "role": st["role"] if st else ("down" if pid is None else "no answer"),
             "ballot": st["ballot"] if st else None,
             "chosen": st["chosen"] if st else None,
             "applied": st["applied"] if st else None,
@@ -308,7 +311,12 @@ def status(directory: str, out: Output) -> None:
     quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
 
     def text() -> None:
-        colours = {"leader": "bold green", "candidate": "yellow", "down": "bold red"}
+        colours = {
+            "leader": "bold green",
+            "candidate": "yellow",
+            "down": "bold red",
+            "no answer": "bold red",
+        }
         table(
             ("id", "role", "client", "ballot", "chosen", "applied", "lag", "pid"),
             [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 import pytest
@@ -156,6 +158,17 @@ def test_a_cluster_without_quorum_answers_unavailable_not_wrong(cluster):
     with cluster.client(1, timeout=2) as c, pytest.raises(ClientError):
         c.get("/")  # a linearizable read needs a quorum
     assert cluster.status()["quorum"] is False
+
+
+def test_status_tells_a_stopped_node_from_a_dead_one(cluster):
+    stopped = cluster.pid(3)
+    os.kill(stopped, signal.SIGSTOP)  # the process runs but cannot answer
+    try:
+        cluster.kill(2)
+        roles = {n["id"]: (n["role"], n["alive"]) for n in cluster.status()["nodes"]}
+        assert roles[2] == ("down", False) and roles[3] == ("no answer", False)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
 
 
 def test_replicas_compare_state_digests_through_the_log(cluster):
