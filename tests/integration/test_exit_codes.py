@@ -267,6 +267,17 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """``proc``, killed and reaped on the way out if it is still running."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def storage_failure_while_running(w: World) -> subprocess.CompletedProcess[str]:
     """A running one-node cluster whose snapshot directory is replaced by a file: the next
     snapshot write fails, and the node stops at once (exit 70) instead of retrying."""
@@ -279,7 +290,7 @@ def storage_failure_while_running(w: World) -> subprocess.CompletedProcess[str]:
         env=user_env(None), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
+    with reaped(node):
 
         def written() -> bool:
             try:
@@ -295,10 +306,6 @@ def storage_failure_while_running(w: World) -> subprocess.CompletedProcess[str]:
         with contextlib.suppress(ClientError), SyncClient([(HOST, client)], timeout=2) as c:
             c.create(w.unique("second"), b"")  # its snapshot fails (if an earlier one did not)
         out, err = node.communicate(timeout=20)
-    finally:
-        if node.poll() is None:
-            node.kill()
-            node.communicate()
     return subprocess.CompletedProcess(node.args, node.returncode, out, err)
 
 
@@ -317,17 +324,13 @@ def interrupted(w: World) -> subprocess.CompletedProcess[str]:
             stderr=subprocess.PIPE,
             text=True,
         )
-        try:
+        with reaped(proc):
             conn, _ = server.accept()
             with conn:
                 conn.settimeout(30)
                 assert conn.recv(4096), "the client sent nothing"  # it now awaits an answer
                 proc.send_signal(signal.SIGINT)
                 out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
