@@ -14,7 +14,6 @@ named ``status`` is still reachable by its path, ``/paxctl/locks/status``.
 
 from __future__ import annotations
 
-import datetime
 import sys
 import time
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from paxctl.cli.held import (
     timing_options,
 )
 from paxctl.cli.names import LOCKS, named
-from paxctl.cli.output import Output, Styled, output_options, print_json, table
+from paxctl.cli.output import Output, Styled, iso_ms, output_options, print_json, table
 from paxctl.client import Client, Unavailable
 from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
 from paxctl.recipes._common import parse_object
@@ -48,13 +47,6 @@ from paxctl.statemachine.errors import NoNode
 SHELL = "/bin/sh"
 #: Longest default owner text (the command line) stored in the lock node.
 OWNER_MAX = 200
-
-
-def iso(ms: Any) -> str | None:
-    if type(ms) is not int:
-        return None
-    when = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
-    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # ------------------------------------------------------------------ lock status
@@ -86,7 +78,7 @@ def contender_doc(c: Contender) -> dict[str, Any]:
         "host": owner.get("host"),
         "pid": owner.get("pid"),
         "owner": owner.get("owner"),
-        "since": iso(owner.get("since")),
+        "since": iso_ms(owner.get("since")),
         "since_ms": owner.get("since"),
     }
 
