@@ -301,7 +301,8 @@ def storage_failure_while_running(w: World) -> subprocess.CompletedProcess[str]:
             return True
 
         w.wait_until(written, 20, what="a first write to the one-node cluster")
-        shutil.rmtree(data / "snap")
+        # rename, not rmtree: the node may be writing a snapshot into it right now
+        (data / "snap").rename(data / "snap.gone")
         (data / "snap").write_bytes(b"no longer a directory")
         with contextlib.suppress(ClientError), SyncClient([(HOST, client)], timeout=2) as c:
             c.create(w.unique("second"), b"")  # its snapshot fails (if an earlier one did not)
