@@ -21,22 +21,23 @@ from paxctl.statemachine.ops import MAX_DATA
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(str(tmp_path_factory.mktemp("export-a") / "cluster"))
+def _cluster(tmp_path_factory, name):
+    c = LocalCluster(str(tmp_path_factory.mktemp(name) / "cluster"))
     try:
         yield c
     finally:
         c.down()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from _cluster(tmp_path_factory, "export-a")
 
 
 @pytest.fixture(scope="module")
 def other(tmp_path_factory):
-    c = LocalCluster(str(tmp_path_factory.mktemp("export-b") / "cluster"))
-    try:
-        yield c
-    finally:
-        c.down()
+    """A second cluster, to move a dump between clusters."""
+    yield from _cluster(tmp_path_factory, "export-b")
 
 
 @pytest.fixture
