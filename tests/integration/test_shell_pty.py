@@ -1,7 +1,7 @@
 """``paxctl shell`` as a person uses it: the installed command on a pseudo-terminal.
 
-Keys go in through pexpect; what comes out is drawn on a small terminal emulator
-(``pty_screen``), and the tests read the screen: the prompt line, what is typed after it, and
+Keys go in through pexpect; what comes out is drawn on a terminal emulator (pyte, through
+``pty_screen``), and the tests read the screen: the prompt line, what is typed after it, and
 the lines printed above it. Every wait is on something the screen or the cluster shows, with a
 deadline; nothing sleeps for a fixed time.
 """
