@@ -13,6 +13,12 @@ may not still exist) or ``lost`` (the cluster expired it: they are gone). After 
 write opens a new session, as kazoo does; listeners hear every transition. ``valid_until``
 is the latest moment at which the session is certainly still alive (the send time of the last
 acknowledged ping plus the session timeout), on this process's monotonic clock.
+
+Losing and regaining the connection itself is told to connection listeners, session or not: a
+watcher without a session wants to know when it cannot hear the cluster. A client that has
+never reached any server gives up (``Unavailable``) as soon as every server has refused the
+connection, rather than retrying until its timeout: nothing is coming back there. Once a
+server was reached, or while a session lives, it keeps retrying: that is a failover.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ from paxctl.client.connection import (
     Connection,
     ConnectionLost,
     Indeterminate,
+    Refused,
     Unavailable,
+    all_refused,
+    open_stream,
 )
 from paxctl.client.watch import Watch, WatchEvent
 from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError, error_from_code
@@ -116,6 +125,10 @@ class Client:
         self._pinger: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # set when the connection drops: ping (reconnect) now
         self._closing = False
+        #: A server accepted a connection at some point: refusals may be a failover, then.
+        self._reached = False
+        self._link_up = False
+        self._link_listeners: list[Callable[[bool, tuple[str, int] | None], None]] = []
 
     async def __aenter__(self) -> Client:
         return self
@@ -142,6 +155,32 @@ class Client:
     def remove_listener(self, listener: Callable[[SessionState], None]) -> None:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
+
+    def add_connection_listener(
+        self, listener: Callable[[bool, tuple[str, int] | None], None]
+    ) -> None:
+        """Call ``listener(True, server)`` when a connection to ``server`` is ready, and
+        ``listener(False, server)`` when the ready connection to ``server`` is lost (the
+        client reconnects on its own while a session or a watch needs it)."""
+        self._link_listeners.append(listener)
+
+    def remove_connection_listener(
+        self, listener: Callable[[bool, tuple[str, int] | None], None]
+    ) -> None:
+        with contextlib.suppress(ValueError):
+            self._link_listeners.remove(listener)
+
+    def _set_link(self, up: bool) -> None:
+        if up is self._link_up:
+            return
+        self._link_up = up
+        if self._closing:  # our own close: not news
+            return
+        for listener in list(self._link_listeners):
+            try:
+                listener(up, self.connected_to)
+            except Exception:  # a listener's bug must not break the client
+                log.exception("connection listener failed")
 
     def _set_state(self, state: SessionState) -> None:
         if state is not self.state:
@@ -285,10 +324,15 @@ class Client:
                 return self._conn
             host, port = self.servers[self._server_index % len(self.servers)]
             after = self.last_zxid  # before this server's answers can raise it
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), ATTEMPT_TIMEOUT
-            )
-            conn = Connection(reader, writer, self._on_push, self._on_zxid, self._wake.set)
+            reader, writer = await asyncio.wait_for(open_stream(host, port), ATTEMPT_TIMEOUT)
+            self._reached = True
+
+            def closed() -> None:
+                self._wake.set()
+                if self._conn is conn:
+                    self._set_link(False)
+
+            conn = Connection(reader, writer, self._on_push, self._on_zxid, closed)
             try:
                 while True:
                     hello = {
@@ -316,6 +360,7 @@ class Client:
             conn.ready = True
             self._on_zxid(int(reply.get("zxid", 0)))
             self._conn, self.connected_to = conn, (host, port)
+            self._set_link(True)
             return conn
 
     def _lost_on(self, conn: Connection) -> None:
@@ -327,6 +372,7 @@ class Client:
         if self._conn is not None:
             await self._conn.close()
         self._conn = None
+        self._set_link(False)
         self._server_index += 1
 
     async def _call(self, req: dict[str, Any], write: bool, epoch: int | None = None) -> Any:
@@ -334,6 +380,7 @@ class Client:
         deadline = loop.time() + self.timeout
         maybe_sent = False
         last = "no server answered"
+        refused: dict[tuple[str, int], str] = {}  # servers whose connection was refused
         while True:
             if write and epoch is not None and epoch != self._epoch:
                 fate = "its outcome is unknown" if maybe_sent else "it was not sent"
@@ -351,8 +398,16 @@ class Client:
                 reply = await asyncio.wait_for(conn.request(req), min(left, ATTEMPT_TIMEOUT))
             except (TimeoutError, OSError, ConnectionLost) as exc:
                 last = f"{type(exc).__name__} {exc}".strip()
+                if isinstance(exc, Refused):
+                    refused[exc.server] = exc.reason
+                else:  # slow, or reached: this server may yet answer
+                    refused.pop(self.servers[self._server_index % len(self.servers)], None)
                 if self._session:
                     self._set_state(SessionState.SUSPENDED)
+                # Nothing to wait for, unless a server was reached once (this may be a
+                # failover) or a session lives (its ephemerals matter: ride it out).
+                if not (self._reached or self._session) and set(self.servers) <= refused.keys():
+                    raise all_refused(self.servers, refused) from exc
                 await self._failover()
                 await asyncio.sleep(min(0.05, max(deadline - loop.time(), 0)))
                 continue

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +39,67 @@ class Indeterminate(ClientError):
 
 class ConnectionLost(ClientError):
     code = "ConnectionLost"
+
+
+class Refused(ConnectionLost):
+    """A server that cannot be connected to at all: nothing listens there (the connection
+    was refused), the host is unreachable, or its name does not resolve. Unlike a timeout
+    this is known at once, so a client that never reached any server can give up early."""
+
+    def __init__(self, server: tuple[str, int], reason: str) -> None:
+        super().__init__(f"{format_server(server)} ({reason})")
+        self.server = server
+        self.reason = reason
+
+
+def format_server(server: tuple[str, int]) -> str:
+    """``HOST:PORT`` as a user types it (``[::1]:7001`` for an IPv6 address)."""
+    host, port = server
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def all_refused(servers: list[tuple[str, int]], refused: dict[tuple[str, int], str]) -> Unavailable:
+    """The error for a client that no server would even accept: each one named, with why."""
+    tried = ", ".join(f"{format_server(s)} ({refused[s]})" for s in dict.fromkeys(servers))
+    return Unavailable(f"no server accepted a connection: {tried}")
+
+
+#: errno values of a connect that failed for good (as opposed to a slow or busy server).
+_REFUSALS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+
+
+async def open_stream(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``host:port``, trying each of its addresses; ``Refused`` when every one of
+    them refused or was unreachable, or the name did not resolve.
+
+    The addresses are tried here rather than by ``open_connection`` because Python 3.11 folds
+    several failed addresses (``localhost``: ::1 and 127.0.0.1) into one OSError without an
+    errno, which would hide that every one of them was refused.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise Refused((host, port), f"cannot resolve {host}: {exc.strerror}") from exc
+    reasons: list[str] = []
+    last: OSError | None = None
+    for family, _, _, _, address in infos:
+        try:
+            return await asyncio.open_connection(str(address[0]), port, family=family)
+        except OSError as exc:
+            last = exc
+            reason = _REFUSALS.get(exc.errno or 0)
+            if reason is None:
+                raise
+            reasons.append(reason)
+    if last is None:
+        raise Refused((host, port), f"no address for {host}")
+    raise Refused((host, port), "; ".join(dict.fromkeys(reasons))) from last
 
 
 class Connection:

@@ -5,6 +5,10 @@ answer to any later request resolves. Across failovers the server replays what t
 from the last zxid the client saw; the watch drops anything it already delivered, so a change is
 delivered exactly once. When the history needed is gone, the watch yields a ``resync`` event:
 the application must re-read, but it is never left with a silent gap.
+
+An application that wants to know when it cannot hear the cluster may put connection notices
+(``disconnected``, ``connected``) into the stream with ``notice``, in order with the events
+(``paxctl watch`` does, from a connection listener): they are not changes and move nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from dataclasses import dataclass
 #: Event types: a node was created, deleted, its data changed, its children changed; or the
 #: history needed to resume was gone (re-read the state).
 EVENT_TYPES = ("created", "deleted", "changed", "children", "resync")
+#: Notices (``Watch.notice``): the connection was lost, or is back (the watch resumes, replaying
+#: what it missed). ``zxid`` is then the last one the client had seen; ``server`` says which.
+NOTICE_TYPES = ("disconnected", "connected")
 ONE_SHOT = ("data", "children")
 
 
@@ -24,9 +31,17 @@ class WatchEvent:
     type: str
     path: str
     zxid: int
+    server: str | None = None  # notices only: the server lost or reached
+
+    @property
+    def is_notice(self) -> bool:
+        return self.type in NOTICE_TYPES
 
     def to_dict(self) -> dict[str, object]:
-        return {"type": self.type, "path": self.path, "zxid": self.zxid}
+        doc: dict[str, object] = {"type": self.type, "path": self.path, "zxid": self.zxid}
+        if self.server is not None:
+            doc["server"] = self.server
+        return doc
 
 
 class Watch:
@@ -60,6 +75,12 @@ class Watch:
         if self.one_shot:
             self.done = True
             self._queue.put_nowait(None)
+
+    def notice(self, event: WatchEvent) -> None:
+        """Queue a connection notice after the events already queued. Unlike an event it
+        moves no zxid floor: the changes before its zxid may still be replayed."""
+        if not self.done:
+            self._queue.put_nowait(event)
 
     def end(self) -> None:
         if not self.done:
