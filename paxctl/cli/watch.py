@@ -2,7 +2,9 @@
 
 A watch streams events until Ctrl-C, ``--count`` events or ``--once``. Events are never lost
 across a failover: the client resumes the watch on another node from the last zxid it saw, and
-prints a ``resync`` event if that node no longer has the history (re-read then). With ``-- CMD``
+prints a ``resync`` event if that node no longer has the history (re-read then). Losing and
+regaining the cluster is said on stderr, in the shell's words, and with JSON output also
+streamed as ``disconnected``/``connected`` objects: a quiet watch may be a deaf one. With ``-- CMD``
 each event runs CMD once, one at a time, with the event in its environment; events that arrive
 meanwhile wait their turn (none is dropped).
 """
@@ -23,7 +25,8 @@ from paxctl.cli import exits
 from paxctl.cli.connect import complete_path, resolve_servers
 from paxctl.cli.data import client_options
 from paxctl.cli.output import Output
-from paxctl.client import Client, SessionState, WatchEvent
+from paxctl.client import Client, SessionState, Watch, WatchEvent
+from paxctl.client.connection import format_server
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
@@ -42,6 +45,35 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 
 def _print_event(event: WatchEvent, out: Output) -> None:
     out.event(event.to_dict(), f"{event.type}\t{event.path}\tzxid={event.zxid}")
+
+
+def _print_notice(event: WatchEvent, out: Output) -> None:
+    """A connection notice: a line on stderr (as ``paxctl shell`` says it), and in the JSON
+    stream too, where a script reads it; never passed to ``-- CMD``, never counted."""
+    preposition = "from" if event.type == "disconnected" else "to"
+    where = f" ({preposition} {event.server})" if event.server else ""
+    if event.type == "disconnected":
+        note = (
+            f"watch disconnected{where}: no contact with the cluster; reconnecting "
+            "(the changes made meanwhile follow once it is back)"
+        )
+    else:
+        note = f"watch connected{where}"
+    click.echo(f"paxctl: {note}", err=True)
+    if out.machine:
+        out.event(event.to_dict(), "")
+
+
+def _notify_connection(client: Client, watch: Watch) -> None:
+    """Queue the connection's losses and returns into ``watch``'s stream, in order with its
+    events (an event received before the loss is printed before the notice)."""
+
+    def on_link(up: bool, server: tuple[str, int] | None) -> None:
+        kind = "connected" if up else "disconnected"
+        address = format_server(server) if server is not None else None
+        watch.notice(WatchEvent(kind, watch.path, client.last_zxid, address))
+
+    client.add_connection_listener(on_link)
 
 
 async def _run_command(argv: tuple[str, ...], event: WatchEvent) -> int:
@@ -66,11 +98,12 @@ async def _run_command(argv: tuple[str, ...], event: WatchEvent) -> int:
     "--children", is_flag=True, help="Only changes of PATH's list of children (and its deletion)."
 )
 @click.option("--once", is_flag=True, help="Stop after the first event (same as --count 1).")
-@click.option("-n", "--count", type=click.IntRange(min=1), help="Stop after N events.")
+@click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N events.")
 @click.option(
     "--from-zxid",
     "from_zxid",
     type=click.IntRange(min=0),
+    metavar="Z",
     help="Replay the changes after zxid Z first (or print a resync event if too old).",
 )
 @client_options
@@ -90,7 +123,9 @@ def watch(
 
     Each event prints as TYPE PATH zxid=Z, or with --json as one JSON object per line
     ({"type", "path", "zxid"}). TYPE is created, deleted, changed (data), children (the list
-    of children), or resync (history was lost: re-read). With -- CMD, runs CMD once per event,
+    of children), or resync (history was lost: re-read). Losing and regaining the cluster is
+    said on stderr; with --json also as {"type": "disconnected"|"connected", "path", "zxid",
+    "server"} (not counted by --count). With -- CMD, runs CMD once per event,
     one at a time, with PAXCTL_WATCH_TYPE, PAXCTL_WATCH_PATH and PAXCTL_WATCH_ZXID set.
     Exits 0 after --count/--once events or on Ctrl-C/SIGTERM.
     """
@@ -123,6 +158,7 @@ def watch(
         seen = 0
         async with Client(connect, timeout=timeout) as client:
             w = await client.watch(path, recursive=recursive, after=from_zxid)
+            _notify_connection(client, w)
             stopping = asyncio.ensure_future(stop.wait())
             try:
                 while limit is None or seen < limit:
@@ -134,6 +170,9 @@ def watch(
                         getter.cancel()
                         break
                     event = getter.result()
+                    if event.is_notice:
+                        _print_notice(event, out)
+                        continue
                     if children and not (
                         event.type in ("children", "resync")
                         or (event.type == "deleted" and event.path == path)
