@@ -8,8 +8,10 @@ directory is later found empty refuses to vote instead of coming back with amnes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +19,11 @@ import time
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
-from paxctl.cli import exits
+from paxctl.cli import cluster_checks, exits
+from paxctl.cli.cluster_checks import refuse_changes, saved_base
 from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster
 from paxctl.cli.output import Output, Styled, console, output_options, table
 from paxctl.client import ClientError, SyncClient
@@ -194,7 +198,9 @@ dir_option = click.option(
 )
 @click.argument("node_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- NODE OPTIONS]")
 @output_options
+@click.pass_context
 def up(
+    ctx: click.Context,
     nodes: int,
     directory: str,
     base_port: int,
@@ -206,62 +212,46 @@ def up(
     """Start the cluster in DIR (or whichever of its nodes are not running).
 
     Options after -- go to every node's `paxctl node start` (for a new cluster; they are kept
-    in cluster.json), e.g. paxctl cluster up -- --max-session-ms 30000.
+    in cluster.json), e.g. paxctl cluster up -- --max-session-ms 30000. A cluster keeps the
+    settings it was founded with: other --nodes, --base-port, --snapshot-every or node options
+    for an existing DIR are refused (exit 2), as are ports that are taken (nothing starts).
+    A first start that fails keeps nothing but the logs, so a corrected one starts afresh.
     """
-    err = _err()
-    os.makedirs(directory, exist_ok=True)
     doc = load_cluster(directory)
+    fresh = doc is None
     if doc is None:
         doc = _new_cluster(nodes, base_port, snapshot_every)
         doc["node_args"] = list(node_args)
+    else:
+        asked = {"nodes": nodes, "base_port": base_port, "snapshot_every": snapshot_every}
+        given: dict[str, Any] = {k: v for k, v in asked.items() if _given(ctx, k)}
+        if node_args:
+            given["node_args"] = list(node_args)
+        refuse_changes(directory, doc, given, _start_over(directory))
+    down_now = [m for m in doc["nodes"] if _pid(directory, m["id"]) is None]
+    cluster_checks.refuse_taken(
+        directory, doc, {m["id"] for m in down_now}, fresh, saved_base(doc), _start_over(directory)
+    )
+    os.makedirs(directory, exist_ok=True)
+    had_data = {m["id"] for m in doc["nodes"] if os.path.exists(_paths(directory, m["id"])[0])}
+    if fresh:  # saved before any node starts, so that `cluster down` finds them meanwhile
         _save(directory, doc)
-    started = []
-    with err.status("starting nodes") as progress:
-        for member in doc["nodes"]:
-            if _pid(directory, member["id"]) is None:
-                pid = _start_node(directory, doc, member)
-                started.append(member["id"])
-                progress.update(f"started node {member['id']} (pid {pid})")
-        progress.update("waiting for a leader and a first write")
-        deadline = time.monotonic() + wait
-        servers = ",".join(f"{n['host']}:{n['client_port']}" for n in doc["nodes"])
-        committed = False
-        while time.monotonic() < deadline and not committed:
-            try:
-                with SyncClient(servers, timeout=min(5.0, deadline - time.monotonic())) as c:
-                    c.multi([Check("/", -1)])  # a real write through consensus, changing nothing
-                committed = True
-            except ClientError:
-                time.sleep(0.2)
-        # A write committed, but perhaps by another cluster's nodes holding our ports (ours
-        # then die on "address already in use"): each node must answer with our process's pid.
-        progress.update("checking that every node answers")
-        ours: dict[int, bool | None] = {}
-        while committed:
-            for member in doc["nodes"]:
-                if ours.get(member["id"]) is None:
-                    ours[member["id"]] = _answers_as_ours(directory, member)
-            if None not in ours.values() or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-        for member in doc["nodes"]:
-            if member["id"] in started and ours.get(member["id"]):
-                member["initialized"] = True
-        _save(directory, doc)
-    if not committed:
-        err.print(f"[red]no write committed within {wait:.0f}s[/red]; see {directory}/node-*.log")
+    try:
+        started = _bring_up(directory, doc, down_now, wait)
+    except _NotUp as exc:
+        if fresh:
+            _forget(directory, doc, had_data)
+            advice = "nothing was kept but the logs: a corrected `paxctl cluster up` starts afresh"
+        else:
+            advice = f"see its logs; to start over: {_start_over(directory)}"
+        click.echo(f"paxctl: the cluster in {directory} is not up: {exc}; {advice}", err=True)
         sys.exit(exits.UNAVAILABLE)
-    gone = sorted(node_id for node_id, ok in ours.items() if ok is False)
-    if gone:
-        # Let ours finish dying (a failed bind takes a moment) so their logs say why.
-        while time.monotonic() < deadline and any(_pid(directory, i) for i in gone):
-            time.sleep(0.05)
-        err.print(
-            f"[red]node(s) {', '.join(map(str, gone))} not running[/red] (is another process "
-            f"on their ports?); see {directory}/node-*.log",
-            soft_wrap=True,
-        )
-        sys.exit(exits.UNAVAILABLE)
+    except BaseException:  # Ctrl-C while waiting: a first start leaves nothing half-made
+        if fresh:
+            _forget(directory, doc, had_data)
+        raise
+    err = _err()
+    servers = _connect_string(doc)
     err.print(f"cluster of {len(doc['nodes'])} nodes is up ({len(started)} started now)")
     out.emit(
         {"servers": servers, "dir": directory, "nodes": len(doc["nodes"]), "started": started},
@@ -272,6 +262,102 @@ def up(
         soft_wrap=True,
     )
     err.print(f"      or anywhere with  PAXCTL_SERVERS={servers}", soft_wrap=True)
+
+
+def _connect_string(doc: dict[str, Any]) -> str:
+    return ",".join(f"{n['host']}:{n['client_port']}" for n in doc["nodes"])
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user typed option ``name`` (a default must not count as asking)."""
+    source = ctx.get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _start_over(directory: str) -> str:
+    """How to start over, for every refusal and failure that needs it."""
+    return (
+        f"`paxctl cluster down --dir {directory}` and remove {directory} (its data is lost), "
+        "or use another --dir"
+    )
+
+
+class _NotUp(Exception):
+    """The nodes were started but the cluster did not come up; the message says why."""
+
+
+def _bring_up(
+    directory: str, doc: dict[str, Any], members: list[dict[str, Any]], wait: float
+) -> list[int]:
+    """Start ``members``, wait for a write through consensus and for every node to answer as
+    our process; the ids started. Raises ``_NotUp`` (without waiting out ``wait`` once too
+    few nodes are left to ever make a quorum)."""
+    started: list[int] = []
+    marks: dict[int, int] = {}
+    nodes = doc["nodes"]
+    with _err().status("starting nodes") as progress:
+        for member in members:
+            log_path = _paths(directory, member["id"])[1]
+            marks[member["id"]] = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+            pid = _start_node(directory, doc, member)
+            started.append(member["id"])
+            progress.update(f"started node {member['id']} (pid {pid})")
+        progress.update("waiting for a leader and a first write")
+        deadline = time.monotonic() + wait
+        committed = False
+        while not committed:
+            try:
+                remaining = max(0.1, min(2.0, deadline - time.monotonic()))
+                with SyncClient(_connect_string(doc), timeout=remaining) as c:
+                    c.multi([Check("/", -1)])  # a real write through consensus, changing nothing
+                committed = True
+            except ClientError:
+                dead = [n["id"] for n in nodes if _pid(directory, n["id"]) is None]
+                if len(dead) > len(nodes) - majority(len(nodes)):
+                    raise _NotUp(_why_dead(directory, dead, marks)) from None
+                if time.monotonic() >= deadline:
+                    raise _NotUp(
+                        f"no write committed within {wait:.0f}s; see {directory}/node-*.log"
+                    ) from None
+                time.sleep(0.2)
+        # A write committed, but perhaps by another cluster's nodes holding our ports (ours
+        # then die on "address already in use"): each node must answer with our process's pid.
+        progress.update("checking that every node answers")
+        ours: dict[int, bool | None] = {}
+        while True:
+            for member in nodes:
+                if ours.get(member["id"]) is None:
+                    ours[member["id"]] = _answers_as_ours(directory, member)
+            if None not in ours.values() or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        for member in nodes:
+            if ours.get(member["id"]):
+                member["initialized"] = True
+        _save(directory, doc)
+        gone = sorted(node_id for node_id, ok in ours.items() if ok is False)
+        # Let ours finish dying (a failed bind takes a moment) so their logs say why.
+        while gone and time.monotonic() < deadline and any(_pid(directory, i) for i in gone):
+            time.sleep(0.05)
+    if gone:
+        raise _NotUp(_why_dead(directory, gone, marks))
+    return started
+
+
+def _why_dead(directory: str, node_ids: list[int], marks: dict[int, int]) -> str:
+    logs = {i: (_paths(directory, i)[1], marks.get(i, 0)) for i in node_ids}
+    return f"{cluster_checks.why_dead(logs)} (see {directory}/node-*.log)"
+
+
+def _forget(directory: str, doc: dict[str, Any], had_data: set[int]) -> None:
+    """Undo a first `up` that failed: stop its nodes, remove the data they founded and
+    cluster.json, so that no failed setting is taken for the cluster's own."""
+    _stop(directory, [n["id"] for n in doc["nodes"]], grace=2.0)
+    for member in doc["nodes"]:
+        if member["id"] not in had_data:
+            shutil.rmtree(_paths(directory, member["id"])[0], ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(directory, CLUSTER_FILE))
 
 
 @cluster.command()
