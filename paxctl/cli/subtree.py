@@ -217,7 +217,8 @@ def _label(node: TreeNode, show_data: bool) -> str:
     if st.get("ephemeralOwner"):
         notes.append(f"ephemeral {st['ephemeralOwner']:#x}")
     if st.get("numChildren") and not node.children:
-        notes.append(f"{st['numChildren']} children not shown")
+        count = st["numChildren"]
+        notes.append(f"{count} {'child' if count == 1 else 'children'} not shown")
     label += f"  [dim]({', '.join(notes)})[/]"
     if show_data and node.data:
         label += f"  [green]{escape(preview(node.data))}[/]"

@@ -549,7 +549,7 @@ def test_tree_json_nests_children_and_depth_limits(env):
 
     assert shallow_text.returncode == 0
     assert "── z  (" not in shallow_text.stdout
-    assert "1 children not shown" in shallow_text.stdout
+    assert "1 child not shown" in shallow_text.stdout
 
     bare = one_document(nodata)
     assert all("data" not in n and "data_base64" not in n for n in walk(bare))
