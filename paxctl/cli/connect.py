@@ -29,17 +29,54 @@ def load_cluster(directory: str) -> dict[str, Any] | None:
     return doc
 
 
+#: Where ``paxctl -s HOST:PORT COMMAND`` (servers before the command) leaves them for the
+#: command: click's ``ctx.meta``, shared by every context of one invocation.
+GLOBAL_SERVERS = "paxctl.servers"
+
+
+def check_servers(servers: str, source: str) -> str:
+    """``servers`` if it is a valid connect string; else a usage error (exit 2) that names
+    where it came from, not an internal error from deep in the client."""
+    from paxctl.cli.errors import BadInvocation
+    from paxctl.client.client import parse_servers
+
+    try:
+        parse_servers(servers)
+    except ValueError as exc:
+        raise BadInvocation(f"{exc} (from {source})") from None
+    return servers
+
+
+def _option_source(ctx: click.Context | None) -> str:
+    """How the running command spells its servers option (``lock`` has no ``-s``)."""
+    for param in ctx.command.params if ctx is not None else ():
+        if param.name == "servers" and isinstance(param, click.Option):
+            return "/".join(param.opts)
+    return "--servers"
+
+
 def resolve_servers(servers: str | None) -> str:
-    """The connect string to use, or a clear error saying how to give one."""
-    if servers:
-        return servers
+    """The connect string to use, or a clear error saying how to give one: the command's own
+    --servers, then the one given before the command, $PAXCTL_SERVERS, ./.paxctl."""
+    ctx = click.get_current_context(silent=True)
+    if servers is not None:
+        return check_servers(servers, _option_source(ctx))
+    given = ctx.meta.get(GLOBAL_SERVERS) if ctx is not None else None
+    if given is not None:
+        return check_servers(given, "paxctl -s/--servers")
     env = os.environ.get("PAXCTL_SERVERS")
     if env:
-        return env
+        return check_servers(env, "$PAXCTL_SERVERS")
     doc = load_cluster(CLUSTER_DIR)
     if doc is not None:
         nodes = doc["nodes"]
-        return ",".join(f"{n['host']}:{n['client_port']}" for n in nodes)
+        joined = ",".join(
+            f"[{n['host']}]:{n['client_port']}"
+            if ":" in n["host"]
+            else f"{n['host']}:{n['client_port']}"
+            for n in nodes
+        )
+        return check_servers(joined, os.path.join(CLUSTER_DIR, CLUSTER_FILE))
     raise click.UsageError(
         "no cluster to talk to: pass -s HOST:PORT,..., set PAXCTL_SERVERS, "
         "or run `paxctl cluster up` in this directory first"

@@ -21,7 +21,7 @@ SHELLS = ("bash", "zsh", "fish")
 EXIT_CODES = [
     (0, "success"),
     (1, "lock: not acquired (-n), or not within -w SECONDS (flock's convention; -E N changes it)"),
-    (2, "usage error (unknown flag, missing argument, no cluster to talk to)"),
+    (2, "usage error (unknown flag, missing argument, no cluster to talk to, a bad HOST:PORT)"),
     (3, "no such znode (NoNode); elect --leader: no leader"),
     (
         4,
