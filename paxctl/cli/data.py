@@ -122,6 +122,7 @@ def print_stat(stat: dict[str, Any]) -> None:
     type=click.FloatRange(min=0.1),
     default=10.0,
     show_default=True,
+    metavar="SECONDS",
     help="Session timeout in seconds for --ephemeral.",
 )
 @client_options
@@ -224,11 +225,12 @@ def get(
 @click.argument("data", required=False)
 @click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
 @click.option(
-    "-v",
+    "-V",
     "--version",
     "version",
     type=int,
     default=-1,
+    metavar="VERSION",
     help="Only if the znode is at this version (compare-and-set).",
 )
 @click.option("--stat", "show_stat", is_flag=True, help="Print the new stat.")
@@ -245,7 +247,16 @@ def set_(
     timeout: float,
     out: Output,
 ) -> None:
-    """Replace the data of znode PATH (silent on success unless --stat; JSON has the stat)."""
+    """Replace the data of znode PATH with DATA (an argument, -f FILE, or - for stdin).
+
+    Silent on success unless --stat (JSON has the stat). DATA is required, so that a
+    forgotten argument cannot empty a znode: `set PATH ''` empties it on purpose.
+    """
+    if data is None and file is None:
+        raise click.UsageError(
+            "missing DATA (an argument, -f FILE, or - for stdin); to empty the znode, "
+            "give '' as DATA"
+        )
     payload = read_data(data, file)
     guard = parse_fence(fence) if fence else None
     path = absolute(path)
@@ -257,7 +268,13 @@ def set_(
 @click.command()
 @click.argument("path", shell_complete=complete_path)
 @click.option(
-    "-v", "--version", "version", type=int, default=-1, help="Only if the znode is at this version."
+    "-V",
+    "--version",
+    "version",
+    type=int,
+    default=-1,
+    metavar="VERSION",
+    help="Only if the znode is at this version.",
 )
 @click.option(
     "-r",
