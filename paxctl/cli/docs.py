@@ -147,11 +147,13 @@ def man_page(cli: click.Group) -> str:
         "paxctl \\- a coordination service built on Multi\\-Paxos",
         ".SH SYNOPSIS",
         ".B paxctl",
-        "[\\fB\\-v\\fR] \\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
+        "[\\fB\\-v\\fR] [\\fB\\-s\\fR \\fIHOST:PORT,...\\fR] [\\fB\\-o\\fR \\fIFORMAT\\fR] "
+        "\\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]...",
         ".SH DESCRIPTION",
         _help(cli.help or ""),
         ".SH OPTIONS",
-        "Before the command (\\fBpaxctl \\-v get /x\\fR):",
+        "Before the command (\\fBpaxctl \\-v \\-s HOST:PORT get /x\\fR); the command's own "
+        "\\fB\\-s\\fR and \\fB\\-o\\fR win over these:",
     ]
     for param in cli.get_params(ctx):
         record = param.get_help_record(ctx)

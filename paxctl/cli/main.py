@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from paxctl import __version__
 from paxctl.cli import errors, exits
-from paxctl.cli.docs import SHELLS, completion_script
+from paxctl.cli.connect import GLOBAL_SERVERS, check_servers
+from paxctl.cli.docs import SHELLS, completion_script, man_page
+from paxctl.cli.output import FORMATS, GLOBAL_OUTPUT, OUTPUT_HELP, set_global_output
 
 #: Every subcommand and where it lives. They are imported only when used, so a `paxctl get`
 #: does not pay for the simulator, the cluster launcher or rich.
@@ -55,6 +59,22 @@ class LazyGroup(click.Group):
         except Exception as exc:
             ctx.exit(errors.report(exc, ctx.meta.get("paxctl.verbose", 0)))
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """The command, refusing -s or -o before one that takes no such option (rather than
+        ignoring them); a group (``cluster``) leaves that to its own commands."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and not isinstance(cmd, click.Group) and not ctx.resilient_parsing:
+            own = {param.name for param in cmd.params}
+            for key, option, param in (
+                (GLOBAL_SERVERS, "-s/--servers", "servers"),
+                (GLOBAL_OUTPUT, "-o/--output", "output"),
+            ):
+                if ctx.meta.get(key) is not None and param not in own:
+                    raise click.UsageError(f"`paxctl {name}` takes no {option}", ctx)
+        return name, cmd, rest
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY})
 
@@ -67,7 +87,17 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _keep_servers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        ctx.meta[GLOBAL_SERVERS] = value
+    return value
+
+
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="paxctl")
 @click.option(
     "-v",
@@ -75,18 +105,40 @@ class LazyGroup(click.Group):
     count=True,
     help="Detail on stderr: tracebacks of errors and the client's log (-vv: debug).",
 )
+@click.option(
+    "-s",
+    "--servers",
+    metavar="HOST:PORT,...",
+    callback=_keep_servers,
+    help="Servers for the command (as etcdctl's endpoints); the command's own -s wins.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(FORMATS),
+    expose_value=False,
+    callback=set_global_output,
+    help=OUTPUT_HELP.removesuffix(".") + "; the command's own -o wins.",
+)
+@click.option(
+    "--json", is_flag=True, expose_value=False, callback=set_global_output, help="Same as -o json."
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int) -> None:
+def cli(ctx: click.Context, verbose: int, servers: str | None) -> None:
     """paxctl: a coordination service built on Multi-Paxos.
 
     \b
     Start here:  paxctl cluster up && paxctl create /hello world && paxctl get /hello
     Explore:     paxctl shell
     Scripts:     -o json|ndjson on every command that prints data; errors are one line
-                 on stderr and a distinct exit status (see `man paxctl`, EXIT STATUS).
+                 on stderr and a distinct exit status (see `paxctl man`, EXIT STATUS).
     """
     ctx.meta["paxctl.verbose"] = verbose
     errors.set_verbosity(verbose)
+    if servers is not None:  # here, not in the option's callback: one line naming the source
+        check_servers(servers, "paxctl -s/--servers")
+    if ctx.invoked_subcommand is None:  # bare `paxctl`: what it can do, and no error
+        click.echo(ctx.get_help())
 
 
 @cli.command()
@@ -98,6 +150,59 @@ def completion(shell: str) -> None:
     completions/paxctl.bash.
     """
     click.echo(completion_script(cli, shell), nl=False)
+
+
+def default_man_dir() -> str:
+    """PREFIX/share/man: where ``pip install .`` puts the page (pyproject's data-files), and
+    where man-db looks for the pages of a PREFIX/bin on $PATH (a venv's too)."""
+    import sysconfig
+
+    return os.path.join(sysconfig.get_path("data"), "share", "man")
+
+
+@cli.command("man")
+@click.option(
+    "--install",
+    is_flag=True,
+    help="Write the page where `man paxctl` finds it (for `pip install -e`, which does not).",
+)
+@click.option(
+    "--man-dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="With --install: the man directory to write man1/paxctl.1 in "
+    "(default: PREFIX/share/man of this Python, next to its bin/paxctl).",
+)
+def man_(install: bool, man_dir: str | None) -> None:
+    """Show paxctl's manual page; piped, print its roff source.
+
+    `man paxctl` finds the page after `pip install .`; after `pip install -e .` run
+    `paxctl man --install` once (or use `paxctl man`).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    page = man_page(cli)
+    if install:
+        target = Path(man_dir or default_man_dir()) / "man1" / "paxctl.1"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(page)
+        except OSError as exc:
+            raise click.ClickException(f"{target}: {exc.strerror}") from None
+        click.echo(f"wrote {target}", err=True)
+        return
+    viewer = shutil.which("man")
+    if not (sys.stdout.isatty() and viewer):
+        click.echo(page, nl=False)
+        return
+    with tempfile.NamedTemporaryFile("w", prefix="paxctl-", suffix=".1") as f:
+        f.write(page)
+        f.flush()
+        code = subprocess.run([viewer, "-l", f.name], check=False).returncode
+    if code:
+        raise SystemExit(code)
 
 
 def run(args: list[str] | None = None, obj: object = None) -> int:

@@ -67,15 +67,38 @@ def print_json(doc: Any) -> None:
     click.echo(json.dumps(doc, sort_keys=True))
 
 
-def _set_output(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+#: Where -o/--json given before the command (``paxctl -o json get /x``) are kept, apart from the
+#: command's own, which win: click's ``ctx.meta`` is shared by every context of an invocation.
+GLOBAL_OUTPUT = "paxctl.global_output"
+OWN_OUTPUT = "paxctl.output"
+
+
+def _store_output(key: str, ctx: click.Context, value: Any) -> Any:
     if value is None or value is False:
         return value
     chosen = "json" if value is True else value
-    previous = ctx.meta.get("paxctl.output")
+    previous = ctx.meta.get(key)
     if previous is not None and previous != chosen:
         raise click.UsageError("--json and -o disagree; give one of them", ctx)
-    ctx.meta["paxctl.output"] = chosen
+    ctx.meta[key] = chosen
     return value
+
+
+def _set_output(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    return _store_output(OWN_OUTPUT, ctx, value)
+
+
+def set_global_output(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """The callback of ``paxctl -o``/``--json`` before the command."""
+    return _store_output(GLOBAL_OUTPUT, ctx, value)
+
+
+def chosen_format(ctx: click.Context) -> str:
+    """The command's own -o, else the one before the command, else text."""
+    return str(ctx.meta.get(OWN_OUTPUT) or ctx.meta.get(GLOBAL_OUTPUT) or "text")
+
+
+OUTPUT_HELP = "Output format (default text; json and ndjson for scripts, see the README)."
 
 
 def output_options(func: F) -> F:
@@ -84,7 +107,7 @@ def output_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
-        return func(*args, out=Output(ctx.meta.get("paxctl.output", "text")), **kwargs)
+        return func(*args, out=Output(chosen_format(ctx)), **kwargs)
 
     wrapper = click.option(
         "--json",
@@ -99,7 +122,7 @@ def output_options(func: F) -> F:
         type=click.Choice(FORMATS),
         expose_value=False,
         callback=_set_output,
-        help="Output format (default text; json and ndjson for scripts, see the README).",
+        help=OUTPUT_HELP,
     )(wrapper)
     return wrapper  # type: ignore[return-value]
 
