@@ -173,12 +173,20 @@ dir_option = click.option(
 
 
 @cluster.command()
-@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Nodes in the cluster (1 to 9; 3 or 5 for a quorum that survives failures).",
+)
 @dir_option
 @click.option(
     "--base-port",
     type=click.IntRange(1024, 65000),
     default=7100,
+    metavar="PORT",
     show_default=True,
     help="Clients connect to BASE+ID, peers to BASE+100+ID.",
 )
@@ -186,6 +194,7 @@ dir_option = click.option(
     "--snapshot-every",
     type=click.IntRange(min=1),
     default=5000,
+    metavar="SLOTS",
     show_default=True,
     help="Slots between a node's snapshots (for a new cluster).",
 )
@@ -193,6 +202,7 @@ dir_option = click.option(
     "--wait",
     type=click.FloatRange(min=1),
     default=30.0,
+    metavar="SECONDS",
     show_default=True,
     help="Seconds to wait for a leader and a first write.",
 )
@@ -499,3 +509,4 @@ def stop_one(node_id: int, directory: str, grace: float, out: Output) -> None:
     stopped = _stop(directory, [node_id], grace)
     _err().print(f"node {node_id} " + ("stopped" if stopped else "was not running"))
     out.emit({"stopped": stopped}, lambda: None)
+    metavar="SECONDS",

@@ -20,7 +20,13 @@ def node() -> None:
 
 
 @node.command("start")
-@click.option("--id", "node_id", type=click.IntRange(min=1), help="This node's id (never reused).")
+@click.option(
+    "--id",
+    "node_id",
+    type=click.IntRange(min=1),
+    metavar="ID",
+    help="This node's id (never reused).",
+)
 @click.option("--data", type=click.Path(file_okay=False), help="Data directory.")
 @click.option("--peers", metavar="ID=HOST:PORT,...", help="Every voter's peer address.")
 @click.option("--listen", metavar="HOST:PORT", help="Peer address to bind (default: from --peers).")
@@ -41,30 +47,35 @@ def node() -> None:
 @click.option(
     "--tick-ms",
     type=click.IntRange(1, 10_000),
+    metavar="MS",
     default=None,
     help="Length of a tick in ms (default 50; elections take 10 to 20 ticks).",
 )
 @click.option(
     "--snapshot-every",
     type=click.IntRange(min=1),
+    metavar="SLOTS",
     default=None,
     help="Slots between snapshots (default 5000).",
 )
 @click.option(
     "--min-session-ms",
     type=click.IntRange(min=1),
+    metavar="MS",
     default=None,
     help="Shortest session timeout granted (default 1000).",
 )
 @click.option(
     "--max-session-ms",
     type=click.IntRange(min=1),
+    metavar="MS",
     default=None,
     help="Longest session timeout granted (default 120000).",
 )
 @click.option(
     "--watch-history",
     type=click.IntRange(min=1),
+    metavar="N",
     default=None,
     help="Watch events kept for clients resuming after a failover (default 100000).",
 )

@@ -70,18 +70,27 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
     "--seeds",
     "count",
     type=click.IntRange(min=1),
+    metavar="N",
     default=100,
     show_default=True,
     help="Number of seeds to run, starting at --first-seed.",
 )
-@click.option("--first-seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--first-seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    metavar="SEED",
+    help="The first seed of the run; the others follow it (--seeds N runs SEED..SEED+N-1).",
+)
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
+    metavar="SEED",
     default=None,
     help="Run this one seed only (what a failure's replay line uses).",
 )
-@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True, metavar="N")
 @click.option(
     "--workload",
     type=click.Choice(WORKLOADS),
@@ -92,12 +101,14 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
 @click.option(
     "--clients",
     type=click.IntRange(min=0),
+    metavar="N",
     default=0,
     help="Concurrent clients; 0 draws 3 to 10 from the seed.",
 )
 @click.option(
     "--safety-ms",
     type=click.IntRange(min=1),
+    metavar="MS",
     default=6_000,
     show_default=True,
     help="Virtual time with faults injected.",
@@ -105,6 +116,7 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
 @click.option(
     "--liveness-ms",
     type=click.IntRange(min=1),
+    metavar="MS",
     default=20_000,
     show_default=True,
     help="Virtual time a healed cluster has to finish every pending command.",
@@ -126,6 +138,7 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
     "-j",
     "--jobs",
     type=click.IntRange(min=1),
+    metavar="N",
     default=1,
     show_default=True,
     help="Worker processes.",

@@ -227,7 +227,9 @@ def _label(node: TreeNode, show_data: bool) -> str:
 
 @click.command()
 @click.argument("path", default=".", shell_complete=complete_path)
-@click.option("-d", "--depth", type=click.IntRange(min=0), help="Levels below PATH to show.")
+@click.option(
+    "-d", "--depth", type=click.IntRange(min=0), metavar="N", help="Levels below PATH to show."
+)
 @click.option("--no-data", is_flag=True, help="Structure only: do not read the data.")
 @local_option
 @connection_options()
