@@ -95,11 +95,138 @@ EXAMPLES = [
 ]  # fmt: skip
 
 
+#: bash: the words bash split at COMP_WORDBREAKS (``-s HOST:PORT`` arrives as three words) are
+#: joined again where the line has no blank between them, and bash is handed back only the part
+#: after the last break; errors never reach the terminal; a completion ending in ``/`` (a znode
+#: with children) gets no space, so that TAB goes on into it.
+_BASH_SOURCE = r"""%(complete_func)s() {
+    local line=${COMP_LINE-} word response completion type value i cword=0
+    local -a words=() lines=()
+    [[ -n $line ]] || printf -v line '%%s ' "${COMP_WORDS[@]}"
+    for ((i = 0; i < ${#COMP_WORDS[@]}; i++)); do
+        word=${COMP_WORDS[i]}
+        if ((i > 0)) && [[ $line != [[:blank:]]* ]]; then
+            words[${#words[@]} - 1]+=$word
+        else
+            words+=("$word")
+        fi
+        line=${line#"${line%%%%[![:blank:]]*}"}
+        line=${line#"$word"}
+        ((i == COMP_CWORD)) && cword=$((${#words[@]} - 1))
+    done
+    local cur=${words[cword]-}
+    local kept=${cur%%"${COMP_WORDS[COMP_CWORD]-}"}
+    response=$(IFS=$'\n'; env COMP_WORDS="${words[*]}" COMP_CWORD=$cword \
+%(complete_var)s=bash_complete "$1" 2>/dev/null)
+    [[ -n $response ]] && mapfile -t lines <<< "$response"
+    for completion in "${lines[@]}"; do
+        IFS=',' read -r type value <<< "$completion"
+        if [[ $type == 'dir' ]]; then
+            COMPREPLY=()
+            compopt -o dirnames
+        elif [[ $type == 'file' ]]; then
+            COMPREPLY=()
+            compopt -o default
+        elif [[ $type == 'plain' ]]; then
+            [[ $value == */ ]] && compopt -o nospace
+            [[ -n $kept && $value == "$kept"* ]] && value=${value#"$kept"}
+            COMPREPLY+=("$value")
+        fi
+    done
+    return 0
+}
+
+%(complete_func)s_setup() {
+    complete -o nosort -F %(complete_func)s %(prog_name)s
+}
+
+%(complete_func)s_setup;
+"""
+
+#: zsh: errors never reach the terminal; a completion ending in ``/`` gets no space.
+_ZSH_SOURCE = r"""#compdef %(prog_name)s
+
+%(complete_func)s() {
+    local -a completions
+    local -a completions_with_descriptions
+    local -a directories
+    local -a response
+    (( ! $+commands[%(prog_name)s] )) && return 1
+
+    response=("${(@f)$(env COMP_WORDS="${words[*]}" COMP_CWORD=$((CURRENT-1)) \
+%(complete_var)s=zsh_complete %(prog_name)s 2>/dev/null)}")
+
+    for type key descr in ${response}; do
+        if [[ "$type" == "plain" ]]; then
+            if [[ "$descr" == "_" && "$key" == */ ]]; then
+                directories+=("$key")
+            elif [[ "$descr" == "_" ]]; then
+                completions+=("$key")
+            else
+                completions_with_descriptions+=("$key":"$descr")
+            fi
+        elif [[ "$type" == "dir" ]]; then
+            _path_files -/
+        elif [[ "$type" == "file" ]]; then
+            _path_files -f
+        fi
+    done
+
+    if [ -n "$completions_with_descriptions" ]; then
+        _describe -V unsorted completions_with_descriptions -U
+    fi
+
+    if [ -n "$completions" ]; then
+        compadd -U -V unsorted -a completions
+    fi
+
+    if [ -n "$directories" ]; then
+        compadd -U -V unsorted -S '' -a directories
+    fi
+}
+
+if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+    # autoload from fpath, call function directly
+    %(complete_func)s "$@"
+else
+    # eval/source/. command, register function for later
+    compdef %(complete_func)s %(prog_name)s
+fi
+"""
+
+#: fish: errors never reach the terminal; fish itself adds no space after a trailing ``/``.
+#: Split at the first comma only: a znode name may hold commas.
+_FISH_SOURCE = r"""function %(complete_func)s;
+    set -l response (env %(complete_var)s=fish_complete COMP_WORDS=(commandline -cp) \
+COMP_CWORD=(commandline -t) %(prog_name)s 2>/dev/null);
+
+    for completion in $response;
+        set -l metadata (string split -m 1 "," $completion);
+
+        if test $metadata[1] = "dir";
+            __fish_complete_directories $metadata[2];
+        else if test $metadata[1] = "file";
+            __fish_complete_path $metadata[2];
+        else if test $metadata[1] = "plain";
+            echo $metadata[2];
+        end;
+    end;
+end;
+
+complete --no-files --command %(prog_name)s --arguments "(%(complete_func)s)";
+"""
+
+_SOURCES = {"bash": _BASH_SOURCE, "zsh": _ZSH_SOURCE, "fish": _FISH_SOURCE}
+
+
 def completion_script(cli: click.Command, shell: str) -> str:
+    """The completion script for ``shell``: click's protocol, with scripts of our own that
+    never print errors into the command line (see ``_SOURCES``)."""
     cls = get_completion_class(shell)
-    if cls is None:
+    if cls is None or shell not in _SOURCES:
         raise click.UsageError(f"unsupported shell {shell!r}; use one of {', '.join(SHELLS)}")
-    script: str = cls(cli, {}, "paxctl", "_PAXCTL_COMPLETE").source()
+    ours = type(cls.__name__, (cls,), {"source_template": _SOURCES[shell]})
+    script: str = ours(cli, {}, "paxctl", "_PAXCTL_COMPLETE").source()
     return script if script.endswith("\n") else script + "\n"
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import socket
 import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,22 +39,50 @@ def test_completion_of_an_unknown_shell_is_a_usage_error():
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
-def bash_complete(*words: str, env: dict[str, str] | None = None) -> list[str]:
-    """Source the committed script and ask it, as bash would on TAB, for completions."""
+@dataclass
+class Completed:
+    """What bash would get from one TAB: the words offered, the compopt options set, and
+    whatever the script let through to the terminal (stderr)."""
+
+    replies: list[str]
+    options: list[str]
+    stderr: str
+
+
+def bash_completion(
+    *words: str, line: str | None = None, env: dict[str, str] | None = None
+) -> Completed:
+    """Source the committed script and ask it, as bash would on TAB, for completions.
+
+    ``words`` are COMP_WORDS as bash splits them (also at COMP_WORDBREAKS: ``h:1`` is three
+    words); ``line`` is COMP_LINE (default: the words joined by blanks). ``compopt`` only
+    works inside a real completion, so it is recorded here; tests/integration/
+    test_shell_second_pass.py drives bash itself on a terminal.
+    """
     script = ROOT / "completions/paxctl.bash"
-    quoted = " ".join(f"'{w}'" for w in words)
+    line = " ".join(words) if line is None else line
+    quoted = " ".join(shlex.quote(w) for w in words)
     program = (
+        "compopt() { printf 'compopt %s\\n' \"$*\" >> \"$OPTS\"; }; "
         f"source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; "
+        f"COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}; "
         '_paxctl_completion paxctl; printf "%s\\n" "${COMPREPLY[@]}"'
     )
-    done = subprocess.run(
-        ["bash", "-c", program],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **(env or {})},
-    )
-    return [line for line in done.stdout.splitlines() if line]
+    with tempfile.NamedTemporaryFile("r") as opts:
+        done = subprocess.run(
+            ["bash", "-c", program],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **(env or {}), "OPTS": opts.name},
+        )
+        options = [o.removeprefix("compopt ") for o in opts.read().splitlines()]
+    replies = [word for word in done.stdout.splitlines() if word]
+    return Completed(replies, options, done.stderr)
+
+
+def bash_complete(*words: str, env: dict[str, str] | None = None) -> list[str]:
+    return bash_completion(*words, env=env).replies
 
 
 def test_bash_completes_command_names():
@@ -89,8 +122,63 @@ def test_bash_completes_live_znode_paths(tmp_path):
             for path in ("/alpha", "/alpha/beta", "/alpha/bravo", "/app", "/zeta"):
                 c.create(path)
         env = {"PAXCTL_SERVERS": cluster.servers}
-        assert bash_complete("paxctl", "get", "/a", env=env) == ["/alpha", "/app"]
+        # /alpha has children: it completes as /alpha/, with no space after it.
+        found = bash_completion("paxctl", "get", "/a", env=env)
+        assert found.replies == ["/alpha/", "/app"]
+        assert "-o nospace" in found.options
+        assert bash_completion("paxctl", "get", "/z", env=env).options == []
         assert bash_complete("paxctl", "ls", "/alpha/b", env=env) == ["/alpha/beta", "/alpha/bravo"]
         assert bash_complete("paxctl", "get", "/nothing/", env=env) == []
     finally:
         cluster.down()
+
+
+def test_bash_completion_prints_no_errors_into_the_terminal():
+    """`paxctl lock status <TAB><TAB>` used to print click's usage error mid-line."""
+    for words in (("paxctl", "lock", "status", ""), ("paxctl", "get", "--version", "")):
+        found = bash_completion(*words)
+        assert found.stderr == "", words
+
+
+@pytest.mark.integration
+def test_bash_completes_after_servers_host_colon_port(tmp_path):
+    """Bash splits `-s 127.0.0.1:PORT` at the colon (COMP_WORDBREAKS); the script joins the
+    words again, so the next word still completes against those servers."""
+    from local_cluster import LocalCluster
+
+    cluster = LocalCluster(str(tmp_path / "c"))
+    try:
+        with cluster.client() as c:
+            c.create("/colon-a")
+            c.create("/colon-a/child")
+        host, _, port = cluster.servers.split(",")[0].rpartition(":")
+        nowhere = {"PAXCTL_SERVERS": "127.0.0.1:1"}  # only the -s given can answer
+        for option, eq in (("-s", " "), ("--servers", "=")):
+            words = ["paxctl", "get", option, *(["="] if eq == "=" else []), host, ":", port]
+            line = f"paxctl get {option}{eq}{host}:{port} /colon"
+            found = bash_completion(*words, "/colon", line=line, env=nowhere)
+            assert found.replies == ["/colon-a/"], (option, found)
+        # Completing the port itself: bash replaces only what follows the last colon.
+        line = f"paxctl get -s {host}:{port[:-1]}"
+        found = bash_completion("paxctl", "get", "-s", host, ":", port[:-1], line=line)
+        assert found.replies == [] and found.stderr == ""
+    finally:
+        cluster.down()
+
+
+@pytest.mark.parametrize("refuse", [True, False], ids=["refused", "never-answers"])
+def test_bash_path_completion_gives_up_on_a_dead_server_at_once(refuse):
+    """A server that refuses, or accepts and never answers: TAB returns nothing, quietly,
+    without waiting out a timeout (the budget is 0.3 s plus paxctl's own start-up)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        if not refuse:
+            sock.listen(8)  # the kernel accepts connections; no one ever reads them
+        env = {"PAXCTL_SERVERS": f"127.0.0.1:{port}"}
+        bash_completion("paxctl", "get", "/", env=env)  # warm the disk cache: time paxctl
+        started = time.monotonic()
+        found = bash_completion("paxctl", "get", "/a", env=env)
+        took = time.monotonic() - started
+    assert found.replies == [] and found.stderr == ""
+    assert took < 0.95, f"completion took {took:.2f}s"
