@@ -24,9 +24,10 @@ from rich.console import Console
 
 from paxctl.cli import cluster_checks, exits
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
-from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster
+from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster, resolve_servers
 from paxctl.cli.output import Output, Styled, console, output_options, table
 from paxctl.client import ClientError, SyncClient
+from paxctl.client.client import parse_servers
 from paxctl.core.quorum import majority
 from paxctl.server.config import cluster_id_for
 from paxctl.statemachine.ops import Check
@@ -185,24 +186,24 @@ dir_option = click.option(
 @click.option(
     "--base-port",
     type=click.IntRange(1024, 65000),
-    default=7100,
     metavar="PORT",
+    default=7100,
     show_default=True,
     help="Clients connect to BASE+ID, peers to BASE+100+ID.",
 )
 @click.option(
     "--snapshot-every",
     type=click.IntRange(min=1),
-    default=5000,
     metavar="SLOTS",
+    default=5000,
     show_default=True,
     help="Slots between a node's snapshots (for a new cluster).",
 )
 @click.option(
     "--wait",
     type=click.FloatRange(min=1),
-    default=30.0,
     metavar="SECONDS",
+    default=30.0,
     show_default=True,
     help="Seconds to wait for a leader and a first write.",
 )
@@ -372,39 +373,61 @@ def _forget(directory: str, doc: dict[str, Any], had_data: set[int]) -> None:
 
 @cluster.command()
 @dir_option
+@click.option(
+    "-s",
+    "--servers",
+    metavar="HOST:PORT,...",
+    help="Ask these servers instead: any cluster, anywhere (default: $PAXCTL_SERVERS, or DIR).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds to wait for each node's answer.",
+)
 @output_options
-def status(directory: str, out: Output) -> None:
+@click.pass_context
+def status(
+    ctx: click.Context, directory: str, servers: str | None, timeout: float, out: Output
+) -> None:
     """Show each node: role, ballot, chosen and applied slots, lag behind the most advanced
     node, pid. Exit 5 when the cluster has no quorum. A role is leader, follower or
     candidate; down when no process runs; no answer when it runs but does not answer
     (starting, stopped or stuck).
 
+    With -s (or $PAXCTL_SERVERS, or paxctl -s) naming another cluster than DIR's, each server
+    is asked over the client protocol: one row per server given (no answer when it does not
+    answer), and the cluster has a quorum when it confirms a linearizable read.
+
     JSON: {"quorum": bool, "nodes": [{"id", "role", "alive", "pid", "ballot", "chosen",
     "applied", "lag", "leader", "client_address", "peer_address"}]}; ndjson: one node per line.
     """
-    doc = _require(directory)
-    rows = []
-    for member in doc["nodes"]:
-        pid = _pid(directory, member["id"])
-        st = _node_status(member) if pid is not None else None
-        rows.append({
-            "id": member["id"],
-            "client_address": f"{member['host']}:{member['client_port']}",
-            "peer_address": f"{member['host']}:{member['peer_port']}",
-            "pid": pid,
-            "alive": st is not None,
-            # a process that does not answer: starting, stopped (SIGSTOP) or stuck
-            "role": st["role"] if st else ("down" if pid is None else "no answer"),
-            "ballot": st["ballot"] if st else None,
-            "chosen": st["chosen"] if st else None,
-            "applied": st["applied"] if st else None,
-            "leader": st["leader"] if st else None,
-        })  # fmt: skip
+    remote = _remote_servers(ctx, directory, servers)
+    if remote is None:
+        doc = load_cluster(directory)
+        if doc is None:
+            raise click.UsageError(
+                f"no cluster in {directory} (start one with `paxctl cluster up`, "
+                "or ask any running cluster with -s HOST:PORT,...)"
+            )
+        rows = [_local_row(directory, member, timeout) for member in doc["nodes"]]
+        alive = sum(r["alive"] for r in rows)
+        quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
+        title, shortfall = f"paxctl cluster in {directory}", f"{alive} of {len(rows)} nodes answer"
+    else:
+        rows = [_remote_row(address, timeout) for address in _addresses(remote)]
+        alive = sum(r["alive"] for r in rows)
+        quorum = alive > 0 and _confirms_reads(remote, timeout)
+        title = f"paxctl cluster at {remote}"
+        shortfall = (
+            f"no read confirmed by a majority within {timeout:g}s "
+            f"({alive} of {len(rows)} servers answer)"
+        )
     top = max((r["chosen"] for r in rows if r["chosen"] is not None), default=0)
     for r in rows:
         r["lag"] = top - r["applied"] if r["applied"] is not None else None
-    alive = sum(r["alive"] for r in rows)
-    quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
 
     def text() -> None:
         colours = {
@@ -428,14 +451,83 @@ def status(directory: str, out: Output) -> None:
                 )
                 for r in rows
             ],
-            title=f"paxctl cluster in {directory}",
+            title=title,
         )
         if not quorum:
-            _err().print(f"[red]no quorum[/red]: {alive} of {len(rows)} nodes answer")
+            _err().print(f"[red]no quorum[/red]: {shortfall}")
 
     out.emit({"nodes": rows, "quorum": quorum}, text, items=rows)
     if not quorum:
         sys.exit(exits.UNAVAILABLE)
+
+
+def _remote_servers(ctx: click.Context, directory: str, servers: str | None) -> str | None:
+    """The servers to ask over the network, or None for the cluster in DIR: -s; else, unless
+    --dir was given, $PAXCTL_SERVERS or the global -s when they name another cluster (the
+    precedence of every client command, through resolve_servers)."""
+    if servers:
+        return resolve_servers(servers)  # checked as every client command checks it
+    if _given(ctx, "directory"):
+        return None
+    if not (os.environ.get("PAXCTL_SERVERS") or ctx.meta.get("paxctl.servers")):
+        return None
+    resolved = resolve_servers(None)
+    doc = load_cluster(directory)
+    return None if doc is not None and resolved == _connect_string(doc) else resolved
+
+
+def _addresses(servers: str) -> list[tuple[str, int]]:
+    try:
+        return list(dict.fromkeys(parse_servers(servers)))
+    except ValueError as exc:
+        raise click.UsageError(f"--servers: {exc}") from None
+
+
+def _row(
+    node_id: int | None, client: str, peer: str | None, pid: int | None, st: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "client_address": client,
+        "peer_address": peer,
+        "pid": pid,
+        "alive": st is not None,
+        # a process that does not answer: starting, stopped (SIGSTOP) or stuck
+        "role": st["role"] if st else ("down" if pid is None else "no answer"),
+        "ballot": st["ballot"] if st else None,
+        "chosen": st["chosen"] if st else None,
+        "applied": st["applied"] if st else None,
+        "leader": st["leader"] if st else None,
+    }
+
+
+def _local_row(directory: str, member: dict[str, Any], timeout: float) -> dict[str, Any]:
+    pid = _pid(directory, member["id"])
+    st = _node_status(member, timeout) if pid is not None else None
+    client = f"{member['host']}:{member['client_port']}"
+    return _row(member["id"], client, f"{member['host']}:{member['peer_port']}", pid, st)
+
+
+def _remote_row(address: tuple[str, int], timeout: float) -> dict[str, Any]:
+    """A server asked over the network: from afar, down and stuck look alike (no answer)."""
+    host, port = address
+    st = _node_status({"host": host, "client_port": port}, timeout)
+    client = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if st is None:
+        return {**_row(None, client, None, None, None), "role": "no answer"}
+    return _row(st.get("id"), client, st.get("peer_address"), st.get("pid"), st)
+
+
+def _confirms_reads(servers: str, timeout: float) -> bool:
+    """Whether the cluster behind ``servers`` confirms a linearizable read now: its leader
+    heard from a majority. A count of answers could not tell, when only some servers are
+    given."""
+    try:
+        with SyncClient(servers, timeout=timeout) as c:
+            c.sync()
+    except ClientError:
+        return False
+    return True
 
 
 def _stop(directory: str, node_ids: list[int], grace: float) -> list[int]:
@@ -459,6 +551,7 @@ def _stop(directory: str, node_ids: list[int], grace: float) -> list[int]:
 grace_option = click.option(
     "--grace",
     type=click.FloatRange(min=0),
+    metavar="SECONDS",
     default=5.0,
     show_default=True,
     help="Seconds between SIGTERM and SIGKILL.",
@@ -509,4 +602,3 @@ def stop_one(node_id: int, directory: str, grace: float, out: Output) -> None:
     stopped = _stop(directory, [node_id], grace)
     _err().print(f"node {node_id} " + ("stopped" if stopped else "was not running"))
     out.emit({"stopped": stopped}, lambda: None)
-    metavar="SECONDS",

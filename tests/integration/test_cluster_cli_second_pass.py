@@ -1,10 +1,10 @@
-"""``paxctl cluster up`` as a new user trips over it (issue 12, items 3 and 11).
+"""``paxctl cluster`` as a new user trips over it (issue 12, items 3, 7 and 11).
 
 ``cluster up`` on an existing directory refuses settings it would silently ignore; a taken
 port is named with the process holding it, before anything starts; a first ``up`` that fails
 keeps nothing, so a corrected one works; a second cluster whose ports are the first one's peer
-ports (``--base-port 7200`` beside the default 7100) is refused with a free base to use.
-Every port here is a free random one.
+ports (``--base-port 7200`` beside the default 7100) is refused with a free base to use; and
+``cluster status`` asks any cluster by its servers. Every port here is a free random one.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paxctl_procs import paxctl_argv
 
 from paxctl.cli import exits
 
@@ -193,3 +194,83 @@ def test_a_second_cluster_on_the_first_ones_peer_ports_is_refused_with_a_free_ba
     line = one_line(stopped.stderr)
     assert f"port {base + 101}" in line and "the peer port of node 1" in line, line
     assert not (user_dir / "second" / "cluster.json").exists()
+
+
+# ------------------------------------------------------------------ item 7: status of any cluster
+
+
+def servers_of(cluster, ports: list[int] | None = None) -> str:
+    return ",".join(f"127.0.0.1:{p}" for p in (ports or cluster.client_ports))
+
+
+def test_cluster_status_asks_any_cluster_by_its_servers(cluster, paxctl: Run, tmp_path: Path):
+    cluster.wait_healthy()
+    elsewhere = tmp_path / "elsewhere"  # no .paxctl here
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PAXCTL_SERVERS"}
+
+    def status(*args: str, servers_env: str | None = None) -> subprocess.CompletedProcess[str]:
+        if servers_env is None:
+            return paxctl(*args, cwd=elsewhere)
+        return subprocess.run(
+            [*paxctl_argv(), *args],
+            cwd=elsewhere,
+            env={**env, "PAXCTL_SERVERS": servers_env},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    every = servers_of(cluster)
+    for done in (
+        status("cluster", "status", "-s", every, "-o", "json"),
+        status("cluster", "status", "-o", "json", servers_env=every),
+        status("-s", every, "cluster", "status", "-o", "json"),
+    ):
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["quorum"] is True
+        assert [n["id"] for n in doc["nodes"]] == cluster.ids
+        assert [n["client_address"] for n in doc["nodes"]] == every.split(",")
+        assert sum(n["role"] == "leader" for n in doc["nodes"]) == 1
+        assert all(n["alive"] and n["pid"] for n in doc["nodes"])
+
+    # One server is enough to learn whether the cluster has a quorum; a dead one is shown.
+    closed = free_bases(1)
+    some = servers_of(cluster, [cluster.client_ports[0], closed + 1])
+    partial = status("cluster", "status", "-s", some, "-o", "json")
+    assert partial.returncode == 0, partial.stderr
+    rows = json.loads(partial.stdout)["nodes"]
+    assert rows[0]["id"] == 1 and rows[0]["alive"]
+    assert rows[1] == {**rows[1], "alive": False, "role": "no answer", "id": None}
+
+    text = status("cluster", "status", "-s", every)
+    assert text.returncode == 0, text.stderr
+    assert f"127.0.0.1:{cluster.client_ports[2]}" in text.stdout
+
+
+def test_cluster_status_over_the_network_says_when_there_is_no_quorum(
+    cluster, paxctl: Run, tmp_path: Path
+):
+    cluster.wait_healthy()
+    try:
+        for node_id in (2, 3):
+            stop = cluster.paxctl("cluster", "stop", str(node_id), "--dir", str(cluster.directory))
+            assert stop.returncode == 0, stop.stderr
+        done = paxctl(
+            "cluster", "status", "-s", servers_of(cluster, cluster.client_ports[:1]),
+            "-o", "json", cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == exits.UNAVAILABLE, done.stderr
+        assert json.loads(done.stdout)["quorum"] is False
+        text = paxctl(
+            "-s", servers_of(cluster, cluster.client_ports[:1]), "cluster", "status", cwd=tmp_path
+        )
+        assert text.returncode == exits.UNAVAILABLE, text.stderr
+        assert "no quorum" in text.stderr
+    finally:
+        restarted = cluster.up()  # the same settings: up starts the stopped nodes
+        assert restarted.returncode == 0, restarted.stderr
+        cluster.wait_healthy()
