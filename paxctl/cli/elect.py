@@ -28,6 +28,7 @@ from paxctl.cli.held import (
     command_argument,
     first,
     hold,
+    not_run,
     query,
     run_in_session,
     run_while_held,
@@ -35,7 +36,7 @@ from paxctl.cli.held import (
 )
 from paxctl.cli.names import ELECTIONS, named
 from paxctl.cli.output import Output, output_options, print_json
-from paxctl.client import Client, Unavailable
+from paxctl.client import Client, ClientError, Unavailable
 from paxctl.recipes import Election, Leader
 
 
@@ -86,11 +87,14 @@ async def campaign(
     servers: str,
     stop: Stop,
 ) -> int:
-    await client.start()
-    if argv:
-        timing.check(client.granted_timeout)
-    if await acquire(election.campaign, None, stop) is None:
-        return exits.OK  # asked to stop while still a candidate: withdrawn
+    try:
+        await client.start()
+        if argv:
+            timing.check(client.granted_timeout)
+        if await acquire(election.campaign, None, stop) is None:
+            return exits.OK  # asked to stop while still a candidate: withdrawn
+    except ClientError as exc:  # not elected, nothing run: 5, as lock (held.not_run)
+        return not_run("CMD not run" if argv else f"not elected in {name}", exc)
     try:
         assert election.node is not None and election.token is not None
         fence = f"{election.path}:{election.token}"
@@ -160,7 +164,9 @@ Exit status:
 @command_argument("[-- CMD [ARGS]...]")
 @click.option("--observe", is_flag=True, help="Stream the leader and every change.")
 @click.option("--leader", "show_leader", is_flag=True, help="Print the current leader once.")
-@timing_options
+@timing_options(
+    held="ends the leadership (the next candidate then leads)", lost="leadership is lost"
+)
 @output_options
 @connection_options(short=True)
 def elect(

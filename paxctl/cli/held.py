@@ -29,7 +29,7 @@ import click
 
 from paxctl.cli import exits
 from paxctl.cli.supervise import Supervisor
-from paxctl.client import Client
+from paxctl.client import Client, ClientError
 from paxctl.recipes import ContenderLost
 
 T = TypeVar("T")
@@ -78,25 +78,31 @@ class Timing:
         )
 
 
-def timing_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--kill-grace",
-        type=click.FloatRange(min=0.0),
-        default=DEFAULT_KILL_GRACE,
-        show_default=True,
-        metavar="SECONDS",
-        help="Between SIGTERM and SIGKILL when the lock is lost while CMD runs.",
-    )(func)
-    func = click.option(
-        "--ttl",
-        type=click.FloatRange(min=0.1),
-        default=DEFAULT_TTL,
-        show_default=True,
-        metavar="SECONDS",
-        help="Session timeout: how long after the last contact the cluster frees the lock. "
-        "Needs KILL_GRACE + margin (0.5s + 2% of TTL) + ping interval (TTL/5) < TTL.",
-    )(func)
-    return func
+def timing_options(held: str, lost: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--ttl`` and ``--kill-grace``, their help naming what the session holds (lock,
+    leadership, a run-once claim): ``held`` says what the cluster does once the session
+    expires ("frees the lock"), ``lost`` when CMD is stopped ("the lock is lost")."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "--kill-grace",
+            type=click.FloatRange(min=0.0),
+            default=DEFAULT_KILL_GRACE,
+            show_default=True,
+            metavar="SECONDS",
+            help=f"Between SIGTERM and SIGKILL when {lost} while CMD runs.",
+        )(func)
+        return click.option(
+            "--ttl",
+            type=click.FloatRange(min=0.1),
+            default=DEFAULT_TTL,
+            show_default=True,
+            metavar="SECONDS",
+            help=f"Session timeout: how long after the last contact the cluster {held}. "
+            "Needs KILL_GRACE + margin (0.5s + 2% of TTL) + ping interval (TTL/5) < TTL.",
+        )(func)
+
+    return decorate
 
 
 # ------------------------------------------------------------------ the command line
@@ -478,6 +484,15 @@ def start_failure(argv: Sequence[str], exc: OSError) -> int:
     """A command that could not be started: 127 if not found, else 126 (as a shell)."""
     click.echo(f"paxctl: cannot run {argv[0]}: {exc.strerror or exc}", err=True)
     return 127 if isinstance(exc, FileNotFoundError) else 126
+
+
+def not_run(what: str, exc: ClientError) -> int:
+    """The cluster could not be reached (or did not answer) before anything ran: one line,
+    UNAVAILABLE. Also for a write whose reply was lost (``Indeterminate``): what it may have
+    made (a session, a contender's node) is ephemeral and goes when that session expires,
+    unrenewed, within TTL; nothing is held and nothing ran, so retrying is safe."""
+    click.echo(f"paxctl: cluster unavailable, {what}: {exc.code}: {exc}", err=True)
+    return exits.UNAVAILABLE
 
 
 def loss_message(what: str, reason: str, status: int | None) -> None:

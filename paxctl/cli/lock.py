@@ -14,6 +14,7 @@ named ``status`` is still reachable by its path, ``/paxctl/locks/status``.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from paxctl.cli.held import (
     acquire,
     command_argument,
     hold,
+    not_run,
     query,
     run_in_session,
     run_while_held,
@@ -38,7 +40,7 @@ from paxctl.cli.held import (
 )
 from paxctl.cli.names import LOCKS, named
 from paxctl.cli.output import Output, Styled, iso_ms, output_options, print_json, table
-from paxctl.client import Client, Unavailable
+from paxctl.client import Client, ClientError, Unavailable
 from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
 from paxctl.recipes._common import parse_object
 from paxctl.recipes._queue import Queued
@@ -159,6 +161,28 @@ class Request:
             click.echo(f"paxctl: {text}", err=True)
 
 
+#: One HOST:PORT (a name, an IPv4 address or a bracketed IPv6 one, then a port).
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
+
+
+def looks_like_servers(name: str) -> bool:
+    """Whether a lock NAME reads like ``HOST:PORT[,HOST:PORT...]``."""
+    return all(_ADDRESS.fullmatch(part) for part in name.split(","))
+
+
+def warn_if_servers(name: str, shared: bool) -> None:
+    """``paxctl lock -s HOST:PORT NAME -- CMD`` takes HOST:PORT as NAME, since -s is flock's
+    --shared here: keep that meaning, but say so, as --servers was surely meant."""
+    if not looks_like_servers(name):
+        return
+    why = "-s means --shared here (as in flock)" if shared else "it is taken as the lock's NAME"
+    click.echo(
+        f"paxctl: warning: lock name {name!r} looks like HOST:PORT; {why}: "
+        f"give the servers with --servers {name} (or PAXCTL_SERVERS)",
+        err=True,
+    )
+
+
 def make_recipe(client: Client, req: Request) -> Queued:
     if req.limit is not None:
         return Semaphore(client, req.path, req.limit, owner=req.owner)
@@ -191,6 +215,19 @@ def announce(req: Request, recipe: Queued, fence: str | None) -> None:
 
 
 async def run_locked(client: Client, req: Request, stop: Stop) -> int:
+    """Acquire, then run CMD (or hold); a cluster that cannot be reached before that is exit
+    5, never 6: the lock was not acquired and nothing ran (see ``held.not_run``)."""
+    try:
+        recipe = await queue_up(client, req, stop)
+    except ClientError as exc:
+        return not_run("CMD not run" if req.argv else f"lock {req.name} not acquired", exc)
+    if isinstance(recipe, int):
+        return recipe
+    return await use(client, req, recipe, stop)
+
+
+async def queue_up(client: Client, req: Request, stop: Stop) -> Queued | int:
+    """Open the session and wait for the lock: the recipe once held, else the exit status."""
     await client.start()
     if req.argv:
         req.timing.check(client.granted_timeout)
@@ -215,8 +252,13 @@ async def run_locked(client: Client, req: Request, stop: Stop) -> int:
     if not acquired:
         req.say(f"lock {req.name} not acquired (held by another process)")
         return req.conflict_exit_code
-    assert recipe.node is not None and recipe.token is not None
     req.say(f"acquired lock {req.name} after {time.monotonic() - started:.2f}s")
+    return recipe
+
+
+async def use(client: Client, req: Request, recipe: Queued, stop: Stop) -> int:
+    """Run CMD while the lock is held (or hold it until a signal), then release it."""
+    assert recipe.node is not None and recipe.token is not None
     fence = f"{req.name}:{recipe.token}" if recipe.fenced else None
     guard = Guard(client, recipe.lost, req.timing)
     what = f"lock {req.name}"
@@ -252,6 +294,8 @@ PAXCTL_LOCK_TOKEN, PAXCTL_SERVERS and PAXCTL_FENCE=NAME:TOKEN in its environment
 `paxctl set --fence "$PAXCTL_FENCE"`; not set with -s or --limit, which have no single
 holder). The lock is released once CMD and every process of its group are gone. Options go
 before NAME, or between NAME and --. NAME is /paxctl/locks/NAME, or a path if it starts with /.
+As in flock, -s is --shared and -x (--exclusive) the default, so the servers are given with
+--servers or PAXCTL_SERVERS (a NAME that looks like HOST:PORT gets a warning on stderr).
 
 Without CMD, prints the lock path and fence (NAME:TOKEN; the bare token with -s/--limit), or
 one JSON object with --json, and holds the lock until SIGINT/SIGTERM/SIGHUP, then releases it.
@@ -270,7 +314,7 @@ Exit status:
   1     not acquired with -n or within -w (change with -E)
   2     usage error (bad flags, the timing inequality violated)
   4     NAME is a semaphore with another --limit (or not one)
-  5     cluster unavailable (nothing run)
+  5     cluster unavailable: not acquired, nothing run
   8     lock lost while held: CMD was killed first
   128+N a signal N came while still waiting (nothing run)
 """
@@ -307,6 +351,9 @@ Exit status:
     "-s", "--shared", is_flag=True, help="A shared (read) lock: held with other -s holders."
 )
 @click.option(
+    "-x", "--exclusive", is_flag=True, help="An exclusive lock (the default; as flock's -x)."
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=1),
     metavar="N",
@@ -325,7 +372,7 @@ Exit status:
     help="Free text shown by `lock status` (default: the command line).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Say on stderr when acquired or not.")
-@timing_options
+@timing_options(held="frees the lock", lost="the lock is lost")
 @output_options
 @connection_options(short=False)
 def lock(
@@ -335,6 +382,7 @@ def lock(
     wait: float | None,
     conflict_exit_code: int,
     shared: bool,
+    exclusive: bool,
     limit: int | None,
     shell_command: str | None,
     owner: str | None,
@@ -349,6 +397,9 @@ def lock(
         raise click.UsageError("give CMD or -c STRING, not both")
     if shared and limit is not None:
         raise click.UsageError("-s/--shared and --limit exclude each other")
+    if exclusive and (shared or limit is not None):
+        raise click.UsageError("-x/--exclusive excludes -s/--shared and --limit")
+    warn_if_servers(name, shared)
     if nonblock and wait not in (None, 0):
         raise click.UsageError("-n and -w SECONDS exclude each other")
     argv = [SHELL, "-c", shell_command] if shell_command is not None else list(command)
