@@ -40,6 +40,7 @@ import json
 import os
 import re
 import socket
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ from paxctl.statemachine.errors import (
     MultiError,
     NodeExists,
     NoNode,
+    NotEmpty,
     SessionExpired,
     ZnodeError,
 )
@@ -271,6 +273,58 @@ async def finish(client: Client, c: Claim, final: dict[str, Any]) -> None:
     raise Indeterminate(f"could not record the outcome in {c.record}")
 
 
+# ------------------------------------------------------------------ pruning
+
+#: ``--keep``'s default: the newest records a job keeps (100 days of a daily job, 8 hours of
+#: one every 5 minutes); older ones are deleted by each winner after its run.
+DEFAULT_KEEP = 100
+#: Records deleted at once (in parallel) while pruning.
+PRUNE_BATCH = 32
+
+
+def doomed_records(
+    listing: dict[str, Any], mine: str, keep: int, keep_days: float | None
+) -> list[tuple[str, int]]:
+    """(name, version) of the records to prune from a ``children(stats=True)`` answer: all
+    but the newest ``keep`` (by creation), and with ``keep_days`` any last written longer ago
+    than that by the cluster's clock (``mine``'s mtime, just written, is now). Never ``mine``
+    nor a record with a child (its winner still runs)."""
+    stats: dict[str, dict[str, Any]] = listing.get("stats") or {}
+    ordered = sorted(stats.items(), key=lambda item: int(item[1]["czxid"]), reverse=True)
+    now_ms = stats[mine]["mtime"] if mine in stats else None
+    doomed = []
+    for index, (name, stat) in enumerate(ordered):
+        if name == mine or stat.get("numChildren"):
+            continue
+        expired = (
+            keep_days is not None
+            and now_ms is not None
+            and now_ms - int(stat["mtime"]) > keep_days * 86_400_000
+        )
+        if index >= keep or expired:
+            doomed.append((name, int(stat["version"])))
+    return doomed
+
+
+async def prune(client: Client, base: str, mine: str, keep: int, keep_days: float | None) -> int:
+    """Delete the old records of the job at ``base`` (``doomed_records``); how many went. A
+    versioned delete: a record taken over meanwhile (--retry-on-failure) stays."""
+    doomed = doomed_records(await client.children(base, stats=True), mine, keep, keep_days)
+
+    async def drop(name: str, version: int) -> int:
+        try:
+            await client.delete(f"{base}/{name}", version)
+        except (NoNode, BadVersion, NotEmpty):
+            return 0
+        return 1
+
+    gone = 0
+    for start in range(0, len(doomed), PRUNE_BATCH):
+        batch = doomed[start : start + PRUNE_BATCH]
+        gone += sum(await asyncio.gather(*(drop(name, version) for name, version in batch)))
+    return gone
+
+
 # ------------------------------------------------------------------ running
 
 
@@ -285,6 +339,8 @@ class Request:
     retry: bool
     timing: Timing
     servers: str
+    keep: int
+    keep_days: float | None
 
 
 async def cluster_time(client: Client, base: str) -> int:
@@ -373,6 +429,11 @@ async def run_slot(client: Client, req: Request, stop: Stop) -> int:
         await finish(client, won, final)
     except (ClientError, ZnodeError) as exc:
         click.echo(f"paxctl: could not record the outcome in {record}: {exc}", err=True)
+    else:
+        try:
+            await prune(client, req.base, slot_key(slot), req.keep, req.keep_days)
+        except (ClientError, ZnodeError) as exc:  # the next winner will try again
+            click.echo(f"paxctl: could not prune old records of {req.name}: {exc}", err=True)
     if reason is not None:
         loss_message(f"the claim of slot {slot}", reason, status)
         return exits.SESSION_LOST
@@ -439,9 +500,12 @@ at the latest multiple of DURATION since the epoch (UTC) at or before the cluste
 min(DURATION/10, 60s), so schedule it at those boundaries (*/5 for 5m); a host firing a little
 early still counts for the new period.
 
-The record /paxctl/run-once/NAME/SLOT stays: host, pid, start, end, duration and exit code;
+The record /paxctl/run-once/NAME/SLOT keeps host, pid, start, end, duration and exit code;
 "died" if its winner ended without finishing (killed, or its session expired). --history
-prints the records, oldest first. A failed or died run is not repeated unless
+prints the records, oldest first (exit 3 if there are none). After each run the winner deletes
+the records beyond the newest --keep N (default 100) and, with --keep-days DAYS, those last
+written more than DAYS ago; a host that later comes with --slot for a forgotten slot runs it
+again (--every never goes back to an old slot). A failed or died run is not repeated unless
 --retry-on-failure (on every host): then a later host takes over a slot whose record shows a
 failure, or a dead winner that also ran with --retry-on-failure, whose CMD ran under the lock's
 deadline (killed, exit 8, if the session could not be trusted, as `paxctl lock` does). If the
@@ -452,6 +516,7 @@ Exit status:
   CMD's own (128+N if killed by signal N; 127/126 if it cannot be run)
   0     another host has this slot (change with --skipped-exit-code)
   2     usage error
+  3     --history: NAME has no records (no such job)
   5     cluster unavailable: CMD not run
   8     --retry-on-failure: the claim could not be trusted while CMD ran (CMD killed)
 """
@@ -478,7 +543,23 @@ Exit status:
     is_flag=True,
     help="Take over a slot whose run failed or whose winner died (and guard CMD like lock).",
 )
-@timing_options
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help=f"Keep the newest N records of NAME; the winner deletes older ones after its run "
+    f"[default: {DEFAULT_KEEP}].",
+)
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(min=0.0, min_open=True),
+    metavar="DAYS",
+    help="Also delete records last written more than DAYS ago (by the cluster's clock).",
+)
+@timing_options(
+    held="ends the claim (the record then says died)",
+    lost="the claim is lost (--retry-on-failure only)",
+)
 @output_options
 @connection_options(short=True)
 def run_once(
@@ -489,6 +570,8 @@ def run_once(
     history: bool,
     skipped_exit_code: int,
     retry_on_failure: bool,
+    keep: int | None,
+    keep_days: float | None,
     ttl: float,
     kill_grace: float,
     out: Output,
@@ -497,10 +580,13 @@ def run_once(
 ) -> None:
     base = named(RUN_ONCE, name)
     if history:
-        if command or slot is not None or every is not None:
+        if command or slot is not None or every is not None or keep or keep_days:
             raise click.UsageError("--history takes only NAME (and -o/--json)")
         connect = resolve_servers(servers)
         records = query(connect, timeout, lambda client: read_history(client, base))
+        if not records:  # never ran (or its records were removed): as `get` of a missing node
+            click.echo(f"paxctl: no such job: {name} has no records in {base}", err=True)
+            sys.exit(exits.NO_NODE)
         doc = {"name": name, "path": base, "records": records}
         out.emit(doc, lambda: print_history(records), items=records)
         return
@@ -530,5 +616,7 @@ def run_once(
         retry=retry_on_failure,
         timing=timing,
         servers=connect,
+        keep=keep if keep is not None else DEFAULT_KEEP,
+        keep_days=keep_days,
     )
     run_in_session(connect, timeout, timing, lambda client, stop: run_slot(client, req, stop))
