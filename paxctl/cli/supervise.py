@@ -64,6 +64,9 @@ class Supervisor:
             stdin=subprocess.PIPE,
             start_new_session=True,  # job control (Ctrl-Z) and our signals do not reach it
         )
+        # Taken before the spawn: on a busy host the command may run for a while before
+        # this coroutine resumes, and a duration must not come out shorter than the run.
+        self.started_at = time.monotonic()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, env=dict(env), process_group=0, stdin=None
@@ -71,7 +74,6 @@ class Supervisor:
         except BaseException:
             self._finish()
             raise
-        self.started_at = time.monotonic()
         self.pgid = self.proc.pid
         try:
             self._tell_watchdog(f"pgid {self.pgid}\n")
