@@ -24,7 +24,13 @@ from rich.console import Console
 
 from paxctl.cli import cluster_checks, exits
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
-from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster, resolve_servers
+from paxctl.cli.connect import (
+    CLUSTER_DIR,
+    CLUSTER_FILE,
+    GLOBAL_SERVERS,
+    load_cluster,
+    resolve_servers,
+)
 from paxctl.cli.output import Output, Styled, console, output_options, table
 from paxctl.client import ClientError, SyncClient
 from paxctl.client.client import parse_servers
@@ -469,7 +475,7 @@ def _remote_servers(ctx: click.Context, directory: str, servers: str | None) -> 
         return resolve_servers(servers)  # checked as every client command checks it
     if _given(ctx, "directory"):
         return None
-    if not (os.environ.get("PAXCTL_SERVERS") or ctx.meta.get("paxctl.servers")):
+    if not (os.environ.get("PAXCTL_SERVERS") or ctx.meta.get(GLOBAL_SERVERS)):
         return None
     resolved = resolve_servers(None)
     doc = load_cluster(directory)
@@ -584,6 +590,8 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
     if pid is not None:
         _err().print(f"node {node_id} is already running")
     else:
+        start_over = _start_over(directory)
+        cluster_checks.refuse_taken(directory, doc, {node_id}, False, saved_base(doc), start_over)
         pid = _start_node(directory, doc, member)
         _err().print(f"started node {node_id} (pid {pid})")
     out.emit({"id": node_id, "pid": pid}, lambda: None)

@@ -214,7 +214,7 @@ def holder(port: int) -> str:
     """Who listens on ``port``, in words: the pid and its command (a paxctl node by name)."""
     pid = pid_holding(listening_inodes(port))
     if pid is None:
-        return "another process (not one of this user's: `sudo ss -ltnp` shows which)"
+        return "a process paxctl cannot see (`sudo ss -ltnp` shows which)"
     node = node_process(pid)
     if node is not None and node.node_id is not None and node.cluster_dir:
         where = show_dir(node.cluster_dir)
@@ -282,10 +282,12 @@ def refuse_taken(
     wanted = {p: who for p, who in ports_of(doc).items() if who[0] in node_ids}
     if not wanted:
         return
-    claims = claimed_ports(directory)
-    found = conflicts(wanted, directory, claims if fresh else None)
+    claims = claimed_ports(directory) if fresh else None
+    found = conflicts(wanted, directory, claims)
     if not found:
         return
+    if claims is None:
+        claims = claimed_ports(directory)
     more = f" (and {len(found) - 1} more of its ports)" if len(found) > 1 else ""
     start = base if base is not None else int(doc["nodes"][0]["client_port"]) - 1
     free = free_base(len(doc["nodes"]), start, claims)
@@ -294,6 +296,8 @@ def refuse_taken(
         advice = f"nothing was started: try --base-port {free}" if free else "nothing was started"
     else:
         what = f"the cluster in {directory}"
+        if len(node_ids) == 1 and len(doc["nodes"]) > 1:
+            what = f"node {min(node_ids)} of {what}"
         advice = f"stop that process, or start over: {start_over}"
         advice += f" (with --base-port {free})" if free else ""
     raise PortsTaken(f"cannot start {what}: {found[0]}{more}; {advice}")

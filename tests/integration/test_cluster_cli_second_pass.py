@@ -158,6 +158,28 @@ def test_a_first_up_whose_nodes_die_keeps_nothing_so_a_corrected_up_works(
             paxctl("cluster", "down", "--dir", str(where), "--grace", "2", cwd=tmp_path)
 
 
+def test_restarting_a_node_whose_port_was_taken_meanwhile_names_the_holder(cluster):
+    where = str(cluster.directory)
+    cluster.wait_healthy()
+    stop = cluster.paxctl("cluster", "stop", "3", "--dir", where)
+    assert stop.returncode == 0, stop.stderr
+    holder = listening(cluster.client_port(3))
+    try:
+        for args in (("start", "3"), ("up",)):
+            done = cluster.paxctl("cluster", *args, "--dir", where)
+            assert done.returncode == exits.USAGE, done.stderr
+            line = one_line(done.stderr)
+            assert f"port {cluster.client_port(3)} (node 3's client port)" in line, line
+            assert f"pid {os.getpid()}" in line, line
+            assert "stop that process" in line and f"paxctl cluster down --dir {where}" in line
+        assert not (cluster.directory / "node-3.pid").exists()
+    finally:
+        holder.close()
+        restarted = cluster.up()
+        assert restarted.returncode == 0, restarted.stderr
+        cluster.wait_healthy()
+
+
 # ------------------------------------------------------------------ item 11: a second cluster
 
 
