@@ -47,10 +47,16 @@ def report(exc: BaseException, verbose: int) -> int:
 
 
 def show(exc: click.ClickException) -> int:
-    """A usage or other click error as one line, naming the command and where help is."""
+    """A usage or other click error as one line, naming the command and where help is
+    (inside ``paxctl shell``, its ``help COMMAND``)."""
     if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        from paxctl.cli.context import ShellContext
+
         where = exc.ctx.command_path
-        click.echo(f"{where}: {exc.format_message()} (see: {where} --help)", err=True)
+        see = f"{where} --help"
+        if isinstance(exc.ctx.find_root().obj, ShellContext):
+            see = "help " + where.removeprefix(exc.ctx.find_root().info_name or "").strip()
+        click.echo(f"{where}: {exc.format_message()} (see: {see})", err=True)
     else:
         click.echo(f"paxctl: {exc.format_message()}", err=True)
     return exc.exit_code

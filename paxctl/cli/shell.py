@@ -32,6 +32,13 @@ import click
 from paxctl.cli import errors, exits
 from paxctl.cli.connect import connection_options, resolve_servers
 from paxctl.cli.context import ShellContext, resolve
+from paxctl.cli.shell_streams import (
+    command_streams,
+    connection_options_hidden,
+    fresh_line,
+    restored_logging,
+    sigint_ignored,
+)
 from paxctl.client import ClientError, SessionState, SyncClient, WatchEvent
 from paxctl.statemachine.errors import ZnodeError
 
@@ -118,6 +125,9 @@ class Shell(ShellContext):
         self._proxy: StdoutProxy | None = None  # set while the interactive loop runs
         self._invalidate: Callable[[], None] = lambda: None
         self._closing = False
+        #: The real stdout and stderr while a command runs on ``command_streams`` (for notes
+        #: from the background, which belong to no line of a script).
+        self._real_streams: tuple[IO[str], IO[str]] | None = None
 
     # ------------------------------------------------------------------ printing
 
@@ -129,7 +139,8 @@ class Shell(ShellContext):
                 self._proxy.write(text + "\n")
                 self._proxy.flush()
                 return
-            stream = sys.stderr if err else sys.stdout
+            out, error = self._real_streams or (sys.stdout, sys.stderr)
+            stream = error if err else out
             stream.write(text + "\n")
             stream.flush()
 
@@ -230,8 +241,16 @@ class Shell(ShellContext):
         except Exception:  # a command module that fails to import: let running it say so
             return None
 
-    def run_line(self, line: str) -> None:
-        """Run one line; its status becomes ``self.status``. ``ExitShell`` to leave."""
+    def run_line(self, line: str, number: int | None = None) -> None:
+        """Run one line (line ``number`` of a script: its errors say so); its status becomes
+        ``self.status``. ``ExitShell`` to leave."""
+        try:
+            with command_streams(number) as self._real_streams, restored_logging():
+                self._run_line(line)
+        finally:
+            self._real_streams = None
+
+    def _run_line(self, line: str) -> None:
         try:
             argv = shlex.split(strip_comment(line))
         except ValueError as exc:
@@ -261,7 +280,8 @@ class Shell(ShellContext):
             return exits.USAGE
         if name in PROCESS_COMMANDS:
             return self.run_process(argv)
-        return self.run_click(argv)
+        with connection_options_hidden(self.click_command(name) if name else None):
+            return self.run_click(argv)
 
     def run_click(self, argv: list[str]) -> int:
         """Run a command in this process, as ``paxctl ARGV`` would, with this shell as obj."""
@@ -274,27 +294,33 @@ class Shell(ShellContext):
 
     def run_process(self, argv: list[str]) -> int:
         """``paxctl ARGV`` as a foreground child on this terminal; Ctrl-C reaches it (it is
-        in our process group) while the shell just waits for it."""
+        in our process group, or its CMD's group has the terminal) while the shell waits."""
         env = {**os.environ, "PAXCTL_SERVERS": self.servers}
+        for stream in (sys.stdout, sys.stderr):  # what we printed goes before the child's
+            with contextlib.suppress(Exception):
+                stream.flush()
         try:
             child = subprocess.Popen([*paxctl_program(), *argv], env=env)
         except OSError as exc:
             click.echo(f"paxctl: cannot start paxctl: {exc.strerror}", err=True)
             return exits.INTERNAL
-        interrupted = False
         try:
             while True:
                 try:
-                    code = child.wait()
+                    # The child got the same SIGINT (or its CMD has the terminal and got it):
+                    # its status tells; the shell waits on, without a note of its own.
+                    with sigint_ignored():
+                        code = child.wait()
                     break
-                except KeyboardInterrupt:  # the child got the same SIGINT; its status tells
-                    interrupted = True
+                except KeyboardInterrupt:  # before the SIGINT was ignored
+                    pass
         finally:
             if child.poll() is None:  # the shell itself is going (SIGTERM)
                 child.terminate()
                 child.wait()
-        if interrupted and self.interactive:
-            click.echo("", err=True)  # the prompt on a line of its own, after the ^C
+        if self.interactive:  # the prompt on a line of its own, after a ^C or a last line
+            # with no newline (the child may or may not have ended its line)
+            fresh_line(self._real_streams[0] if self._real_streams else sys.stdout)
         return 128 - code if code < 0 else code
 
     # ------------------------------------------------------------------ builtins
@@ -345,7 +371,7 @@ class Shell(ShellContext):
             click.echo(f"{usage}\n\n  {text}")
             return exits.OK
         if args:
-            return self.run_click([args[0], "--help"])
+            return self.run([*args, "--help"])
         rows = []
         for name in sorted(set(self.command_names()) - set(self.builtins)):
             command = self.click_command(name)
@@ -370,8 +396,8 @@ class Shell(ShellContext):
     def run_script(self, lines: Iterable[str]) -> int:
         """Each line in turn, like ``sh < script``: the last status, or the first failure's
         with ``--exit-on-error``."""
-        for line in lines:
-            self.run_line(line.rstrip("\r\n"))
+        for number, line in enumerate(lines, 1):
+            self.run_line(line.rstrip("\r\n"), number)
             if self.status == exits.BROKEN_PIPE:  # no one reads on: stop, as SIGPIPE would
                 return self.status
             if self.exit_on_error and self.status != exits.OK:

@@ -26,6 +26,8 @@ from prompt_toolkit.search import accept_search
 from prompt_toolkit.styles import Style
 
 from paxctl.cli.context import resolve
+from paxctl.cli.shell import PROCESS_COMMANDS as PROCESSES
+from paxctl.cli.shell_streams import SHELL_CONNECTION_OPTIONS
 
 if TYPE_CHECKING:
     from paxctl.cli.shell import Shell
@@ -118,7 +120,7 @@ class ShellCompleter(Completer):
         command = None if name in self.shell.builtins else self.shell.click_command(name)
         if current.startswith("-"):
             if command is not None:
-                yield from _matching(_options(command), current)
+                yield from _matching(_options(command, in_process=name not in PROCESSES), current)
             return
         if name in PATH_BUILTINS or (command is not None and _takes_paths(command, words[1:])):
             yield from self._paths(current)
@@ -142,9 +144,13 @@ def _matching(candidates: Iterable[str], current: str) -> Iterator[Completion]:
             yield Completion(candidate, start_position=-len(current))
 
 
-def _options(command: click.Command) -> list[str]:
+def _options(command: click.Command, in_process: bool) -> list[str]:
+    """The options to offer; for a command that runs on the shell's own connection, not
+    -s/--servers and --timeout (its help hides them too)."""
     names = ["--help"]
     for param in command.params:
+        if in_process and param.name in SHELL_CONNECTION_OPTIONS:
+            continue
         if isinstance(param, click.Option) and not param.hidden:
             names.extend(param.opts)
             names.extend(param.secondary_opts)

@@ -63,7 +63,7 @@ def bash_completion(
     line = " ".join(words) if line is None else line
     quoted = " ".join(shlex.quote(w) for w in words)
     program = (
-        "compopt() { printf 'compopt %s\\n' \"$*\" >> \"$OPTS\"; }; "
+        'compopt() { printf \'compopt %s\\n\' "$*" >> "$OPTS"; }; '
         f"source {script}; COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; "
         f"COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}; "
         '_paxctl_completion paxctl; printf "%s\\n" "${COMPREPLY[@]}"'
@@ -158,6 +158,10 @@ def test_bash_completes_after_servers_host_colon_port(tmp_path):
             line = f"paxctl get {option}{eq}{host}:{port} /colon"
             found = bash_completion(*words, "/colon", line=line, env=nowhere)
             assert found.replies == ["/colon-a/"], (option, found)
+        # The servers before the command (paxctl -s HOST:PORT get ...), split the same way.
+        line = f"paxctl -s {host}:{port} get /colon"
+        words = ["paxctl", "-s", host, ":", port, "get", "/colon"]
+        assert bash_completion(*words, line=line, env=nowhere).replies == ["/colon-a/"]
         # Completing the port itself: bash replaces only what follows the last colon.
         line = f"paxctl get -s {host}:{port[:-1]}"
         found = bash_completion("paxctl", "get", "-s", host, ":", port[:-1], line=line)

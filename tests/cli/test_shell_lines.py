@@ -89,6 +89,12 @@ def test_a_dash_completes_the_commands_options(complete):
     assert complete("cd -x") == []
 
 
+def test_no_connection_options_for_commands_on_the_shells_own_session(complete):
+    assert complete("watch --s") == [] and complete("get --t") == []
+    assert "-s" not in complete("get -")
+    assert "--servers" in complete("lock --se")  # a child, with a connection of its own
+
+
 def test_paths_complete_from_the_cluster_absolute_and_relative(complete):
     assert complete("get /ap") == ["/app/", "/apps"]  # a znode with children: TAB goes on in
     assert complete("get /app/c") == ["/app/cache", "/app/config"]

@@ -299,3 +299,18 @@ def test_sigterm_at_the_prompt_leaves_cleanly_and_closes_the_session(start_shell
     shell.child.kill(signal.SIGTERM)
     assert shell.exit_status() == 128 + signal.SIGTERM
     assert client.exists(path) is None
+
+
+def test_ctrl_c_on_a_child_command_leaves_the_prompt_on_a_line_of_its_own(start_shell):
+    """`lock NAME -- CMD` gives the terminal to CMD's process group, so the ^C reaches CMD
+    alone: the shell still starts the next prompt on a fresh line, not after the ^C."""
+    shell = start_shell()
+    name = f"ctrl-c-{uuid.uuid4().hex[:6]}"
+    mark = shell.screen.cursor_index
+    shell.send(f"lock {name} -- sh -c 'echo started; exec sleep 60'\r")
+    shell.wait(lambda s: "started" in s.lines()[mark:], what="the command to start")
+    shell.send("\x03")
+    shell.wait_prompt(after=mark + 1)
+    lines = shell.screen.lines()
+    assert lines[shell.screen.cursor_index - 2 : shell.screen.cursor_index] == ["started", "^C"]
+    assert shell.run("pwd") == ["/"]

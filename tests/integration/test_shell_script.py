@@ -87,7 +87,7 @@ ls app
 def test_the_exit_status_is_the_last_lines(servers, root):
     failed_then_fine = shell(servers, f"get {root}/missing\nls {root}\n")
     assert failed_then_fine.returncode == 0
-    assert failed_then_fine.stderr.strip() == f"paxctl: NoNode: {root}/missing"
+    assert failed_then_fine.stderr.strip() == f"line 1: paxctl: NoNode: {root}/missing"
 
     ends_failing = shell(servers, f"ls {root}\nget {root}/missing\n")
     assert ends_failing.returncode == 3
