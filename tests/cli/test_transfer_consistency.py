@@ -114,7 +114,7 @@ class FakeTree:
         names = sorted(
             p[len(prefix) :]
             for p in self.nodes
-            if p.startswith(prefix) and "/" not in p[len(prefix) :]
+            if p != path and p.startswith(prefix) and "/" not in p[len(prefix) :]
         )
         if not stats:
             return names
@@ -362,3 +362,12 @@ def test_a_failed_transaction_says_how_far_the_import_got(capsys):
     assert "import stopped after 1000 of 2501 changes" in err
     assert "the failing transaction (1000 changes) changed nothing" in err
     assert "Running the import again finishes it" in err
+
+
+def test_the_whole_tree_is_exported_with_paths_relative_to_the_root():
+    t = FakeTree()
+    for path in ("/app", "/app/a", "/b"):
+        t.create(path, path.encode())
+    nodes = read_subtree(Blocking(t), "/").dump.nodes
+    assert nodes == [DumpNode("", b""), DumpNode("app", b"/app"), DumpNode("app/a", b"/app/a"),
+                     DumpNode("b", b"/b")]  # fmt: skip
