@@ -113,6 +113,7 @@ class NodeProcess:
 
     pid: int
     node_id: int | None
+    data: str | None  # its --data, from its working directory
     cluster_dir: str | None  # the parent of its --data: where `paxctl cluster` keeps it
     ports: dict[int, str]  # its --client and --peers ports -> "client"/"peer of node N"
 
@@ -147,7 +148,7 @@ def node_process(pid: int, argv: list[str] | None = None) -> NodeProcess | None:
         client = int((_option(argv, "--client") or "").rpartition(":")[2])
         ports[client] = f"client port of node {ident}"
     node_id = int(ident) if ident and ident.isdigit() else None
-    return NodeProcess(pid, node_id, cluster_dir, ports)
+    return NodeProcess(pid, node_id, data, cluster_dir, ports)
 
 
 def running_nodes() -> list[NodeProcess]:
@@ -196,7 +197,7 @@ def claimed_ports(own_dir: str) -> dict[int, str]:
                 dirs.append(node.cluster_dir)
             continue
         for port, what in node.ports.items():  # a node started by hand: its command line
-            claims.setdefault(port, f"the {what} of the paxctl node pid {node.pid}")
+            claims.setdefault(port, f"the {what} in the cluster of paxctl node pid {node.pid}")
     default = CLUSTER_DIR
     if os.path.isdir(default) and not any(_same_dir(default, d) for d in [own_dir, *dirs]):
         dirs.append(default)
@@ -216,18 +217,18 @@ def holder(port: int) -> str:
     if pid is None:
         return "a process paxctl cannot see (`sudo ss -ltnp` shows which)"
     node = node_process(pid)
-    if node is not None and node.node_id is not None and node.cluster_dir:
+    if node is not None and node.cluster_dir and _load(node.cluster_dir) is not None:
         where = show_dir(node.cluster_dir)
         return f"pid {pid}, node {node.node_id} of the paxctl cluster in {where}"
+    if node is not None and node.data:  # a node started by hand
+        return f"pid {pid}, paxctl node {node.node_id} with data in {show_dir(node.data)}"
     command = " ".join(" ".join(_argv(pid)).split()) or "?"
     if len(command) > 60:
         command = command[:57] + "..."
     return f"pid {pid} ({command})"
 
 
-def conflicts(
-    wanted: dict[int, tuple[int, str]], own_dir: str, claims: dict[int, str] | None
-) -> list[str]:
+def conflicts(wanted: dict[int, tuple[int, str]], claims: dict[int, str] | None) -> list[str]:
     """For each wanted port (port -> (node id, kind)) that is taken, one phrase saying so.
 
     ``claims`` (ports of other clusters) makes a free port count as taken too: for a new
@@ -283,7 +284,7 @@ def refuse_taken(
     if not wanted:
         return
     claims = claimed_ports(directory) if fresh else None
-    found = conflicts(wanted, directory, claims)
+    found = conflicts(wanted, claims)
     if not found:
         return
     if claims is None:
