@@ -180,9 +180,19 @@ def test_bash_path_completion_gives_up_on_a_dead_server_at_once(refuse):
         if not refuse:
             sock.listen(8)  # the kernel accepts connections; no one ever reads them
         env = {"PAXCTL_SERVERS": f"127.0.0.1:{port}"}
-        bash_completion("paxctl", "get", "/", env=env)  # warm the disk cache: time paxctl
-        started = time.monotonic()
-        found = bash_completion("paxctl", "get", "/a", env=env)
-        took = time.monotonic() - started
+
+        def fastest(*words: str) -> tuple[float, Completed]:
+            """The quickest of three runs: start-up noise on a busy machine only adds time."""
+            runs = []
+            for _ in range(3):
+                started = time.monotonic()
+                found = bash_completion(*words, env=env)
+                runs.append((time.monotonic() - started, found))
+            return min(runs, key=lambda run: run[0])
+
+        # paxctl's own start-up, measured beside it: a command name asks no server.
+        startup, _ = fastest("paxctl", "ge")
+        took, found = fastest("paxctl", "get", "/a")
     assert found.replies == [] and found.stderr == ""
-    assert took < 0.95, f"completion took {took:.2f}s"
+    # The servers' share of the TAB stays near its 0.3 s budget (it was 1 s before).
+    assert took - startup < 0.65, f"completion took {took:.2f}s, start-up alone {startup:.2f}s"
