@@ -167,8 +167,8 @@ class Connection:
         self._next_xid += 1
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[xid] = future
-        self._writer.write(encode_frame(msgpack.packb({**req, "xid": xid}, use_bin_type=True)))
-        try:
+        try:  # a write that raises (even Ctrl-C inside send) must not leave the future behind
+            self._writer.write(encode_frame(msgpack.packb({**req, "xid": xid}, use_bin_type=True)))
             return await future
         finally:
             self._waiting.pop(xid, None)

@@ -33,6 +33,7 @@ class SyncClient:
         background: bool = False,
     ) -> None:
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet_about_interrupts)
         self._client = Client(servers, timeout=timeout, session_timeout=session_timeout)
         self._thread: threading.Thread | None = None
         if background:
@@ -126,6 +127,16 @@ class SyncClient:
             return self._run(method(*args, **kwargs))
 
         return call
+
+
+def _quiet_about_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Ctrl-C can land inside an inner task (``wait_for``'s), which then holds the
+    KeyboardInterrupt that the call already re-raised: asyncio would print it to stderr as
+    "never retrieved" under the one-line exit 130. Everything else is reported as usual."""
+    exc = context.get("exception")
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return
+    loop.default_exception_handler(context)
 
 
 async def _cancel_the_rest() -> None:
