@@ -1,8 +1,9 @@
 function _paxctl_completion;
-    set -l response (env _PAXCTL_COMPLETE=fish_complete COMP_WORDS=(commandline -cp) COMP_CWORD=(commandline -t) paxctl);
+    set -l response (env _PAXCTL_COMPLETE=fish_complete COMP_WORDS=(commandline -cp) \
+COMP_CWORD=(commandline -t) paxctl 2>/dev/null);
 
     for completion in $response;
-        set -l metadata (string split "," $completion);
+        set -l metadata (string split -m 1 "," $completion);
 
         if test $metadata[1] = "dir";
             __fish_complete_directories $metadata[2];

@@ -3,14 +3,18 @@
 _paxctl_completion() {
     local -a completions
     local -a completions_with_descriptions
+    local -a directories
     local -a response
     (( ! $+commands[paxctl] )) && return 1
 
-    response=("${(@f)$(env COMP_WORDS="${words[*]}" COMP_CWORD=$((CURRENT-1)) _PAXCTL_COMPLETE=zsh_complete paxctl)}")
+    response=("${(@f)$(env COMP_WORDS="${words[*]}" COMP_CWORD=$((CURRENT-1)) \
+_PAXCTL_COMPLETE=zsh_complete paxctl 2>/dev/null)}")
 
     for type key descr in ${response}; do
         if [[ "$type" == "plain" ]]; then
-            if [[ "$descr" == "_" ]]; then
+            if [[ "$descr" == "_" && "$key" == */ ]]; then
+                directories+=("$key")
+            elif [[ "$descr" == "_" ]]; then
                 completions+=("$key")
             else
                 completions_with_descriptions+=("$key":"$descr")
@@ -28,6 +32,10 @@ _paxctl_completion() {
 
     if [ -n "$completions" ]; then
         compadd -U -V unsorted -a completions
+    fi
+
+    if [ -n "$directories" ]; then
+        compadd -U -V unsorted -S '' -a directories
     fi
 }
 
