@@ -35,6 +35,13 @@ def client_options(func: F) -> F:
     return connection_options()(output_options(func))
 
 
+def version_option(help: str) -> Callable[[F], F]:
+    """``-V/--version``: compare-and-set on the znode's version (``-v`` is paxctl's verbose)."""
+    return click.option(
+        "-V", "--version", "version", type=int, default=-1, metavar="VERSION", help=help
+    )
+
+
 fence_option = click.option(
     "--fence",
     metavar="NAME:TOKEN",
@@ -224,15 +231,7 @@ def get(
 @click.argument("path", shell_complete=complete_path)
 @click.argument("data", required=False)
 @click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
-@click.option(
-    "-V",
-    "--version",
-    "version",
-    type=int,
-    default=-1,
-    metavar="VERSION",
-    help="Only if the znode is at this version (compare-and-set).",
-)
+@version_option("Only if the znode is at this version (compare-and-set).")
 @click.option("--stat", "show_stat", is_flag=True, help="Print the new stat.")
 @fence_option
 @client_options
@@ -267,15 +266,7 @@ def set_(
 
 @click.command()
 @click.argument("path", shell_complete=complete_path)
-@click.option(
-    "-V",
-    "--version",
-    "version",
-    type=int,
-    default=-1,
-    metavar="VERSION",
-    help="Only if the znode is at this version.",
-)
+@version_option("Only if the znode is at this version.")
 @click.option(
     "-r",
     "--recursive",

@@ -11,6 +11,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,19 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 PAXCTL = shutil.which("paxctl")
+
+
+def closed_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the kernel just handed out and took back: nothing listens there, so a connect is
+    refused (until someone else happens to take one)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def paxctl_argv(*args: str) -> list[str]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 from pathlib import Path
 
 import pytest
 from conftest import HOST, Cluster, paxctl_command, run_paxctl, wait_until
-from paxctl_procs import Proc, spawned
+from paxctl_procs import Proc, closed_ports, spawned
 
 from paxctl.cli import exits
 from paxctl.client import SyncClient
@@ -25,19 +24,6 @@ pytestmark = pytest.mark.integration
 
 #: Far above what giving up at once takes, far below the 10 s timeout it used to wait out.
 FAIL_FAST_BOUND = 3.0
-
-
-def closed_ports(n: int) -> list[int]:
-    """Ports the kernel just handed out and took back: nothing listens there (connect is
-    refused), as in test_exit_codes' nothing_listening."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # ------------------------------------------------------------------ item 4: fail fast

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from paxctl_procs import paxctl_proc, spawned
+from paxctl_procs import closed_ports, paxctl_proc, spawned
 
 from paxctl.cli import exits
 from paxctl.cli.docs import EXIT_CODES
@@ -256,17 +256,6 @@ def storage_failure(w: World) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @contextlib.contextmanager
 def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
     """``proc``, killed and reaped on the way out if it is still running."""
@@ -282,7 +271,7 @@ def storage_failure_while_running(w: World) -> subprocess.CompletedProcess[str]:
     """A running one-node cluster whose snapshot directory is replaced by a file: the next
     snapshot write fails, and the node stops at once (exit 70) instead of retrying."""
     data = w.tmp / "failing-node"
-    peer, client = free_ports(2)
+    peer, client = closed_ports(2)
     node = subprocess.Popen(
         argv("node", "start", "--id", "1", "--data", str(data), "--bootstrap",
              "--peers", f"1={HOST}:{peer}", "--client", f"{HOST}:{client}",
