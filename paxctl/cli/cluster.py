@@ -33,7 +33,7 @@ from paxctl.cli.connect import (
 )
 from paxctl.cli.output import Output, Styled, console, output_options, table
 from paxctl.client import ClientError, SyncClient
-from paxctl.client.client import parse_servers
+from paxctl.client.addresses import parse_servers
 from paxctl.core.quorum import majority
 from paxctl.server.config import cluster_id_for
 from paxctl.statemachine.ops import Check

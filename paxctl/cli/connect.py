@@ -38,7 +38,7 @@ def check_servers(servers: str, source: str) -> str:
     """``servers`` if it is a valid connect string; else a usage error (exit 2) that names
     where it came from, not an internal error from deep in the client."""
     from paxctl.cli.errors import BadInvocation
-    from paxctl.client.client import parse_servers
+    from paxctl.client.addresses import parse_servers
 
     try:
         parse_servers(servers)

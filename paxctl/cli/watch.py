@@ -26,7 +26,7 @@ from paxctl.cli.connect import complete_path, resolve_servers
 from paxctl.cli.data import client_options
 from paxctl.cli.output import Output
 from paxctl.client import Client, SessionState, Watch, WatchEvent
-from paxctl.client.connection import format_server
+from paxctl.client.addresses import format_server
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 
+from paxctl.client.addresses import format_server
 from paxctl.protocol.framing import FrameDecoder, FrameError, encode_frame
 
 
@@ -50,12 +51,6 @@ class Refused(ConnectionLost):
         super().__init__(f"{format_server(server)} ({reason})")
         self.server = server
         self.reason = reason
-
-
-def format_server(server: tuple[str, int]) -> str:
-    """``HOST:PORT`` as a user types it (``[::1]:7001`` for an IPv6 address)."""
-    host, port = server
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def all_refused(servers: list[tuple[str, int]], refused: dict[tuple[str, int], str]) -> Unavailable:
