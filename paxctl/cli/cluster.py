@@ -31,7 +31,7 @@ from paxctl.cli.connect import (
     load_cluster,
     resolve_servers,
 )
-from paxctl.cli.output import Output, Styled, console, output_options, table
+from paxctl.cli.output import Output, Styled, console, output_options, plural, table
 from paxctl.client import ClientError, SyncClient
 from paxctl.client.addresses import parse_servers
 from paxctl.core.quorum import majority
@@ -269,7 +269,8 @@ def up(
         raise
     err = _err()
     servers = _connect_string(doc)
-    err.print(f"cluster of {len(doc['nodes'])} nodes is up ({len(started)} started now)")
+    count = len(doc["nodes"])
+    err.print(f"cluster of {count} {plural(count, 'node')} is up ({len(started)} started now)")
     out.emit(
         {"servers": servers, "dir": directory, "nodes": len(doc["nodes"]), "started": started},
         lambda: click.echo(f"servers: {servers}"),

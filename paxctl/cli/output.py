@@ -184,6 +184,11 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
         click.echo("\t".join(_tsv(c.text if isinstance(c, Styled) else cell_text(c)) for c in row))
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``one`` or its plural (``one + "s"`` unless given), as ``count`` needs: "1 seed"."""
+    return one if count == 1 else (many or one + "s")
+
+
 def cell_text(value: Any) -> str:
     return "-" if value is None else str(value)
 

@@ -8,10 +8,9 @@ from dataclasses import asdict, replace
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from paxctl.cli import exits
-from paxctl.cli.output import Output, console, output_options
+from paxctl.cli.output import Output, output_options, plural, table
 from paxctl.core.state import PLANTED_BUGS
 from paxctl.storage.store import PLANTED_STORAGE_BUGS
 from paxctl.testing.sim.runner import Summary, replay_command, run_specs, summarize
@@ -23,11 +22,9 @@ WORKLOADS = ("chain", "znodes")
 EXIT_VIOLATION = exits.VIOLATION
 
 
-def _summary_table(summary: Summary, nodes: int) -> Table:
+def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
+    """What a sweep did, as (what, value) rows: a table on a terminal, TSV when piped."""
     s = summary.stats
-    table = Table(title=f"paxctl sim: {summary.seeds} seeds, {nodes} nodes", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
     passed = summary.seeds - len(summary.failures)
     rows = [
         ("seeds passed", f"{passed}/{summary.seeds}"),
@@ -60,9 +57,7 @@ def _summary_table(summary: Summary, nodes: int) -> Table:
             ("digest audits passed", f"{s.digest_audits:,}"),
         ]
     rows.append(("virtual time", f"{summary.virtual_ms / 1000:,.1f} s"))
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+    return rows
 
 
 @click.command("sim")
@@ -215,7 +210,8 @@ def sim(
     ]
 
     def text() -> None:
-        console().print(_summary_table(summary, nodes))
+        title = f"paxctl sim: {summary.seeds} {plural(summary.seeds, 'seed')}, {nodes} nodes"
+        table(["what", "value"], _summary_rows(summary), title=title)
         for r in summary.failures:  # plain lines: a replay command must never be wrapped
             click.echo(f"FAIL seed {r.spec.seed}: {r.error}")
             click.echo(f"  faults: {r.faults.describe()}")
@@ -235,7 +231,8 @@ def sim(
     )
     rate = summary.events_per_second
     err.print(
-        f"{summary.seeds} seeds in {summary.wall_s:.1f} s wall with {jobs} job(s):"
+        f"{summary.seeds} {plural(summary.seeds, 'seed')} in {summary.wall_s:.1f} s wall"
+        f" with {jobs} job(s):"
         f" {rate:,.0f} simulated events/s",
         style="dim",
     )

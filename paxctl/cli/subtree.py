@@ -20,7 +20,7 @@ import click
 
 from paxctl.cli.connect import complete_path, connection_options, local_option
 from paxctl.cli.context import absolute, connect
-from paxctl.cli.output import Output, console, data_fields, output_options, preview
+from paxctl.cli.output import Output, console, data_fields, output_options, plural, preview
 from paxctl.client import Client, SyncClient
 from paxctl.statemachine.errors import DataTooLarge, NoNode, NotEmpty
 from paxctl.statemachine.ops import MAX_MULTI_OPS, Delete
@@ -218,7 +218,7 @@ def _label(node: TreeNode, show_data: bool) -> str:
         notes.append(f"ephemeral {st['ephemeralOwner']:#x}")
     if st.get("numChildren") and not node.children:
         count = st["numChildren"]
-        notes.append(f"{count} {'child' if count == 1 else 'children'} not shown")
+        notes.append(f"{count} {plural(count, 'child', 'children')} not shown")
     label += f"  [dim]({', '.join(notes)})[/]"
     if show_data and node.data:
         label += f"  [green]{escape(preview(node.data))}[/]"

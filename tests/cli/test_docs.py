@@ -196,3 +196,16 @@ def test_bash_path_completion_gives_up_on_a_dead_server_at_once(refuse):
     assert found.replies == [] and found.stderr == ""
     # The servers' share of the TAB stays near its 0.3 s budget (it was 1 s before).
     assert took - startup < 0.65, f"completion took {took:.2f}s, start-up alone {startup:.2f}s"
+
+
+def test_the_readme_names_every_planted_bug():
+    """`paxctl sim --plant-bug` offers each of these; a reader of the README should find them."""
+    import click as _click
+
+    from paxctl.cli.sim import sim
+
+    choices = next(p for p in sim.params if p.name == "bugs").type
+    assert isinstance(choices, _click.Choice)
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in choices.choices if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not name the planted bugs {missing}"

@@ -63,3 +63,28 @@ def test_usage_errors_exit_2_without_traceback(args):
     done = run(*args)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def test_piped_summary_is_tab_separated_and_counts_in_words():
+    done = run("sim", "--seeds", "1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "what\tvalue" and "seeds passed\t1/1" in lines
+    assert not any(ch in done.stdout for ch in "┏┃│━")  # no table drawing into a pipe
+    assert "1 seed in " in done.stderr  # not "1 seeds"
+
+
+def test_the_readme_failure_sample_is_what_the_simulator_prints():
+    """The README shows seed 1 caught with minority_quorum: the same three lines, for real."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("FAIL seed 1: ")
+    sample = readme[start:].split("\n```", 1)[0].splitlines()
+    done = run("sim", "--seeds", "1", "--plant-bug", "minority_quorum")
+    assert done.returncode == exits.VIOLATION
+    real = done.stdout.splitlines()
+    at = real.index(sample[0])  # the FAIL line itself, word for word
+    assert sample[2] == real[at + 2]  # the replay line
+    # the faults line in the README is cut short with "...": the rest is the real one's start
+    assert real[at + 1].startswith(sample[1].removesuffix(" ..."))
