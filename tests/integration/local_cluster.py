@@ -35,7 +35,8 @@ def paxctl(
 def free_base_port(nodes: int) -> int:
     """A base port whose client (base+id) and peer (base+100+id) ports are all free."""
     for _ in range(200):
-        base = random.randrange(20000, 60000)
+        # below the kernel's ephemeral range (32768+), where clients' own ports come from
+        base = random.randrange(10_000, 32_000 - 100 - nodes)
         ports = [base + i for i in range(1, nodes + 1)] + [
             base + 100 + i for i in range(1, nodes + 1)
         ]
@@ -72,20 +73,28 @@ class LocalCluster:
     ) -> None:
         self.dir = directory
         self.nodes = nodes
-        self.base = free_base_port(nodes)
-        paxctl(
-            "cluster",
-            "up",
-            "--dir",
-            directory,
-            "--nodes",
-            str(nodes),
-            "--base-port",
-            str(self.base),
-            "--snapshot-every",
-            str(snapshot_every),
-            *(("--", *node_args) if node_args else ()),
-        )
+        for attempt in range(3):
+            # A port found free can still be taken before a node binds it; `up` then keeps
+            # nothing but the logs, and another base is tried.
+            self.base = free_base_port(nodes)
+            done = paxctl(
+                "cluster",
+                "up",
+                "--dir",
+                directory,
+                "--nodes",
+                str(nodes),
+                "--base-port",
+                str(self.base),
+                "--snapshot-every",
+                str(snapshot_every),
+                *(("--", *node_args) if node_args else ()),
+                check=attempt == 2,
+            )
+            if done.returncode == 0:
+                return
+            if "in use" not in done.stderr:
+                raise AssertionError(f"paxctl cluster up exited {done.returncode}:\n{done.stderr}")
 
     def address(self, node_id: int) -> tuple[str, int]:
         return ("127.0.0.1", self.base + node_id)
