@@ -260,7 +260,7 @@ def up(
             _forget(directory, doc, had_data)
             advice = "nothing was kept but the logs: a corrected `paxctl cluster up` starts afresh"
         else:
-            advice = f"see its logs; to start over: {_start_over(directory)}"
+            advice = f"to start over: {_start_over(directory)}"
         click.echo(f"paxctl: the cluster in {directory} is not up: {exc}; {advice}", err=True)
         sys.exit(exits.UNAVAILABLE)
     except BaseException:  # Ctrl-C while waiting: a first start leaves nothing half-made
@@ -275,11 +275,15 @@ def up(
         {"servers": servers, "dir": directory, "nodes": len(doc["nodes"]), "started": started},
         lambda: click.echo(f"servers: {servers}"),
     )
-    err.print(
-        "try:  paxctl create /hello world && paxctl get /hello   (from this directory)",
-        soft_wrap=True,
-    )
-    err.print(f"      or anywhere with  PAXCTL_SERVERS={servers}", soft_wrap=True)
+    if os.path.abspath(directory) == os.path.abspath(CLUSTER_DIR):
+        err.print(
+            "try:  paxctl create /hello world && paxctl get /hello   (from this directory)",
+            soft_wrap=True,
+        )
+        err.print(f"      or anywhere with  PAXCTL_SERVERS={servers}", soft_wrap=True)
+    else:  # client commands find ./.paxctl by themselves, not another --dir
+        err.print(f"try:  export PAXCTL_SERVERS={servers}", soft_wrap=True)
+        err.print("      paxctl create /hello world && paxctl get /hello", soft_wrap=True)
 
 
 def _connect_string(doc: dict[str, Any]) -> str:
@@ -593,9 +597,28 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
     else:
         start_over = _start_over(directory)
         cluster_checks.refuse_taken(directory, doc, {node_id}, False, saved_base(doc), start_over)
+        log_path = _paths(directory, node_id)[1]
+        mark = os.path.getsize(log_path) if os.path.exists(log_path) else 0
         pid = _start_node(directory, doc, member)
+        _await_answer(directory, member, mark)
         _err().print(f"started node {node_id} (pid {pid})")
     out.emit({"id": node_id, "pid": pid}, lambda: None)
+
+
+def _await_answer(directory: str, member: dict[str, Any], mark: int, wait: float = 10.0) -> None:
+    """Wait until a node just started answers as our process. A node that refuses to start
+    (damaged files, a port taken) exits at once: say why from its log (exit 5), rather than
+    report it started."""
+    deadline = time.monotonic() + wait
+    while (ours := _answers_as_ours(directory, member)) is None:
+        if time.monotonic() >= deadline:
+            _err().print(f"node {member['id']} started but does not answer yet; see its log")
+            return
+        time.sleep(0.05)
+    if not ours:
+        why = _why_dead(directory, [member["id"]], {member["id"]: mark})
+        click.echo(f"paxctl: node {member['id']} did not start: {why}", err=True)
+        sys.exit(exits.UNAVAILABLE)
 
 
 @cluster.command("stop")

@@ -180,6 +180,46 @@ def test_restarting_a_node_whose_port_was_taken_meanwhile_names_the_holder(clust
         cluster.wait_healthy()
 
 
+def test_starting_a_node_that_refuses_to_run_says_why_instead_of_started(cluster):
+    """A node whose metadata is damaged exits at once; `cluster start` must not say "started"."""
+    where = str(cluster.directory)
+    cluster.wait_healthy()
+    stop = cluster.paxctl("cluster", "stop", "3", "--dir", where)
+    assert stop.returncode == 0, stop.stderr
+    meta = cluster.directory / "node-3" / "meta"
+    saved = meta.read_bytes()
+    damaged = bytearray(saved)
+    damaged[-1] ^= 0xFF  # the record's checksum no longer matches
+    meta.write_bytes(bytes(damaged))
+    try:
+        done = cluster.paxctl("cluster", "start", "3", "--dir", where)
+        assert done.returncode == exits.UNAVAILABLE, done.stderr
+        line = one_line(done.stderr)
+        assert line.startswith("paxctl: node 3 did not start: "), line
+        assert "metadata record is damaged" in line and "started node" not in line, line
+    finally:
+        meta.write_bytes(saved)
+        restarted = cluster.up()
+        assert restarted.returncode == 0, restarted.stderr
+        cluster.wait_healthy()
+
+
+def test_up_in_another_dir_suggests_what_works_from_here(cluster, tmp_path: Path):
+    """With --dir, client commands do not find the cluster by themselves: the hint must not
+    say "from this directory", and what it does say must work."""
+    done = cluster.up()
+    assert done.returncode == 0, done.stderr
+    assert "from this directory" not in done.stderr
+    export = re.search(r"export PAXCTL_SERVERS=(\S+)", done.stderr)
+    assert export, done.stderr
+    env = {**os.environ, "PAXCTL_SERVERS": export.group(1)}
+    made = subprocess.run(
+        paxctl_argv("create", "/hint-works", "x"), cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+
 # ------------------------------------------------------------------ item 11: a second cluster
 
 
