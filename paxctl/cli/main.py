@@ -142,7 +142,7 @@ def cli(ctx: click.Context, verbose: int, servers: str | None) -> None:
 
 
 @cli.command()
-@click.argument("shell", type=click.Choice(SHELLS))
+@click.argument("shell", type=click.Choice(SHELLS), metavar="SHELL")
 def completion(shell: str) -> None:
     """Print the completion script for SHELL (bash, zsh or fish).
 
@@ -212,7 +212,14 @@ def run(args: list[str] | None = None, obj: object = None) -> int:
     """
     try:
         result = cli.main(args=args, prog_name="paxctl", standalone_mode=False, obj=obj)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `paxctl cluster`: its help, no error
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else "")
+        return exits.OK
     except click.ClickException as exc:
+        if isinstance(exc, click.UsageError) and exc.ctx is None:
+            # click leaves out the context for "Option '-c' requires an argument": find the
+            # command from the words, so the line names it as every other usage error does
+            exc.ctx = _context_of(sys.argv[1:] if args is None else args, obj)
         return errors.show(exc)
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -223,6 +230,20 @@ def run(args: list[str] | None = None, obj: object = None) -> int:
         code = exc.code
         return code if type(code) is int else (exits.OK if code is None else exits.INTERNAL)
     return result if type(result) is int else exits.OK
+
+
+def _context_of(args: list[str], obj: object) -> click.Context:
+    """A context for the deepest command that ``args`` name (for an error's command path)."""
+    ctx = click.Context(cli, info_name="paxctl", obj=obj)
+    command: click.Command = cli
+    for word in args:
+        if word == "--" or not isinstance(command, click.Group):
+            break
+        sub = command.get_command(ctx, word) if not word.startswith("-") else None
+        if sub is not None:
+            command = sub
+            ctx = click.Context(sub, info_name=word, parent=ctx)
+    return ctx
 
 
 def main() -> None:

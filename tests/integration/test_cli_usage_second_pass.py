@@ -251,3 +251,34 @@ def test_set_and_rm_take_their_version_as_capital_v(cluster, tmp_path):
     assert paxctl("rm", "/i12-cas", "-V", "2", "-s", servers, cwd=tmp_path).returncode == 0
     help_text = paxctl("set", "--help", cwd=tmp_path).stdout
     assert "-V, --version VERSION" in help_text, help_text
+
+
+@pytest.mark.parametrize("group", ["cluster", "node"])
+def test_a_group_without_its_command_prints_its_help_and_succeeds(tmp_path, group):
+    """As bare `paxctl`: help on stdout, not the whole help folded into an error line."""
+    done = paxctl(group, cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith(f"Usage: paxctl {group} [OPTIONS] COMMAND")
+
+
+@pytest.mark.parametrize(
+    ("args", "where", "option"),
+    [
+        (["get", "/", "--timeout"], "paxctl get", "--timeout"),
+        (["lock", "-c"], "paxctl lock", "-c"),
+        (["-s", "127.0.0.1:1", "elect", "--ttl"], "paxctl elect", "--ttl"),
+        (["cluster", "up", "--wait"], "paxctl cluster up", "--wait"),
+    ],
+)
+def test_an_option_missing_its_value_names_the_command(tmp_path, args, where, option):
+    done = paxctl(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == (
+        f"{where}: Option '{option}' requires an argument. (see: {where} --help)"
+    )
+
+
+def test_an_unknown_shell_is_named_as_shell(tmp_path):
+    done = paxctl("completion", "tcsh", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Invalid value for 'SHELL'" in one_line(done.stderr)
