@@ -33,7 +33,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from paxctl.client.addresses import parse_servers
+from paxctl.client.addresses import format_server, parse_servers
 from paxctl.client.connection import (
     ClientError,
     Connection,
@@ -378,7 +378,8 @@ class Client:
             if left <= 0:
                 if write and maybe_sent:
                     raise Indeterminate(f"write outcome unknown after {self.timeout}s ({last})")
-                raise Unavailable(f"no server could serve the request ({last})")
+                tried = ", ".join(format_server(server) for server in self.servers)
+                raise Unavailable(f"no answer within {self.timeout:g} s from {tried} ({last})")
             try:
                 conn = await asyncio.wait_for(self._connection(), left)
                 if write and epoch is not None and epoch != self._epoch:
@@ -387,6 +388,8 @@ class Client:
                 reply = await asyncio.wait_for(conn.request(req), min(left, ATTEMPT_TIMEOUT))
             except (TimeoutError, OSError, ConnectionLost) as exc:
                 last = f"{type(exc).__name__} {exc}".strip()
+                if isinstance(exc, TimeoutError):
+                    last = "no reply in time"
                 if isinstance(exc, Refused):
                     refused[exc.server] = exc.reason
                 else:  # slow, or reached: this server may yet answer

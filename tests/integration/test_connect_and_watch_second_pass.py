@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -156,3 +157,17 @@ def test_the_notices_are_in_the_readme_output_table():
     text = (Path(__file__).parents[2] / "README.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| `watch` |"))
     assert '"disconnected"' in row and '"connected"' in row and '"server"' in row
+
+
+def test_a_server_that_never_answers_is_named_with_the_timeout(tmp_path):
+    """Reached but silent (a frozen node): retried until --timeout, then one line that names
+    the servers tried and says it ran out of time."""
+    with socket.socket() as silent:
+        silent.bind((HOST, 0))
+        silent.listen(8)  # the kernel accepts; nobody ever reads or answers
+        port = silent.getsockname()[1]
+        done = run_paxctl("get", "/", "-s", f"{HOST}:{port}", "--timeout", "1", cwd=tmp_path)
+    assert done.returncode == exits.UNAVAILABLE, done.stderr
+    assert done.stderr.strip() == (
+        f"paxctl: Unavailable: no answer within 1 s from {HOST}:{port} (no reply in time)"
+    )
