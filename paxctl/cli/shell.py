@@ -56,7 +56,7 @@ PROCESS_COMMANDS = frozenset(
 )
 
 BUILTIN_HELP = {
-    "cd": ("cd [PATH]", "Change the current znode (alone: /; cd -: the previous one)."),
+    "cd": ("cd [PATH|-]", "Change the current znode (alone: /; cd -: the previous one)."),
     "pwd": ("pwd", "Print the current znode."),
     "watches": ("watches", "List this shell's watches."),
     "unwatch": ("unwatch ID...", "Stop watches (`watches` lists their ids)."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -209,3 +210,13 @@ def test_the_readme_names_every_planted_bug():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in choices.choices if f"`{name}`" not in readme]
     assert not missing, f"README.md does not name the planted bugs {missing}"
+
+
+def test_the_readme_says_which_shell_commands_run_as_a_child():
+    from paxctl.cli.shell import BUILTIN_HELP, PROCESS_COMMANDS
+
+    readme = (ROOT / "README.md").read_text()
+    inside = readme[readme.index("- **Inside**:") :].split("\n- **", 1)[0]
+    children = inside[inside.index("shell's session;") : inside.index("run as a child")]
+    assert sorted(PROCESS_COMMANDS) == sorted(re.findall(r"`([a-z-]+)`", children))
+    assert f"`{BUILTIN_HELP['cd'][0]}`" in inside  # the builtins' usage, as `help` shows it
