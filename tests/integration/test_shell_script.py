@@ -154,7 +154,7 @@ def test_commands_that_own_the_process_run_as_a_child_on_the_same_servers(server
 def test_help_lists_commands_and_builtins(servers):
     done = shell(servers, "help\nhelp cd\nhelp get\n")
     assert done.returncode == 0, done.stderr
-    for word in ("create", "watch", "lock", "cd [PATH]", "unwatch ID", "Usage: paxctl get"):
+    for word in ("create", "watch", "lock", "cd [PATH|-]", "unwatch ID", "Usage: paxctl get"):
         assert word in done.stdout
 
 
