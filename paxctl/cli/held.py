@@ -8,7 +8,7 @@ session, and so cannot give the lock to anyone else, before ``s + T`` (see
 ``M = 0.5 s + 2% of T`` (slack for the reply of the session's opening, clock rates of two hosts,
 and the moment between SIGKILL and the process's end); SIGTERM goes at ``deadline - G``
 (``--kill-grace``) and SIGKILL at the deadline, from paxctl and from a watchdog process that
-works even while paxctl is stopped or dead (``paxctl.cli.supervise``). Every acknowledged ping
+works even while paxctl is stopped or dead (``paxctl.recipes.supervise``). Every acknowledged ping
 moves the deadline; a healthy session must never reach it, which needs ``G + M + P < T``
 (otherwise a usage error that shows the numbers).
 """
@@ -28,7 +28,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from paxctl.cli import exits
-from paxctl.cli.supervise import Supervisor
+from paxctl.recipes.supervise import Supervisor
 from paxctl.client import Client, ClientError
 from paxctl.recipes import ContenderLost
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from paxctl.cli.supervise import Supervisor, exit_status
-from paxctl.cli.watchdog import group_alive
+from paxctl.recipes.supervise import Supervisor, exit_status
+from paxctl.recipes.watchdog import group_alive
 
 
 def run(argv, deadline_in=None, grace=0.3):
@@ -69,7 +69,7 @@ def test_the_lock_is_held_until_the_whole_group_is_gone():
 HOLDER = textwrap.dedent(
     """
     import asyncio, os, sys, time
-    from paxctl.cli.supervise import Supervisor
+    from paxctl.recipes.supervise import Supervisor
 
     async def main():
         sup = Supervisor(float(sys.argv[2]))

@@ -4,7 +4,7 @@ The command runs in its own process group with the given environment; SIGINT, SI
 SIGHUP sent to paxctl are forwarded to the group. ``extend(deadline)`` says until when the lock
 is certainly held (on the monotonic clock). At ``deadline - grace`` the group gets SIGTERM and
 at ``deadline`` SIGKILL, both from paxctl itself and, as a backup that works even while paxctl
-is stopped or dead, from a watchdog process (``paxctl.cli.watchdog``).
+is stopped or dead, from a watchdog process (``paxctl.recipes.watchdog``).
 
 The timing rule ``paxctl lock`` relies on: with a session timeout ``T``, a ping interval ``P``
 and the send time ``s`` of the last acknowledged ping, the cluster cannot expire the session
@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from paxctl.cli.watchdog import group_alive
+from paxctl.recipes.watchdog import group_alive
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -60,7 +60,7 @@ class Supervisor:
         before the error goes up, so a lock is never released with the command still alive.
         """
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-m", "paxctl.cli.watchdog", "0", str(self.grace)],
+            [sys.executable, "-m", "paxctl.recipes.watchdog", "0", str(self.grace)],
             stdin=subprocess.PIPE,
             start_new_session=True,  # job control (Ctrl-Z) and our signals do not reach it
         )
