@@ -396,7 +396,7 @@ async def run_slot(client: Client, req: Request, stop: Stop) -> int:
     if won is None:
         return req.skipped_exit_code
     guard = Guard(client, lost, req.timing) if req.retry else None
-    if stop.event.is_set() or (guard is not None and not await guard.wait_trusted(stop)):
+    if stop.event.is_set() or (guard is not None and not await guard.wait_trusted(stop.event)):
         with contextlib.suppress(ClientError, ZnodeError):  # CMD never ran: free the slot
             await client.multi([Delete(f"{record}/{RUNNING}"), Delete(record, won.version)])
         return stop.status if stop.event.is_set() else exits.SESSION_LOST

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
+from paxctl.recipes import watchdog
 from paxctl.recipes.watchdog import group_alive
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -35,10 +36,13 @@ def exit_status(returncode: int) -> int:
 
 
 class Supervisor:
-    """One command under a deadline; see the module docstring."""
+    """One command under a deadline; see the module docstring. Without ``forward_signals``
+    (e.g. off the main thread, where no signal handler can be set) our signals are not
+    forwarded and the command does not get the terminal's foreground."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, *, forward_signals: bool = True) -> None:
         self.grace = grace
+        self.forward_signals = forward_signals
         self.proc: asyncio.subprocess.Process | None = None
         self.pgid = 0
         self.started_at = 0.0
@@ -60,7 +64,7 @@ class Supervisor:
         before the error goes up, so a lock is never released with the command still alive.
         """
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-m", "paxctl.recipes.watchdog", "0", str(self.grace)],
+            [sys.executable, "-I", watchdog.__file__, "0", str(self.grace)],
             stdin=subprocess.PIPE,
             start_new_session=True,  # job control (Ctrl-Z) and our signals do not reach it
         )
@@ -79,11 +83,12 @@ class Supervisor:
             self._tell_watchdog(f"pgid {self.pgid}\n")
             if deadline is not None:
                 self.extend(deadline)
-            self._give_terminal()
-            loop = asyncio.get_running_loop()
-            for sig in FORWARDED:
-                loop.add_signal_handler(sig, self.forward, sig)
-                self._signals.append(sig)
+            if self.forward_signals:
+                self._give_terminal()
+                loop = asyncio.get_running_loop()
+                for sig in FORWARDED:
+                    loop.add_signal_handler(sig, self.forward, sig)
+                    self._signals.append(sig)
         except BaseException:
             self.forward(signal.SIGKILL)
             await self.proc.wait()
