@@ -23,9 +23,10 @@ from paxctl.cli.output import (
     hexdump,
     iso_ms,
     output_options,
+    progress,
     table,
 )
-from paxctl.cli.subtree import child_path, delete_tree, listing
+from paxctl.client.subtree import KEPT_BY_ROOT, child_path, delete_tree, listing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -292,7 +293,11 @@ def rm(
     path = absolute(path)
     with connect(servers, timeout) as client:
         if recursive:
-            deleted = delete_tree(client, path)
+            if path == "/":
+                click.echo(f"paxctl: keeping {KEPT_BY_ROOT} (locks, elections, run-once "
+                           f"records); rm -r {KEPT_BY_ROOT} deletes it", err=True)  # fmt: skip
+            with progress(f"deleting {path}") as bar:
+                deleted = delete_tree(client, path, bar.update)
         else:
             client.delete(path, version, fence=guard)
             deleted = [path]
