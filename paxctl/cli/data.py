@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from paxctl.cli.connect import complete_path, connection_options, local_option
+from paxctl.cli.connect import client_options, complete_path, local_option
 from paxctl.cli.context import absolute, connect, shell_context
 from paxctl.cli.names import parse_fence
 from paxctl.cli.output import (
@@ -22,18 +22,12 @@ from paxctl.cli.output import (
     data_fields,
     hexdump,
     iso_ms,
-    output_options,
     progress,
     table,
 )
 from paxctl.client.subtree import KEPT_BY_ROOT, child_path, delete_tree, listing
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def client_options(func: F) -> F:
-    """The connection options and the output format (``out: Output``)."""
-    return connection_options()(output_options(func))
 
 
 def version_option(help: str) -> Callable[[F], F]:
