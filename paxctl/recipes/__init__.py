@@ -48,7 +48,7 @@ from paxctl.recipes.errors import (
     RecipeError,
     TimingError,
 )
-from paxctl.recipes.lock import Lock, ReadLock, ReadWriteLock, WriteLock
+from paxctl.recipes.lock import Lock, LockStatus, ReadLock, ReadWriteLock, WriteLock, lock_status
 from paxctl.recipes.semaphore import Semaphore
 
 __all__ = [
@@ -62,10 +62,12 @@ __all__ = [
     "Leader",
     "LimitMismatch",
     "Lock",
+    "LockStatus",
     "ReadLock",
     "ReadWriteLock",
     "RecipeError",
     "Semaphore",
     "TimingError",
     "WriteLock",
+    "lock_status",
 ]
