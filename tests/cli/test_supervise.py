@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from paxctl.recipes import watchdog
 from paxctl.recipes.supervise import Supervisor, exit_status
 from paxctl.recipes.watchdog import group_alive
 
@@ -156,3 +157,27 @@ def test_grandchildren_keep_being_guarded_after_the_leader_exits():
     sup, code = asyncio.run(go())
     assert code == 0 and not sup.killed_for_deadline
     assert sup.ended_at - sup.started_at >= 1.2
+
+
+def test_the_watchdog_is_started_isolated_and_imports_no_paxctl():
+    """It starts by file with ``python -I``: as ``-m paxctl.recipes.watchdog`` it would import
+    the recipes package and the client first (and runpy would warn on stderr)."""
+
+    async def go():
+        sup = Supervisor(0.3)
+        await sup.start(["true"], os.environ, time.monotonic() + 5)
+        assert sup._watchdog is not None
+        args = list(sup._watchdog.args)
+        await sup.wait()
+        return args
+
+    assert asyncio.run(go())[:3] == [sys.executable, "-I", watchdog.__file__]
+    proc = subprocess.run(
+        [sys.executable, "-I", "-X", "importtime", watchdog.__file__, "0", "0.1"],
+        input=b"done\n",
+        capture_output=True,
+        timeout=10,
+    )
+    assert proc.returncode == 0
+    modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.decode().splitlines()]
+    assert modules and not [m for m in modules if m.startswith("paxctl")]
