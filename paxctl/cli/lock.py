@@ -2,9 +2,9 @@
 
 The lock of NAME is the queue of ephemeral-sequential children of ``/paxctl/locks/NAME``
 (``paxctl.recipes.Lock``; ``-s`` a read lock, ``--limit N`` a semaphore). CMD runs only while
-the lock is certainly held: see ``paxctl.cli.held`` for the timing rule that kills it before the
-cluster can give the lock to anyone else, and ``paxctl.recipes.supervise`` for the process group and
-the watchdog.
+the lock is certainly held: see ``paxctl.recipes.held`` for the timing rule that kills it before
+the cluster can give the lock to anyone else, and ``paxctl.recipes.supervise`` for the process
+group and the watchdog; ``paxctl.cli.held`` for what the commands share on the command line.
 
 Click cannot have both ``paxctl lock NAME CMD`` and a subcommand ``status`` in one group
 (``status`` would be taken for NAME), so ``lock`` is one command that hands a line starting
