@@ -71,3 +71,98 @@ def test_the_server_logic_the_simulator_shares_does_no_io():
             assert mod.split(".")[0] not in FORBIDDEN_IN_PURE, f"{path} imports {mod}"
             for shell in ("server.node_server", "server.client_service", "server.transport"):
                 assert not mod.startswith(f"paxctl.{shell}"), f"{path} imports {mod}"
+
+
+#: The command line's own third-party libraries: the library layers must not need them.
+CLI_ONLY = ("click", "rich", "prompt_toolkit")
+
+
+def test_the_library_imports_nothing_of_the_command_line():
+    """recipes/ and client/ are for Python users too: no click, rich or prompt_toolkit, and
+    nothing from cli/ (what a command line shows is decided there, from the library's results
+    and errors)."""
+    checked = 0
+    for layer in ("recipes", "client"):
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            checked += 1
+            for mod in runtime_imports(path):  # at the top or inside a function
+                assert mod.split(".")[0] not in CLI_ONLY, f"{path} imports {mod}"
+                assert mod.split(".")[:2] != ["paxctl", "cli"], f"{path} imports {mod}"
+    assert checked >= 10
+
+
+def cli_import_graph() -> dict[str, set[str]]:
+    """cli module -> the cli modules it imports (at the top or inside a function; imports
+    under ``if TYPE_CHECKING:`` are not run and do not count)."""
+    names = {path.stem for path in (ROOT / "cli").glob("*.py")} - {"__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in sorted(names):
+        tree = ast.parse((ROOT / "cli" / f"{name}.py").read_text())
+        skip: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+        deps: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "paxctl.cli":
+                modules = [f"paxctl.cli.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for mod in modules:
+                parts = mod.split(".")
+                if parts[:2] == ["paxctl", "cli"] and len(parts) > 2 and parts[2] in names:
+                    deps.add(parts[2])
+        graph[name] = deps - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` (its modules in import order, the first repeated), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)) is not None:
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)) is not None:
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"b"}}) is None
+
+
+def test_no_import_cycles_in_the_command_line():
+    graph = cli_import_graph()
+    assert {"main", "lock", "held", "data"} <= set(graph)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle in paxctl/cli: " + " -> ".join(cycle or [])
+
+
+def test_the_command_line_is_at_most_a_third_of_paxctl():
+    """Parsing and rendering only: what a Python user could want lives in the library."""
+
+    def lines(paths: list[Path]) -> int:
+        return sum(len(path.read_text().splitlines()) for path in paths)
+
+    cli = lines(sorted((ROOT / "cli").rglob("*.py")))
+    total = lines(sorted(ROOT.rglob("*.py")))
+    assert 3 * cli <= total, f"cli/ has {cli} of paxctl's {total} lines"

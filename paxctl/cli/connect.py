@@ -9,7 +9,18 @@ from typing import Any, TypeVar
 
 import click
 
+from paxctl.cli import exits
+from paxctl.cli.output import output_options
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BadInvocation(click.ClickException):
+    """A usage error (exit 2) that is not about the command's syntax, so its line carries no
+    "see --help" pointer: a bad server address, from an option or the environment."""
+
+    exit_code = exits.USAGE
+
 
 CLUSTER_DIR = ".paxctl"
 CLUSTER_FILE = "cluster.json"
@@ -37,7 +48,6 @@ GLOBAL_SERVERS = "paxctl.servers"
 def check_servers(servers: str, source: str) -> str:
     """``servers`` if it is a valid connect string; else a usage error (exit 2) that names
     where it came from, not an internal error from deep in the client."""
-    from paxctl.cli.errors import BadInvocation
     from paxctl.client.addresses import parse_servers
 
     try:
@@ -146,3 +156,8 @@ def complete_path(ctx: click.Context, param: click.Parameter, incomplete: str) -
         for name in sorted(listed["children"])
         if name.startswith(stem)
     ]
+
+
+def client_options(func: F) -> F:
+    """The connection options and the output format (``out: Output``)."""
+    return connection_options()(output_options(func))

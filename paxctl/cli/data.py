@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from paxctl.cli.connect import complete_path, connection_options, local_option
+from paxctl.cli.connect import client_options, complete_path, local_option
 from paxctl.cli.context import absolute, connect, shell_context
 from paxctl.cli.names import parse_fence
 from paxctl.cli.output import (
@@ -22,17 +22,12 @@ from paxctl.cli.output import (
     data_fields,
     hexdump,
     iso_ms,
-    output_options,
+    progress,
     table,
 )
-from paxctl.cli.subtree import child_path, delete_tree, listing
+from paxctl.client.subtree import KEPT_BY_ROOT, child_path, delete_tree, listing
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def client_options(func: F) -> F:
-    """The connection options and the output format (``out: Output``)."""
-    return connection_options()(output_options(func))
 
 
 def version_option(help: str) -> Callable[[F], F]:
@@ -292,7 +287,11 @@ def rm(
     path = absolute(path)
     with connect(servers, timeout) as client:
         if recursive:
-            deleted = delete_tree(client, path)
+            if path == "/":
+                click.echo(f"paxctl: keeping {KEPT_BY_ROOT} (locks, elections, run-once "
+                           f"records); rm -r {KEPT_BY_ROOT} deletes it", err=True)  # fmt: skip
+            with progress(f"deleting {path}") as bar:
+                deleted = delete_tree(client, path, bar.update)
         else:
             client.delete(path, version, fence=guard)
             deleted = [path]

@@ -6,6 +6,7 @@ users need not run paxctl to get them; a test regenerates them and fails when th
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import textwrap
@@ -319,6 +320,77 @@ def generated_files(cli: click.Group) -> dict[str, str]:
     files = {f"completions/paxctl.{shell}": completion_script(cli, shell) for shell in SHELLS}
     files["man/paxctl.1"] = man_page(cli)
     return files
+
+
+def root_command() -> click.Group:
+    """``paxctl`` itself, for the commands below (run under it, as every subcommand)."""
+    root = click.get_current_context().find_root().command
+    assert isinstance(root, click.Group)
+    return root
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(SHELLS), metavar="SHELL")
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL (bash, zsh or fish).
+
+    For bash: eval "$(paxctl completion bash)" in ~/.bashrc, or install the committed
+    completions/paxctl.bash.
+    """
+    click.echo(completion_script(root_command(), shell), nl=False)
+
+
+def default_man_dir() -> str:
+    """PREFIX/share/man: where ``pip install .`` puts the page (pyproject's data-files), and
+    where man-db looks for the pages of a PREFIX/bin on $PATH (a venv's too)."""
+    import sysconfig
+
+    return os.path.join(sysconfig.get_path("data"), "share", "man")
+
+
+@click.command("man")
+@click.option(
+    "--install",
+    is_flag=True,
+    help="Write the page where `man paxctl` finds it (for `pip install -e`, which does not).",
+)
+@click.option(
+    "--man-dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="With --install: the man directory to write man1/paxctl.1 in "
+    "(default: PREFIX/share/man of this Python, next to its bin/paxctl).",
+)
+def man_(install: bool, man_dir: str | None) -> None:
+    """Show paxctl's manual page; piped, print its roff source.
+
+    `man paxctl` finds the page after `pip install .`; after `pip install -e .` run
+    `paxctl man --install` once (or use `paxctl man`).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    page = man_page(root_command())
+    if install:
+        target = Path(man_dir or default_man_dir()) / "man1" / "paxctl.1"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(page)
+        except OSError as exc:
+            raise click.ClickException(f"{target}: {exc.strerror}") from None
+        click.echo(f"wrote {target}", err=True)
+        return
+    viewer = shutil.which("man")
+    if not (sys.stdout.isatty() and viewer):
+        click.echo(page, nl=False)
+        return
+    with tempfile.NamedTemporaryFile("w", prefix="paxctl-", suffix=".1") as f:
+        f.write(page)
+        f.flush()
+        code = subprocess.run([viewer, "-l", f.name], check=False).returncode
+    if code:
+        raise SystemExit(code)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 The election of NAME is the queue of ephemeral-sequential children of
 ``/paxctl/elections/NAME``; each candidate's node holds the value it proclaims, and the first
-one leads. A leader's CMD runs under the same guard as ``paxctl lock``'s (``paxctl.cli.held``):
+one leads. A leader's CMD runs under the same guard as ``paxctl lock``'s (``paxctl.recipes.held``):
 stopped before the cluster can elect anyone else. Its fence is exported as
 ``PAXCTL_FENCE=/paxctl/elections/NAME:TOKEN`` (the path form ``--fence`` accepts).
 """

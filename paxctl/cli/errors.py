@@ -19,13 +19,6 @@ from paxctl.client import ClientError
 from paxctl.statemachine.errors import ZnodeError
 
 
-class BadInvocation(click.ClickException):
-    """A usage error (exit 2) that is not about the command's syntax, so its line carries no
-    "see --help" pointer: a bad server address, from an option or the environment."""
-
-    exit_code = exits.USAGE
-
-
 def exit_code_for(exc: ZnodeError | ClientError) -> int:
     fallback = exits.UNAVAILABLE if isinstance(exc, ClientError) else exits.INTERNAL
     return exits.BY_ERROR_CODE.get(exc.code, fallback)

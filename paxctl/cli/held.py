@@ -1,81 +1,54 @@
-"""What ``paxctl lock``, ``elect`` and ``run-once`` share: the timing rule, the ``--`` before a
-command, signals, and running a command only for as long as a lock is certainly held.
+"""What ``paxctl lock``, ``elect`` and ``run-once`` share on the command line: the ``--ttl``
+and ``--kill-grace`` options, the ``--`` before a command, paxctl's own signals, and the
+messages and exit statuses of running a command while a lock is held.
 
-The timing rule. With a session timeout ``T`` (``--ttl``), a ping every ``P = T/5`` seconds and
-``s`` the send time of the last ping the cluster acknowledged, the cluster cannot expire the
-session, and so cannot give the lock to anyone else, before ``s + T`` (see
-``paxctl.server.liveness``). The command's deadline is ``s + T - M`` with the margin
-``M = 0.5 s + 2% of T`` (slack for the reply of the session's opening, clock rates of two hosts,
-and the moment between SIGKILL and the process's end); SIGTERM goes at ``deadline - G``
-(``--kill-grace``) and SIGKILL at the deadline, from paxctl and from a watchdog process that
-works even while paxctl is stopped or dead (``paxctl.cli.supervise``). Every acknowledged ping
-moves the deadline; a healthy session must never reach it, which needs ``G + M + P < T``
-(otherwise a usage error that shows the numbers).
+The holding itself, with its timing rule (the command's deadline ``s + TTL - margin``, SIGTERM
+``--kill-grace`` before it), is library logic: ``paxctl.recipes.held`` (and
+``paxctl.recipes.supervise`` for the process group and the watchdog).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import click
 
 from paxctl.cli import exits
-from paxctl.cli.supervise import Supervisor
 from paxctl.client import Client, ClientError
-from paxctl.recipes import ContenderLost
+from paxctl.recipes import HoldLost, TimingError
+from paxctl.recipes import held as lib
+from paxctl.recipes.held import DEFAULT_KILL_GRACE, DEFAULT_TTL, Guard, Outcome, command_env, first
+
+#: Re-exported for the commands: the library's pieces they use as they are.
+__all__ = ["Guard", "Outcome", "command_env", "first"]
 
 T = TypeVar("T")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-#: ``--ttl`` and ``--kill-grace`` defaults (seconds).
-DEFAULT_TTL = 10.0
-DEFAULT_KILL_GRACE = 5.0
-
-#: How often the deadline is moved along with the acknowledged pings (and a loss noticed).
-POLL = 0.05
-
 
 # ------------------------------------------------------------------ timing
 
 
-@dataclass(frozen=True)
-class Timing:
-    """The numbers of the timing rule (module docstring) for one session timeout."""
-
-    ttl: float
-    grace: float
-
-    @property
-    def margin(self) -> float:
-        return 0.5 + 0.02 * self.ttl
-
-    @property
-    def ping(self) -> float:
-        return self.ttl / 5
+class Timing(lib.Timing):
+    """The library's timing rule, its violation a usage error naming the options."""
 
     def check(self, granted: float | None = None) -> None:
-        """``UsageError`` unless ``grace + margin + ping < T`` (for the granted timeout, if the
-        cluster clamped the one asked for)."""
-        ttl = self.ttl if granted is None else granted
-        margin = 0.5 + 0.02 * ttl
-        total = self.grace + margin + self.ping
-        if total < ttl:
-            return
-        what = "--ttl" if granted is None else "the session timeout the cluster granted"
-        raise click.UsageError(
-            f"--kill-grace {self.grace:g}s + margin {margin:g}s + ping interval "
-            f"{self.ping:g}s = {total:g}s must be less than {what} ({ttl:g}s): "
-            "lower --kill-grace or raise --ttl"
-        )
+        try:
+            super().check(granted)
+        except TimingError as exc:
+            what = "--ttl" if granted is None else "the session timeout the cluster granted"
+            raise click.UsageError(
+                f"--kill-grace {exc.grace:g}s + margin {exc.margin:g}s + ping interval "
+                f"{exc.ping:g}s = {exc.total:g}s must be less than {what} ({exc.ttl:g}s): "
+                "lower --kill-grace or raise --ttl"
+            ) from None
 
 
 def timing_options(held: str, lost: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -251,23 +224,6 @@ def run_with_stop(main: Callable[[Stop], Awaitable[int]]) -> int:
     return asyncio.run(runner())
 
 
-async def first(*aws: Awaitable[Any], timeout: float | None = None) -> int | None:
-    """Wait for the first of ``aws`` to finish (the others are cancelled): its index, or None
-    on timeout. An exception of the finished one is raised."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        done, _ = await asyncio.wait(tasks, timeout=timeout, return_when="FIRST_COMPLETED")
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-    for index, task in enumerate(tasks):
-        if task in done:
-            task.result()
-            return index
-    return None
-
-
 async def close_quietly(client: Client) -> None:
     with contextlib.suppress(Exception):
         await client.close()
@@ -307,72 +263,11 @@ def run_in_session(
 # ------------------------------------------------------------------ holding
 
 
-class Guard:
-    """Until when (``time.monotonic()``) a lock held through ``client``'s current session is
-    certainly ours, less the margin: None once the session is lost or replaced, or ``lost``
-    (the recipe's event) is set."""
-
-    def __init__(self, client: Client, lost: asyncio.Event, timing: Timing) -> None:
-        self.client = client
-        self.lost = lost
-        granted = client.granted_timeout or timing.ttl
-        self.margin = 0.5 + 0.02 * granted
-        self.grace = timing.grace
-        self.session = client.session_id
-
-    def deadline(self) -> float | None:
-        client = self.client
-        if self.lost.is_set() or client.session_id is None or client.session_id != self.session:
-            return None
-        valid_until = client.valid_until()
-        if valid_until is None:
-            return None
-        loop_now = asyncio.get_running_loop().time()
-        return valid_until - loop_now + time.monotonic() - self.margin
-
-    def term_at(self) -> float | None:
-        """When the command would get SIGTERM if no ping were acknowledged any more."""
-        deadline = self.deadline()
-        return None if deadline is None else deadline - self.grace
-
-    async def wait_trusted(self, stop: Stop) -> bool:
-        """Wait until a command started now would not be killed at once (a ping acknowledged
-        recently enough): True; False if the hold is lost meanwhile or a signal came."""
-        while True:
-            if stop.event.is_set() or self.lost.is_set():
-                return False
-            term_at = self.term_at()
-            if term_at is None and self.client.session_id != self.session:
-                return False
-            if term_at is not None and term_at > time.monotonic():
-                return True
-            await first(self.lost.wait(), stop.event.wait(), timeout=POLL)
-
-
 async def acquire(
     attempt: Callable[[float | None], Awaitable[bool]], wait: float | None, stop: Stop
 ) -> bool | None:
-    """Queue with ``attempt(timeout)`` (a recipe's acquire or campaign) and wait, for ever or
-    ``wait`` seconds: True once held, False if not in time, None if a signal came first. A
-    session lost while queueing (``ContenderLost``) means queueing again, at the back."""
-    loop = asyncio.get_running_loop()
-    deadline = None if wait is None else loop.time() + wait
-    while True:
-        left = None if deadline is None else max(0.0, deadline - loop.time())
-        task = asyncio.ensure_future(attempt(left))
-        stopped = asyncio.ensure_future(stop.event.wait())
-        await asyncio.wait({task, stopped}, return_when="FIRST_COMPLETED")
-        stopped.cancel()
-        if not task.done():
-            task.cancel()  # the recipe withdraws our node (shielded), then re-raises
-            with contextlib.suppress(BaseException):
-                await task
-            return None
-        try:
-            return bool(task.result())
-        except ContenderLost:
-            if deadline is not None and loop.time() >= deadline:
-                return False
+    """``paxctl.recipes.held.acquire``, stopped by our signals: None if one came first."""
+    return await lib.acquire(attempt, wait, stop.event)
 
 
 async def hold(guard: Guard, stop: Stop, what: str) -> int:
@@ -382,11 +277,7 @@ async def hold(guard: Guard, stop: Stop, what: str) -> int:
         deadline = guard.deadline()
         now = time.monotonic()
         if deadline is None or now >= deadline:
-            reason = (
-                "the session expired (or its node was deleted)"
-                if deadline is None
-                else "no contact with the cluster for too long: it could not be trusted"
-            )
+            reason = lib.EXPIRED if deadline is None else lib.UNTRUSTED
             loss_message(what, reason, None)
             return exits.SESSION_LOST
         woke = await first(stop.event.wait(), guard.lost.wait(), timeout=min(0.5, deadline - now))
@@ -394,64 +285,14 @@ async def hold(guard: Guard, stop: Stop, what: str) -> int:
             return exits.OK
 
 
-def command_env(extra: Mapping[str, str | None]) -> dict[str, str]:
-    """Our environment, with ``extra`` set (None: removed, e.g. an outer lock's fence)."""
-    env = dict(os.environ)
-    for key, value in extra.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
-
-
-@dataclass
-class Outcome:
-    status: int  # the command's exit status (128+N if killed by signal N)
-    lost: str | None  # why the hold ended under the command, if it did
-    duration: float
-
-
 async def run_held(
     argv: Sequence[str], env: Mapping[str, str], guard: Guard | None, grace: float, stop: Stop
 ) -> Outcome:
-    """Run CMD in its own process group until the whole group is gone (signals forwarded).
-
-    With a ``guard``, CMD gets SIGTERM ``grace`` seconds before the deadline and SIGKILL at it,
-    the deadline moving with every acknowledged ping; if the hold is lost (``guard.lost``), at
-    once. ``Outcome.lost`` then says why. Raises ``OSError`` if CMD cannot be started.
-    """
-    sup = Supervisor(grace)
-    deadline = guard.deadline() if guard is not None else None
-    await sup.start(argv, env, deadline)
-    lost: str | None = None
-
-    async def follow(guard: Guard) -> None:
-        nonlocal lost, deadline
-        while True:
-            if guard.lost.is_set():
-                lost = "the session expired (or its node was deleted)"
-                sup.terminate()
-                return
-            moved = guard.deadline()
-            if moved is not None and deadline is not None and moved > deadline:
-                deadline = moved
-                sup.extend(moved)
-            await first(guard.lost.wait(), timeout=POLL)
-
-    follower = asyncio.ensure_future(follow(guard)) if guard is not None else None
+    """``paxctl.recipes.held.run_held``; our signals are ours again once CMD is gone."""
     try:
-        status = await sup.wait()
+        return await lib.run_held(argv, env, guard, grace)
     finally:
-        if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-        stop.install()  # the supervisor's forwarding is gone: signals are ours again
-    overdue = deadline is not None and time.monotonic() >= deadline - grace
-    if guard is not None and lost is None and (sup.killed_for_deadline or overdue):
-        lost = "no contact with the cluster for too long: it could not be trusted"
-    return Outcome(status, lost, sup.ended_at - sup.started_at)
+        stop.install()  # the supervisor's forwarding is gone
 
 
 async def run_while_held(
@@ -462,22 +303,19 @@ async def run_while_held(
     what: str,
     stopped: int,
 ) -> int:
-    """Run CMD once the hold is trusted (``run_held``, ``extra_env`` added to its environment):
-    CMD's status; SESSION_LOST, with a message, if the hold is lost before or while it runs;
+    """Run CMD once the hold is trusted (``extra_env`` added to its environment): CMD's
+    status; SESSION_LOST, with a message, if the hold is lost before or while it runs;
     ``stopped`` if a signal comes before it starts. ``what`` names the hold in messages."""
-    if not await guard.wait_trusted(stop):
-        if stop.event.is_set():
-            return stopped
-        loss_message(what, "the session expired before CMD started", None)
-        return exits.SESSION_LOST
     try:
-        outcome = await run_held(argv, command_env(extra_env), guard, guard.grace, stop)
+        status = await lib.run_while_held(argv, guard, extra_env, stop.event)
     except OSError as exc:
         return start_failure(argv, exc)
-    if outcome.lost is not None:
-        loss_message(what, outcome.lost, outcome.status)
+    except HoldLost as exc:
+        loss_message(what, exc.reason, exc.status)
         return exits.SESSION_LOST
-    return outcome.status
+    finally:
+        stop.install()  # the supervisor's forwarding is gone: signals are ours again
+    return stopped if status is None else status
 
 
 def start_failure(argv: Sequence[str], exc: OSError) -> int:

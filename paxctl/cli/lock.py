@@ -2,9 +2,9 @@
 
 The lock of NAME is the queue of ephemeral-sequential children of ``/paxctl/locks/NAME``
 (``paxctl.recipes.Lock``; ``-s`` a read lock, ``--limit N`` a semaphore). CMD runs only while
-the lock is certainly held: see ``paxctl.cli.held`` for the timing rule that kills it before the
-cluster can give the lock to anyone else, and ``paxctl.cli.supervise`` for the process group and
-the watchdog.
+the lock is certainly held: see ``paxctl.recipes.held`` for the timing rule that kills it before
+the cluster can give the lock to anyone else, and ``paxctl.recipes.supervise`` for the process
+group and the watchdog; ``paxctl.cli.held`` for what the commands share on the command line.
 
 Click cannot have both ``paxctl lock NAME CMD`` and a subcommand ``status`` in one group
 (``status`` would be taken for NAME), so ``lock`` is one command that hands a line starting
@@ -42,8 +42,9 @@ from paxctl.cli.names import LOCKS, named
 from paxctl.cli.output import Output, Styled, iso_ms, output_options, print_json, table
 from paxctl.client import Client, ClientError, Unavailable
 from paxctl.recipes import Contender, Lock, ReadLock, RecipeError, Semaphore
-from paxctl.recipes._common import parse_object
 from paxctl.recipes._queue import Queued
+from paxctl.recipes.lock import lock_status as queue_status
+from paxctl.recipes.lock import stored_limit
 from paxctl.statemachine.errors import NoNode
 
 SHELL = "/bin/sh"
@@ -52,23 +53,6 @@ OWNER_MAX = 200
 
 
 # ------------------------------------------------------------------ lock status
-
-
-def stored_limit(data: bytes) -> int | None:
-    """The limit a semaphore's node records, or None for a plain lock's (empty) node."""
-    limit = parse_object(data).get("limit")
-    return limit if type(limit) is int and limit >= 1 else None
-
-
-def holds(queue: list[Contender], index: int, limit: int | None) -> bool:
-    """Whether the contender at ``index`` holds, by the rules of the recipes: a semaphore's
-    first ``limit``; a reader with no exclusive contender before it; else only the first."""
-    me = queue[index]
-    if me.kind == "sem" and limit is not None:
-        return index < limit
-    if me.kind == "read":
-        return all(c.kind == "read" for c in queue[:index])
-    return index == 0
 
 
 def contender_doc(c: Contender) -> dict[str, Any]:
@@ -87,17 +71,10 @@ def contender_doc(c: Contender) -> dict[str, Any]:
 
 async def lock_state(client: Client, path: str) -> dict[str, Any]:
     """Holders and waiters of the lock at ``path``, as ``lock status --json`` prints them."""
-    try:
-        data, _ = await client.get(path)
-    except NoNode:
-        data = b""
-    limit = stored_limit(data)
-    queue = await Lock(client, path).contenders()
-    holders: list[dict[str, Any]] = []
-    waiting: list[dict[str, Any]] = []
-    for index, c in enumerate(queue):
-        (holders if holds(queue, index, limit) else waiting).append(contender_doc(c))
-    return {"path": path, "limit": limit, "holders": holders, "waiting": waiting}
+    state = await queue_status(client, path)
+    holders = [contender_doc(c) for c in state.holders]
+    waiting = [contender_doc(c) for c in state.waiting]
+    return {"path": path, "limit": state.limit, "holders": holders, "waiting": waiting}
 
 
 def print_state(state: dict[str, Any]) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -13,7 +11,6 @@ import click
 from paxctl import __version__
 from paxctl.cli import errors, exits
 from paxctl.cli.connect import GLOBAL_SERVERS, check_servers
-from paxctl.cli.docs import SHELLS, completion_script, man_page
 from paxctl.cli.output import FORMATS, GLOBAL_OUTPUT, OUTPUT_HELP, set_global_output
 
 #: Every subcommand and where it lives. They are imported only when used, so a `paxctl get`
@@ -38,6 +35,8 @@ LAZY = {
     "export": "paxctl.cli.transfer:export_",
     "import": "paxctl.cli.transfer:import_",
     "shell": "paxctl.cli.shell:shell",
+    "completion": "paxctl.cli.docs:completion",
+    "man": "paxctl.cli.docs:man_",
 }
 
 
@@ -139,70 +138,6 @@ def cli(ctx: click.Context, verbose: int, servers: str | None) -> None:
         check_servers(servers, "paxctl -s/--servers")
     if ctx.invoked_subcommand is None:  # bare `paxctl`: what it can do, and no error
         click.echo(ctx.get_help())
-
-
-@cli.command()
-@click.argument("shell", type=click.Choice(SHELLS), metavar="SHELL")
-def completion(shell: str) -> None:
-    """Print the completion script for SHELL (bash, zsh or fish).
-
-    For bash: eval "$(paxctl completion bash)" in ~/.bashrc, or install the committed
-    completions/paxctl.bash.
-    """
-    click.echo(completion_script(cli, shell), nl=False)
-
-
-def default_man_dir() -> str:
-    """PREFIX/share/man: where ``pip install .`` puts the page (pyproject's data-files), and
-    where man-db looks for the pages of a PREFIX/bin on $PATH (a venv's too)."""
-    import sysconfig
-
-    return os.path.join(sysconfig.get_path("data"), "share", "man")
-
-
-@cli.command("man")
-@click.option(
-    "--install",
-    is_flag=True,
-    help="Write the page where `man paxctl` finds it (for `pip install -e`, which does not).",
-)
-@click.option(
-    "--man-dir",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="With --install: the man directory to write man1/paxctl.1 in "
-    "(default: PREFIX/share/man of this Python, next to its bin/paxctl).",
-)
-def man_(install: bool, man_dir: str | None) -> None:
-    """Show paxctl's manual page; piped, print its roff source.
-
-    `man paxctl` finds the page after `pip install .`; after `pip install -e .` run
-    `paxctl man --install` once (or use `paxctl man`).
-    """
-    import shutil
-    import subprocess
-    import tempfile
-
-    page = man_page(cli)
-    if install:
-        target = Path(man_dir or default_man_dir()) / "man1" / "paxctl.1"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(page)
-        except OSError as exc:
-            raise click.ClickException(f"{target}: {exc.strerror}") from None
-        click.echo(f"wrote {target}", err=True)
-        return
-    viewer = shutil.which("man")
-    if not (sys.stdout.isatty() and viewer):
-        click.echo(page, nl=False)
-        return
-    with tempfile.NamedTemporaryFile("w", prefix="paxctl-", suffix=".1") as f:
-        f.write(page)
-        f.flush()
-        code = subprocess.run([viewer, "-l", f.name], check=False).returncode
-    if code:
-        raise SystemExit(code)
 
 
 def run(args: list[str] | None = None, obj: object = None) -> int:

@@ -272,6 +272,11 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, total=total)
 
+    def update(self, done: int, total: int | None) -> None:
+        """The library's progress callback (``paxctl.client.subtree.Progress``)."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
 
 @contextlib.contextmanager
 def progress(description: str, total: int | None = None) -> Iterator[Progress]:

@@ -33,6 +33,7 @@ from paxctl.cli import errors, exits
 from paxctl.cli.connect import connection_options, resolve_servers
 from paxctl.cli.context import ShellContext, resolve
 from paxctl.cli.shell_streams import (
+    PROCESS_COMMANDS,
     command_streams,
     connection_options_hidden,
     fresh_line,
@@ -49,11 +50,6 @@ if TYPE_CHECKING:
     from prompt_toolkit.patch_stdout import StdoutProxy
 
     from paxctl.client import Watch
-
-#: Commands that own the process (signals, the terminal, a long hold): run as a child.
-PROCESS_COMMANDS = frozenset(
-    {"lock", "elect", "run-once", "cluster", "node", "sim", "completion", "shell"}
-)
 
 BUILTIN_HELP = {
     "cd": ("cd [PATH|-]", "Change the current znode (alone: /; cd -: the previous one)."),

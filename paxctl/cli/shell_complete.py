@@ -26,7 +26,7 @@ from prompt_toolkit.search import accept_search
 from prompt_toolkit.styles import Style
 
 from paxctl.cli.context import resolve
-from paxctl.cli.shell import PROCESS_COMMANDS as PROCESSES
+from paxctl.cli.shell_streams import PROCESS_COMMANDS as PROCESSES
 from paxctl.cli.shell_streams import SHELL_CONNECTION_OPTIONS
 
 if TYPE_CHECKING:

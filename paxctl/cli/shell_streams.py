@@ -19,6 +19,11 @@ from typing import IO, BinaryIO, cast
 
 import click
 
+#: Commands that own the process (signals, the terminal, a long hold): run as a child.
+PROCESS_COMMANDS = frozenset(
+    {"lock", "elect", "run-once", "cluster", "node", "sim", "completion", "shell"}
+)
+
 
 @contextlib.contextmanager
 def command_streams(number: int | None) -> Iterator[tuple[IO[str], IO[str]]]:

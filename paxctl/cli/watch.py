@@ -22,8 +22,7 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
-from paxctl.cli.connect import complete_path, resolve_servers
-from paxctl.cli.data import client_options
+from paxctl.cli.connect import client_options, complete_path, resolve_servers
 from paxctl.cli.output import Output
 from paxctl.client import Client, SessionState, Watch, WatchEvent
 from paxctl.client.addresses import format_server

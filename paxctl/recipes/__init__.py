@@ -29,14 +29,26 @@ What a lock does NOT do:
 Errors: ``RecipeError`` and its subclasses (``ContenderLost``, ``LimitMismatch``) are about a
 recipe's contract; the client's ``Unavailable`` (cluster unreachable, nothing done) and, for
 ``Counter.add`` only, ``Indeterminate`` pass through unchanged.
+
+Running a command under a lock: ``await lock.holding(["backup.sh"])`` (or
+``election.leading(argv)``) acquires, runs the command only while the lock is certainly held
+(killing it before the cluster could give the lock to anyone else, ``HoldLost`` then), releases,
+and returns its exit status. See ``paxctl.recipes.held`` for the timing rule and
+``paxctl.recipes.supervise`` for the process group and the watchdog.
 """
 
 from paxctl.recipes._common import Contender
 from paxctl.recipes.barrier import Barrier, DoubleBarrier
 from paxctl.recipes.counter import Counter
 from paxctl.recipes.election import Election, Leader
-from paxctl.recipes.errors import ContenderLost, LimitMismatch, RecipeError
-from paxctl.recipes.lock import Lock, ReadLock, ReadWriteLock, WriteLock
+from paxctl.recipes.errors import (
+    ContenderLost,
+    HoldLost,
+    LimitMismatch,
+    RecipeError,
+    TimingError,
+)
+from paxctl.recipes.lock import Lock, LockStatus, ReadLock, ReadWriteLock, WriteLock, lock_status
 from paxctl.recipes.semaphore import Semaphore
 
 __all__ = [
@@ -46,12 +58,16 @@ __all__ = [
     "Counter",
     "DoubleBarrier",
     "Election",
+    "HoldLost",
     "Leader",
     "LimitMismatch",
     "Lock",
+    "LockStatus",
     "ReadLock",
     "ReadWriteLock",
     "RecipeError",
     "Semaphore",
+    "TimingError",
     "WriteLock",
+    "lock_status",
 ]

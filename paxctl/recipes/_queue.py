@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 from paxctl.client import Client, Indeterminate, SessionState, Unavailable, Watch
@@ -45,6 +46,7 @@ from paxctl.recipes._common import (
     wait_watch,
 )
 from paxctl.recipes.errors import ContenderLost, RecipeError
+from paxctl.recipes.held import DEFAULT_KILL_GRACE, holding
 from paxctl.statemachine.errors import NodeExists, NoNode, SessionExpired, ZnodeError
 from paxctl.statemachine.ops import Check
 
@@ -188,6 +190,36 @@ class Queued:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.release()
+
+    async def holding(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str | None] | None = None,
+        grace: float = DEFAULT_KILL_GRACE,
+        timeout: float | None = None,
+        forward_signals: bool = True,
+    ) -> int:
+        """Run the command ``argv`` only while this is certainly held; its exit status (128+N
+        if killed by signal N).
+
+        Acquires first unless held already (for ever, or ``timeout`` seconds: ``TimeoutError``
+        if not acquired, after withdrawing) and then releases once the command and every
+        process of its group are gone; a hold taken by the caller stays held. The command
+        runs in its own process group, with our environment plus ``env`` (None removes a
+        variable), SIGINT/SIGTERM/SIGHUP forwarded to it (unless ``forward_signals`` is
+        false). If the hold can no longer be trusted (``paxctl.recipes.held``: the session
+        expired, or no ping acknowledged for too long) it gets SIGTERM, then SIGKILL
+        ``grace`` seconds later and before the cluster can give the hold to anyone else (a
+        watchdog process does it even if this one is stopped), and ``HoldLost`` is raised.
+        ``TimingError`` if ``grace`` + margin + the client's ping interval do not fit in the
+        session timeout; ``OSError`` if the command cannot be started.
+        """
+        take = None if self.held else self.acquire
+        return await holding(
+            self.client, self.lost, take, self.release, argv, env=env, grace=grace,
+            timeout=timeout, forward_signals=forward_signals,
+        )  # fmt: skip
 
     async def is_held(self) -> bool:
         """Ask the cluster: our node still exists, is our session's, and is in front."""

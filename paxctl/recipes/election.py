@@ -14,12 +14,13 @@ not woken by candidates joining or leaving the queue behind the leader.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import NamedTuple, Self
 
 from paxctl.client import Client, Watch
 from paxctl.recipes._common import check_path, child, drop, entries_from, order_names
 from paxctl.recipes.errors import ContenderLost
+from paxctl.recipes.held import DEFAULT_KILL_GRACE, holding
 from paxctl.recipes.lock import Lock
 from paxctl.statemachine.errors import NoNode
 
@@ -109,6 +110,24 @@ class Election:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.resign()
+
+    async def leading(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str | None] | None = None,
+        grace: float = DEFAULT_KILL_GRACE,
+        timeout: float | None = None,
+        forward_signals: bool = True,
+    ) -> int:
+        """Run the command ``argv`` only while we certainly lead; its exit status. Campaigns
+        first unless leading already, and resigns afterwards if it campaigned: the rules of
+        ``Lock.holding`` (``HoldLost``, ``TimeoutError``, ``TimingError``, ``OSError``)."""
+        take = None if self.is_leader else self.campaign
+        return await holding(
+            self.client, self.lost, take, self.resign, argv, env=env, grace=grace,
+            timeout=timeout, forward_signals=forward_signals,
+        )  # fmt: skip
 
     async def leader(self) -> Leader | None:
         """The current leader, or None if there are no candidates."""

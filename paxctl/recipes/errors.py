@@ -34,3 +34,32 @@ class LimitMismatch(RecipeError):
         self.path = path
         self.expected = expected
         self.actual = actual
+
+
+class HoldLost(RecipeError):
+    """A lock (or leadership) could no longer be trusted while a command ran under it, or
+    before it could start: ``Lock.holding`` and ``Election.leading`` raise it after the
+    command's whole process group is gone, so nobody else can have held it meanwhile.
+
+    ``reason`` says why (the session expired, or no ping acknowledged for too long);
+    ``status`` is the command's exit status once it was stopped, None if it never started.
+    """
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        tail = "" if status is None else f"; the command was stopped (exit status {status})"
+        super().__init__(f"{reason}{tail}")
+        self.reason = reason
+        self.status = status
+
+
+class TimingError(RecipeError, ValueError):
+    """A command cannot be guarded with these numbers: ``grace + margin + ping`` must be less
+    than the session timeout ``ttl``, or a healthy session would reach the deadline."""
+
+    def __init__(self, grace: float, margin: float, ping: float, ttl: float) -> None:
+        self.grace, self.margin, self.ping, self.ttl = grace, margin, ping, ttl
+        self.total = grace + margin + ping
+        super().__init__(
+            f"grace {grace:g}s + margin {margin:g}s + ping interval {ping:g}s = "
+            f"{self.total:g}s must be less than the session timeout ({ttl:g}s)"
+        )

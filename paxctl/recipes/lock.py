@@ -17,9 +17,12 @@ as a writer, so ``paxctl lock -s`` and ``paxctl lock`` can meet on one name.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from paxctl.client import Client
-from paxctl.recipes._common import Entry
+from paxctl.recipes._common import Contender, Entry, parse_object
 from paxctl.recipes._queue import HOLD, Queued
+from paxctl.statemachine.errors import NoNode
 
 
 class Lock(Queued):
@@ -63,3 +66,44 @@ class ReadWriteLock:
         self.path = path
         self.read = ReadLock(client, path, owner)
         self.write = WriteLock(client, path, owner)
+
+
+class LockStatus(NamedTuple):
+    """Who holds a lock (or read/write lock, or semaphore) and who waits, in queue order."""
+
+    limit: int | None  # a semaphore's, else None
+    holders: list[Contender]
+    waiting: list[Contender]
+
+
+def stored_limit(data: bytes) -> int | None:
+    """The limit a semaphore's node records, or None for a plain lock's (empty) node."""
+    limit = parse_object(data).get("limit")
+    return limit if type(limit) is int and limit >= 1 else None
+
+
+def holds(queue: list[Contender], index: int, limit: int | None) -> bool:
+    """Whether the contender at ``index`` holds, by the rules of the recipes: a semaphore's
+    first ``limit``; a reader with no exclusive contender before it; else only the first."""
+    me = queue[index]
+    if me.kind == "sem" and limit is not None:
+        return index < limit
+    if me.kind == "read":
+        return all(c.kind == "read" for c in queue[:index])
+    return index == 0
+
+
+async def lock_status(client: Client, path: str) -> LockStatus:
+    """The holders and waiters of the lock at ``path``, by the rules of the recipes; any
+    client may ask, without contending."""
+    try:
+        data, _ = await client.get(path)
+    except NoNode:
+        data = b""
+    limit = stored_limit(data)
+    queue = await Lock(client, path).contenders()
+    holders: list[Contender] = []
+    waiting: list[Contender] = []
+    for index, c in enumerate(queue):
+        (holders if holds(queue, index, limit) else waiting).append(c)
+    return LockStatus(limit, holders, waiting)

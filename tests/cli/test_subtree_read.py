@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from paxctl.cli.subtree import IN_FLIGHT, delete_tree, read_tree
+from paxctl.client.subtree import IN_FLIGHT, delete_tree, read_tree
 from paxctl.statemachine.errors import NoNode
 
 
@@ -100,7 +100,9 @@ class Deleting(Sync):
 def test_rm_r_of_the_root_keeps_paxctl_and_deletes_children_first():
     tree = {"/": b"", "/a": b"", "/a/b": b"x", "/paxctl": b"", "/paxctl/locks": b"", "/z": b""}
     sync = Deleting(FakeClient(tree, gone=set()))
-    deleted = delete_tree(sync, "/")  # type: ignore[arg-type]
+    seen: list[tuple[int, int | None]] = []
+    deleted = delete_tree(sync, "/", lambda done, total: seen.append((done, total)))  # type: ignore[arg-type]
     assert deleted == ["/z", "/a/b", "/a"] and sync.batches == [deleted]
+    assert seen == [(0, 3), (3, 3)]  # progress: before the first batch, after each
     sync = Deleting(FakeClient(tree, gone=set()))
     assert delete_tree(sync, "/paxctl") == ["/paxctl/locks", "/paxctl"]  # when named, it goes

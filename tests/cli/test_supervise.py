@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from paxctl.cli.supervise import Supervisor, exit_status
-from paxctl.cli.watchdog import group_alive
+from paxctl.recipes import watchdog
+from paxctl.recipes.supervise import Supervisor, exit_status
+from paxctl.recipes.watchdog import group_alive
 
 
 def run(argv, deadline_in=None, grace=0.3):
@@ -69,7 +70,7 @@ def test_the_lock_is_held_until_the_whole_group_is_gone():
 HOLDER = textwrap.dedent(
     """
     import asyncio, os, sys, time
-    from paxctl.cli.supervise import Supervisor
+    from paxctl.recipes.supervise import Supervisor
 
     async def main():
         sup = Supervisor(float(sys.argv[2]))
@@ -156,3 +157,27 @@ def test_grandchildren_keep_being_guarded_after_the_leader_exits():
     sup, code = asyncio.run(go())
     assert code == 0 and not sup.killed_for_deadline
     assert sup.ended_at - sup.started_at >= 1.2
+
+
+def test_the_watchdog_is_started_isolated_and_imports_no_paxctl():
+    """It starts by file with ``python -I``: as ``-m paxctl.recipes.watchdog`` it would import
+    the recipes package and the client first (and runpy would warn on stderr)."""
+
+    async def go():
+        sup = Supervisor(0.3)
+        await sup.start(["true"], os.environ, time.monotonic() + 5)
+        assert sup._watchdog is not None
+        args = list(sup._watchdog.args)
+        await sup.wait()
+        return args
+
+    assert asyncio.run(go())[:3] == [sys.executable, "-I", watchdog.__file__]
+    proc = subprocess.run(
+        [sys.executable, "-I", "-X", "importtime", watchdog.__file__, "0", "0.1"],
+        input=b"done\n",
+        capture_output=True,
+        timeout=10,
+    )
+    assert proc.returncode == 0
+    modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.decode().splitlines()]
+    assert modules and not [m for m in modules if m.startswith("paxctl")]

@@ -18,9 +18,18 @@ from typing import Any
 import pytest
 
 from paxctl.cli import exits
-from paxctl.cli.dumpfile import Conflict, Dump, DumpNode
-from paxctl.cli.subtree import IN_FLIGHT
-from paxctl.cli.transfer import Changed, apply_plan, export_subtree, read_subtree, target_steps
+from paxctl.cli.transfer import InTheWay, exporting, failures
+from paxctl.client.dump import Dump, DumpNode
+from paxctl.client.subtree import IN_FLIGHT
+from paxctl.client.transfer import (
+    Changed,
+    Conflict,
+    ImportStopped,
+    apply_plan,
+    export_subtree,
+    read_subtree,
+    target_steps,
+)
 from paxctl.statemachine.errors import DataTooLarge, MultiError, NodeExists, NoNode
 
 
@@ -311,7 +320,7 @@ def test_a_change_before_the_sync_is_simply_part_of_the_dump(tree):
 
 def test_export_reads_again_after_a_change_and_then_succeeds(tree, capsys):
     tree.before_read[3] = lambda: tree.set("/app/a/deep", b"changed meanwhile")
-    exported = export_subtree(Blocking(tree), "/app")
+    exported = exporting(Blocking(tree), "/app")  # paxctl export's: it says so on stderr
     assert DumpNode("a/deep", b"changed meanwhile") in exported.dump.nodes
     err = capsys.readouterr().err
     assert err == "paxctl: /app/a/deep changed during the export; reading /app again\n"
@@ -326,10 +335,14 @@ def test_export_gives_up_on_a_subtree_that_keeps_changing(tree, capsys):
 
     busy = Busy()
     busy.__dict__.update(tree.__dict__)
+    changed: list[str] = []
     with pytest.raises(Conflict) as caught:
-        export_subtree(Blocking(busy), "/app", attempts=3)
-    assert caught.value.exit_code == exits.CONFLICT
+        export_subtree(Blocking(busy), "/app", attempts=3, on_changed=changed.append)
     assert "kept changing during the export (3 attempts); nothing was written" in str(caught.value)
+    assert changed == ["/app/a/deep", "/app/a/deep"]  # told before each new attempt
+    with pytest.raises(InTheWay) as cli_caught:
+        exporting(Blocking(busy), "/app")
+    assert cli_caught.value.exit_code == exits.CONFLICT
     assert capsys.readouterr().err.count("reading /app again") == 2
 
 
@@ -353,9 +366,13 @@ class Recorder:
 def test_a_failed_transaction_says_how_far_the_import_got(capsys):
     nodes = [DumpNode("", b"")] + [DumpNode(f"n{i}", b"") for i in range(2500)]
     steps = target_steps(Dump("/r", 0, nodes), "/r")
+    with pytest.raises(ImportStopped) as stopped:
+        apply_plan(Recorder(fail_on=2), steps)
+    assert (stopped.value.done, stopped.value.total, stopped.value.size) == (1000, 2501, 1000)
+    assert isinstance(stopped.value.error, NodeExists)
     client = Recorder(fail_on=2)
-    with pytest.raises(NodeExists) as caught:  # the cause, as a lone create would raise it
-        apply_plan(client, steps)
+    with pytest.raises(NodeExists) as caught, failures():  # paxctl import: the cause, as a
+        apply_plan(client, steps)  # lone create would raise it
     assert str(caught.value) == "/r/n1002"
     assert len(client.calls) == 2
     err = capsys.readouterr().err

@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from paxctl.cli import exits
-from paxctl.cli.dumpfile import (
+from paxctl.cli.transfer import BadDump, failures
+from paxctl.client.dump import (
     Dump,
     DumpError,
     DumpNode,
@@ -21,7 +22,7 @@ from paxctl.cli.dumpfile import (
     under,
     write_atomically,
 )
-from paxctl.cli.transfer import Step, batches, target_steps
+from paxctl.client.transfer import Step, batches, target_steps
 from paxctl.statemachine.ops import MAX_DATA, MAX_MULTI_OPS, Multi, encode_op
 from paxctl.statemachine.paths import MAX_PATH_BYTES
 
@@ -48,7 +49,9 @@ def parse_doc(doc: object) -> Dump:
 
 def rejected(doc_or_raw: object) -> str:
     raw = doc_or_raw if isinstance(doc_or_raw, bytes) else json.dumps(doc_or_raw).encode()
-    with pytest.raises(DumpError) as caught:
+    with pytest.raises(DumpError):
+        parse_dump(raw, "dump.json")
+    with pytest.raises(BadDump) as caught, failures():  # as paxctl import reports it
         parse_dump(raw, "dump.json")
     assert caught.value.exit_code == exits.BAD_DATA
     message = caught.value.format_message()
@@ -183,8 +186,9 @@ def test_under_joins_relative_paths_below_any_root():
 def test_target_paths_too_long_for_the_cluster_are_bad_data():
     dump = Dump("/a", 0, [DumpNode("", b""), DumpNode("x" * 2000, b"")])
     assert [s.path for s in target_steps(dump, "/short")] == ["/short", "/short/" + "x" * 2000]
-    with pytest.raises(DumpError) as caught:
+    with pytest.raises(BadDump) as caught, failures():
         target_steps(dump, "/" + "y" * (MAX_PATH_BYTES - 1000))
+    assert isinstance(caught.value.__context__, DumpError)
     assert "path longer than" in caught.value.format_message()
     assert caught.value.exit_code == exits.BAD_DATA
 

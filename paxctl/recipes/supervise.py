@@ -4,7 +4,7 @@ The command runs in its own process group with the given environment; SIGINT, SI
 SIGHUP sent to paxctl are forwarded to the group. ``extend(deadline)`` says until when the lock
 is certainly held (on the monotonic clock). At ``deadline - grace`` the group gets SIGTERM and
 at ``deadline`` SIGKILL, both from paxctl itself and, as a backup that works even while paxctl
-is stopped or dead, from a watchdog process (``paxctl.cli.watchdog``).
+is stopped or dead, from a watchdog process (``paxctl.recipes.watchdog``).
 
 The timing rule ``paxctl lock`` relies on: with a session timeout ``T``, a ping interval ``P``
 and the send time ``s`` of the last acknowledged ping, the cluster cannot expire the session
@@ -24,7 +24,8 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from paxctl.cli.watchdog import group_alive
+from paxctl.recipes import watchdog
+from paxctl.recipes.watchdog import group_alive
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -35,10 +36,13 @@ def exit_status(returncode: int) -> int:
 
 
 class Supervisor:
-    """One command under a deadline; see the module docstring."""
+    """One command under a deadline; see the module docstring. Without ``forward_signals``
+    (e.g. off the main thread, where no signal handler can be set) our signals are not
+    forwarded and the command does not get the terminal's foreground."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, *, forward_signals: bool = True) -> None:
         self.grace = grace
+        self.forward_signals = forward_signals
         self.proc: asyncio.subprocess.Process | None = None
         self.pgid = 0
         self.started_at = 0.0
@@ -60,7 +64,7 @@ class Supervisor:
         before the error goes up, so a lock is never released with the command still alive.
         """
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-m", "paxctl.cli.watchdog", "0", str(self.grace)],
+            [sys.executable, "-I", watchdog.__file__, "0", str(self.grace)],
             stdin=subprocess.PIPE,
             start_new_session=True,  # job control (Ctrl-Z) and our signals do not reach it
         )
@@ -79,11 +83,12 @@ class Supervisor:
             self._tell_watchdog(f"pgid {self.pgid}\n")
             if deadline is not None:
                 self.extend(deadline)
-            self._give_terminal()
-            loop = asyncio.get_running_loop()
-            for sig in FORWARDED:
-                loop.add_signal_handler(sig, self.forward, sig)
-                self._signals.append(sig)
+            if self.forward_signals:
+                self._give_terminal()
+                loop = asyncio.get_running_loop()
+                for sig in FORWARDED:
+                    loop.add_signal_handler(sig, self.forward, sig)
+                    self._signals.append(sig)
         except BaseException:
             self.forward(signal.SIGKILL)
             await self.proc.wait()

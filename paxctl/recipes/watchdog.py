@@ -1,4 +1,8 @@
-"""A dead man's switch for a command run under a lock: ``python -m paxctl.cli.watchdog PGID GRACE``.
+"""A dead man's switch for a command run under a lock.
+
+Run as ``python -I .../paxctl/recipes/watchdog.py PGID GRACE``: ``Supervisor`` starts it by
+its file, isolated (``-I``), so that it imports nothing but the standard library: not the
+``paxctl.recipes`` package, nor the client that package loads.
 
 ``paxctl lock`` must guarantee that its command is dead before the cluster can give the lock to
 anyone else, even if ``paxctl lock`` itself is stopped (SIGSTOP, a debugger) or killed: a
@@ -112,7 +116,7 @@ def watch(pgid: int, grace: float, fd: int) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m paxctl.cli.watchdog PGID GRACE", file=sys.stderr)
+        print("usage: python -I watchdog.py PGID GRACE", file=sys.stderr)
         return 2
     pgid, grace = int(argv[0]), float(argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the deadline or paxctl stops us

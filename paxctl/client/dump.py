@@ -1,4 +1,4 @@
-"""The dump file of ``paxctl export``/``import``: its format, and reading and writing it.
+"""The dump of a subtree (``paxctl export``/``import``): its format, and writing it safely.
 
 The dump (format ``paxctl-export``, version 1) is one UTF-8 JSON document::
 
@@ -28,8 +28,8 @@ The dump (format ``paxctl-export``, version 1) is one UTF-8 JSON document::
 * Unknown keys are ignored, so a later paxctl can add informational fields without breaking
   older importers; anything that changes meaning bumps ``version``.
 
-A dump is checked completely before import touches the cluster: anything wrong is one line
-naming the node and the problem, exit 7.
+A dump is checked completely before import touches the cluster: anything wrong is one
+``DumpError`` naming the node and the problem (``paxctl import`` exits 7).
 """
 
 from __future__ import annotations
@@ -40,16 +40,11 @@ import contextlib
 import json
 import os
 import stat
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
-import click
-
-from paxctl.cli import exits
-from paxctl.cli.output import data_fields
 from paxctl.statemachine.errors import BadArguments
 from paxctl.statemachine.ops import MAX_DATA, MAX_TTL_MS
 from paxctl.statemachine.paths import validate_path
@@ -59,24 +54,8 @@ VERSION = 1
 KINDS = ("persistent", "container", "ttl")
 
 
-class Failure(click.ClickException):
-    """An expected failure: one ``paxctl: ...`` line on stderr (as the group prints a
-    ZnodeError), not click's ``Error: ...``."""
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"paxctl: {self.format_message()}", err=True)
-
-
-class DumpError(Failure):
-    """The dump file is damaged or not a dump: exit 7, nothing written."""
-
-    exit_code = exits.BAD_DATA
-
-
-class Conflict(Failure):
-    """The cluster's state is in the way (a concurrent writer, existing nodes): exit 4."""
-
-    exit_code = exits.CONFLICT
+class DumpError(ValueError):
+    """The dump is damaged or not a dump (one line naming the first problem)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +82,16 @@ def under(root: str, rel: str) -> str:
 
 def parent_rel(rel: str) -> str:
     return rel.rpartition("/")[0]
+
+
+def data_fields(data: bytes) -> dict[str, Any]:
+    """A node's data in the dump: ``data`` the text when UTF-8 (else null), ``data_base64``
+    always. The format's own (version 1), so that paxctl's other JSON output may change."""
+    try:
+        text: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {"data": text, "data_base64": base64.b64encode(data).decode()}
 
 
 def render_dump(dump: Dump) -> bytes:
@@ -286,15 +275,3 @@ def _within_limit(data: bytes, where: str, bad: Callable[[str], DumpError]) -> b
     if len(data) > MAX_DATA:
         raise bad(f"{where}: {len(data)} bytes of data, over the limit of {MAX_DATA}")
     return data
-
-
-def read_dump_file(file: str) -> Dump:
-    """The dump in ``file`` ("-": stdin), validated."""
-    if file == "-":
-        return parse_dump(sys.stdin.buffer.read(), "<stdin>")
-    try:
-        with open(file, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise click.UsageError(f"{file}: {exc.strerror or exc}") from None
-    return parse_dump(raw, file)
