@@ -86,16 +86,13 @@ class Node:
         self._bugs = config.planted_bugs
         self._voters = frozenset(config.voters)
         self._peers = tuple(sorted(v for v in config.voters if v != self.id))
-        self._quorum = (
-            len(config.voters) // 2
-            if "minority_quorum" in self._bugs
-            else majority(len(config.voters))
-        )
+        n = len(config.voters)
+        self._quorum = n // 2 if self._bugs.minority_quorum else majority(n)
 
         self.acceptor = Acceptor(
             state.promised,
             state.votes,
-            accept_lower="accept_lower_ballot" in self._bugs,
+            accept_lower=self._bugs.accept_lower_ballot,
             compacted=state.compacted,
         )
         self.learner = Learner(state.chosen, state.snapshot)
@@ -192,7 +189,7 @@ class Node:
         ballot, so no other leader can have decided anything it does not know of (etcd's
         ReadOnlySafe). Reads that arrive together share one round.
         """
-        if "stale_reads" in self._bugs:
+        if self._bugs.stale_reads:
             self._read_results.append(ReadState(ctx, self.learner.commit))
         elif self.role is Role.LEADER:
             self._queue_read(ctx, self.id)
@@ -219,7 +216,7 @@ class Node:
         if promise_changed or self._max_round_changed:
             hard_state = HardState(self.acceptor.promised, self.max_round)
             self._max_round_changed = False
-        if "reply_before_persist" in self._bugs:
+        if self._bugs.reply_before_persist:
             (hard_state, votes), self._deferred = self._deferred, (hard_state, votes)
         ready = Ready(
             hard_state=hard_state,
@@ -481,7 +478,7 @@ class Node:
         hi = min(commit, self.learner.commit + _MAX_COMMIT_SCAN)
         for slot in range(self.learner.commit + 1, hi + 1):
             vote = votes.get(slot)
-            if vote is not None and (vote.ballot == ballot or "count_across_ballots" in self._bugs):
+            if vote is not None and (vote.ballot == ballot or self._bugs.count_across_ballots):
                 self._learn(slot, vote.value, own_quorum=False)
 
     # ------------------------------------------------------------------ proposer side
@@ -522,7 +519,7 @@ class Node:
         self._requeue_inflight()  # (empty: a candidate has nothing in flight)
         # pmax: in each open slot, the value voted with the highest ballot by the quorum.
         best: dict[int, tuple[Ballot, Value]] = {}
-        if "skip_adoption" not in self._bugs:
+        if not self._bugs.skip_adoption:
             for promise in self._promises.values():
                 for vote in promise.accepted:
                     if vote.slot not in best or vote.ballot > best[vote.slot][0]:
@@ -633,7 +630,7 @@ class Node:
             self._maybe_request_catchup(msg.frm, msg.commit)  # a follower knows more than we do
         if self.role is not Role.LEADER:
             return
-        if msg.ballot != self.ballot and "count_across_ballots" not in self._bugs:
+        if msg.ballot != self.ballot and not self._bugs.count_across_ballots:
             return
         self._heard[msg.frm] = self.now  # only replies to this ballot prove we still lead
         if self._reads.acknowledge(msg.frm, msg.hb):
