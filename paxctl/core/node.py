@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from paxctl.core.acceptor import Acceptor
+from paxctl.core.adoption import adopt
 from paxctl.core.learner import Learner
 from paxctl.core.messages import (
     Accept,
@@ -42,7 +43,6 @@ from paxctl.core.reads import PendingRead, ReadTracker
 from paxctl.core.state import Config, DurableState, HardState, ReadState, Ready
 from paxctl.core.types import (
     COMMAND_OVERHEAD,
-    NOOP,
     AcceptedEntry,
     Ballot,
     ChosenEntry,
@@ -517,24 +517,21 @@ class Node:
         self._heard = {}
         self._reads.new_term()
         self._requeue_inflight()  # (empty: a candidate has nothing in flight)
-        # pmax: in each open slot, the value voted with the highest ballot by the quorum.
-        best: dict[int, tuple[Ballot, Value]] = {}
-        if not self._bugs.skip_adoption:
-            for promise in self._promises.values():
-                for vote in promise.accepted:
-                    if vote.slot not in best or vote.ballot > best[vote.slot][0]:
-                        best[vote.slot] = (vote.ballot, vote.value)
-        # Every slot up to the highest one anybody voted for or learned gets a proposal: the
-        # adopted value, or a no-op for a hole. Slots already known chosen need none.
-        top = max(self.learner.commit, max(best, default=0), max(self.learner.chosen, default=0))
+        promises = self._promises.values()
+        votes = () if self._bugs.skip_adoption else (v for p in promises for v in p.accepted)
+        learner = self.learner
+        plan = adopt(
+            votes, self._campaign_from, learner.commit, learner.chosen.keys(), learner.base
+        )
         self.counters["elected"] += 1
-        for slot in range(self._campaign_from, top + 1):
-            if not self.learner.is_chosen(slot):
-                value = best[slot][1] if slot in best else NOOP
-                self.counters["adopted" if slot in best else "noop_fills"] += 1
-                self._propose_slot(slot, value)
-        self._next_slot = top + 1
-        self._ready_slot = top
+        if plan.adopted:
+            self.counters["adopted"] += plan.adopted
+        if plan.filled:
+            self.counters["noop_fills"] += plan.filled
+        for slot, value in plan.proposals.items():
+            self._propose_slot(slot, value)
+        self._next_slot = plan.top + 1
+        self._ready_slot = plan.top
         self._promises = {}
         self._send_accepts(self._inflight, (self.id, *self._peers))
 
