@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from paxctl.core.acceptor import Acceptor
 from paxctl.core.adoption import adopt
+from paxctl.core.catchup import CatchUp
 from paxctl.core.election import ElectionTimer
 from paxctl.core.learner import Learner
 from paxctl.core.messages import (
@@ -76,7 +77,6 @@ class Node:
         state = state or DurableState()
         self.config = config
         self.id = config.node_id
-        self._rng = rng
         self._bugs = config.planted_bugs
         self._voters = frozenset(config.voters)
         self._peers = tuple(sorted(v for v in config.voters if v != self.id))
@@ -112,9 +112,7 @@ class Node:
         self._reads = ReadTracker()
         self._commit_sent = 0  # the commit index the last Accept carried
         self._read_results: list[ReadState] = []
-        # Catch-up bookkeeping.
-        self._catchup_target = 0
-        self._catchup_sent_at: int | None = None
+        self._catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
 
         #: How often each rare path ran: for status pages, and for tests that must see them run.
         self.counters: Counter[str] = Counter()
@@ -576,27 +574,10 @@ class Node:
         self.learner.learn(slot, value)
 
     def _maybe_request_catchup(self, source: int | None, their_commit: int = 0) -> None:
-        """Ask a peer for chosen values this node is missing, at most once per heartbeat."""
-        self._catchup_target = max(self._catchup_target, their_commit)
-        if self._catchup_target <= self.learner.commit:
-            self._catchup_sent_at = None
-            return
-        due = (
-            self._catchup_sent_at is None
-            or self.now - self._catchup_sent_at >= self.config.heartbeat_ticks
-        )
-        if not due:
-            return
-        # Ask whoever showed it knows more (or the leader); after a request went unanswered,
-        # ask a random peer, so that one broken link cannot keep a node behind for good.
-        target = source if source is not None else self.leader
-        unanswered = self._catchup_sent_at is not None
-        if target is None or target == self.id or (source is None and unanswered):
-            if not self._peers:
-                return
-            target = self._rng.choice(self._peers)
-        self._catchup_sent_at = self.now
-        self._send(CatchupRequest(self.id, target, self.learner.commit + 1))
+        commit = self.learner.commit
+        peer = self._catchup.request(self.now, commit, self.leader, source, their_commit)
+        if peer is not None:
+            self._send(CatchupRequest(self.id, peer, commit + 1))
 
     def _on_catchup_request(self, msg: CatchupRequest) -> None:
         snapshot = self.learner.snapshot
@@ -624,14 +605,14 @@ class Node:
             self.acceptor.compact(msg.snapshot.slot)
             self._installed = msg.snapshot
             self.counters["snapshots_installed"] += 1
-        self._catchup_sent_at = None
+        self._catchup.answered()
         self._maybe_request_catchup(msg.frm)
 
     def _on_catchup_reply(self, msg: CatchupReply) -> None:
         before = self.learner.commit
         for entry in msg.entries:
             self._learn(entry.slot, entry.value, own_quorum=False)
-        self._catchup_sent_at = None
+        self._catchup.answered()
         # Ask the same peer again only while it helps; two laggards missing the same slot
         # must not keep asking each other (ask the leader, or anyone, instead).
         helped = self.learner.commit > before or msg.commit > self.learner.commit
