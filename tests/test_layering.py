@@ -71,3 +71,15 @@ def test_the_server_logic_the_simulator_shares_does_no_io():
             assert mod.split(".")[0] not in FORBIDDEN_IN_PURE, f"{path} imports {mod}"
             for shell in ("server.node_server", "server.client_service", "server.transport"):
                 assert not mod.startswith(f"paxctl.{shell}"), f"{path} imports {mod}"
+
+
+def test_the_core_asks_the_planted_bugs_policy_never_matches_bug_names():
+    """A misspelt name in a string test would plant nothing, silently; an attribute cannot."""
+    from paxctl.core.bugs import PLANTED_BUGS
+
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        if path.name == "bugs.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in PLANTED_BUGS:
+                raise AssertionError(f"{path}:{node.lineno} names the planted bug {node.value!r}")
