@@ -48,6 +48,10 @@ from paxctl.core.types import (
 _MAX_COMMIT_SCAN = 1024
 
 
+def _command_size(command: Command) -> int:
+    return len(command.data) + COMMAND_OVERHEAD
+
+
 class Node(Roles):
     """One member of the cluster, driven by its shell (see the module docstring)."""
 
@@ -99,10 +103,10 @@ class Node(Roles):
         self._drain_local()
 
     def ready(self) -> Ready:
-        """Collect everything to persist, send and apply since the last batch."""
+        """Close the batch (``_end_batch``), then collect what to persist, send and apply."""
         if self._in_ready:
             raise RuntimeError("ready() called again before advance()")
-        self._flush()
+        self._end_batch()
         promise_changed, votes = self.acceptor.take_changes()
         hard_state = None
         if promise_changed or self._max_round_changed:
@@ -295,28 +299,30 @@ class Node(Roles):
 
     # ------------------------------------------------------------------ leader side
 
-    def _flush(self) -> None:
-        """End a batch: give waiting commands slots (or forward them to the leader), start a
-        read round that is due, and tell followers of a new commit index."""
-        if self.proposer.pending:
-            if self.role is Role.LEADER:
-                last = self.learner.commit + self.config.window
-                c = self.config
-                new = self.proposer.batch(last, c.max_batch, c.max_batch_bytes, self.is_applied)
-                self._send_accepts(new, (self.id, *self._peers))
-            elif self.leader is not None and self.leader != self.id:
-                size = lambda c: len(c.data) + COMMAND_OVERHEAD  # noqa: E731
-                commands = self.proposer.take_pending()
-                limit, limit_bytes = self.config.max_batch, self.config.max_message_bytes
-                for run in chunks(commands, limit, limit_bytes, size):
-                    self._send(Forward(self.id, self.leader, tuple(run)))
+    def _end_batch(self) -> None:
+        """What closing a batch sets off: waiting commands are batched into slots (or forwarded),
+        a read round that is due starts, and followers hear of a new commit index at once (so a
+        client waiting on one of them is answered now rather than at the next heartbeat)."""
+        self._batch_commands()
         if self._reads.broadcast_due:
             self._heartbeat()
         elif self.role is Role.LEADER and self.learner.commit > self._commit_sent:
-            # Tell followers at once, so a client waiting on one of them is answered now
-            # rather than at the next heartbeat.
             self._send_accepts({}, self._peers)
         self._drain_local()
+
+    def _batch_commands(self) -> None:
+        """Give the commands waiting since the last batch slots (leader), or forward them."""
+        if not self.proposer.pending:
+            return
+        cfg = self.config
+        if self.role is Role.LEADER:
+            last = self.learner.commit + cfg.window
+            new = self.proposer.batch(last, cfg.max_batch, cfg.max_batch_bytes, self.is_applied)
+            self._send_accepts(new, (self.id, *self._peers))
+        elif self.leader is not None and self.leader != self.id:
+            commands = self.proposer.take_pending()
+            for run in chunks(commands, cfg.max_batch, cfg.max_message_bytes, _command_size):
+                self._send(Forward(self.id, self.leader, tuple(run)))
 
     def _heartbeat(self) -> None:
         """One round of heartbeats. Each carries the proposals its peer has not voted for yet,
