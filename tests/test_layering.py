@@ -166,3 +166,15 @@ def test_the_command_line_is_at_most_a_third_of_paxctl():
     cli = lines(sorted((ROOT / "cli").rglob("*.py")))
     total = lines(sorted(ROOT.rglob("*.py")))
     assert 3 * cli <= total, f"cli/ has {cli} of paxctl's {total} lines"
+
+
+def test_the_core_asks_the_planted_bugs_policy_never_matches_bug_names():
+    """A misspelt name in a string test would plant nothing, silently; an attribute cannot."""
+    from paxctl.core.bugs import PLANTED_BUGS
+
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        if path.name == "bugs.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in PLANTED_BUGS:
+                raise AssertionError(f"{path}:{node.lineno} names the planted bug {node.value!r}")

@@ -22,6 +22,7 @@ from helpers import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paxctl.core.bugs import PlantedBugs
 from paxctl.core.messages import Accepted, Nack, Prepare, Promise
 from paxctl.core.node import Role
 from paxctl.core.state import DurableState
@@ -110,7 +111,7 @@ def test_every_reply_is_justified_by_state_persisted_no_later(script, seed):
 
 
 def test_planted_reply_before_persist_is_caught_by_the_p1_check():
-    node = make_node(1, planted_bugs=frozenset({"reply_before_persist"}))
+    node = make_node(1, planted_bugs=PlantedBugs(reply_before_persist=True))
     node.step(prepare(2, 1, Ballot(3, 2)))
     r = node.ready()
     assert justification_errors(DurableState(), r)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from helpers import cmd, drain, make_node, of_type, promise, tick_until_campaign, val, vote
 
+from paxctl.core.bugs import PlantedBugs
 from paxctl.core.messages import Accept, Prepare
 from paxctl.core.node import Node, Role
 from paxctl.core.state import DurableState
@@ -111,7 +112,7 @@ def test_adoption_considers_the_candidates_own_vote():
 
 
 def test_planted_skip_adoption_breaks_the_adoption_rule():
-    node, ballot = five_node_candidate(planted_bugs=frozenset({"skip_adoption"}))
+    node, ballot = five_node_candidate(planted_bugs=PlantedBugs(skip_adoption=True))
     drain(node)
     node.step(promise(2, 1, ballot, 3, (vote(3, Ballot(4, 5), B),)))
     node.step(promise(3, 1, ballot, 3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import accept, cmd, drain, make_node, of_type, promise, tick_until_campaign, val, vote
 
+from paxctl.core.bugs import PlantedBugs
 from paxctl.core.learner import SafetyViolation
 from paxctl.core.messages import (
     Accept,
@@ -174,7 +175,7 @@ def test_leader_does_not_count_accepted_from_non_voters_or_twice():
 
 
 def test_planted_count_across_ballots_is_caught():
-    node = leader(n=5, planted_bugs=frozenset({"count_across_ballots"}))
+    node = leader(n=5, planted_bugs=PlantedBugs(count_across_ballots=True))
     node.propose(cmd(1, 1))
     drain(node)
     b = node.ballot
@@ -216,7 +217,7 @@ def test_follower_learns_entries_of_the_same_accept_up_to_its_commit():
 
 def test_planted_count_across_ballots_makes_the_follower_learn_a_stale_vote():
     disk = DurableState(promised=Ballot(2, 1), votes={1: vote(1, Ballot(1, 2), A)})
-    node = make_node(3, state=disk, planted_bugs=frozenset({"count_across_ballots"}))
+    node = make_node(3, state=disk, planted_bugs=PlantedBugs(count_across_ballots=True))
     node.step(accept(1, 3, Ballot(2, 1), commit=1))
     with pytest.raises(SafetyViolation):  # the stale vote was taken as chosen
         node.step(CatchupReply(1, 3, (ChosenEntry(1, C),), 1))

@@ -450,7 +450,7 @@ def test_leader_that_installs_a_snapshot_covering_its_slots_steps_down():
     node = make_leader()  # campaigned from slot 1
     node.propose(cmd(4, 1))
     drain(node)
-    assert 1 in node._inflight
+    assert 1 in node.proposer.inflight
     snap = Snapshot(3, (1, 2, 3), ((4, 1),), b"three")
     node.step(InstallSnapshot(2, 1, snap))
     assert node.role is Role.FOLLOWER
@@ -490,7 +490,7 @@ def test_restarted_node_starts_at_the_snapshot_and_dedups_a_retried_command():
     # A client retries seq 3, which the snapshot's table says took effect already.
     assert node.is_applied(cmd(42, 3))
     assert node.propose(cmd(42, 3))
-    assert not node._pending  # not queued for a slot
+    assert not node.proposer.pending  # not queued for a slot
     # Chosen again anyway (another node proposed the retry): skipped when applied.
     b = Ballot(3, 2)
     node.step(accept(2, 1, b, {6: val(cmd(42, 3), cmd(42, 4))}))
@@ -506,7 +506,7 @@ def test_restarted_leader_from_a_snapshot_never_proposes_a_retry_the_snapshot_ap
     disk = DurableState()
     disk.install(snap)
     node = make_leader(state=disk)
-    assert node._campaign_from == 6
+    assert node.proposer.campaign_from == 6
     node.propose(cmd(42, 3))  # the retry
     node.propose(cmd(42, 4))  # and the client's next command
     r = drain(node)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from paxctl.core.bugs import PlantedBugs
 from paxctl.core.state import PLANTED_BUGS, Config, DurableState, HardState, Ready
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command
 
@@ -19,7 +20,6 @@ from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command
         {"node_id": 1, "voters": (1, 2, 3), "window": 0},
         {"node_id": 1, "voters": (1, 2, 3), "max_batch": 0},
         {"node_id": 1, "voters": (1, 2, 3), "max_entries": 0},
-        {"node_id": 1, "voters": (1, 2, 3), "planted_bugs": frozenset({"nonsense"})},
     ],
 )
 def test_invalid_configs_are_refused(kw):
@@ -29,7 +29,15 @@ def test_invalid_configs_are_refused(kw):
 
 def test_valid_config_and_every_planted_bug_name():
     Config(1, (1,))
-    Config(2, (1, 2, 3), planted_bugs=PLANTED_BUGS)
+    Config(2, (1, 2, 3), planted_bugs=PlantedBugs.from_names(PLANTED_BUGS))
+
+
+def test_planted_bugs_by_name_and_unknown_names_refused():
+    assert PlantedBugs.from_names(["stale_reads"]) == PlantedBugs(stale_reads=True)
+    assert PlantedBugs.from_names(PLANTED_BUGS).names == PLANTED_BUGS
+    assert PlantedBugs.from_names([]) == PlantedBugs()
+    with pytest.raises(ValueError, match="nonsense"):
+        PlantedBugs.from_names({"stale_reads", "nonsense"})
 
 
 def test_empty_ready_is_falsy_and_needs_no_persist():

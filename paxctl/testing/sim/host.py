@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from paxctl.core.bugs import PlantedBugs
 from paxctl.core.messages import Message
 from paxctl.core.node import Node
 from paxctl.core.state import Config, ReadState, Ready
@@ -71,7 +72,8 @@ class SimHost:
         state = recovered.state
         self.oracle.restarted(self.id, state)
         rng = random.Random(f"{self.seed}/{self.id}/{self.incarnation}")
-        config = Config(self.id, self.voters, planted_bugs=self.core_bugs)
+        bugs = PlantedBugs.from_names(self.core_bugs)
+        config = Config(self.id, self.voters, planted_bugs=bugs)
         self.node = Node(config, rng, state)
         self.storage = storage
         self._restore_app(state.snapshot)

@@ -1,0 +1,50 @@
+"""Catch-up: when a node that is behind asks a peer for chosen values, and whom it asks.
+
+At most one request per heartbeat. It asks whoever showed it knows more (or the leader); after
+a request went unanswered it asks a random peer, so one broken link cannot keep it behind.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
+    import random
+
+
+class CatchUp:
+    def __init__(
+        self, me: int, peers: tuple[int, ...], heartbeat_ticks: int, rng: random.Random
+    ) -> None:
+        self._me = me
+        self._peers = peers
+        self._interval = heartbeat_ticks
+        self._rng = rng
+        self.target = 0  # the highest commit index a peer showed us
+        self.sent_at: int | None = None  # when the request now outstanding went out
+
+    def request(
+        self, now: int, commit: int, leader: int | None, source: int | None, their_commit: int
+    ) -> int | None:
+        """The peer to ask now for the slots after ``commit``, or None (nothing due).
+
+        ``source`` showed it has chosen up to ``their_commit``; None: a timer asks.
+        """
+        self.target = max(self.target, their_commit)
+        if self.target <= commit:
+            self.sent_at = None
+            return None
+        if self.sent_at is not None and now - self.sent_at < self._interval:
+            return None
+        target = source if source is not None else leader
+        unanswered = self.sent_at is not None
+        if target is None or target == self._me or (source is None and unanswered):
+            if not self._peers:
+                return None
+            target = self._rng.choice(self._peers)
+        self.sent_at = now
+        return target
+
+    def answered(self) -> None:
+        """A reply came: the next request may go at once."""
+        self.sent_at = None
