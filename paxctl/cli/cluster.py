@@ -9,11 +9,8 @@ directory is later found empty refuses to vote instead of coming back with amnes
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from typing import Any
@@ -24,6 +21,17 @@ from rich.console import Console
 
 from paxctl.cli import cluster_checks, exits
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
+from paxctl.cli.cluster_nodes import (
+    answers_as_ours,
+    new_cluster,
+    node_paths,
+    node_pid,
+    node_status,
+    require_cluster,
+    save_cluster,
+    start_node,
+    stop_nodes,
+)
 from paxctl.cli.connect import (
     CLUSTER_DIR,
     CLUSTER_FILE,
@@ -35,133 +43,11 @@ from paxctl.cli.output import Output, Styled, console, output_options, plural, t
 from paxctl.client import ClientError, SyncClient
 from paxctl.client.addresses import parse_servers
 from paxctl.core.quorum import majority
-from paxctl.server.config import cluster_id_for
 from paxctl.statemachine.ops import Check
-
-HOST = "127.0.0.1"
 
 
 def _err() -> Console:
     return console(stderr=True)
-
-
-def _paths(directory: str, node_id: int) -> tuple[str, str, str]:
-    base = os.path.join(directory, f"node-{node_id}")
-    return base, base + ".log", base + ".pid"
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie (exited, not yet reaped) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours: reap it
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:  # anyone's zombie (init may take a while to reap a killed node)
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _pid(directory: str, node_id: int) -> int | None:
-    """The node's pid if its process is alive."""
-    try:
-        with open(_paths(directory, node_id)[2]) as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if process_alive(pid) else None
-
-
-def _save(directory: str, doc: dict[str, Any]) -> None:
-    # The writer's own temporary file: two commands saving at once must not rename each
-    # other's (the loser would fail with FileNotFoundError, an internal error).
-    tmp = os.path.join(directory, f"{CLUSTER_FILE}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(directory, CLUSTER_FILE))
-
-
-def _new_cluster(nodes: int, base_port: int, snapshot_every: int) -> dict[str, Any]:
-    members: list[dict[str, Any]] = [
-        {
-            "id": i,
-            "host": HOST,
-            "client_port": base_port + i,
-            "peer_port": base_port + 100 + i,
-            "initialized": False,
-        }
-        for i in range(1, nodes + 1)
-    ]
-    peers = {int(m["id"]): (HOST, int(m["peer_port"])) for m in members}
-    return {
-        "cluster_id": cluster_id_for(peers).hex(),
-        "snapshot_every": snapshot_every,
-        "nodes": members,
-    }
-
-
-def _peers_arg(doc: dict[str, Any]) -> str:
-    return ",".join(f"{n['id']}={n['host']}:{n['peer_port']}" for n in doc["nodes"])
-
-
-def _start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> int:
-    data, log_path, pid_path = _paths(directory, member["id"])
-    cmd = [
-        sys.executable, "-m", "paxctl", "node", "start",
-        "--id", str(member["id"]),
-        "--data", data,
-        "--peers", _peers_arg(doc),
-        "--client", f"{member['host']}:{member['client_port']}",
-        "--cluster-id", doc["cluster_id"],
-        "--snapshot-every", str(doc.get("snapshot_every", 5000)),
-    ]  # fmt: skip
-    cmd += [str(a) for a in doc.get("node_args", [])]
-    if not member["initialized"]:
-        cmd.append("--bootstrap")
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    with open(pid_path, "w") as f:
-        f.write(f"{proc.pid}\n")
-    return proc.pid
-
-
-def _node_status(member: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
-    try:
-        with SyncClient([(member["host"], member["client_port"])], timeout=timeout) as c:
-            status: dict[str, Any] = c.status()
-            return status
-    except ClientError:
-        return None
-
-
-def _answers_as_ours(directory: str, member: dict[str, Any]) -> bool | None:
-    """True when the node answering on ``member``'s client port is our process; False when
-    ours died or another process answers there; None when nothing answers (yet)."""
-    pid = _pid(directory, member["id"])
-    if pid is None:
-        return False
-    st = _node_status(member)
-    if st is None:
-        return None
-    return st.get("pid") == pid
-
-
-def _require(directory: str) -> dict[str, Any]:
-    doc = load_cluster(directory)
-    if doc is None:
-        raise click.UsageError(f"no cluster in {directory} (start one with `paxctl cluster up`)")
-    return doc
 
 
 @click.group()
@@ -237,7 +123,7 @@ def up(
     doc = load_cluster(directory)
     fresh = doc is None
     if doc is None:
-        doc = _new_cluster(nodes, base_port, snapshot_every)
+        doc = new_cluster(nodes, base_port, snapshot_every)
         doc["node_args"] = list(node_args)
     else:
         asked = {"nodes": nodes, "base_port": base_port, "snapshot_every": snapshot_every}
@@ -245,14 +131,14 @@ def up(
         if node_args:
             given["node_args"] = list(node_args)
         refuse_changes(directory, doc, given, _start_over(directory))
-    down_now = [m for m in doc["nodes"] if _pid(directory, m["id"]) is None]
+    down_now = [m for m in doc["nodes"] if node_pid(directory, m["id"]) is None]
     cluster_checks.refuse_taken(
         directory, doc, {m["id"] for m in down_now}, fresh, saved_base(doc), _start_over(directory)
     )
     os.makedirs(directory, exist_ok=True)
-    had_data = {m["id"] for m in doc["nodes"] if os.path.exists(_paths(directory, m["id"])[0])}
+    had_data = {m["id"] for m in doc["nodes"] if os.path.exists(node_paths(directory, m["id"])[0])}
     if fresh:  # saved before any node starts, so that `cluster down` finds them meanwhile
-        _save(directory, doc)
+        save_cluster(directory, doc)
     try:
         started = _bring_up(directory, doc, down_now, wait)
     except _NotUp as exc:
@@ -319,9 +205,9 @@ def _bring_up(
     nodes = doc["nodes"]
     with _err().status("starting nodes") as progress:
         for member in members:
-            log_path = _paths(directory, member["id"])[1]
+            log_path = node_paths(directory, member["id"])[1]
             marks[member["id"]] = os.path.getsize(log_path) if os.path.exists(log_path) else 0
-            pid = _start_node(directory, doc, member)
+            pid = start_node(directory, doc, member)
             started.append(member["id"])
             progress.update(f"started node {member['id']} (pid {pid})")
         progress.update("waiting for a leader and a first write")
@@ -334,7 +220,7 @@ def _bring_up(
                     c.multi([Check("/", -1)])  # a real write through consensus, changing nothing
                 committed = True
             except ClientError:
-                dead = [n["id"] for n in nodes if _pid(directory, n["id"]) is None]
+                dead = [n["id"] for n in nodes if node_pid(directory, n["id"]) is None]
                 if len(dead) > len(nodes) - majority(len(nodes)):
                     raise _NotUp(_why_dead(directory, dead, marks)) from None
                 if time.monotonic() >= deadline:
@@ -349,17 +235,17 @@ def _bring_up(
         while True:
             for member in nodes:
                 if ours.get(member["id"]) is None:
-                    ours[member["id"]] = _answers_as_ours(directory, member)
+                    ours[member["id"]] = answers_as_ours(directory, member)
             if None not in ours.values() or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
         for member in nodes:
             if ours.get(member["id"]):
                 member["initialized"] = True
-        _save(directory, doc)
+        save_cluster(directory, doc)
         gone = sorted(node_id for node_id, ok in ours.items() if ok is False)
         # Let ours finish dying (a failed bind takes a moment) so their logs say why.
-        while gone and time.monotonic() < deadline and any(_pid(directory, i) for i in gone):
+        while gone and time.monotonic() < deadline and any(node_pid(directory, i) for i in gone):
             time.sleep(0.05)
     if gone:
         raise _NotUp(_why_dead(directory, gone, marks))
@@ -367,17 +253,17 @@ def _bring_up(
 
 
 def _why_dead(directory: str, node_ids: list[int], marks: dict[int, int]) -> str:
-    logs = {i: (_paths(directory, i)[1], marks.get(i, 0)) for i in node_ids}
+    logs = {i: (node_paths(directory, i)[1], marks.get(i, 0)) for i in node_ids}
     return f"{cluster_checks.why_dead(logs)} (see {directory}/node-*.log)"
 
 
 def _forget(directory: str, doc: dict[str, Any], had_data: set[int]) -> None:
     """Undo a first `up` that failed: stop its nodes, remove the data they founded and
     cluster.json, so that no failed setting is taken for the cluster's own."""
-    _stop(directory, [n["id"] for n in doc["nodes"]], grace=2.0)
+    stop_nodes(directory, [n["id"] for n in doc["nodes"]], grace=2.0)
     for member in doc["nodes"]:
         if member["id"] not in had_data:
-            shutil.rmtree(_paths(directory, member["id"])[0], ignore_errors=True)
+            shutil.rmtree(node_paths(directory, member["id"])[0], ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(directory, CLUSTER_FILE))
 
@@ -513,8 +399,8 @@ def _row(
 
 
 def _local_row(directory: str, member: dict[str, Any], timeout: float) -> dict[str, Any]:
-    pid = _pid(directory, member["id"])
-    st = _node_status(member, timeout) if pid is not None else None
+    pid = node_pid(directory, member["id"])
+    st = node_status(member, timeout) if pid is not None else None
     client = f"{member['host']}:{member['client_port']}"
     return _row(member["id"], client, f"{member['host']}:{member['peer_port']}", pid, st)
 
@@ -522,7 +408,7 @@ def _local_row(directory: str, member: dict[str, Any], timeout: float) -> dict[s
 def _remote_row(address: tuple[str, int], timeout: float) -> dict[str, Any]:
     """A server asked over the network: from afar, down and stuck look alike (no answer)."""
     host, port = address
-    st = _node_status({"host": host, "client_port": port}, timeout)
+    st = node_status({"host": host, "client_port": port}, timeout)
     client = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if st is None:
         return {**_row(None, client, None, None, None), "role": "no answer"}
@@ -541,24 +427,6 @@ def _confirms_reads(servers: str, timeout: float) -> bool:
     return True
 
 
-def _stop(directory: str, node_ids: list[int], grace: float) -> list[int]:
-    pids = {i: p for i in node_ids if (p := _pid(directory, i)) is not None}
-    for pid in pids.values():
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_pid(directory, i) for i in pids):
-        time.sleep(0.05)
-    for i in pids:
-        left = _pid(directory, i)
-        if left is not None:
-            os.kill(left, signal.SIGKILL)
-    for i in node_ids:
-        pid_path = _paths(directory, i)[2]
-        if os.path.exists(pid_path):
-            os.remove(pid_path)
-    return sorted(pids)
-
-
 grace_option = click.option(
     "--grace",
     type=click.FloatRange(min=0),
@@ -575,8 +443,8 @@ grace_option = click.option(
 @output_options
 def down(directory: str, grace: float, out: Output) -> None:
     """Stop every node (SIGTERM, then SIGKILL after the grace period); data stays."""
-    doc = _require(directory)
-    stopped = _stop(directory, [n["id"] for n in doc["nodes"]], grace)
+    doc = require_cluster(directory)
+    stopped = stop_nodes(directory, [n["id"] for n in doc["nodes"]], grace)
     _err().print(f"stopped {len(stopped)} node(s)" + (f": {stopped}" if stopped else ""))
     out.emit({"stopped": stopped}, lambda: None)
 
@@ -587,19 +455,19 @@ def down(directory: str, grace: float, out: Output) -> None:
 @output_options
 def start_one(node_id: int, directory: str, out: Output) -> None:
     """Start node NODE_ID of the cluster, with its data."""
-    doc = _require(directory)
+    doc = require_cluster(directory)
     member = next((n for n in doc["nodes"] if n["id"] == node_id), None)
     if member is None:
         raise click.UsageError(f"no node {node_id} in {directory}")
-    pid = _pid(directory, node_id)
+    pid = node_pid(directory, node_id)
     if pid is not None:
         _err().print(f"node {node_id} is already running")
     else:
         start_over = _start_over(directory)
         cluster_checks.refuse_taken(directory, doc, {node_id}, False, saved_base(doc), start_over)
-        log_path = _paths(directory, node_id)[1]
+        log_path = node_paths(directory, node_id)[1]
         mark = os.path.getsize(log_path) if os.path.exists(log_path) else 0
-        pid = _start_node(directory, doc, member)
+        pid = start_node(directory, doc, member)
         _await_answer(directory, member, mark)
         _err().print(f"started node {node_id} (pid {pid})")
     out.emit({"id": node_id, "pid": pid}, lambda: None)
@@ -610,7 +478,7 @@ def _await_answer(directory: str, member: dict[str, Any], mark: int, wait: float
     (damaged files, a port taken) exits at once: say why from its log (exit 5), rather than
     report it started."""
     deadline = time.monotonic() + wait
-    while (ours := _answers_as_ours(directory, member)) is None:
+    while (ours := answers_as_ours(directory, member)) is None:
         if time.monotonic() >= deadline:
             _err().print(f"node {member['id']} started but does not answer yet; see its log")
             return
@@ -628,9 +496,9 @@ def _await_answer(directory: str, member: dict[str, Any], mark: int, wait: float
 @output_options
 def stop_one(node_id: int, directory: str, grace: float, out: Output) -> None:
     """Stop node NODE_ID (SIGTERM, then SIGKILL after the grace period)."""
-    doc = _require(directory)
+    doc = require_cluster(directory)
     if not any(n["id"] == node_id for n in doc["nodes"]):
         raise click.UsageError(f"no node {node_id} in {directory}")
-    stopped = _stop(directory, [node_id], grace)
+    stopped = stop_nodes(directory, [node_id], grace)
     _err().print(f"node {node_id} " + ("stopped" if stopped else "was not running"))
     out.emit({"stopped": stopped}, lambda: None)

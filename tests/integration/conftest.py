@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from paxctl.cli.cluster import process_alive
+from paxctl.cli.cluster_nodes import process_alive
 from paxctl.client import ClientError, SyncClient
 
 HOST = "127.0.0.1"

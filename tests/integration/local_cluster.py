@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from paxctl.cli.cluster import process_alive
+from paxctl.cli.cluster_nodes import process_alive
 from paxctl.client import SyncClient
 
 PAXCTL = shutil.which("paxctl")

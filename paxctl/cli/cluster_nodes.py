@@ -1,0 +1,161 @@
+"""The local cluster's node processes: their files, pids, start and stop, and whether the one
+answering on a node's port is ours. ``paxctl cluster``'s commands are built on these.
+
+``DIR/cluster.json`` describes the nodes (ids, ports, data directories); each node keeps its
+data in ``DIR/node-ID/``, its log in ``DIR/node-ID.log`` and its pid in ``DIR/node-ID.pid``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from paxctl.cli.connect import CLUSTER_FILE, load_cluster
+from paxctl.client import ClientError, SyncClient
+from paxctl.server.config import cluster_id_for
+
+HOST = "127.0.0.1"
+
+
+def node_paths(directory: str, node_id: int) -> tuple[str, str, str]:
+    base = os.path.join(directory, f"node-{node_id}")
+    return base, base + ".log", base + ".pid"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (exited, not yet reaped) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours: reap it
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:  # anyone's zombie (init may take a while to reap a killed node)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def node_pid(directory: str, node_id: int) -> int | None:
+    """The node's pid if its process is alive."""
+    try:
+        with open(node_paths(directory, node_id)[2]) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
+def save_cluster(directory: str, doc: dict[str, Any]) -> None:
+    # The writer's own temporary file: two commands saving at once must not rename each
+    # other's (the loser would fail with FileNotFoundError, an internal error).
+    tmp = os.path.join(directory, f"{CLUSTER_FILE}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(directory, CLUSTER_FILE))
+
+
+def new_cluster(nodes: int, base_port: int, snapshot_every: int) -> dict[str, Any]:
+    members: list[dict[str, Any]] = [
+        {
+            "id": i,
+            "host": HOST,
+            "client_port": base_port + i,
+            "peer_port": base_port + 100 + i,
+            "initialized": False,
+        }
+        for i in range(1, nodes + 1)
+    ]
+    peers = {int(m["id"]): (HOST, int(m["peer_port"])) for m in members}
+    return {
+        "cluster_id": cluster_id_for(peers).hex(),
+        "snapshot_every": snapshot_every,
+        "nodes": members,
+    }
+
+
+def peers_arg(doc: dict[str, Any]) -> str:
+    return ",".join(f"{n['id']}={n['host']}:{n['peer_port']}" for n in doc["nodes"])
+
+
+def start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> int:
+    data, log_path, pid_path = node_paths(directory, member["id"])
+    cmd = [
+        sys.executable, "-m", "paxctl", "node", "start",
+        "--id", str(member["id"]),
+        "--data", data,
+        "--peers", peers_arg(doc),
+        "--client", f"{member['host']}:{member['client_port']}",
+        "--cluster-id", doc["cluster_id"],
+        "--snapshot-every", str(doc.get("snapshot_every", 5000)),
+    ]  # fmt: skip
+    cmd += [str(a) for a in doc.get("node_args", [])]
+    if not member["initialized"]:
+        cmd.append("--bootstrap")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    with open(pid_path, "w") as f:
+        f.write(f"{proc.pid}\n")
+    return proc.pid
+
+
+def node_status(member: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
+    try:
+        with SyncClient([(member["host"], member["client_port"])], timeout=timeout) as c:
+            status: dict[str, Any] = c.status()
+            return status
+    except ClientError:
+        return None
+
+
+def answers_as_ours(directory: str, member: dict[str, Any]) -> bool | None:
+    """True when the node answering on ``member``'s client port is our process; False when
+    ours died or another process answers there; None when nothing answers (yet)."""
+    pid = node_pid(directory, member["id"])
+    if pid is None:
+        return False
+    st = node_status(member)
+    if st is None:
+        return None
+    return st.get("pid") == pid
+
+
+def require_cluster(directory: str) -> dict[str, Any]:
+    doc = load_cluster(directory)
+    if doc is None:
+        raise click.UsageError(f"no cluster in {directory} (start one with `paxctl cluster up`)")
+    return doc
+
+
+def stop_nodes(directory: str, node_ids: list[int], grace: float) -> list[int]:
+    pids = {i: p for i in node_ids if (p := node_pid(directory, i)) is not None}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(node_pid(directory, i) for i in pids):
+        time.sleep(0.05)
+    for i in pids:
+        left = node_pid(directory, i)
+        if left is not None:
+            os.kill(left, signal.SIGKILL)
+    for i in node_ids:
+        pid_path = node_paths(directory, i)[2]
+        if os.path.exists(pid_path):
+            os.remove(pid_path)
+    return sorted(pids)
