@@ -19,6 +19,12 @@ watcher without a session wants to know when it cannot hear the cluster. A clien
 never reached any server gives up (``Unavailable``) as soon as every server has refused the
 connection, rather than retrying until its timeout: nothing is coming back there. Once a
 server was reached, or while a session lives, it keeps retrying: that is a failover.
+
+Every one of those rules lives in ``ClientSession`` (session.py), a sans-I/O state machine that
+the simulator's clients drive too. This module is its asyncio driver: it opens the connections
+the session asks for, sends its typed requests (connection.py encodes them), feeds it every
+frame, loss and timer in order, and turns its outputs into futures, watch queues and listener
+calls.
 """
 
 from __future__ import annotations
@@ -43,9 +49,9 @@ from paxctl.client.connection import (
     Unavailable,
     open_stream,
 )
-from paxctl.client.session import (
+from paxctl.client.session import ClientSession
+from paxctl.client.session_types import (
     CallFailed,
-    ClientSession,
     Close,
     Completed,
     Connect,

@@ -1,39 +1,50 @@
 """The client's protocol engine, sans I/O: one state machine that both clients drive.
 
 The asyncio ``Client`` (client.py) and the simulator's clients (testing/sim/zclient.py) move
-bytes and run timers; every decision about the protocol is made here, from typed inputs, in one
-place (as h11's ``_state.py`` does for HTTP):
+bytes and run timers; every protocol decision is made here, from typed inputs, in one place (as
+h11's ``_state.py`` does for HTTP): which server to try next and when to give one up (a
+*failover*: a connect, hello or answer not in time, a refusal, ``Unavailable``, a lost
+connection); the hello on each connection (client id, session, ``after`` = the last zxid seen,
+the watches a node had registered, so the next node replays what they missed); xids; write
+sequence numbers, a write resent after a failover keeping its ``seq`` (applied once) and one of
+a lost session never resent (``SessionExpired``); the session opened, pinged and closed; the
+last zxid seen, counted only on connections whose hello took effect (a refused hello's answer
+must not move the point the watches resume from); watch events delivered once each.
 
-* which server to try next, and when to give one up (a connect, hello or reply not in time, a
-  refusal, an ``Unavailable``, a lost connection): a *failover* to the next server;
-* the hello on each new connection: the client id, whether it resumes a session, ``after`` = the
-  last zxid this client has seen, and the watches a node had registered, so the next node
-  replays what they missed;
-* xids; sequence numbers for writes, a write resent after a failover keeping its ``seq`` (the
-  cluster applies it once); a write of a session that was lost is never resent (it fails with
-  ``SessionExpired``); the session opened, pinged and closed;
-* the last zxid seen, counted only from connections whose hello took effect (a refused hello's
-  answer must not move the point the watches resume from);
-* watch events, each delivered once (a replay after a failover is filtered by the watch's
-  floor), one-shot watches forgotten once fired.
-
-Inputs: the calls (``open_session``, ``write``, ``read`` ... each returns a call id), then
-``connected``, ``connect_failed``, ``frame``, ``connection_lost`` and ``tick`` with the time
-(monotonic milliseconds, from the driver: nothing here reads a clock). Outputs (``take()``):
-``Connect``, ``Send``, ``Close``, ``Completed``, ``CallFailed``, ``StateChanged``, ``Link``,
-``Delivered``, ``Renewed``. ``next_deadline()`` says when ``tick`` is due next.
+Inputs: the calls (``open_session``, ``write``, ``read`` ...: each returns a call id), then
+``connected``, ``connect_failed``, ``frame``, ``connection_lost``, ``failover`` and ``tick``,
+each with the time in monotonic milliseconds (nothing here reads a clock). Outputs, in order,
+from ``take()``: see session_types.py. ``next_deadline()`` says when ``tick`` is due next.
 """
 
 from __future__ import annotations
 
-import enum
-import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from paxctl.client.errors import ClientError, ConnectionLost, Indeterminate, Unavailable
-from paxctl.protocol.codec import session_granted
+from paxctl.client.errors import ConnectionLost, Indeterminate, Unavailable
+from paxctl.client.session_types import (
+    _HELLO,
+    _PING,
+    NO_CLIENT_BUGS,
+    CallFailed,
+    CallRecord,
+    ClientBugs,
+    Close,
+    Completed,
+    Connect,
+    ConnRecord,
+    Delivered,
+    Link,
+    Output,
+    Renewed,
+    Send,
+    SessionState,
+    StateChanged,
+    WatchRecord,
+)
+from paxctl.protocol.codec import ProtocolError, session_granted
 from paxctl.protocol.errors import ErrorCode
 from paxctl.protocol.messages import (
     CloseSessionRequest,
@@ -50,7 +61,6 @@ from paxctl.protocol.messages import (
     StatusRequest,
     SyncRequest,
     UnwatchRequest,
-    WatchEvent,
     WatchEvents,
     WatchMode,
     WatchRequest,
@@ -60,147 +70,8 @@ from paxctl.protocol.messages import (
 from paxctl.statemachine.errors import MultiError, SessionExpired, error_from_code
 from paxctl.statemachine.ops import Op
 
-
-class SessionState(enum.Enum):
-    NONE = "none"  # no session opened yet (reads and watches need none)
-    CONNECTED = "connected"
-    SUSPENDED = "suspended"
-    LOST = "lost"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class ClientBugs:
-    """Planted client bugs (all off outside the simulator), asked by attribute, never by name."""
-
-    #: Take the zxid of any frame as seen, even the answer to a hello the node refused.
-    zxid_from_failed_hello: bool = False
-
-    @classmethod
-    def from_names(cls, names: frozenset[str]) -> ClientBugs:
-        return cls(**{name: True for name in names & PLANTED_CLIENT_BUGS})
-
-
-PLANTED_CLIENT_BUGS = frozenset(f.name for f in fields(ClientBugs))
-NO_CLIENT_BUGS = ClientBugs()
-
-
-# ---------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True, slots=True)
-class Connect:
-    """Open a connection to server number ``server`` (modulo the driver's list), then report
-    ``connected(conn)`` or ``connect_failed(conn, ...)``."""
-
-    conn: int
-    server: int
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    conn: int
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close ``conn`` (no need to report its loss)."""
-
-    conn: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    call: int
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class CallFailed:
-    call: int
-    error: Exception
-
-
-@dataclass(frozen=True, slots=True)
-class StateChanged:
-    state: SessionState
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A connection became ready (its hello was accepted), or a ready one was lost."""
-
-    up: bool
-    conn: int
-    server: int
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """A watch event for the application; ``last`` when the watch has ended with it."""
-
-    event: WatchEvent
-    last: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Renewed:
-    """A ping sent at ``sent`` was answered alive: ``session`` lives until sent + timeout."""
-
-    session: int
-    sent: float
-
-
-Output = Connect | Send | Close | Completed | CallFailed | StateChanged | Link | Delivered | Renewed
-
-
-# ---------------------------------------------------------------------------- internals
-
-_HELLO = -1
-_PING = -2
-
-
-@dataclass(slots=True)
-class _Conn:
-    id: int
-    server: int
-    deadline: float  # for the connect, then for the hello's answer
-    hello: Hello | None = None
-    ready: bool = False
-    greeted: bool = False  # the hello took effect: this connection's zxids count as seen
-    next_xid: int = 1
-    pending: dict[int, int] | None = None  # xid -> call id, _HELLO or _PING
-
-
-@dataclass(slots=True)
-class _Call:
-    id: int
-    request: Request  # xid 0: set per attempt
-    deadline: float | None
-    timeout_ms: float | None
-    write: bool
-    epoch: int
-    retry: bool = True
-    wid: int | None = None  # a watch this call registers
-    conn: int | None = None
-    attempt_deadline: float = 0.0
-    maybe_sent: bool = False
-    first_sent: float | None = None
-    last: str = "no server answered"
-
-
-@dataclass(slots=True)
-class WatchRecord:
-    path: str
-    mode: WatchMode
-    armed: bool = False  # a node registered it: every hello re-registers it
-    floor: int = 0  # zxid of the last event delivered
-
-    @property
-    def one_shot(self) -> bool:
-        return self.mode in (WatchMode.DATA, WatchMode.CHILDREN)
+if TYPE_CHECKING:
+    import random  # only its type: the driver hands in the generator
 
 
 class ClientSession:
@@ -245,10 +116,10 @@ class ClientSession:
         self.closed = False
         self.watches: dict[int, WatchRecord] = {}
         self._next_wid = 1
-        self._conn: _Conn | None = None
+        self._conn: ConnRecord | None = None
         self._next_conn = 1
         self._reconnect_at: float | None = None
-        self._calls: dict[int, _Call] = {}
+        self._calls: dict[int, CallRecord] = {}
         self._next_call = 1
         self._closing: int | None = None  # the close_session call in flight
         self._ping: tuple[int, int, float, bool] | None = None  # conn, xid, sent, with session
@@ -396,7 +267,7 @@ class ClientSession:
         call = self._next_call
         self._next_call += 1
         deadline = None if timeout_ms is None else now + timeout_ms
-        c = _Call(call, req, deadline, timeout_ms, write, self.epoch, retry, wid)
+        c = CallRecord(call, req, deadline, timeout_ms, write, self.epoch, retry, wid)
         self._calls[call] = c
         if self.closed:
             self._fail(c, ConnectionLost("the client is closed"))
@@ -458,11 +329,11 @@ class ClientSession:
             if call.deadline is not None and now >= call.deadline and call.id in self._calls:
                 self._expire_call(call)
         c = self._conn
-        if c is not None and not c.ready and now >= c.deadline:
-            self._failover(now, "no reply in time")
-        c = self._conn
-        if c is not None and any(
-            call.conn == c.id and now >= call.attempt_deadline for call in self._calls.values()
+        if c is not None and (
+            (not c.ready and now >= c.deadline)
+            or any(
+                call.conn == c.id and now >= call.attempt_deadline for call in self._calls.values()
+            )
         ):
             self._failover(now, "no reply in time")
         if self._ping is not None and now >= self._ping[2] + self.ping_interval():
@@ -535,10 +406,10 @@ class ClientSession:
         self._reconnect_at = None
         conn = self._next_conn
         self._next_conn += 1
-        self._conn = _Conn(conn, self.server, now + self.attempt_timeout_ms, pending={})
+        self._conn = ConnRecord(conn, self.server, now + self.attempt_timeout_ms, pending={})
         self._out.append(Connect(conn, self.server))
 
-    def _hello(self, c: _Conn, after: int) -> None:
+    def _hello(self, c: ConnRecord, after: int) -> None:
         watches = tuple(
             WatchSpec(wid, w.path, w.mode) for wid, w in self.watches.items() if w.armed
         )
@@ -546,14 +417,14 @@ class ClientSession:
         c.hello = Hello(xid, self.client_id, self.session, after, watches)
         self._out.append(Send(c.id, c.hello))
 
-    def _xid(self, c: _Conn, what: int) -> int:
+    def _xid(self, c: ConnRecord, what: int) -> int:
         xid = c.next_xid
         c.next_xid += 1
         assert c.pending is not None
         c.pending[xid] = what
         return xid
 
-    def _hello_answered(self, now: float, c: _Conn, reply: Reply) -> None:
+    def _hello_answered(self, now: float, c: ConnRecord, reply: Reply) -> None:
         assert c.hello is not None
         if isinstance(reply, Failed):
             if reply.code == ErrorCode.SESSION_EXPIRED and c.hello.session:
@@ -600,7 +471,7 @@ class ClientSession:
 
     # ------------------------------------------------------------------ calls on the wire
 
-    def _send_call(self, now: float, call: _Call) -> None:
+    def _send_call(self, now: float, call: CallRecord) -> None:
         c = self._conn
         assert c is not None and c.ready
         req = call.request
@@ -614,7 +485,7 @@ class ClientSession:
             call.first_sent = now
         self._out.append(Send(c.id, req))
 
-    def _answered(self, now: float, call: _Call, reply: Reply) -> None:
+    def _answered(self, now: float, call: CallRecord, reply: Reply) -> None:
         if isinstance(reply, Failed):
             code = reply.code
             if code == ErrorCode.UNAVAILABLE and call.retry:
@@ -632,11 +503,14 @@ class ClientSession:
             if code == ErrorCode.SESSION_EXPIRED and call.write and self.session:
                 self._lost(now, "a write found the session ended")
             return
+        if isinstance(call.request, OpenSessionRequest):
+            try:
+                self._opened(call, reply.value)
+            except ProtocolError as exc:  # a node that breaks the protocol: try another
+                self._failover(now, str(exc))
+                return
         del self._calls[call.id]
-        req = call.request
-        if isinstance(req, OpenSessionRequest):
-            self._opened(call, reply.value)
-        elif call.id == self._closing:
+        if call.id == self._closing:
             self._session_ended(now, closed=True)
         if call.wid is not None and call.wid in self.watches:
             self.watches[call.wid].armed = True
@@ -644,11 +518,11 @@ class ClientSession:
                 self._ping_at = now + self.ping_interval()
         self._out.append(Completed(call.id, reply.value))
 
-    def _opened(self, call: _Call, value: Any) -> None:
+    def _opened(self, call: CallRecord, value: Any) -> None:
         if type(value) is int:  # the granted timeout; the session is named by our id
             granted = value
         else:  # {"session": id, "timeout_ms": ms}: the cluster named it
-            answer = session_granted(value)
+            answer = session_granted(value)  # ProtocolError if it is neither
             self.client_id, granted = answer.session, answer.timeout_ms
         self.granted_ms = granted
         self.session = True
@@ -657,7 +531,7 @@ class ClientSession:
         self._ping_at = call.first_sent + self.ping_interval()
         self._set_state(SessionState.CONNECTED)
 
-    def _expire_call(self, call: _Call) -> None:
+    def _expire_call(self, call: CallRecord) -> None:
         last = "no reply in time" if call.conn is not None or self._conn is not None else call.last
         secs = (call.timeout_ms or 0) / 1000
         if call.write and call.maybe_sent:
@@ -666,7 +540,7 @@ class ClientSession:
             tried = ", ".join(self.servers)
             self._fail(call, Unavailable(f"no answer within {secs:g} s from {tried} ({last})"))
 
-    def _fail(self, call: _Call, error: Exception) -> None:
+    def _fail(self, call: CallRecord, error: Exception) -> None:
         self._calls.pop(call.id, None)
         if call.id == self._closing:
             self._closing = None
@@ -698,7 +572,7 @@ class ClientSession:
             self._set_state(SessionState.CONNECTED)
             self._out.append(Renewed(self.client_id, sent))
 
-    def _lost(self, now: float, why: str, keep: _Conn | None = None) -> None:
+    def _lost(self, now: float, why: str, keep: ConnRecord | None = None) -> None:
         """The cluster ended our session: its ephemerals are gone; a new one opens on demand
         (unless we were closing it: then this is the close taking effect)."""
         if not self.session:
@@ -743,24 +617,3 @@ class ClientSession:
             if rec.one_shot:
                 del self.watches[event.wid]
             self._out.append(Delivered(event, rec.one_shot))
-
-
-__all__ = [
-    "NO_CLIENT_BUGS",
-    "PLANTED_CLIENT_BUGS",
-    "CallFailed",
-    "ClientBugs",
-    "ClientError",
-    "ClientSession",
-    "Close",
-    "Completed",
-    "Connect",
-    "Delivered",
-    "Link",
-    "Output",
-    "Renewed",
-    "Send",
-    "SessionState",
-    "StateChanged",
-    "WatchRecord",
-]

@@ -27,6 +27,7 @@ import functools
 import math
 from typing import Any
 
+from paxctl.client.session_types import PLANTED_CLIENT_BUGS, ClientBugs
 from paxctl.core import codec
 from paxctl.core.messages import Message, Relay
 from paxctl.core.node import Node, Role
@@ -39,9 +40,10 @@ from paxctl.testing.sim.zhost import SimConn, ZnodeHost
 from paxctl.testing.sim.zoracle import ZnodeOracle
 from paxctl.testing.simfs import SimulatedCrash
 
-#: Planted in the simulated client: it takes the zxid of any frame as seen, even the answer
-#: to a hello the node refused, as ``paxctl/client`` does today (a real bug, kept to show it).
-CLIENT_BUGS = frozenset({"zxid_from_failed_hello"})
+#: Planted in the client session (``paxctl/client/session.py``, through ``ClientBugs``): it takes
+#: the zxid of any frame as seen, even the answer to a hello the node refused (a real bug the
+#: asyncio client once had, kept to show the simulator catches it).
+CLIENT_BUGS = PLANTED_CLIENT_BUGS
 #: The planted bugs this workload knows (in the keeper, the watch registry and the client).
 ZNODE_BUGS = PLANTED_REPLICA_BUGS | CLIENT_BUGS
 
@@ -61,7 +63,7 @@ class ZnodeWorld(World):
         self.sessions: dict[int, SessionRec] = {}
         self.heal_at: int | None = None
         self.session_ms = SESSION_MS
-        self.zxid_from_failed_hello = "zxid_from_failed_hello" in spec.bugs
+        self.client_bugs = ClientBugs.from_names(spec.bugs)
         self.zclients: list[ZClient] = []
         super().__init__(spec)
         self.drift = max(0.0, *(1 - t / TICK_MS for t in self.tick_ms.values()))
@@ -335,7 +337,7 @@ class ZnodeWorld(World):
         """Sessions a running client holds, or may hold (its open is in flight)."""
         owned = set()
         for c in self.zclients:
-            opening = c.write is not None and c.write["op"] == "open_session"
+            opening = c.write == "open_session"
             if c.active and (c.session or opening):
                 owned.add(c.cid)
         return owned
@@ -354,9 +356,7 @@ class ZnodeWorld(World):
         return not set(replica.machine.sessions()) - self._owned()
 
     def _liveness_report(self) -> str:
-        pending = [
-            f"client {c.index}: {c.write['op']}" for c in self.zclients if c.active and c.write
-        ]
+        pending = [f"client {c.index}: {c.write}" for c in self.zclients if c.active and c.write]
         views = []
         for n in self.voters:
             host = self._host(n)
