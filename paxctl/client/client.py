@@ -73,6 +73,7 @@ from paxctl.statemachine.ops import (
     Multi,
     Op,
     SetData,
+    encode_op,
 )
 
 log = logging.getLogger("paxctl.client")
@@ -397,6 +398,7 @@ class Client:
         self._input(self._session.tick, now)
 
     async def _write(self, op: Op) -> Any:
+        encode_op(op)  # what cannot be encoded fails here, before the session numbers it
         async with self._write_lock:  # one write at a time: applied in the order sent
             if self._closing:
                 raise ConnectionLost("the client is closed")
