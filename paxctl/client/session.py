@@ -19,6 +19,7 @@ from ``take()``: see session_types.py. ``next_deadline()`` says when ``tick`` is
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -115,12 +116,12 @@ class ClientSession:
         self.reached = False  # a connection was accepted once: refusals may be a failover
         self.closed = False
         self.watches: dict[int, WatchRecord] = {}
-        self._next_wid = 1
+        self._wids = itertools.count(1)
         self._conn: ConnRecord | None = None
-        self._next_conn = 1
+        self._conns = itertools.count(1)
         self._reconnect_at: float | None = None
         self._calls: dict[int, CallRecord] = {}
-        self._next_call = 1
+        self._call_ids = itertools.count(1)
         self._closing: int | None = None  # the close_session call in flight
         self._ping: tuple[int, int, float, bool] | None = None  # conn, xid, sent, with session
         self._ping_at: float | None = None
@@ -224,8 +225,7 @@ class ClientSession:
         return self._call(now, req, call_timeout_ms, wid=wid)
 
     def new_watch(self, path: str, mode: WatchMode) -> int:
-        wid = self._next_wid
-        self._next_wid += 1
+        wid = next(self._wids)
         self.watches[wid] = WatchRecord(path, mode)
         return wid
 
@@ -244,15 +244,8 @@ class ClientSession:
 
     def cancel(self, call: int) -> None:
         """The caller gave up on ``call``: never resend it (an answer is ignored)."""
-        c = self._calls.pop(call, None)
-        if c is not None and c.wid is not None and not self._armed(c.wid):
-            self.watches.pop(c.wid, None)
-        if call == self._closing:
-            self._closing = None
-
-    def _armed(self, wid: int) -> bool:
-        rec = self.watches.get(wid)
-        return rec is not None and rec.armed
+        if call in self._calls:
+            self._forget(self._calls[call])
 
     def _call(
         self,
@@ -264,8 +257,7 @@ class ClientSession:
         retry: bool = True,
         wid: int | None = None,
     ) -> int:
-        call = self._next_call
-        self._next_call += 1
+        call = next(self._call_ids)
         deadline = None if timeout_ms is None else now + timeout_ms
         c = CallRecord(call, req, deadline, timeout_ms, write, self.epoch, retry, wid)
         self._calls[call] = c
@@ -361,7 +353,6 @@ class ClientSession:
             if msg.session == self.client_id and self.session:
                 self._lost(now, "the node pushed its end")
         else:
-            assert c.pending is not None
             what = c.pending.pop(msg.xid, None)
             if what == _HELLO:
                 self._hello_answered(now, c, msg)
@@ -404,9 +395,8 @@ class ClientSession:
         if self._reconnect_at is not None and now < self._reconnect_at:
             return  # the tick at _reconnect_at connects
         self._reconnect_at = None
-        conn = self._next_conn
-        self._next_conn += 1
-        self._conn = ConnRecord(conn, self.server, now + self.attempt_timeout_ms, pending={})
+        conn = next(self._conns)
+        self._conn = ConnRecord(conn, self.server, now + self.attempt_timeout_ms)
         self._out.append(Connect(conn, self.server))
 
     def _hello(self, c: ConnRecord, after: int) -> None:
@@ -420,7 +410,6 @@ class ClientSession:
     def _xid(self, c: ConnRecord, what: int) -> int:
         xid = c.next_xid
         c.next_xid += 1
-        assert c.pending is not None
         c.pending[xid] = what
         return xid
 
@@ -541,12 +530,16 @@ class ClientSession:
             self._fail(call, Unavailable(f"no answer within {secs:g} s from {tried} ({last})"))
 
     def _fail(self, call: CallRecord, error: Exception) -> None:
+        self._forget(call)
+        self._out.append(CallFailed(call.id, error))
+
+    def _forget(self, call: CallRecord) -> None:
+        """``call`` is over: a watch it was to register, and is not yet, goes with it."""
         self._calls.pop(call.id, None)
         if call.id == self._closing:
             self._closing = None
-        if call.wid is not None and not self._armed(call.wid):
-            self.watches.pop(call.wid, None)
-        self._out.append(CallFailed(call.id, error))
+        if call.wid is not None and not getattr(self.watches.get(call.wid), "armed", True):
+            del self.watches[call.wid]
 
     # ------------------------------------------------------------------ pings and sessions
 

@@ -11,7 +11,7 @@ hands the session; it is all off everywhere else.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from paxctl.protocol.messages import Hello, Request, WatchEvent, WatchMode
@@ -124,7 +124,7 @@ class ConnRecord:
     ready: bool = False
     greeted: bool = False  # the hello took effect: this connection's zxids count as seen
     next_xid: int = 1
-    pending: dict[int, int] | None = None  # xid -> call id, _HELLO or _PING
+    pending: dict[int, int] = field(default_factory=dict)  # xid -> call id, _HELLO, _PING
 
 
 @dataclass(slots=True)
