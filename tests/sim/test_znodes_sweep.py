@@ -47,6 +47,7 @@ PLANTED = {
     "ack_unrecorded": 20,  # the leader acknowledges heartbeats it never recorded (seed 1)
     "no_fresh_timeout": 150,  # a new leader counts from heartbeats it saw before leading (19)
     "skip_watch_replay": 20,  # a watch re-registered after a failover replays nothing (1)
+    "forget_old_sessions": 20,  # the exactly-once table forgets live sessions' entries (3)
 }
 
 
@@ -110,6 +111,16 @@ def test_a_deposed_leaders_expiry_cannot_land_after_a_newer_leader_said_alive(se
     assert run_seed(spec(seed)).ok
     broken = run_seed(spec(seed, bugs=frozenset({"no_reaper_fence"})))
     assert not broken.ok and "expiry safety" in broken.error
+
+
+def test_an_exactly_once_table_that_forgets_too_early_is_caught_by_the_exactly_once_check():
+    """The planted bug keeps the entries of the newest sessions only: a retry of an older,
+    still open session that is chosen a second time is applied twice, alike on every replica,
+    so no digest differs. The oracle's model of the table (zoracle.py) catches it (seed 3: a
+    client's write is retried on another node after a failover, and both copies are chosen)."""
+    assert run_seed(spec(3)).ok
+    broken = run_seed(spec(3, bugs=frozenset({"forget_old_sessions"})))
+    assert not broken.ok and "exactly-once" in broken.error and "again" in broken.error
 
 
 def test_the_real_clients_zxid_rule_loses_watch_events():
