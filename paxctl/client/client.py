@@ -65,7 +65,7 @@ from paxctl.client.watch import Watch, WatchEvent
 from paxctl.protocol.messages import ReadKind, WatchMode
 from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError
 from paxctl.statemachine.ops import (
-    FIRST_CLIENT_ID,
+    TEMP_CLIENT_BIT,
     Check,
     Create,
     Delete,
@@ -83,11 +83,10 @@ ATTEMPT_TIMEOUT = 2.0
 
 
 def new_client_id() -> int:
-    """A random id above the ids the cluster keeps for itself."""
-    while True:
-        cid: int = struct.unpack(">Q", os.urandom(8))[0] >> 1
-        if cid >= FIRST_CLIENT_ID:
-            return cid
+    """A random temporary id (``TEMP_CLIENT_BIT`` set): the connection's until the cluster
+    assigns it a session id (which never has that bit)."""
+    cid: int = TEMP_CLIENT_BIT | struct.unpack(">Q", os.urandom(8))[0] >> 2
+    return cid
 
 
 class Client:
@@ -234,6 +233,8 @@ class Client:
             await self._open_session()
 
     async def _open_session(self) -> None:
+        # Under the temporary id; the reply names the session, whose id the session uses from
+        # then on. (A retry whose first answer was lost opens a second one: it simply expires.)
         if not self._session.session:
             timeout_ms = max(1, int(self.session_timeout * 1000))
             await self._request(lambda now, t: self._session.open_session(now, timeout_ms, t))

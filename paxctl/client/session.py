@@ -176,7 +176,8 @@ class ClientSession:
     def open_session(
         self, now: float, timeout_ms: int | None = None, call_timeout_ms: float | None = None
     ) -> int:
-        """Open a session (under the current client id); completes with the granted timeout."""
+        """Open a session under the current (temporary) id; completes with the cluster's
+        ``{"session": id, "timeout_ms": ms}``, and the session's id is the client id then."""
         if timeout_ms is not None:
             self.session_timeout_ms = timeout_ms
         self.seq += 1
@@ -508,12 +509,9 @@ class ClientSession:
         self._out.append(Completed(call.id, reply.value))
 
     def _opened(self, call: CallRecord, value: Any) -> None:
-        if type(value) is int:  # the granted timeout; the session is named by our id
-            granted = value
-        else:  # {"session": id, "timeout_ms": ms}: the cluster named it
-            answer = session_granted(value)  # ProtocolError if it is neither
-            self.client_id, granted = answer.session, answer.timeout_ms
-        self.granted_ms = granted
+        # Opened under the temporary id; the cluster named the session: our id from now on.
+        answer = session_granted(value)  # ProtocolError if the node broke the protocol
+        self.client_id, self.granted_ms = answer.session, answer.timeout_ms
         self.session = True
         assert call.first_sent is not None  # the session's clock starts no earlier
         self.last_ack_sent = call.first_sent

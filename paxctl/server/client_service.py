@@ -42,6 +42,7 @@ from paxctl.statemachine.ops import (
     OpenSession,
     decode_op,
     encode_command,
+    is_session_id,
 )
 from paxctl.statemachine.paths import validate_path
 
@@ -88,6 +89,7 @@ class ClientConn:
 
     client: int
     session: bool = False  # the hello claimed an open session (checked against the table)
+    opening: tuple[int, int] | None = None  # (seq, granted ms) of its open_session in flight
 
 
 def _uint(x: Any, what: str) -> int:
@@ -213,6 +215,8 @@ class ClientService:
         watches = req.get("watches", [])
         if type(session) is not bool or type(watches) is not list or len(watches) > MAX_WATCHES:
             raise ValueError("session must be a bool and watches a list")
+        if session and not is_session_id(client):  # sessions are named by the cluster
+            raise ValueError("a session id is one the cluster assigned (below 2**62)")
         parsed = [self._parse_watch(w) for w in watches]
 
         def resume() -> None:
@@ -234,8 +238,9 @@ class ClientService:
         state = self._client(conn)
         timeout = _uint(req.get("timeout_ms", 10_000), "timeout_ms")
         lo, hi = self.server.config.min_session_ms, self.server.config.max_session_ms
-        self._propose(conn, xid, req, OpenSession(state.client, min(max(timeout, lo), hi)))
-        state.session = True
+        granted = min(max(timeout, lo), hi)
+        state.opening = (req["seq"], granted)
+        self._propose(conn, xid, req, OpenSession(granted))
 
     def _op_close_session(self, conn: FramedProtocol, xid: int, req: dict[str, Any]) -> None:
         state = self._client(conn)
@@ -269,7 +274,7 @@ class ClientService:
         if type(seq) is not int or not 1 <= seq <= MAX_UINT:
             raise ValueError(f"a write needs 1 <= seq <= {MAX_UINT}")
         cmd = Command(client, seq, encode_command(int(time.time() * 1000), op))
-        if self.server.node.is_applied(cmd):
+        if self.server.machine.is_applied(client, seq):
             self._answer(conn, xid, self.server.machine.cached(client, seq))
             return
         self._pending[(client, seq)] = (conn, xid)
@@ -277,10 +282,23 @@ class ClientService:
             del self._pending[(client, seq)]
             self._reply(conn, xid, err="Unavailable", msg="the node is overloaded; retry")
 
-    def write_done(self, cmd: Command, outcome: Outcome | None) -> None:
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool = True) -> None:
         waiting = self._pending.pop((cmd.client, cmd.seq), None)
-        if waiting is not None:
-            self._answer(*waiting, outcome)
+        if waiting is None:
+            return
+        conn, xid = waiting
+        state = conn.state
+        if isinstance(state, ClientConn) and state.opening and state.opening[0] == cmd.seq:
+            granted, state.opening = state.opening[1], None
+            if outcome is not None and outcome.ok and type(outcome.value) is int:
+                # The cluster named the new session: the connection speaks for it from now on.
+                if self._by_client.get(state.client) is conn:
+                    del self._by_client[state.client]
+                state.client, state.session = outcome.value, True
+                self._by_client[state.client] = conn
+                self._reply(conn, xid, {"session": state.client, "timeout_ms": granted})
+                return
+        self._answer(conn, xid, outcome)
 
     def _answer(self, conn: FramedProtocol, xid: int, outcome: Outcome | None) -> None:
         if outcome is None:  # applied long ago; its answer is no longer kept

@@ -44,21 +44,23 @@ from paxctl.protocol.messages import (
     WriteRequest,
 )
 from paxctl.statemachine.errors import NoNode, SessionExpired
-from paxctl.statemachine.ops import FIRST_CLIENT_ID, Create, SetData
+from paxctl.statemachine.ops import FIRST_CLIENT_ID, TEMP_CLIENT_BIT, Create, SetData
 
-CID = FIRST_CLIENT_ID + 1
+TEMP = TEMP_CLIENT_BIT | 1  # the id a client opens its session under
+CID = FIRST_CLIENT_ID + 1  # the session id the cluster names
+GRANTED = {"session": CID, "timeout_ms": 3000}
 NO_BUGS = ClientBugs()
 SERVERS = ["a:1", "b:2", "c:3"]
 
 
 def session(bugs=NO_BUGS, **kw) -> ClientSession:
-    ids = iter(range(FIRST_CLIENT_ID + 100, FIRST_CLIENT_ID + 200))
+    ids = iter(range(TEMP + 100, TEMP + 200))
     kw.setdefault("session_timeout_ms", 3000)
     return ClientSession(
         SERVERS,
         rng=random.Random(1),
         new_client_id=lambda: next(ids),
-        client_id=CID,
+        client_id=TEMP,
         bugs=bugs,
         **kw,
     )
@@ -89,9 +91,10 @@ def opened(now=0.0, **kw):
     conn, _, outs = connect(s, now)
     (req,) = sent(outs)
     assert isinstance(req, OpenSessionRequest) and req.seq == 1 and req.timeout_ms == 3000
-    s.frame(now, conn, Ok(req.xid, 5, 3000))
+    s.frame(now, conn, Ok(req.xid, 5, GRANTED))
     outs = s.take()
-    assert Completed(call, 3000) in outs and StateChanged(SessionState.CONNECTED) in outs
+    assert Completed(call, GRANTED) in outs and StateChanged(SessionState.CONNECTED) in outs
+    assert s.client_id == s.session_id == CID
     return s, conn
 
 
@@ -102,7 +105,7 @@ def test_a_call_connects_and_says_hello_first():
     assert connect_ == Connect(1, s.server)
     s.connected(1, 1)
     (hello,) = sent(s.take())
-    assert hello == Hello(1, CID, False, 0, ())
+    assert hello == Hello(1, TEMP, False, 0, ())  # no session yet: its temporary id
     s.frame(2, 1, Ok(1, 7, {"node": 2}))
     outs = s.take()
     assert Link(True, 1, s.server) in outs
@@ -366,8 +369,7 @@ def test_shutdown_fails_what_is_pending_and_closes():
 @pytest.mark.parametrize("seed", [1, 2])
 def test_same_inputs_same_outputs(seed):
     def play():
-        s = ClientSession(SERVERS, rng=random.Random(seed), new_client_id=lambda: CID + 1)
-        s.client_id = CID
+        s = ClientSession(SERVERS, rng=random.Random(seed), new_client_id=lambda: TEMP + 1)
         s.open_session(0)
         log = []
         for now in range(0, 5000, 250):
@@ -377,7 +379,7 @@ def test_same_inputs_same_outputs(seed):
                     s.connected(now, out.conn)
                 elif isinstance(out, Send):
                     req = out.request
-                    value = 3000 if isinstance(req, OpenSessionRequest) else None
+                    value = GRANTED if isinstance(req, OpenSessionRequest) else None
                     s.frame(now, out.conn, Ok(req.xid, now, value))
             s.tick(now)
         return log

@@ -55,7 +55,7 @@ from paxctl.protocol.messages import (
     WriteRequest,
 )
 from paxctl.statemachine.errors import SessionExpired
-from paxctl.statemachine.ops import FIRST_CLIENT_ID, Create, Delete, Op, SetData
+from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Create, Delete, Op, SetData
 from paxctl.testing.sim.watchcheck import WatchValidator
 from paxctl.testing.sim.zhost import SimConn
 
@@ -100,7 +100,9 @@ def _describe(frame: dict[str, Any]) -> str:
 
 
 def client_id(index: int, generation: int) -> int:
-    return FIRST_CLIENT_ID + (generation << 8) + index
+    """The temporary id a client connects and opens a session with; once the open is
+    answered, ``cid`` is the session id the cluster assigned (as the real client does)."""
+    return TEMP_CLIENT_BIT | (generation << 8) | index
 
 
 # ---------------------------------------------------------------------------- the dict boundary
@@ -177,7 +179,7 @@ class ZClient:
         self.timer_at: float | None = None
 
     def log(self, text: str) -> None:
-        self.w.log(f"client {self.index}/{self.cid - FIRST_CLIENT_ID:x} {text}")
+        self.w.log(f"client {self.index}/{self.cid & ~TEMP_CLIENT_BIT:x} {text}")
 
     @property
     def cid(self) -> int:

@@ -22,7 +22,6 @@ from paxctl.core.messages import Message
 from paxctl.core.node import Role
 from paxctl.core.state import Ready
 from paxctl.core.types import Applied, Command, Snapshot
-from paxctl.server.audit import SYSTEM_CLIENT
 from paxctl.server.liveness import Duties
 from paxctl.server.replica import Replica
 from paxctl.server.watches import RESYNC, Event
@@ -88,6 +87,7 @@ class ConnState:
 
     client: int
     session: bool = False
+    opening: tuple[int, int] | None = None  # (seq, timeout) of its open_session in flight
 
 
 class NodeService:
@@ -120,11 +120,23 @@ class NodeService:
         if events and isinstance(conn, SimConn):
             self._send(conn, {"events": [(wid, e.kind, e.path, e.zxid) for wid, e in events]})
 
-    def write_done(self, cmd: Command, outcome: Outcome | None) -> None:
-        self.host.write_done(cmd)
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool = True) -> None:
+        self.host.write_done(cmd, fresh)
         waiting = self._pending.pop((cmd.client, cmd.seq), None)
-        if waiting is not None:
-            self._answer(*waiting, outcome)
+        if waiting is None:
+            return
+        conn, xid = waiting
+        state = conn.state
+        if state is not None and state.opening and state.opening[0] == cmd.seq:
+            timeout, state.opening = state.opening[1], None
+            if outcome is not None and outcome.ok and type(outcome.value) is int:
+                if self._by_client.get(state.client) is conn:
+                    del self._by_client[state.client]
+                state.client, state.session = outcome.value, True
+                self._by_client[state.client] = conn
+                self._reply(conn, xid, {"session": state.client, "timeout_ms": timeout})
+                return
+        self._answer(conn, xid, outcome)
 
     def session_closed(self, session: int) -> None:
         self.host.session_closed(session)
@@ -180,8 +192,8 @@ class NodeService:
 
     def _op_open_session(self, conn: SimConn, xid: int, req: dict[str, Any]) -> None:
         assert conn.state is not None
-        self._propose(conn, xid, req["seq"], OpenSession(conn.state.client, req["timeout_ms"]))
-        conn.state.session = True
+        conn.state.opening = (req["seq"], req["timeout_ms"])
+        self._propose(conn, xid, req["seq"], OpenSession(req["timeout_ms"]))
 
     def _op_close_session(self, conn: SimConn, xid: int, req: dict[str, Any]) -> None:
         assert conn.state is not None
@@ -206,7 +218,7 @@ class NodeService:
         client = conn.state.client
         cmd = Command(client, seq, encode_command(self.host.world.local_ms(self.host.id), op))
         self.host.oracle.submitted(cmd)
-        if node.is_applied(cmd):
+        if self.replica.machine.is_applied(client, seq):
             self._answer(conn, xid, self.replica.machine.cached(client, seq))
             return
         self._pending[(client, seq)] = (conn, xid)
@@ -291,7 +303,6 @@ class ZnodeHost(SimHost):
         self.service: NodeService | None = None
         self.digest_every = 0
         self.watch_history = 100_000
-        self._fresh = 0  # commands of the slot being applied not yet reported by write_done
         self._closing: int | None = None
 
     def _restore_app(self, snapshot: Snapshot | None) -> None:
@@ -375,7 +386,6 @@ class ZnodeHost(SimHost):
     def _apply(self, applied: Applied) -> None:
         node, replica = self.node, self.replica
         assert node is not None and replica is not None
-        self._fresh = sum(cmd.client != SYSTEM_CLIENT for cmd in applied.commands)
         mismatches = replica.audit.mismatches
         replica.apply(node, (applied,))
         if replica.audit.mismatches != mismatches:
@@ -384,15 +394,18 @@ class ZnodeHost(SimHost):
         if replica.audit.due(applied.slot) and node.role is Role.LEADER:
             self.oracle.submitted(replica.audit.command(applied.slot))  # what apply proposed
 
-    def write_done(self, cmd: Command) -> None:
-        """Called by the replica after each command (then for each retry it skipped)."""
-        if self._fresh == 0:
-            return  # a skipped retry: it changed nothing
-        self._fresh -= 1
+    def write_done(self, cmd: Command, fresh: bool) -> None:
+        """Called by the replica after each command of a slot, in order (``fresh``: it was
+        processed now, not answered as a retry): the oracle checks exactly-once from here."""
         replica = self.replica
         assert replica is not None
-        zxid = replica.applied_zxid
-        first = self.oracle.record_changes(self.id, zxid, replica.machine.last_events)
+        zxid, events = replica.applied_zxid, replica.machine.last_events
+        self.oracle.command_applied(self.id, zxid, fresh, bool(events))
+        if not fresh:
+            return  # a retry: it changed nothing
+        first = self.oracle.record_changes(self.id, zxid, events)
+        if replica.machine.last_opened is not None:
+            self.world.session_created(replica.machine.last_opened, cmd.client, first)
         if self._closing is not None:
             session, self._closing = self._closing, None
             self.world.session_ended(self.id, session, cmd.client, first)
