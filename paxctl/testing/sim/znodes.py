@@ -98,7 +98,9 @@ class ZnodeWorld(World):
         # The oracle is the first thing the base class builds: draw this world's knobs here.
         self.digest_every = self.rng.choice([5, 20, 100])
         self.break_every_ms = self.rng.choice([0, 300, 1000]) if self.spec.faults else 0
-        return ZnodeOracle(self.voters)
+        oracle = ZnodeOracle(self.voters)
+        oracle.wall_clock = lambda n: (self.wall_ms(n) - self.local_ms(n), self.wall_ms(n))
+        return oracle
 
     def _make_host(self, n: int, core_bugs: frozenset[str], storage_bugs: frozenset[str]) -> Any:
         host = ZnodeHost(
@@ -163,8 +165,8 @@ class ZnodeWorld(World):
     # ------------------------------------------------------------------ nodes
 
     def wall_ms(self, n: int) -> int:
-        """Host ``n``'s wall clock: its clock, set minutes apart from every other host's (a
-        command's time tells which host's clock stamped it)."""
+        """Host ``n``'s wall clock: its clock, set minutes apart from every other host's (see
+        ``ZnodeOracle.stamped``: a command's time tells which host's clock stamped it)."""
         return self.local_ms(n) + (n - 1) * self.clock_apart_ms
 
     def _tick(self, n: int, inc: int) -> None:
