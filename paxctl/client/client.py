@@ -47,7 +47,7 @@ from paxctl.client.connection import (
 from paxctl.client.watch import Watch, WatchEvent
 from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError, error_from_code
 from paxctl.statemachine.ops import (
-    FIRST_CLIENT_ID,
+    TEMP_CLIENT_BIT,
     Check,
     Create,
     Delete,
@@ -72,11 +72,10 @@ class SessionState(enum.Enum):
 
 
 def new_client_id() -> int:
-    """A random id above the ids the cluster keeps for itself."""
-    while True:
-        cid: int = struct.unpack(">Q", os.urandom(8))[0] >> 1
-        if cid >= FIRST_CLIENT_ID:
-            return cid
+    """A random temporary id (``TEMP_CLIENT_BIT`` set): the connection's until the cluster
+    assigns it a session id (which never has that bit)."""
+    cid: int = TEMP_CLIENT_BIT | struct.unpack(">Q", os.urandom(8))[0] >> 2
+    return cid
 
 
 class Client:
@@ -205,8 +204,11 @@ class Client:
         self._seq += 1
         req = {"op": "open_session", "seq": self._seq, "timeout_ms": self._timeout_ms()}
         sent = asyncio.get_running_loop().time()  # the session's clock starts no earlier
-        granted = await self._call(req, True, self._epoch)
-        self.granted_timeout = int(granted) / 1000
+        # Under the temporary id; the reply names the session, whose id we use from now on. (A
+        # retry whose first answer was lost opens a second one: the first simply expires.)
+        opened = await self._call(req, True, self._epoch)
+        self.client_id = int(opened["session"])
+        self.granted_timeout = int(opened["timeout_ms"]) / 1000
         self._session = True
         self.last_ack_sent = sent
         self._set_state(SessionState.CONNECTED)

@@ -33,7 +33,7 @@ from paxctl.core.messages import (
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 #: Bumped whenever the encoding of any message changes incompatibly.
-CODEC_VERSION = 1
+CODEC_VERSION = 2  # 2: snapshots no longer carry the core's exactly-once table
 
 #: The largest integer any field may hold (client ids and sequence numbers included).
 MAX_UINT = 2**63 - 1
@@ -85,19 +85,15 @@ def decode_value(x: Any) -> Value:
 
 
 def encode_snapshot(snap: Snapshot) -> list[Any]:
-    return [snap.slot, list(snap.voters), [list(kv) for kv in snap.clients], snap.app]
+    return [snap.slot, list(snap.voters), snap.app]
 
 
 def decode_snapshot(x: Any) -> Snapshot:
-    slot, voters, clients, app = _check_list(x, "snapshot", 4)
+    slot, voters, app = _check_list(x, "snapshot", 3)
     if type(app) is not bytes:
         raise CodecError("snapshot app: expected bytes")
-    pairs = []
-    for kv in _check_list(clients, "snapshot clients"):
-        client, seq = _check_list(kv, "client entry", 2)
-        pairs.append((_check_int(client, "client"), _check_int(seq, "seq")))
     members = tuple(_check_int(v, "voter") for v in _check_list(voters, "voters"))
-    return Snapshot(_check_int(slot, "slot"), members, tuple(pairs), app)
+    return Snapshot(_check_int(slot, "slot"), members, app)
 
 
 def _enc_chosen(entries: tuple[ChosenEntry, ...]) -> list[list[Any]]:

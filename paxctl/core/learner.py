@@ -6,7 +6,6 @@ broken somewhere; the learner refuses it loudly instead of applying either.
 
 from __future__ import annotations
 
-from paxctl.core.dedup import ClientTable
 from paxctl.core.types import Applied, ChosenEntry, Snapshot, Value, value_size
 
 
@@ -26,7 +25,6 @@ class Learner:
         self.commit = self.base
         #: Slots up to ``applied`` were handed to the application (the snapshot covers the base).
         self.applied = self.base
-        self.clients = ClientTable(dict(snapshot.clients) if snapshot else None)
         self.new_chosen: list[ChosenEntry] = []
         self._advance_commit()
 
@@ -51,8 +49,7 @@ class Learner:
         """Sum up every slot up to ``slot`` (the last applied one) in a snapshot; drop them."""
         if slot != self.applied or slot <= self.base:
             raise ValueError(f"can only snapshot at the applied slot {self.applied}, not {slot}")
-        clients = tuple(sorted(self.clients.last_seq.items()))
-        self.snapshot = Snapshot(slot, voters, clients, app)
+        self.snapshot = Snapshot(slot, voters, app)
         self._drop_through(slot)
         return self.snapshot
 
@@ -63,7 +60,6 @@ class Learner:
         self.snapshot = snapshot
         self._drop_through(snapshot.slot)
         self.commit = self.applied = snapshot.slot
-        self.clients = ClientTable(dict(snapshot.clients))
         self._advance_commit()
         return True
 
@@ -94,11 +90,15 @@ class Learner:
         return tuple(out)
 
     def take_committed(self) -> list[Applied]:
-        """The chosen slots the application has not seen yet, in slot order, deduplicated."""
+        """The chosen slots the application has not seen yet, in slot order.
+
+        Every command of a slot is handed on, retries included: exactly-once is the state
+        machine's business (it keeps each session's last ``seq`` and answers a retry from there).
+        """
         out = []
         while self.applied < self.commit:
             self.applied += 1
-            out.append(self.clients.apply(self.applied, self.chosen[self.applied]))
+            out.append(Applied(self.applied, self.chosen[self.applied]))
         return out
 
     def take_new_chosen(self) -> list[ChosenEntry]:

@@ -143,10 +143,6 @@ class Node(Roles):
         self.acceptor.compact(slot)
         return snapshot
 
-    def is_applied(self, command: Command) -> bool:
-        """Whether ``command`` already took effect here (so its client can be answered)."""
-        return self.learner.clients.is_applied(command)
-
     @property
     def leader_ready(self) -> bool:
         """Leader, and everything an earlier leader may have had chosen is applied here.
@@ -317,7 +313,7 @@ class Node(Roles):
         cfg = self.config
         if self.role is Role.LEADER:
             last = self.learner.commit + cfg.window
-            new = self.proposer.batch(last, cfg.max_batch, cfg.max_batch_bytes, self.is_applied)
+            new = self.proposer.batch(last, cfg.max_batch, cfg.max_batch_bytes)
             self._send_accepts(new, (self.id, *self._peers))
         elif self.leader is not None and self.leader != self.id:
             commands = self.proposer.take_pending()

@@ -7,7 +7,6 @@ only: the node decides when it campaigns or leads, and sends the messages.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from paxctl.core.adoption import Adoption
@@ -88,11 +87,9 @@ class Proposer:
         self._inflight_ids.clear()
         return [cmd for slot in sorted(inflight) for cmd in inflight[slot].value]
 
-    def batch(
-        self, last_slot: int, max_batch: int, max_bytes: int, applied: Callable[[Command], bool]
-    ) -> dict[int, Proposal]:
+    def batch(self, last_slot: int, max_batch: int, max_bytes: int) -> dict[int, Proposal]:
         """Give waiting commands slots up to ``last_slot``, ``max_batch`` (about ``max_bytes``)
-        to a slot; commands ``applied`` already are dropped. Returns the new proposals."""
+        to a slot. Returns the new proposals."""
         new: dict[int, Proposal] = {}
         while self.pending and self.next_slot <= last_slot:
             batch: list[Command] = []
@@ -103,9 +100,8 @@ class Proposer:
                     break
                 cmd = self.pending.popleft()
                 self._pending_ids.discard(_key(cmd))
-                if not applied(cmd):
-                    batch.append(cmd)
-                    used += size
+                batch.append(cmd)
+                used += size
             if batch:
                 self.propose(self.next_slot, tuple(batch))
                 new[self.next_slot] = self.inflight[self.next_slot]

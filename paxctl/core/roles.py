@@ -103,8 +103,13 @@ class Roles:
         self._deferred: tuple[HardState | None, list[AcceptedEntry]] = (None, [])  # planted bug
 
     def _offer(self, command: Command) -> bool:
-        """Queue ``command`` for a slot (or for the leader); False if the queue is full."""
-        if self.learner.clients.is_applied(command) or self.proposer.has(command):
+        """Queue ``command`` for a slot (or for the leader); False if the queue is full.
+
+        An identical ``(client, seq)`` already waiting or in flight adds nothing. One already
+        applied is not filtered here: the state machine answers it from its table if it is
+        chosen again (the core keeps no exactly-once table of its own).
+        """
+        if self.proposer.has(command):
             return True
         if len(self.proposer.pending) >= self.config.max_pending:
             return False

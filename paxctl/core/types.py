@@ -95,25 +95,24 @@ class ChosenEntry:
 class Applied:
     """A chosen slot handed to the application, in slot order.
 
-    ``commands`` holds only the commands that take effect: a retried command that was already
-    applied from an earlier slot is left out (it is still in ``skipped``, so the node that holds
-    the client's request can answer it).
+    ``commands`` is the slot's whole value, retries included: the core keeps no table of what
+    took effect. The state machine does, in log order (``StateMachine.apply_command``), so a
+    retry chosen in a second slot is answered there rather than applied again.
     """
 
     slot: int
     commands: tuple[Command, ...]
-    skipped: tuple[Command, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The application's state after applying every slot up to ``slot``.
 
-    It carries what a node needs to continue from there without the log behind it: the voters,
-    the exactly-once table (client -> highest applied seq) and the application's own bytes.
+    It carries what a node needs to continue from there without the log behind it: the voters
+    and the application's own bytes (which hold the exactly-once table too: it is the state
+    machine's, see ``paxctl.statemachine.machine``).
     """
 
     slot: int
     voters: tuple[int, ...]
-    clients: tuple[tuple[int, int], ...]
     app: bytes

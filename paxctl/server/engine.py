@@ -77,8 +77,9 @@ class Observer:
     def applied(self, applied: Applied, replica: Replica) -> None:
         """Applied one committed slot (its events and answers are out)."""
 
-    def write_done(self, cmd: Command, outcome: Outcome | None) -> None:
-        """The replica applied (or skipped, as a retry) ``cmd``; called before its answer."""
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool) -> None:
+        """The replica applied ``cmd`` (``fresh``), or answered it as a retry of one applied
+        earlier; called for every command of a slot, in order, before its answer."""
 
     def session_closed(self, session: int) -> None:
         """The replica just applied the end of ``session``."""

@@ -19,8 +19,8 @@ sent at time ``s`` is answered "alive", no expiry of that session can be chosen 
    leads again, possibly long after a newer leader answered that session "alive" (found by the
    simulator). So reaper sequence numbers grow with the ballot, and a new leader first gets a
    fence (an empty ``Reap``) applied, answering no ping "alive" before: every older term's
-   reaper command is then below the reaper's highest applied ``seq``, and the exactly-once
-   table skips it wherever it lands in the log.
+   reaper command is then below the reaper's highest applied ``seq``, and the state machine's
+   exactly-once table skips it wherever it lands in the log.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class SessionKeeper:
         # ctx -> (who asked: a peer id, or None for this node's own relay, round, sessions)
         self._confirming: dict[int, tuple[int | None, int, tuple[int, ...]]] = {}
         self._fence: Command | None = None  # this term's first reaper command (rule 4)
-        self._fenced: Callable[[], bool] = lambda: False
+        self._fenced: Callable[[StateMachine], bool] = lambda machine: False
         self._reaper_term = -1
         self._reaper_k = 0
         self.expired_proposed = 0
@@ -153,7 +153,7 @@ class SessionKeeper:
         duties = Duties()
         self._ticks += 1
         ready = self._follow_leadership(node, now_ms, wall_ms)
-        if ready and self._fence is not None and not self._fenced():
+        if ready and self._fence is not None and not self._fenced(machine):
             node.propose(self._fence)  # again, in case it did not fit (a no-op if pending)
         taken = self.relay.take(MAX_TOUCH)
         if taken is not None:
@@ -194,7 +194,7 @@ class SessionKeeper:
         """The read-index round for ``ctx`` ended: ``ok`` if this node was still leader."""
         duties = Duties()
         asked = self._confirming.pop(ctx, None)
-        if asked is None or not ok or not self._fenced():
+        if asked is None or not ok or not self._fenced(machine):
             return duties  # the asker's pings go unanswered; they are relayed and asked again
         frm, round_, sessions = asked
         # A session this leader is expiring is not alive, even if it pinged since: the expiry
@@ -221,14 +221,14 @@ class SessionKeeper:
                 for session, seen in sorted(self._observed.items()):
                     self.tracker.touch((session,), seen)
             if "no_reaper_fence" in self._bugs:  # planted: as if rule 4 did not exist
-                self._fenced = lambda: True
+                self._fenced = lambda machine: True
                 return ready
             fence = self._fence = self._reaper(node, wall_ms, Reap(()))
-            self._fenced = lambda: node.is_applied(fence)
+            self._fenced = lambda machine: machine.is_applied(fence.client, fence.seq)
             node.propose(fence)
         elif not ready and self.tracker.active:
             self.tracker.follow()
-            self._fence, self._fenced = None, lambda: False
+            self._fence, self._fenced = None, lambda machine: False
         return ready
 
     @property
@@ -251,7 +251,8 @@ class SessionKeeper:
     def _reaper(self, node: Node, wall_ms: int, op: CloseSession | Reap) -> Command:
         """A command of the cluster's own, numbered above every earlier term's (rule 4).
 
-        The exactly-once table keeps the highest ``seq`` per client, so the high bits are this
+        The machine's exactly-once table keeps the highest ``seq`` per client (the reaper's for
+        good: it is one of the cluster's own ids), so the high bits are this
         leader's ballot (round, then node id): every term's numbers exceed all older terms'.
         """
         ballot = node.ballot

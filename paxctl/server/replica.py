@@ -16,10 +16,11 @@ from paxctl.server.audit import SYSTEM_CLIENT, DigestAudit
 from paxctl.server.liveness import PLANTED_KEEPER_BUGS, SessionKeeper
 from paxctl.server.watches import PLANTED_WATCH_BUGS, Event, EventHistory, WatchRegistry
 from paxctl.server.zxid import zxid_of
-from paxctl.statemachine.machine import Outcome, StateMachine
+from paxctl.statemachine.machine import PLANTED_MACHINE_BUGS, Outcome, StateMachine
 
-#: Test only: the bugs ``paxctl sim --plant-bug`` may plant in a replica's keeper and watches.
-PLANTED_REPLICA_BUGS = PLANTED_KEEPER_BUGS | PLANTED_WATCH_BUGS
+#: Test only: the bugs ``paxctl sim --plant-bug`` may plant in a replica's keeper, watches and
+#: state machine.
+PLANTED_REPLICA_BUGS = PLANTED_KEEPER_BUGS | PLANTED_WATCH_BUGS | PLANTED_MACHINE_BUGS
 
 
 class Sink(Protocol):
@@ -27,7 +28,10 @@ class Sink(Protocol):
 
     def push_events(self, conn: Any, events: list[tuple[int, Event]]) -> None: ...
 
-    def write_done(self, cmd: Command, outcome: Outcome | None) -> None: ...
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool = True) -> None:
+        """``cmd`` was applied: ``fresh`` if it was processed now, else it is a retry of a
+        command applied earlier, answered from the state machine's table (``outcome`` None:
+        applied earlier, result not kept). Called for every command of a slot, in order."""
 
     def session_closed(self, session: int) -> None: ...
 
@@ -46,7 +50,9 @@ class Replica:
         watch_history: int = 100_000,
         planted_bugs: frozenset[str] = frozenset(),
     ) -> None:
+        self._machine_bugs = planted_bugs & PLANTED_MACHINE_BUGS
         self.machine = machine
+        machine.plant(self._machine_bugs)
         # A snapshot covers its whole last slot, up to the machine's last zxid, not just
         # zxid_of(slot, 0): history and replies must not claim less (found by the simulator:
         # the other commands of that slot were neither replayed nor announced by a resync).
@@ -67,6 +73,7 @@ class Replica:
     def install(self, app: bytes, slot: int) -> None:
         """A peer's snapshot replaced our state: watchers here missed what it skipped."""
         self.machine = StateMachine.restore(app)
+        self.machine.plant(self._machine_bugs)
         self.applied_zxid = max(zxid_of(slot, 0), self.machine.last_zxid)  # see __init__
         for conn, fired in self.watches.reset_history(self.applied_zxid).items():
             self.sink.push_events(conn, fired)
@@ -81,22 +88,20 @@ class Replica:
                 zxid = zxid_of(applied.slot, index)
                 outcome = self.machine.apply_command(zxid, cmd.data, cmd.client, cmd.seq)
                 self.applied_zxid = zxid
+                if not self.machine.last_fresh:  # a retry: it changed nothing
+                    self.sink.write_done(cmd, outcome, False)
+                    continue
                 events = self.machine.last_events
                 if events:
                     for conn, fired in self.watches.fire(zxid, events).items():
                         self.sink.push_events(conn, fired)
                 closed = self.machine.last_closed
                 if closed is not None:
-                    # The core's exactly-once table keeps the ended client: the core filtered
-                    # retries for every slot of this Ready before any was applied, so dropping
-                    # it here would take effect at a batch boundary, which differs between
-                    # replicas (found by the simulator: a late retry was applied on some
-                    # replicas only, and digests diverged). Dropping it needs the core to do
-                    # so while it filters, in log order.
+                    # The machine dropped the session's exactly-once entry as it applied the
+                    # close, at this log position on every replica (the core keeps no table
+                    # that could drop it at a batch boundary instead).
                     self.sink.session_closed(closed)
-                self.sink.write_done(cmd, outcome)
-            for cmd in applied.skipped:
-                self.sink.write_done(cmd, self.machine.cached(cmd.client, cmd.seq))
+                self.sink.write_done(cmd, outcome, True)
             if self.audit.due(applied.slot):
                 self.audit.note(applied.slot, self.machine.digest())
                 if node.role is Role.LEADER:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paxctl.core.types import Command
+from paxctl.protocol.codec import session_granted_doc
 from paxctl.protocol.errors import ErrorCode
 from paxctl.protocol.messages import (
     READ_WATCH_MODE,
@@ -37,6 +38,7 @@ from paxctl.protocol.messages import (
     ReadRequest,
     Request,
     SessionEnded,
+    SessionGranted,
     StatusRequest,
     SyncRequest,
     UnwatchRequest,
@@ -49,7 +51,7 @@ from paxctl.server.watches import Event
 from paxctl.server.zxid import slot_of
 from paxctl.statemachine.errors import BadArguments, SessionExpired, ZnodeError
 from paxctl.statemachine.machine import Outcome
-from paxctl.statemachine.ops import CloseSession, Op, OpenSession, encode_command
+from paxctl.statemachine.ops import CloseSession, Op, OpenSession, encode_command, is_session_id
 
 if TYPE_CHECKING:
     from paxctl.server.engine import NodeEngine
@@ -70,6 +72,7 @@ class ClientConn:
 
     client: int | None = None
     session: bool = False  # the hello claimed an open session (checked against the table)
+    opening: tuple[int, int] | None = None  # (seq, granted ms) of its open_session in flight
 
 
 def stat_reply(tree: DataTree, path: str) -> dict[str, Any]:
@@ -161,11 +164,24 @@ class ClientRequests:
             wire = tuple(WatchEvent(wid, e.kind, e.path, e.zxid) for wid, e in events)
             self.send(conn, WatchEvents(self.e.replica.applied_zxid, wire))
 
-    def write_done(self, cmd: Command, outcome: Outcome | None) -> None:
-        self.e.observer.write_done(cmd, outcome)
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool = True) -> None:
+        self.e.observer.write_done(cmd, outcome, fresh)
         waiting = self._pending.pop((cmd.client, cmd.seq), None)
-        if waiting is not None:
-            self._answer(*waiting, outcome)
+        if waiting is None:
+            return
+        conn, xid = waiting
+        state = self._conns.get(conn)
+        if state is not None and state.opening and state.opening[0] == cmd.seq:
+            granted, state.opening = state.opening[1], None
+            if outcome is not None and outcome.ok and type(outcome.value) is int:
+                # The cluster named the new session: the connection speaks for it from now on.
+                if state.client is not None and self._by_client.get(state.client) == conn:
+                    del self._by_client[state.client]
+                state.client, state.session = outcome.value, True
+                self._by_client[state.client] = conn
+                self.reply(conn, xid, session_granted_doc(SessionGranted(state.client, granted)))
+                return
+        self._answer(conn, xid, outcome)
 
     def session_closed(self, session: int) -> None:
         """The log ended ``session``: tell its connection here, if any."""
@@ -210,6 +226,8 @@ class ClientRequests:
 
     def _hello(self, conn: int, req: Hello) -> None:
         """Name the client; with ``session``, resume it (and its watches) on this node."""
+        if req.session and not is_session_id(req.client):  # sessions are named by the cluster
+            raise BadArguments("a session id is one the cluster assigned (below 2**62)")
 
         def resume() -> None:
             # Caught up with everything the client saw: its session, if it has one, is known.
@@ -232,9 +250,9 @@ class ClientRequests:
         state = self._client(conn)
         assert state.client is not None
         lo, hi = self.e.config.min_session_ms, self.e.config.max_session_ms
-        timeout = min(max(req.timeout_ms, lo), hi)
-        self._propose(conn, req.xid, req.seq, OpenSession(state.client, timeout))
-        state.session = True
+        granted = min(max(req.timeout_ms, lo), hi)
+        state.opening = (req.seq, granted)
+        self._propose(conn, req.xid, req.seq, OpenSession(granted))
 
     def _close_session(self, conn: int, req: CloseSessionRequest) -> None:
         state = self._client(conn)
@@ -266,12 +284,12 @@ class ClientRequests:
         assert client is not None
         cmd = Command(client, seq, encode_command(self._wall_ms, op))
         self.e.observer.submitted(cmd)
-        node = self.e.node
-        if node.is_applied(cmd):
-            self._answer(conn, xid, self.e.replica.machine.cached(client, seq))
+        machine = self.e.replica.machine
+        if machine.is_applied(client, seq):
+            self._answer(conn, xid, machine.cached(client, seq))
             return
         self._pending[(client, seq)] = (conn, xid)
-        if not node.propose(cmd):
+        if not self.e.node.propose(cmd):
             del self._pending[(client, seq)]
             self.fail(conn, xid, ErrorCode.UNAVAILABLE, "the node is overloaded; retry")
 

@@ -30,6 +30,7 @@ from paxctl.statemachine.ops import (
     MAX_TTL_MS,
     REAPER_CLIENT,
     SYSTEM_CLIENT,
+    TEMP_CLIENT_BIT,
     Check,
     CloseSession,
     Create,
@@ -45,6 +46,8 @@ from paxctl.statemachine.ops import (
     decode_op,
     encode_command,
     encode_op,
+    is_session_id,
+    is_temporary_id,
 )
 from paxctl.statemachine.paths import basename, join, parent_of, validate_path
 from paxctl.statemachine.stat import Stat
@@ -58,6 +61,7 @@ __all__ = [
     "MAX_TTL_MS",
     "REAPER_CLIENT",
     "SYSTEM_CLIENT",
+    "TEMP_CLIENT_BIT",
     "BadArguments",
     "BadVersion",
     "Check",
@@ -94,6 +98,8 @@ __all__ = [
     "encode_command",
     "encode_op",
     "error_from_code",
+    "is_session_id",
+    "is_temporary_id",
     "join",
     "parent_of",
     "validate_path",

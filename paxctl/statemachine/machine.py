@@ -1,19 +1,30 @@
-"""The application a paxctl node replicates: the znode tree plus each client's last reply.
+"""The application a paxctl node replicates: the znode tree, sessions, and exactly-once.
 
-The consensus core applies every chosen command once (it skips a retry whose ``(client, seq)``
-was already applied), but the node that holds the client's connection must still answer that
-retry, with the reply the first application produced. So the state machine records, per client,
-the sequence number and outcome of the last command applied; a retry is answered from there.
-One entry per client suffices because a client waits for each command before sending the next
-(the same assumption the core's exactly-once table makes).
+Exactly-once lives here, in one table applied in log order (the consensus core keeps none): a
+client retries a command whose outcome it did not learn with the same ``(client, seq)``, and the
+retry may be chosen in a second slot. The machine records, per client, the sequence number and
+outcome of the last command applied; a command at or below it is not applied again. Its outcome
+is returned again when ``seq`` equals the recorded one (so the node holding the connection
+answers the retry with the first reply), and ``None`` ("applied earlier, result not kept") for
+an older one. One entry per client suffices because a client waits for each command before
+sending the next (as ZooKeeper's and Raft's sessions assume).
 
-Sessions: the machine also keeps the replicated session table and decides who may issue what.
-A client id at or above ``FIRST_CLIENT_ID`` must have an open session to write (else
-``SessionExpired``, which is not cached, so dead clients do not grow the cache); ids below are the
-cluster's own. Only a session's owner or the leader's reaper may close it, and closing it drops
-its cached reply too, so the cache is bounded by the sessions alive.
+Sessions, and why the table can forget. ``OpenSession`` creates a new session whose id is the
+zxid of that command: every replica computes the same id, and no id is ever assigned twice. A
+client id at or above ``FIRST_CLIENT_ID`` must have an open session to write (else
+``SessionExpired``, never cached); ids below are the cluster's own (their entries stay: there
+are at most ``FIRST_CLIENT_ID`` of them). Closing a session (by its owner or the leader's
+reaper) drops its entry at that log position on every replica. That is safe because the id can
+never be open again: any later command of it, a late retry included, gets ``SessionExpired`` and
+changes nothing. So the table holds one entry per open session and none per ended one, and
+memory and snapshots stay flat however many sessions come and go.
 
-Everything here is part of the replicated state: the cache, the session table and the last
+A session is opened under the connection's temporary id (``TEMP_CLIENT_BIT`` set; it never
+names a session, so it has no entry). A retried ``OpenSession`` whose answer was lost thus opens
+a second session; the first, never learned by anyone, owns nothing and simply expires after its
+timeout (ZooKeeper behaves the same).
+
+Everything here is part of the replicated state: the table, the session table and the last
 applied time travel in snapshots and count in the digest, so a replica restored from a snapshot
 answers retries and stamps times exactly as one that applied the whole log.
 """
@@ -45,13 +56,31 @@ from paxctl.statemachine.ops import (
     OpenSession,
     Reap,
     decode_command,
+    is_session_id,
+    is_temporary_id,
 )
 from paxctl.statemachine.sessions import SessionTable
 from paxctl.statemachine.stat import Stat
 from paxctl.statemachine.tree import DataTree, Event, Result, SubResult
 
-#: Bumped whenever the state machine's snapshot encoding changes incompatibly (2: sessions).
-MACHINE_SNAPSHOT_FORMAT = 2
+#: Bumped whenever the state machine's snapshot encoding changes incompatibly (2: sessions;
+#: 3: the exactly-once table is only here, and session ids are zxids the cluster assigned).
+MACHINE_SNAPSHOT_FORMAT = 3
+
+#: Test only: bugs ``paxctl sim --plant-bug`` may plant in the state machine, to prove the
+#: simulator's exactly-once check bites. Never set outside the simulator.
+PLANTED_MACHINE_BUGS = frozenset(
+    {
+        # The table keeps the entries of the newest ``FORGETFUL_KEEP`` sessions only, as if an
+        # older session had long finished retrying: an optimizer's bound on its memory. It
+        # forgets too early (older sessions still live and retry), so a retry of theirs that
+        # is chosen a second time is applied twice, alike on every replica.
+        "forget_old_sessions",
+    }
+)
+
+#: Sessions whose entries the planted bug ``forget_old_sessions`` keeps.
+FORGETFUL_KEEP = 2
 
 _MOD = 1 << 256
 
@@ -167,15 +196,20 @@ class StateMachine:
 
     def __init__(self, tree: DataTree | None = None) -> None:
         self.tree = tree if tree is not None else DataTree()
+        self._forgetful = False  # the planted bug forget_old_sessions
         #: The time stamped on the last command applied; times never go below it.
         self.last_time = 0
         #: The zxid of the last command applied (0 before any).
         self.last_zxid = 0
         #: The changes the last ``apply_command`` made, for watches (empty if it changed nothing).
         self.last_events: tuple[Event, ...] = ()
-        #: The session the last ``apply_command`` closed (it was open), else None: the node then
-        #: forgets that client at the same log position on every replica.
+        #: The session the last ``apply_command`` closed (it was open), else None.
         self.last_closed: int | None = None
+        #: The session the last ``apply_command`` opened, else None.
+        self.last_opened: int | None = None
+        #: Whether the last ``apply_command`` was processed (False: a retry of a command
+        #: applied earlier, answered from the table, changing nothing).
+        self.last_fresh = True
         self._sessions = SessionTable()
         self._last: dict[int, tuple[int, Outcome]] = {}
         # Incremental digest of the cache, as the tree does it: dirty clients are rehashed.
@@ -183,7 +217,14 @@ class StateMachine:
         self._hashes: dict[int, int] = {}
         self._sum = 0
 
-    def apply_command(self, zxid: int, cmd_data: bytes, client: int, seq: int) -> Outcome:
+    def plant(self, bugs: frozenset[str]) -> None:
+        """Test only: switch on planted bugs (see ``PLANTED_MACHINE_BUGS``)."""
+        unknown = bugs - PLANTED_MACHINE_BUGS
+        if unknown:
+            raise ValueError(f"unknown planted machine bugs: {sorted(unknown)}")
+        self._forgetful = "forget_old_sessions" in bugs
+
+    def apply_command(self, zxid: int, cmd_data: bytes, client: int, seq: int) -> Outcome | None:
         """Apply one chosen command and record its outcome as ``client``'s last reply.
 
         Never raises for anything the command holds: malformed bytes become a ``BadArguments``
@@ -191,19 +232,23 @@ class StateMachine:
         command's time is raised to the last applied time if below it, so mtime and ctime never
         go backwards even when leadership moves to a node whose clock is behind.
 
-        A command at or below the client's recorded ``seq`` is not applied again: the core
-        already filters such retries, and this keeps the tree safe if a caller does not.
+        A command at or below the client's recorded ``seq`` is a retry: it is not applied again
+        (``last_fresh`` is False). Its result is the recorded outcome if ``seq`` is the recorded
+        one, else None: applied earlier, result not kept.
 
         The outcome is recorded only for the cluster's own ids and for clients whose session is
-        open afterwards: so neither a ``SessionExpired`` nor a session's own close is cached.
+        open afterwards: so neither a ``SessionExpired`` nor a session's own close is kept, and a
+        temporary id (which opens sessions) never has an entry.
         """
         self.last_events = ()
         self.last_closed = None
+        self.last_opened = None
+        self.last_zxid = zxid
         previous = self._last.get(client)
         if previous is not None and seq <= previous[0]:
-            if seq == previous[0]:
-                return previous[1]
-            return Outcome.failure(BadArguments(f"stale sequence number {seq} for {client}"))
+            self.last_fresh = False
+            return previous[1] if seq == previous[0] else None
+        self.last_fresh = True
         try:
             time_ms, op = decode_command(cmd_data)
         except ZnodeError as e:
@@ -217,19 +262,37 @@ class StateMachine:
                 outcome = Outcome.success(self._apply(op, zxid, time_ms, client))
             except ZnodeError as e:
                 outcome = Outcome.failure(e)
-        self.last_zxid = zxid
         if client < FIRST_CLIENT_ID or client in self._sessions:
             self._last[client] = (seq, outcome)
             self._dirty[client] = None
+            if self._forgetful:
+                self._forget_old_sessions()
         return outcome
+
+    def _forget_old_sessions(self) -> None:
+        """The planted bug ``forget_old_sessions``: drop all but the newest sessions' entries."""
+        sessions = sorted(c for c in self._last if c >= FIRST_CLIENT_ID)
+        for old in sessions[:-FORGETFUL_KEEP]:
+            del self._last[old]
+            self._dirty[old] = None
+
+    def is_applied(self, client: int, seq: int) -> bool:
+        """Whether ``client``'s command ``seq`` took effect already (so a retry of it would be
+        answered from the table, or as applied earlier, rather than applied). False for a
+        session that ended: its commands are refused, never applied, if they come again."""
+        previous = self._last.get(client)
+        return previous is not None and seq <= previous[0]
 
     def _apply(self, op: Op, zxid: int, time_ms: int, client: int) -> Result:
         """Check that ``client`` may issue ``op``, then apply it; raises a ``ZnodeError``."""
         if isinstance(op, OpenSession):
-            if client != op.session:
-                raise BadArguments(f"client {client} cannot open session {op.session}")
-            self._sessions.open(op.session, op.timeout_ms)
-            return op.timeout_ms
+            if not is_temporary_id(client):
+                raise BadArguments(f"a session is opened under a temporary id, not {client}")
+            if not is_session_id(zxid) or zxid in self._sessions:  # never, with real zxids
+                raise BadArguments(f"zxid {zxid:#x} cannot name a new session")
+            self._sessions.open(zxid, op.timeout_ms)
+            self.last_opened = zxid
+            return zxid
         if isinstance(op, CloseSession):
             if op.session < FIRST_CLIENT_ID or client not in (op.session, REAPER_CLIENT):
                 raise BadArguments(f"client {client} cannot close session {op.session}")
@@ -305,7 +368,8 @@ class StateMachine:
     # ------------------------------------------------------------------------- snapshots
 
     def snapshot(self) -> bytes:
-        """Tree, times, reply cache and sessions as bytes; equal states give equal bytes."""
+        """Tree, times, the exactly-once table and sessions as bytes; equal states give equal
+        bytes. The table holds the cluster's own ids and open sessions only."""
         cache = [[c, self._last[c][0], self._last[c][1].to_wire()] for c in sorted(self._last)]
         wire = [
             MACHINE_SNAPSHOT_FORMAT,
@@ -334,6 +398,9 @@ class StateMachine:
         machine.last_time = last_time
         machine.last_zxid = last_zxid
         machine._sessions = SessionTable.from_wire(sessions)
+        # A session's id is the zxid of the command that opened it: none lies ahead.
+        if len(machine._sessions) and max(machine._sessions.as_dict()) > last_zxid:
+            raise SnapshotError("a session id above the last applied zxid")
         # Anything owned by a session not in the table would never be closed: refuse it.
         for owner in machine.tree.ephemeral_owners():
             if owner not in machine._sessions:

@@ -32,11 +32,28 @@ MAX_MULTI_OPS = 1000
 MAX_REQUEST_BYTES = MAX_DATA + MAX_MULTI_OPS * (MAX_PATH_BYTES + 64)
 
 #: Bumped whenever the encoding of a command changes incompatibly (2: sessions, containers,
-#: TTL nodes and reaping).
-COMMAND_FORMAT = 2
+#: TTL nodes and reaping; 3: ``OpenSession`` names no session, the cluster assigns its id).
+COMMAND_FORMAT = 3
 
 #: Client ids below this are the cluster's own and need no session; client sessions start here.
 FIRST_CLIENT_ID = 1 << 16
+
+#: Client ids with this bit set are temporary: a connection's own, random id, under which it
+#: opens its session (and which it uses when it has none). Session ids are assigned by the
+#: cluster (the zxid of the ``OpenSession`` that created them) and lie below it, so the two
+#: never meet: ``FIRST_CLIENT_ID <= session < TEMP_CLIENT_BIT <= temporary id < 2**63``.
+TEMP_CLIENT_BIT = 1 << 62
+
+
+def is_session_id(client: int) -> bool:
+    """Whether ``client`` is in the range of ids the cluster assigns to sessions."""
+    return FIRST_CLIENT_ID <= client < TEMP_CLIENT_BIT
+
+
+def is_temporary_id(client: int) -> bool:
+    """Whether ``client`` is a connection's temporary id (see ``TEMP_CLIENT_BIT``)."""
+    return TEMP_CLIENT_BIT <= client <= _MAX_INT
+
 
 #: The digest audit's client id (the server keeps its own copy of this value).
 SYSTEM_CLIENT = 0
@@ -216,17 +233,19 @@ class CloseSession:
 
 @dataclass(frozen=True, slots=True)
 class OpenSession:
-    """Open ``session`` (or refresh its timeout) in the replicated session table.
+    """Open a new session with ``timeout_ms`` in the replicated session table.
 
-    Replicating the table is what lets a new leader keep expiring the sessions the old one
-    tracked, and lets every replica refuse writes from a session already closed.
+    The command names no session: its id is the zxid at which it is applied, which every replica
+    computes alike and which is never used again, so an ended session's id never comes back
+    (see ``StateMachine``). It is issued under the connection's temporary id and its result is
+    the new session's id. Replicating the table is what lets a new leader keep expiring the
+    sessions the old one tracked, and lets every replica refuse writes from a session already
+    closed.
     """
 
-    session: int
     timeout_ms: int
 
     def __post_init__(self) -> None:
-        _check_int(self.session, FIRST_CLIENT_ID, _MAX_INT, "session")
         _check_int(self.timeout_ms, 1, MAX_SESSION_TIMEOUT_MS, "timeout_ms")
 
 
@@ -279,7 +298,7 @@ def _op_to_wire(op: object) -> list[Any]:
     if isinstance(op, CloseSession):
         return ["close", op.session]
     if isinstance(op, OpenSession):
-        return ["open", op.session, op.timeout_ms]
+        return ["open", op.timeout_ms]
     if isinstance(op, Reap):
         return ["reap", list(op.paths)]
     raise BadArguments(f"not an operation: {type(op).__name__}")
@@ -325,8 +344,8 @@ def _op_from_wire(x: Any) -> Op:
         (session,) = _fields(x, 2, kind)
         return CloseSession(session)
     if kind == "open":
-        session, timeout_ms = _fields(x, 3, kind)
-        return OpenSession(session, timeout_ms)
+        (timeout_ms,) = _fields(x, 2, kind)
+        return OpenSession(timeout_ms)
     if kind == "reap":
         (paths,) = _fields(x, 2, kind)
         if type(paths) is not list:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from paxctl.core.codec import MAX_UINT as _MAX_INT
 from paxctl.statemachine.errors import SnapshotError
-from paxctl.statemachine.ops import FIRST_CLIENT_ID, MAX_SESSION_TIMEOUT_MS
+from paxctl.statemachine.ops import MAX_SESSION_TIMEOUT_MS, is_session_id
 
 _MOD = 1 << 256
 
@@ -38,7 +37,7 @@ class SessionTable:
         return {s: self._timeouts[s] for s in sorted(self._timeouts)}
 
     def open(self, session: int, timeout_ms: int) -> None:
-        """Add ``session``, or refresh the timeout of an open one (a reconnect re-opens)."""
+        """Add ``session`` (the state machine opens each id once: ids are never reused)."""
         self._timeouts[session] = timeout_ms
         self._dirty[session] = None
 
@@ -87,7 +86,7 @@ class SessionTable:
             session, timeout = entry
             if not (
                 type(session) is int
-                and FIRST_CLIENT_ID <= session <= _MAX_INT
+                and is_session_id(session)
                 and session > previous
                 and type(timeout) is int
                 and 1 <= timeout <= MAX_SESSION_TIMEOUT_MS

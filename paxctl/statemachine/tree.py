@@ -63,8 +63,8 @@ from paxctl.statemachine.znode import CONTAINER, PLAIN, TTL, Scalars, Znode
 
 #: What one operation returns: the created path, the new Stat, or None.
 SubResult = str | Stat | None
-#: What a command returns: a ``SubResult``, an int (``OpenSession``: the timeout), or a list of
-#: them (``Multi``; ``CloseSession`` and ``Reap`` list the paths they deleted).
+#: What a command returns: a ``SubResult``, an int (``OpenSession``: the new session's id), or a
+#: list of them (``Multi``; ``CloseSession`` and ``Reap`` list the paths they deleted).
 Result = SubResult | int | list[SubResult]
 
 #: One change for watches: ("created" | "deleted" | "changed" | "children", path).

@@ -1,4 +1,4 @@
-"""Snapshot files: the state machine at a slot, with its configuration and client table.
+"""Snapshot files: the state machine at a slot, with the configuration it was taken under.
 
 A snapshot is written in chunks to a temporary name, fsynced, renamed into place, the directory
 fsynced, and then read back and verified before anything behind it may be dropped from the log

@@ -151,7 +151,7 @@ def test_the_state_machine_reports_nothing_for_commands_that_changed_nothing():
     assert after(Delete("/missing")) == ()
     assert after(Multi((Create("/m"), Delete("/missing")))) == ()
     assert after(Create("/x"), client=C4) == ()  # SessionExpired
-    assert after(OpenSession(C1, 5)) == ()
+    assert after(OpenSession(5), client=d.temp()) == ()
     assert after(CloseSession(C4), client=REAPER_CLIENT) == ()
     assert after(Reap(("/n1",)), client=C1) == ()  # only the reaper may
 

@@ -7,6 +7,7 @@ import pytest
 from paxctl.statemachine.errors import BadArguments, FenceRejected, MultiError
 from paxctl.statemachine.machine import StateMachine
 from paxctl.statemachine.ops import (
+    TEMP_CLIENT_BIT,
     CloseSession,
     Create,
     Delete,
@@ -19,7 +20,7 @@ from paxctl.statemachine.ops import (
     encode_op,
 )
 
-A, B = 1 << 20, (1 << 20) + 1
+A, B = 1 << 16, 2 << 16  # the sessions opened in slots 1 and 2 (a session's id is its zxid)
 
 
 class Machine:
@@ -29,15 +30,15 @@ class Machine:
         self.seqs: dict[int, int] = {}
 
     def run(self, client: int, op: object):
-        self.zxid += 1
+        self.zxid += 1 << 16  # one command a slot
         seq = self.seqs[client] = self.seqs.get(client, 0) + 1
         return self.m.apply_command(self.zxid, encode_command(self.zxid, op), client, seq)
 
 
 def setup() -> tuple[Machine, str, str, int, int]:
     m = Machine()
-    for s in (A, B):
-        assert m.run(s, OpenSession(s, 1000)).ok
+    for k, s in enumerate((A, B), start=1):
+        assert m.run(TEMP_CLIENT_BIT | k, OpenSession(1000)).value == s
     assert m.run(A, Create("/locks/x", parents=True)).ok
     first = m.run(A, Create("/locks/x/aaaa-lock-", ephemeral=True, sequential=True)).value
     second = m.run(B, Create("/locks/x/bbbb-lock-", ephemeral=True, sequential=True)).value

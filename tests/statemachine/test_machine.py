@@ -14,6 +14,7 @@ from znode_helpers import C1, C2, C3, C4, Driver, ops, zxid
 from paxctl.statemachine import (
     FIRST_CLIENT_ID,
     REAPER_CLIENT,
+    TEMP_CLIENT_BIT,
     BadArguments,
     Check,
     CloseSession,
@@ -118,21 +119,23 @@ def test_a_failed_command_still_advances_time():
 
 
 def test_the_last_outcome_of_each_client_is_cached():
-    d = Driver()  # each session's seq 1 was its OpenSession
+    d = Driver()  # the sessions were opened under temporary ids: their own seqs start at 1
     first = d.run(Create("/a"), client=C1)
     other = d.run(Create("/a"), client=C2)
-    assert d.sm.cached(C1, 2) == first
-    assert d.sm.cached(C2, 2) == other
-    assert d.sm.cached(C1, 3) is None
+    assert d.sm.cached(C1, 1) == first
+    assert d.sm.cached(C2, 1) == other
+    assert d.sm.cached(C1, 2) is None
     assert d.sm.cached(C4, 1) is None
     second = d.run(SetData("/a", b"x"), client=C1)
-    assert d.sm.cached(C1, 3) == second
-    assert d.sm.cached(C1, 2) is None  # one entry per client: the last
+    assert d.sm.cached(C1, 2) == second
+    assert d.sm.cached(C1, 1) is None  # one entry per client: the last
 
 
-def opened(session: int = C1) -> StateMachine:
+def opened() -> StateMachine:
+    """A machine with session C1 open (opened at zxid(1) under a temporary id)."""
     sm = StateMachine()
-    assert sm.apply_command(zxid(1), encode_command(1, OpenSession(session, 5000)), session, 1).ok
+    out = sm.apply_command(zxid(1), encode_command(1, OpenSession(5000)), TEMP_CLIENT_BIT, 1)
+    assert out == Outcome(True, C1)
     return sm
 
 
@@ -143,20 +146,21 @@ def test_a_retry_reaching_apply_is_answered_from_the_cache_not_reapplied(client)
     first = sm.apply_command(zxid(2), cmd, client=client, seq=2)
     again = sm.apply_command(zxid(3), cmd, client=client, seq=2)
     assert again == first == Outcome(True, "/s-0000000000")
+    assert not sm.last_fresh and sm.last_events == ()
     assert sm.tree.children("/") == ["s-0000000000"]
-    assert sm.last_zxid == zxid(2)
+    assert sm.last_zxid == zxid(3)  # its zxid passed, changing nothing
 
 
 @pytest.mark.parametrize("client", [C1, 2])
-def test_an_older_seq_is_refused_without_effect(client):
+def test_an_older_seq_is_applied_earlier_result_not_kept_and_changes_nothing(client):
     sm = opened()
     sm.apply_command(zxid(2), encode_command(1, Create("/a")), client=client, seq=5)
-    digest = sm.digest()
+    tree = sm.tree.digest()
     out = sm.apply_command(zxid(3), encode_command(1, Create("/b")), client=client, seq=4)
-    assert (out.ok, out.error_code) == (False, "BadArguments")
-    assert sm.tree.exists("/b") is None
+    assert out is None and not sm.last_fresh  # the server answers Indeterminate
+    assert sm.is_applied(client, 4) and sm.cached(client, 4) is None
+    assert sm.tree.exists("/b") is None and sm.tree.digest() == tree
     assert sm.cached(client, 5) == Outcome(True, "/a")
-    assert sm.digest() == digest
 
 
 def test_ephemerals_belong_to_the_client_that_created_them():
@@ -250,7 +254,7 @@ def test_snapshot_restores_tree_cache_and_time():
     assert sm2.tree.kind("/t") == ("ttl", 100)
     assert sm2.tree.kind("/box") == ("container", 0)
     assert sm2.tree.ephemerals(C2) == ["/e"]
-    for client, seq in [(C1, 3), (C2, 2), (C3, 4), (4, 1)]:
+    for client, seq in [(C1, 2), (C2, 1), (C3, 3), (4, 1)]:
         assert sm2.cached(client, seq) == d.sm.cached(client, seq) is not None
     # Both continue identically, including the time floor.
     d2 = Driver(sm2, sessions=())
@@ -273,17 +277,18 @@ def test_the_digest_covers_the_reply_cache_and_time():
     assert c.sm.digest() != d.sm.digest()
 
 
-CLIENTS = st.sampled_from([REAPER_CLIENT, 2, C1, C2, C3, C4])
+CLIENTS = st.sampled_from([REAPER_CLIENT, 2, C1, C2, C3, C4, TEMP_CLIENT_BIT | 1])
 
 
 @st.composite
 def commands(draw) -> tuple[int, object]:
-    """A client and an operation: mostly tree operations, also opening and closing sessions."""
+    """A client and an operation: mostly tree operations, also opening and closing sessions
+    (an open in slot 4 opens C4; one from anything but the temporary id is refused)."""
     client = draw(CLIENTS)
     op = draw(
         st.one_of(
             ops,
-            st.builds(OpenSession, st.just(max(client, FIRST_CLIENT_ID)), st.integers(1, 10)),
+            st.builds(OpenSession, st.integers(1, 10)),
             st.builds(CloseSession, st.sampled_from([C1, C2, C3, C4, 1])),
         )
     )
@@ -312,6 +317,7 @@ def pack(x) -> bytes:
 TREE = [2, [["/", b"", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]]
 EPHEMERAL = [2, [TREE[1][0], ["/e", b"", 1, 1, 1, 1, 1, 0, 0, C1, 0, 0]]]
 F = MACHINE_SNAPSHOT_FORMAT
+Z = 2**40  # a last zxid past every session id used below
 OK = [True, [0]]
 BAD = [
     b"",
@@ -325,22 +331,26 @@ BAD = [
     pack([F, TREE, 0, 0, [[1, 1]], []]),
     pack([F, TREE, 0, 0, [[1, 1, OK], [1, 2, OK]], []]),
     pack([F, TREE, 0, 0, [[1, 1, [True, [7]]]], []]),
-    pack([F, TREE, 0, 0, [], {}]),
-    pack([F, TREE, 0, 0, [], [[C1]]]),
-    pack([F, TREE, 0, 0, [], [[C1, 0]]]),  # no timeout
-    pack([F, TREE, 0, 0, [], [[C1, 2**31 + 1]]]),
-    pack([F, TREE, 0, 0, [], [[C1, True]]]),
-    pack([F, TREE, 0, 0, [], [[FIRST_CLIENT_ID - 1, 10]]]),  # not a client id
-    pack([F, TREE, 0, 0, [], [[C2, 10], [C1, 10]]]),  # unordered
-    pack([F, TREE, 0, 0, [], [[C1, 10], [C1, 11]]]),  # repeated
-    pack([F, TREE, 0, 0, [[C1, 1, OK]], []]),  # a reply cached for a closed session
-    pack([F, EPHEMERAL, 0, 0, [], []]),  # an ephemeral of a closed session
-    pack([F, EPHEMERAL, 0, 0, [], [[C2, 10]]]),
+    pack([F, TREE, 0, Z, [], {}]),
+    pack([F, TREE, 0, Z, [], [[C1]]]),
+    pack([F, TREE, 0, Z, [], [[C1, 0]]]),  # no timeout
+    pack([F, TREE, 0, Z, [], [[C1, 2**31 + 1]]]),
+    pack([F, TREE, 0, Z, [], [[C1, True]]]),
+    pack([F, TREE, 0, Z, [], [[FIRST_CLIENT_ID - 1, 10]]]),  # not a client id
+    pack([F, TREE, 0, 2**63 - 1, [], [[TEMP_CLIENT_BIT, 10]]]),  # a temporary id, no session
+    pack([F, TREE, 0, Z, [], [[C2, 10], [C1, 10]]]),  # unordered
+    pack([F, TREE, 0, Z, [], [[C1, 10], [C1, 11]]]),  # repeated
+    pack([F, TREE, 0, C1 - 1, [], [[C1, 10]]]),  # a session id is a zxid applied already
+    pack([F, TREE, 0, Z, [[C1, 1, OK]], []]),  # a reply kept for a session that ended
+    pack([F, TREE, 0, Z, [[TEMP_CLIENT_BIT, 1, OK]], []]),  # ... or for a temporary id
+    pack([F, EPHEMERAL, 0, Z, [], []]),  # an ephemeral of a closed session
+    pack([F, EPHEMERAL, 0, Z, [], [[C2, 10]]]),
+    pack([F - 1, TREE, 0, 0, [], []]),  # format 2: ids were the clients' own, replies too
 ]
 
 
 def test_a_consistent_hand_made_snapshot_restores():
-    sm = StateMachine.restore(pack([F, EPHEMERAL, 0, 0, [[2, 1, OK], [C1, 1, OK]], [[C1, 10]]]))
+    sm = StateMachine.restore(pack([F, EPHEMERAL, 0, C1, [[2, 1, OK], [C1, 1, OK]], [[C1, 10]]]))
     assert sm.sessions() == {C1: 10}
     assert sm.tree.ephemerals(C1) == ["/e"]
     assert sm.cached(C1, 1) == sm.cached(2, 1) == Outcome(True, None)

@@ -1,4 +1,7 @@
-"""The replicated session table: open, close, who may do which, and what an unknown session gets."""
+"""The replicated session table: open, close, who may do which, and what an unknown session gets.
+
+Session ids are assigned by the cluster: the zxid of the ``OpenSession`` that created them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from znode_helpers import C1, C2, C3, C4, Driver, zxid
 from paxctl.statemachine import (
     FIRST_CLIENT_ID,
     REAPER_CLIENT,
+    TEMP_CLIENT_BIT,
     Check,
     CloseSession,
     Create,
@@ -37,12 +41,36 @@ def check_digest(sm: StateMachine) -> None:
 # ---------------------------------------------------------------------------------- open
 
 
-def test_open_returns_the_timeout_and_lists_the_session():
+def test_open_returns_the_new_session_id_which_is_its_zxid_and_lists_the_session():
     d = Driver(sessions=())
-    assert d.run(OpenSession(C1, 4000), client=C1) == Outcome(True, 4000)
-    assert d.sm.sessions() == {C1: 4000}
-    assert d.sm.cached(C1, 1) == Outcome(True, 4000)
+    temp = d.temp()
+    d.slot = 6
+    assert d.run(OpenSession(4000), client=temp) == Outcome(True, zxid(7))
+    assert d.sm.last_opened == zxid(7)
+    assert d.sm.sessions() == {zxid(7): 4000}
+    # The temporary id has no entry: it is no session, and the retry of its open is no retry.
+    assert d.sm.cached(temp, 1) is None and not d.sm.is_applied(temp, 1)
     assert d.sm.last_events == ()
+    check_digest(d.sm)
+
+
+def test_session_ids_are_never_reused_and_a_lost_open_retried_makes_an_orphan():
+    """A retried OpenSession (its answer was lost) opens a second session; the first, which
+    nobody learned, expires like any silent session. No id is ever handed out twice."""
+    d = Driver(sessions=())
+    temp = d.temp()
+    d.seqs[temp] = 0
+    first = d.run(OpenSession(1000), client=temp).value
+    d.seqs[temp] = 0  # the same (client, seq) again: a retry
+    second = d.run(OpenSession(1000), client=temp).value
+    assert first != second and set(d.sm.sessions()) == {first, second}
+    seen = {first, second}
+    for _ in range(50):
+        session = d.open(timeout_ms=10)
+        assert session not in seen
+        seen.add(session)
+        assert d.run(CloseSession(session), client=session).ok
+    assert set(d.sm.sessions()) == {first, second}
     check_digest(d.sm)
 
 
@@ -53,35 +81,33 @@ def test_sessions_returns_a_copy():
     assert d.sm.sessions() == dict.fromkeys((C1, C2, C3), 10_000)
 
 
-def test_reopening_keeps_the_session_and_its_ephemerals_and_updates_the_timeout():
-    d = Driver()
-    d.run(Create("/e", ephemeral=True), client=C1)
-    tree_digest = d.sm.tree.digest()
-    assert d.run(OpenSession(C1, 777), client=C1) == Outcome(True, 777)
-    assert d.sm.sessions()[C1] == 777
-    assert d.sm.tree.ephemerals(C1) == ["/e"]
-    assert d.sm.tree.digest() == tree_digest
-    check_digest(d.sm)
-
-
-@pytest.mark.parametrize("client", [C2, C4, REAPER_CLIENT, 0])
-def test_only_the_session_itself_may_open_it(client):
+@pytest.mark.parametrize("client", [C2, C4, REAPER_CLIENT, 0, FIRST_CLIENT_ID, TEMP_CLIENT_BIT - 1])
+def test_only_a_temporary_id_may_open_a_session(client):
+    """Session ids and temporary ids never meet: an open session (or any id below the
+    temporary range) opening another is refused, and nothing is opened."""
     d = Driver(sessions=(C2,))
-    out = d.run(OpenSession(C1, 1000), client=client)
+    out = d.run(OpenSession(1000), client=client)
     assert (out.ok, out.error_code) == (False, "BadArguments")
-    assert C1 not in d.sm.sessions()
+    assert d.sm.sessions() == {C2: 10_000}
+    assert d.sm.last_opened is None
+
+
+@pytest.mark.parametrize("at", [zxid(0, 5), 1 << 62, (1 << 62) + 1])
+def test_a_zxid_outside_the_session_range_opens_nothing(at):
+    sm = StateMachine()
+    out = sm.apply_command(at, encode_command(1, OpenSession(1000)), TEMP_CLIENT_BIT, 1)
+    assert (out.ok, out.error_code) == (False, "BadArguments")
+    assert sm.sessions() == {}
 
 
 def test_the_timeout_is_part_of_the_digest():
     a, b = Driver(sessions=()), Driver(sessions=())
-    a.run(OpenSession(C1, 1000), client=C1)
-    b.run(OpenSession(C1, 1001), client=C1)
+    a.open(1000)
+    b.open(1001)
     assert a.sm.tree.digest() == b.sm.tree.digest()
     assert a.sm.digest() != b.sm.digest()
-    b.run(OpenSession(C1, 1000), client=C1)
     c = Driver(sessions=())
-    c.run(OpenSession(C1, 1000), client=C1)
-    c.run(OpenSession(C1, 1000), client=C1)
+    c.open(1001)
     assert b.sm.digest() == c.sm.digest() == c.sm.digest_from_scratch()
 
 
@@ -137,15 +163,15 @@ def test_closing_its_own_session_deletes_its_ephemerals_and_forgets_it():
     d.run(Create("/app/lock-", ephemeral=True, sequential=True), client=C1)
     d.run(Create("/app/other", ephemeral=True), client=C2)
     d.run(Create("/app/keep"), client=C1)
-    assert cache_clients(d.sm) == [C1, C2, C3]
+    assert cache_clients(d.sm) == [C1, C2]  # C3 has not written: no entry yet
     out = d.run(CloseSession(C1), client=C1)
     assert out == Outcome(True, ["/app/lock-0000000000"])
     assert d.sm.last_closed == C1
     assert d.sm.tree.children("/app") == ["keep", "other"]
     assert d.sm.tree.ephemerals(C1) == []
     assert C1 not in d.sm.sessions()
-    # Its reply cache entry is gone too, and its close is not cached: the cache shrank.
-    assert cache_clients(d.sm) == [C2, C3]
+    # Its exactly-once entry is gone too, and its close is not kept: the table shrank.
+    assert cache_clients(d.sm) == [C2]
     assert d.sm.cached(C1, d.seqs[C1]) is None
     out = d.run(Create("/late"), client=C1)
     assert out.error_code == "SessionExpired"
@@ -162,7 +188,7 @@ def test_the_reaper_closes_a_session_and_its_own_reply_is_cached():
     assert d.sm.last_closed is None
     assert d.sm.tree.exists("/e") is None
     assert d.sm.sessions() == {C1: 10_000, C3: 10_000}
-    assert cache_clients(d.sm) == [REAPER_CLIENT, C1, C3]
+    assert cache_clients(d.sm) == [REAPER_CLIENT, C1]
     assert d.sm.cached(REAPER_CLIENT, 1) == out
     assert d.run(SetData("/", b""), client=C2).error_code == "SessionExpired"
     check_digest(d.sm)
@@ -209,13 +235,15 @@ def test_the_clusters_own_ids_are_not_sessions_to_close(session):
     assert session in cache_clients(d.sm)
 
 
-def test_a_closed_session_may_open_again_from_scratch():
+def test_a_closed_session_never_comes_back_and_its_client_opens_a_new_one():
     d = Driver()
     d.run(Create("/e", ephemeral=True), client=C1)
     d.run(CloseSession(C1), client=REAPER_CLIENT)
-    assert d.run(OpenSession(C1, 50), client=C1) == Outcome(True, 50)
-    assert d.run(Create("/e2", ephemeral=True), client=C1) == Outcome(True, "/e2")
-    assert d.sm.tree.ephemerals(C1) == ["/e2"]
+    assert d.run(Create("/e2", ephemeral=True), client=C1).error_code == "SessionExpired"
+    new = d.open(50)
+    assert new not in (C1, C2, C3)
+    assert d.run(Create("/e2", ephemeral=True), client=new) == Outcome(True, "/e2")
+    assert d.sm.tree.ephemerals(new) == ["/e2"] and d.sm.tree.ephemerals(C1) == []
     check_digest(d.sm)
 
 
@@ -235,18 +263,18 @@ def test_sessions_survive_a_snapshot_and_the_digest_agrees_throughout():
     steps = [
         (Create("/e1", ephemeral=True), C1),
         (Create("/e2", ephemeral=True), C2),
-        (OpenSession(C4, 3), C4),
-        (Create("/e4", ephemeral=True), C4),
+        (OpenSession(3), d.temp()),  # opens C4 = zxid(6)
+        (Create("/e4", ephemeral=True), zxid(6)),
         (CloseSession(C2), REAPER_CLIENT),
-        (OpenSession(C1, 99), C1),
         (CloseSession(C3), C3),
         (Create("/x"), C3),  # expired
     ]
     for op, client in steps:
         d.run(op, client=client)
         check_digest(d.sm)
+    C4 = zxid(6)
     restored = StateMachine.restore(d.sm.snapshot())
-    assert restored.sessions() == d.sm.sessions() == {C1: 99, C4: 3}
+    assert restored.sessions() == d.sm.sessions() == {C1: 10_000, C4: 3}
     assert restored.snapshot() == d.sm.snapshot()
     assert restored.tree.ephemerals(C4) == ["/e4"]
     # Both refuse and accept the same clients afterwards.
@@ -260,9 +288,9 @@ def test_sessions_survive_a_snapshot_and_the_digest_agrees_throughout():
 
 def test_a_session_opened_and_closed_leaves_no_trace_but_time():
     a, b = Driver(sessions=()), Driver(sessions=())
-    a.run(OpenSession(C1, 10), client=C1)
-    a.run(CloseSession(C1), client=C1)
-    # Two commands that change nothing but the time and zxid: an unknown session's writes.
+    session = a.open(10)
+    a.run(CloseSession(session), client=session)
+    # Commands that change nothing but the time and zxid: an unknown session's writes.
     assert b.run(Create("/x"), client=C4).error_code == "SessionExpired"
     assert b.run(Create("/x"), client=C4).error_code == "SessionExpired"
     assert cache_clients(a.sm) == cache_clients(b.sm) == []

@@ -75,17 +75,17 @@ def pack(x) -> bytes:
         lambda: Create("/a", ttl_ms=2**40 + 1),
         lambda: Create("/a", ttl_ms=True),
         lambda: Create("/a", ttl_ms=5.0),
-        lambda: OpenSession(FIRST_CLIENT_ID - 1, 1000),
-        lambda: OpenSession(2**63, 1000),
-        lambda: OpenSession(True, 1000),
-        lambda: OpenSession(FIRST_CLIENT_ID, 0),
-        lambda: OpenSession(FIRST_CLIENT_ID, 2**31 + 1),
-        lambda: OpenSession(FIRST_CLIENT_ID, 1000.0),
+        lambda: OpenSession(0),
+        lambda: OpenSession(-1),
+        lambda: OpenSession(True),
+        lambda: OpenSession(2**31 + 1),
+        lambda: OpenSession(1000.0),
+        lambda: OpenSession("1000"),
         lambda: Reap("/a"),
         lambda: Reap(("/a/",)),
         lambda: Reap((b"/a",)),
         lambda: Reap(("/a",) * (MAX_REAP_PATHS + 1)),
-        lambda: Multi((OpenSession(FIRST_CLIENT_ID, 1),)),
+        lambda: Multi((OpenSession(1),)),
         lambda: Multi((Reap(()),)),
     ],
 )
@@ -113,8 +113,8 @@ def test_a_multi_is_bounded_by_its_total_data():
 def test_the_limits_of_the_new_operations_are_accepted():
     assert Create("/a", ttl_ms=2**40, sequential=True).ttl_ms == 2**40
     assert Create("/a", container=True, parents=True).container
-    assert OpenSession(FIRST_CLIENT_ID, 1).timeout_ms == 1
-    assert OpenSession(2**63 - 1, 2**31).session == 2**63 - 1
+    assert OpenSession(1).timeout_ms == 1
+    assert OpenSession(2**31).timeout_ms == 2**31
     assert len(Reap(("/a",) * MAX_REAP_PATHS).paths) == MAX_REAP_PATHS
     assert Reap(["/a", "/b"]) == Reap(("/a", "/b"))  # type: ignore[arg-type]
 
@@ -205,14 +205,14 @@ MALFORMED_OPS = [
     pack(["multi", [["check", "/a", 0]] * (MAX_MULTI_OPS + 1)]),
     pack(["close", 0]),
     pack(["close", "1"]),
-    pack(["open", FIRST_CLIENT_ID]),
-    pack(["open", FIRST_CLIENT_ID, 1000, 0]),
-    pack(["open", FIRST_CLIENT_ID - 1, 1000]),
-    pack(["open", 2**64 - 1, 1000]),
-    pack(["open", FIRST_CLIENT_ID, 0]),
-    pack(["open", FIRST_CLIENT_ID, 2**31 + 1]),
-    pack(["open", FIRST_CLIENT_ID, True]),
-    pack(["open", str(FIRST_CLIENT_ID), 1000]),
+    pack(["open"]),
+    pack(["open", 1000, 0]),
+    pack(["open", FIRST_CLIENT_ID, 1000]),  # format 2 named the session: no longer
+    pack(["open", 2**64 - 1]),
+    pack(["open", 0]),
+    pack(["open", 2**31 + 1]),
+    pack(["open", True]),
+    pack(["open", "1000"]),
     pack(["reap"]),
     pack(["reap", "/a"]),
     pack(["reap", ["/a"], 0]),
@@ -221,7 +221,7 @@ MALFORMED_OPS = [
     pack(["reap", [b"/a"]]),
     pack(["reap", ["/a"] * (MAX_REAP_PATHS + 1)]),
     pack(["reap", {"/a": 1}]),
-    pack(["multi", [["open", FIRST_CLIENT_ID, 1000]]]),
+    pack(["multi", [["open", 1000]]]),
     pack(["multi", [["reap", ["/a"]]]]),
     pack(["check", "/a", msgpack.ExtType(1, b"x")]),
     b"\xa2\xff\xfe",  # a str that is not UTF-8

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from paxctl.statemachine import (
     FIRST_CLIENT_ID,
     MAX_SESSION_TIMEOUT_MS,
+    TEMP_CLIENT_BIT,
     Check,
     CloseSession,
     Create,
@@ -38,23 +39,42 @@ class Clock:
         return self.tree.apply(op, zxid(self.slot), 1000 * self.slot, session)
 
 
-#: Client sessions for state machine tests (ids below FIRST_CLIENT_ID are the cluster's own).
-C1, C2, C3, C4 = (FIRST_CLIENT_ID + i for i in range(1, 5))
+#: Client sessions for state machine tests: a session's id is the zxid of the OpenSession that
+#: created it, so these are the sessions opened in slots 1 to 4 (ids below FIRST_CLIENT_ID are
+#: the cluster's own, ids with TEMP_CLIENT_BIT set are connections' temporary ones).
+C1, C2, C3, C4 = (zxid(slot) for slot in range(1, 5))
+assert C1 == FIRST_CLIENT_ID
 
 
 class Driver:
     """Applies commands as the node's driver does: one zxid per command, clients' seqs rising.
 
-    ``sessions`` are opened first (one command each, seq 1 of that client), as a client's first
-    command is its OpenSession.
+    ``sessions`` are opened first, each under a new temporary id in the slot whose zxid is that
+    session's id (so ``Driver(sessions=(C2,))`` leaves slot 1 empty).
     """
 
     def __init__(self, sm: StateMachine | None = None, sessions=(C1, C2, C3)) -> None:
         self.sm = sm if sm is not None else StateMachine()
         self.slot = 0
         self.seqs: dict[int, int] = {}
+        self.temps = 0
         for session in sessions:
-            assert self.run(OpenSession(session, 10_000), session).ok
+            assert self.open(session=session) == session
+
+    def temp(self) -> int:
+        """A new temporary client id, as a connection has before its session is open."""
+        self.temps += 1
+        return TEMP_CLIENT_BIT | self.temps
+
+    def open(self, timeout_ms: int = 10_000, session: int | None = None) -> int:
+        """Open a session as a client does, under a new temporary id; returns its id (the zxid
+        of the command). ``session``: the id wanted, a zxid of a later slot at index 0."""
+        if session is not None:
+            assert session & 0xFFFF == 0 and session >> 16 > self.slot, "no such zxid ahead"
+            self.slot = (session >> 16) - 1
+        out = self.run(OpenSession(timeout_ms), self.temp())
+        assert out.ok and out.value == zxid(self.slot), out
+        return out.value
 
     def run(self, op, client: int = C1, time_ms: int | None = None):
         self.slot += 1
@@ -101,10 +121,6 @@ close_sessions = st.builds(CloseSession, st.integers(min_value=1, max_value=2))
 reaps = st.builds(Reap, st.lists(paths, max_size=4).map(tuple))
 #: Every operation the tree applies.
 ops = st.one_of(sub_ops, multis, close_sessions, reaps)
-open_sessions = st.builds(
-    OpenSession,
-    st.integers(min_value=FIRST_CLIENT_ID, max_value=2**63 - 1),
-    st.integers(min_value=1, max_value=MAX_SESSION_TIMEOUT_MS),
-)
+open_sessions = st.builds(OpenSession, st.integers(min_value=1, max_value=MAX_SESSION_TIMEOUT_MS))
 #: Every operation a command may carry (OpenSession is the state machine's, not the tree's).
 all_ops = st.one_of(ops, open_sessions, st.builds(CloseSession, st.integers(1, 2**63 - 1)))

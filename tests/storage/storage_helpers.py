@@ -42,7 +42,7 @@ def chosen(v: AcceptedEntry) -> ChosenEntry:
 
 
 def snap(slot: int) -> Snapshot:
-    return Snapshot(slot, VOTERS, ((7, slot),), f"app state at {slot}".encode())
+    return Snapshot(slot, VOTERS, f"app state at {slot}".encode())
 
 
 def hs(promised: Ballot, max_round: int = 0) -> HardState:

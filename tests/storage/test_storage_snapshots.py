@@ -143,7 +143,7 @@ def test_a_snapshot_not_newer_than_the_newest_stored_is_ignored():
     storage.save_snapshot(snap(3))
     ops = fs.ops
     storage.save_snapshot(snap(2))
-    storage.save_snapshot(Snapshot(3, (1, 2, 3), (), b"another state at 3"))
+    storage.save_snapshot(Snapshot(3, (1, 2, 3), b"another state at 3"))
     assert fs.ops == ops
     storage.close()
     _, rec = open_storage(fs)
@@ -164,7 +164,7 @@ def test_a_snapshot_from_a_peer_is_stored_with_the_votes_of_its_ready():
 def test_snapshots_in_many_chunks_read_back_intact():
     fs = SimFileSystem()
     fs.makedirs("snap")
-    big = Snapshot(9, (1, 2, 3), tuple((c, c * 2) for c in range(50)), bytes(range(256)) * 9)
+    big = Snapshot(9, (1, 2, 3), bytes(range(256)) * 9)
     write_snapshot(fs, IDENT, big, LABEL, chunk=100)
     assert read_snapshot(fs, IDENT, 9, LABEL) == big
     assert fs.size(snapshot_name(9)) > 100 * 20

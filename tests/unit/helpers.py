@@ -186,7 +186,25 @@ class Cluster:
         raise AssertionError(f"no single leader after {limit} ticks: {self.leaders()}")
 
     def applied_commands(self, i: int) -> list[Command]:
+        """Every command node i was handed, in log order (retries chosen again included)."""
         return [c for a in self.applied[i] for c in a.commands]
+
+    def effective_commands(self, i: int) -> list[Command]:
+        """What an application that keeps each client's highest applied ``seq`` (as the state
+        machine does) makes of node i's log: each command once, retries left out."""
+        last: dict[int, int] = {}
+        out = []
+        for c in self.applied_commands(i):
+            if c.seq > last.get(c.client, -1):
+                last[c.client] = c.seq
+                out.append(c)
+        return out
+
+    def is_applied(self, i: int, command: Command) -> bool:
+        """Whether ``command`` (or a later one of its client) reached node i's application."""
+        return any(
+            c.client == command.client and c.seq >= command.seq for c in self.applied_commands(i)
+        )
 
 
 # Hand-built messages (sender first, as in the dataclasses).

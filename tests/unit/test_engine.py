@@ -11,6 +11,7 @@ from paxctl.core.state import Config, Ready
 from paxctl.core.types import Command
 from paxctl.protocol.errors import ErrorCode
 from paxctl.protocol.messages import (
+    CloseSessionRequest,
     Failed,
     Hello,
     Ok,
@@ -30,9 +31,9 @@ from paxctl.server.engine import EngineConfig, NodeEngine, Observer
 from paxctl.server.requests import Frame
 from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.errors import BadArguments
-from paxctl.statemachine.ops import FIRST_CLIENT_ID, Create, decode_command, encode_command
+from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Create, decode_command, encode_command
 
-CLIENT = FIRST_CLIENT_ID + 7
+CLIENT = TEMP_CLIENT_BIT | 7  # a connection's own id, until the cluster names its session
 WALL = 1_700_000_000_000  # the wall clock's reading at virtual time 0
 
 
@@ -113,17 +114,20 @@ class Harness:
         assert len(found) == 1, found
         return found[0]
 
-    def session(self, conn: int = 1) -> None:
+    def session(self, conn: int = 1) -> int:
+        """Open a session on ``conn``; returns the id the cluster gave it."""
         self.engine.connection_opened(conn)
         self.request(conn, lambda x: Hello(x, CLIENT))
         xid = self.request(conn, lambda x: OpenSessionRequest(x, 1, 5000))
-        assert isinstance(self.reply(conn, xid), Ok)
+        granted = self.reply(conn, xid)
+        assert isinstance(granted, Ok) and granted.value["timeout_ms"] == 5000
+        return int(granted.value["session"])
 
 
 def test_a_write_is_answered_only_after_the_batch_that_holds_it_was_persisted():
     h = Harness()
     h.lead()
-    h.session()
+    session = h.session()
     xid = h.request(1, lambda x: WriteRequest(x, 2, Create("/a", b"x")))
     reply = h.reply(1, xid)
     assert isinstance(reply, Ok) and reply.value == "/a"
@@ -131,7 +135,7 @@ def test_a_write_is_answered_only_after_the_batch_that_holds_it_was_persisted():
         i
         for i, (kind, what) in enumerate(h.log.events)
         if kind == "persist"
-        and any(c.seq == 2 and c.client == CLIENT for e in what.chosen for c in e.value)
+        and any(c.seq == 2 and c.client == session for e in what.chosen for c in e.value)
     ]
     assert persisted and persisted[0] < h.log.index(reply)
 
@@ -261,16 +265,12 @@ def test_relay_messages_go_to_the_keeper_never_to_the_core():
 def test_a_session_that_ends_is_told_so_on_its_connection():
     h = Harness()
     h.lead()
-    h.session()
-    h.engine.connection_opened(2)
-    h.request(2, lambda x: Hello(x, CLIENT + 1))
-    from paxctl.protocol.messages import CloseSessionRequest
-
+    session = h.session()
     xid = h.request(1, lambda x: CloseSessionRequest(x, 2))
     frames = h.log.frames(1)
     ended = next(i for i, f in enumerate(frames) if isinstance(f, SessionEnded))
     reply = next(i for i, f in enumerate(frames) if getattr(f, "xid", None) == xid)
-    assert frames[ended].session == CLIENT and ended < reply
+    assert frames[ended].session == session and ended < reply
 
 
 def test_status_puts_what_the_shell_knows_among_what_the_engine_knows():

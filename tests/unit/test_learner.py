@@ -1,4 +1,4 @@
-"""The learner and the exactly-once client table."""
+"""The learner: chosen slots, catch-up entries, and the hand-off of slots in order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paxctl.core.dedup import ClientTable
 from paxctl.core.learner import Learner, SafetyViolation
 from paxctl.core.types import NOOP, Applied, ChosenEntry, Command
 
@@ -62,7 +61,7 @@ def test_take_committed_yields_in_slot_order_exactly_once():
     lrn.learn(2, (c(1, 2),))
     out = lrn.take_committed()
     assert [a.slot for a in out] == [2, 3]
-    assert out[1] == Applied(3, (c(1, 3),), ())
+    assert out[1] == Applied(3, (c(1, 3),))
     assert lrn.take_committed() == []
     assert lrn.applied == 3
 
@@ -75,23 +74,22 @@ def test_take_new_chosen_reports_each_learned_slot_once():
     assert lrn.take_new_chosen() == []
 
 
-def test_retry_chosen_in_a_later_slot_is_skipped():
+def test_retry_chosen_in_a_later_slot_is_handed_on_for_the_state_machine_to_answer():
+    """The core keeps no exactly-once table: the state machine filters retries in log order
+    (tests/statemachine/test_exactly_once.py)."""
     lrn = Learner()
     lrn.learn(1, (c(7, 1), c(8, 1)))
     lrn.learn(2, (c(7, 1), c(7, 2)))  # client 7 retried seq 1 and it was chosen again
     first, second = lrn.take_committed()
-    assert first.commands == (c(7, 1), c(8, 1))
-    assert first.skipped == ()
-    assert second.commands == (c(7, 2),)
-    assert second.skipped == (c(7, 1),)
+    assert first == Applied(1, (c(7, 1), c(8, 1)))
+    assert second == Applied(2, (c(7, 1), c(7, 2)))
 
 
-def test_duplicate_within_one_slot_applies_once():
+def test_duplicate_within_one_slot_is_handed_on_as_chosen():
     lrn = Learner()
     lrn.learn(1, (c(7, 1), c(7, 1)))
     (only,) = lrn.take_committed()
-    assert only.commands == (c(7, 1),)
-    assert only.skipped == (c(7, 1),)
+    assert only.commands == (c(7, 1), c(7, 1))
 
 
 def test_entries_from_returns_contiguous_then_beyond_holes_up_to_limit():
@@ -102,18 +100,6 @@ def test_entries_from_returns_contiguous_then_beyond_holes_up_to_limit():
     assert [e.slot for e in lrn.entries_from(7, 10)] == [8]
     assert lrn.entries_from(9, 10) == ()
     assert lrn.entries_from(2, 1) == (ChosenEntry(2, (c(1, 1),)),)
-
-
-def test_client_table_tracks_highest_sequence():
-    table = ClientTable()
-    assert not table.is_applied(c(1, 0))
-    applied = table.apply(1, (c(1, 0), c(1, 1), c(2, 5)))
-    assert applied.commands == (c(1, 0), c(1, 1), c(2, 5))
-    assert table.is_applied(c(1, 1))
-    assert table.is_applied(c(1, 0))
-    assert not table.is_applied(c(1, 2))
-    assert table.is_applied(c(2, 4))  # sequences are issued in order: a lower one is old
-    assert not table.is_applied(c(3, 0))
 
 
 @given(st.permutations(list(range(1, 11))), st.integers(0, 10))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from helpers import Cluster
 
 from paxctl.core.messages import Relay
@@ -15,16 +17,25 @@ from paxctl.server.liveness import (
     decode_touch,
     encode_touch,
 )
+from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.machine import StateMachine
-from paxctl.statemachine.ops import REAPER_CLIENT, OpenSession, decode_command, encode_command
+from paxctl.statemachine.ops import (
+    REAPER_CLIENT,
+    TEMP_CLIENT_BIT,
+    OpenSession,
+    decode_command,
+    encode_command,
+)
 
-S = 1 << 20  # a session id
+S = 1 << 20  # a session id (the zxid of slot 16, index 0, where it was opened)
 
 
 def machine_with(sessions: dict[int, int]) -> StateMachine:
+    """A machine where each session was opened at the zxid that is its id."""
     m = StateMachine()
-    for zxid, (s, timeout) in enumerate(sorted(sessions.items()), start=1):
-        m.apply_command(zxid, encode_command(0, OpenSession(s, timeout)), s, 1)
+    for k, (s, timeout) in enumerate(sorted(sessions.items())):
+        m.apply_command(s, encode_command(0, OpenSession(timeout)), TEMP_CLIENT_BIT | k, 1)
+        assert m.last_opened == s
     return m
 
 
@@ -36,11 +47,25 @@ def ready_cluster() -> Cluster:
     return cl
 
 
+def apply_committed(cl: Cluster, i: int, machine: StateMachine) -> None:
+    """Apply what node i committed since the last call to ``machine``, as its replica would
+    (the keeper's fence counts as applied once the machine's exactly-once table has it)."""
+    done = _applied_upto.get(machine, 0)
+    for applied in cl.applied[i][done:]:
+        for index, cmd in enumerate(applied.commands):
+            machine.apply_command(zxid_of(applied.slot, index), cmd.data, cmd.client, cmd.seq)
+    _applied_upto[machine] = len(cl.applied[i])
+
+
+_applied_upto: weakref.WeakKeyDictionary[StateMachine, int] = weakref.WeakKeyDictionary()
+
+
 def confirm_all(cl: Cluster, i: int, keeper: SessionKeeper, machine: StateMachine) -> list:
     """Let node i's read-index rounds finish; feed the results to its keeper."""
     out = []
     for _ in range(5):
         cl.settle()
+        apply_committed(cl, i, machine)
         for read in cl.reads[i]:
             if keeper.is_confirmation(read.ctx):
                 out.append(keeper.confirmed(read.ctx, read.index is not None, machine))

@@ -95,8 +95,10 @@ def test_client_retry_through_another_node_takes_effect_once():
     cl.nodes[follower].propose(c)  # and once more, after it was applied
     cl.tick(3)
     for i in cl.nodes:
-        assert cl.applied_commands(i) == [c]
-        assert cl.nodes[i].is_applied(c)
+        # The log may hold the retry again (the core keeps no exactly-once table); the
+        # application, which keeps each client's last seq, applies it once.
+        assert set(cl.applied_commands(i)) == {c}
+        assert cl.effective_commands(i) == [c]
     assert_same_history(cl)
 
 
@@ -127,7 +129,7 @@ def test_lossy_reordering_network_keeps_histories_consistent_and_heals(seed):
 
     def clients_act(p_new: float) -> None:
         for client, c in outstanding.items():
-            if c is not None and all(cl.nodes[i].is_applied(c) for i in cl.nodes):
+            if c is not None and all(cl.is_applied(i, c) for i in cl.nodes):
                 outstanding[client] = c = None
             if c is None and rng.random() < p_new:
                 c = outstanding[client] = cmd(client, issued[client])
@@ -157,7 +159,8 @@ def test_lossy_reordering_network_keeps_histories_consistent_and_heals(seed):
         clients_act(0.0)
         cl.tick()
     assert all(c is None for c in outstanding.values()), outstanding
-    history = assert_same_history(cl)
+    assert_same_history(cl)
+    history = cl.effective_commands(next(iter(cl.nodes)))
     for client, n in issued.items():  # every command applied exactly once, in client order
         assert [c.seq for c in history if c.client == client] == list(range(n))
     assert sum(issued.values()) > 20

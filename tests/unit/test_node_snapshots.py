@@ -95,7 +95,12 @@ class SnapCluster(Cluster):
         return snap
 
     def clients(self, i: int) -> dict[int, int]:
-        return dict(self.nodes[i].learner.clients.last_seq)
+        """The exactly-once table node i's application derives (the highest seq per client):
+        the core keeps none, so it must come through snapshots in the application's bytes."""
+        table: dict[int, int] = {}
+        for c in self.apps[i]:
+            table[c.client] = max(c.seq, table.get(c.client, -1))
+        return table
 
     def received(self, i: int, kind: type[Message]) -> list:
         return [m for m in self.sent if m.to == i and isinstance(m, kind) and m not in self.dropped]
@@ -199,7 +204,7 @@ def test_learner_compacts_only_at_the_applied_slot():
     with pytest.raises(ValueError):
         lrn.compact(2, b"x", (1, 2, 3))  # below the applied slot
     snap = lrn.compact(3, b"app", (1, 2, 3))
-    assert snap == Snapshot(3, (1, 2, 3), ((1, 1), (2, 1), (3, 1)), b"app")
+    assert snap == Snapshot(3, (1, 2, 3), b"app")
     assert lrn.snapshot == snap
     assert lrn.base == 3
     assert set(lrn.chosen) == {5}
@@ -222,35 +227,33 @@ def test_learner_after_compaction_treats_old_slots_as_chosen_and_serves_the_rest
     assert [e.slot for e in lrn.entries_from(4, 10)] == [4]
 
 
-def test_learner_install_jumps_commit_and_applied_and_takes_the_client_table():
+def test_learner_install_jumps_commit_and_applied():
     lrn = Learner({1: A, 7: B, 8: C, 10: NOOP})
     lrn.take_new_chosen()
     assert lrn.commit == 1
     lrn.take_committed()
-    snap = Snapshot(6, (1, 2, 3), ((1, 4), (9, 2)), b"six")
+    snap = Snapshot(6, (1, 2, 3), b"six")
     assert lrn.install(snap)
     assert lrn.snapshot == snap
     assert lrn.base == 6
     assert lrn.commit == 8  # slots 7 and 8 were learned already and follow the snapshot
     assert lrn.applied == 6
-    assert lrn.clients.last_seq == {1: 4, 9: 2}  # replaced, not merged
     assert set(lrn.chosen) == {7, 8, 10}
     out = lrn.take_committed()
     assert [a.slot for a in out] == [7, 8]
     assert out[0].commands == B
-    assert not lrn.install(Snapshot(5, (1, 2, 3), (), b"old"))  # covers nothing new
-    assert not lrn.install(Snapshot(8, (1, 2, 3), (), b"known"))
+    assert not lrn.install(Snapshot(5, (1, 2, 3), b"old"))  # covers nothing new
+    assert not lrn.install(Snapshot(8, (1, 2, 3), b"known"))
     assert lrn.snapshot == snap
 
 
 def test_learner_built_from_a_snapshot_starts_at_its_slot():
-    snap = Snapshot(4, (1, 2, 3), ((5, 3),), b"four")
+    snap = Snapshot(4, (1, 2, 3), b"four")
     lrn = Learner({2: A, 5: B, 6: C}, snap)
     assert lrn.base == lrn.applied == 4
     assert set(lrn.chosen) == {5, 6}  # slot 2 is behind the snapshot
     assert lrn.commit == 6  # the log after the snapshot counts from it
     assert lrn.take_new_chosen() == []  # on disk already
-    assert lrn.clients.last_seq == {5: 3}
     assert [a.slot for a in lrn.take_committed()] == [5, 6]
 
 
@@ -264,24 +267,24 @@ def test_durable_state_install_keeps_the_newest_snapshot_and_drops_what_it_cover
         votes={s: vote(s, Ballot(2, 1), A) for s in (3, 4, 5)},
         chosen={3: A, 4: A, 5: A},
     )
-    snap = Snapshot(4, (1, 2, 3), ((1, 1),), b"four")
+    snap = Snapshot(4, (1, 2, 3), b"four")
     d.install(snap)
     assert d.snapshot == snap
     assert d.compacted == 4
     assert set(d.votes) == {5}
     assert set(d.chosen) == {5}
     assert d.promised == Ballot(2, 1) and d.max_round == 2
-    d.install(Snapshot(3, (1, 2, 3), (), b"older"))  # older: ignored
+    d.install(Snapshot(3, (1, 2, 3), b"older"))  # older: ignored
     assert d.snapshot == snap and d.compacted == 4
     copy = d.copy()
-    d.install(Snapshot(6, (1, 2, 3), (), b"six"))
+    d.install(Snapshot(6, (1, 2, 3), b"six"))
     assert d.compacted == 6 and d.votes == {} and d.chosen == {}
     assert copy.snapshot == snap and copy.compacted == 4 and set(copy.votes) == {5}
 
 
 def test_durable_state_persist_installs_a_peers_snapshot_before_the_log_of_the_same_ready():
     d = DurableState(chosen={1: A, 2: B})
-    snap = Snapshot(5, (1, 2, 3), (), b"five")
+    snap = Snapshot(5, (1, 2, 3), b"five")
     d.persist(Ready(snapshot=snap, chosen=(ChosenEntry(6, C),)))
     assert d.snapshot == snap and d.compacted == 5
     assert d.chosen == {6: C}
@@ -295,7 +298,7 @@ def test_node_compact_returns_a_snapshot_and_forgets_votes_and_chosen_values():
     node.step(accept(2, 1, Ballot(1, 2), {4: NOOP}))  # a vote beyond the applied slot
     drain(node)
     snap = node.compact(3, b"app")
-    assert snap == Snapshot(3, (1, 2, 3), ((1, 1), (2, 1), (3, 1)), b"app")
+    assert snap == Snapshot(3, (1, 2, 3), b"app")
     assert node.learner.snapshot == snap
     assert node.acceptor.compacted == 3
     assert sorted(node.acceptor.votes) == [4]
@@ -343,16 +346,13 @@ def test_catchup_request_at_or_below_the_snapshot_is_answered_with_install_snaps
 
 def test_install_snapshot_sets_ready_snapshot_and_jumps_commit_and_applied():
     node = make_node(3)
-    snap = Snapshot(5, (1, 2, 3), ((1, 2), (7, 4)), b"five")
+    snap = Snapshot(5, (1, 2, 3), b"five")
     node.step(InstallSnapshot(1, 3, snap))
     assert node.learner.commit == node.learner.applied == 5
     r = drain(node)
     assert r.snapshot == snap
     assert r.must_persist
     assert r.committed == ()  # the snapshot stands for slots 1..5: nothing to apply one by one
-    assert node.learner.clients.last_seq == {1: 2, 7: 4}
-    assert node.is_applied(cmd(7, 3)) and node.is_applied(cmd(1, 2))
-    assert not node.is_applied(cmd(7, 5))
     assert node.counters["snapshots_installed"] == 1
     assert drain(node).snapshot is None  # handed to the driver once
 
@@ -362,7 +362,7 @@ def test_install_snapshot_makes_the_acceptor_forget_the_votes_it_covers():
     b = Ballot(1, 1)
     node.step(accept(1, 3, b, {2: A, 4: B, 6: C}))
     drain(node)
-    snap = Snapshot(5, (1, 2, 3), (), b"")
+    snap = Snapshot(5, (1, 2, 3), b"")
     node.step(InstallSnapshot(1, 3, snap))
     drain(node)
     assert node.acceptor.compacted == 5
@@ -387,7 +387,7 @@ def test_install_snapshot_then_asks_for_the_log_after_it():
     node.step(accept(1, 3, Ballot(1, 1), {}, commit=9))
     (req,) = of_type(drain(node), CatchupRequest)
     assert (req.to, req.from_slot) == (1, 1)
-    node.step(InstallSnapshot(1, 3, Snapshot(6, (1, 2, 3), (), b"")))
+    node.step(InstallSnapshot(1, 3, Snapshot(6, (1, 2, 3), b"")))
     r = drain(node)
     assert r.snapshot is not None
     (req,) = of_type(r, CatchupRequest)
@@ -401,12 +401,10 @@ def test_install_snapshot_then_asks_for_the_log_after_it():
 
 def test_stale_install_snapshot_changes_nothing():
     node = follower_with_chosen({1: A, 2: B, 3: C})
-    table = dict(node.learner.clients.last_seq)
-    node.step(InstallSnapshot(2, 1, Snapshot(2, (1, 2, 3), ((9, 9),), b"old")))
+    node.step(InstallSnapshot(2, 1, Snapshot(2, (1, 2, 3), b"old")))
     r = drain(node)
     assert r.snapshot is None
     assert node.learner.commit == node.learner.applied == 3
-    assert node.learner.clients.last_seq == table
     assert node.acceptor.compacted == 0
     assert node.counters["snapshots_installed"] == 0
 
@@ -451,7 +449,7 @@ def test_leader_that_installs_a_snapshot_covering_its_slots_steps_down():
     node.propose(cmd(4, 1))
     drain(node)
     assert 1 in node.proposer.inflight
-    snap = Snapshot(3, (1, 2, 3), ((4, 1),), b"three")
+    snap = Snapshot(3, (1, 2, 3), b"three")
     node.step(InstallSnapshot(2, 1, snap))
     assert node.role is Role.FOLLOWER
     assert node.leader is None
@@ -459,7 +457,6 @@ def test_leader_that_installs_a_snapshot_covering_its_slots_steps_down():
     assert node.acceptor.compacted == 3
     r = drain(node)
     assert r.snapshot == snap
-    assert node.is_applied(cmd(4, 1))
     for _ in range(4):  # no more accepts at the old ballot
         node.tick()
         assert of_type(drain(node), Accept) == []
@@ -469,7 +466,7 @@ def test_leader_ignores_a_snapshot_below_its_first_slot():
     state = DurableState(chosen={1: A, 2: B, 3: C})
     node = make_leader(state=state)  # commit 3: campaigned from slot 4
     drain(node)
-    node.step(InstallSnapshot(2, 1, Snapshot(3, (1, 2, 3), (), b"")))
+    node.step(InstallSnapshot(2, 1, Snapshot(3, (1, 2, 3), b"")))
     assert node.role is Role.LEADER
     assert drain(node).snapshot is None
 
@@ -477,8 +474,8 @@ def test_leader_ignores_a_snapshot_below_its_first_slot():
 # ------------------------------------------------------------------ restart from a snapshot
 
 
-def test_restarted_node_starts_at_the_snapshot_and_dedups_a_retried_command():
-    snap = Snapshot(5, (1, 2, 3), ((42, 3), (7, 1)), b"five")
+def test_restarted_node_starts_at_the_snapshot_and_hands_a_retry_on_to_the_application():
+    snap = Snapshot(5, (1, 2, 3), b"five")
     disk = DurableState(promised=Ballot(2, 2), max_round=1)
     disk.install(snap)
     node = make_node(1, state=disk)
@@ -487,32 +484,28 @@ def test_restarted_node_starts_at_the_snapshot_and_dedups_a_retried_command():
     assert node.status()["compacted"] == 5
     r = drain(node)
     assert r.committed == () and r.snapshot is None  # the driver restores its own snapshot
-    # A client retries seq 3, which the snapshot's table says took effect already.
-    assert node.is_applied(cmd(42, 3))
-    assert node.propose(cmd(42, 3))
-    assert not node.proposer.pending  # not queued for a slot
-    # Chosen again anyway (another node proposed the retry): skipped when applied.
+    # A retry chosen again (seq 3 took effect before the snapshot) is handed on with the rest:
+    # the application's own table, restored from the snapshot's bytes, answers it.
     b = Ballot(3, 2)
     node.step(accept(2, 1, b, {6: val(cmd(42, 3), cmd(42, 4))}))
     node.step(accept(2, 1, b, {}, commit=6))
     (applied,) = drain(node).committed
     assert applied.slot == 6
-    assert applied.commands == (cmd(42, 4),)
-    assert applied.skipped == (cmd(42, 3),)
+    assert applied.commands == (cmd(42, 3), cmd(42, 4))
 
 
-def test_restarted_leader_from_a_snapshot_never_proposes_a_retry_the_snapshot_applied():
-    snap = Snapshot(5, (1, 2, 3), ((42, 3),), b"five")
+def test_restarted_leader_from_a_snapshot_proposes_after_it_what_it_is_given():
+    snap = Snapshot(5, (1, 2, 3), b"five")
     disk = DurableState()
     disk.install(snap)
     node = make_leader(state=disk)
     assert node.proposer.campaign_from == 6
-    node.propose(cmd(42, 3))  # the retry
+    node.propose(cmd(42, 3))  # a retry (the server proposes one only if its machine lags)
     node.propose(cmd(42, 4))  # and the client's next command
     r = drain(node)
     proposed = [e for m in of_type(r, Accept) for e in m.entries]
     assert {e.slot for e in proposed} == {6}
-    assert {e.value for e in proposed} == {(cmd(42, 4),)}
+    assert {e.value for e in proposed} == {(cmd(42, 3), cmd(42, 4))}
 
 
 def test_promise_implied_by_a_vote_survives_compaction_and_restart():

@@ -2,7 +2,9 @@
 
 Two replicas that applied the same commands in the same order hold the same digest, so comparing
 digests slot by slot checks that every replica's state is the one sequence applied in order
-(and, through snapshots, that state transfer carries exactly that state).
+(and, through snapshots, that state transfer carries exactly that state). Exactly-once is the
+application's, as in the real state machine: it keeps each client's highest applied ``seq``
+(in its snapshots too) and leaves a retry out of the chain.
 """
 
 from __future__ import annotations
@@ -32,25 +34,43 @@ def chain(digest: bytes, commands: tuple[Command, ...]) -> bytes:
 
 
 class ChainApp:
-    def __init__(self, slot: int = 0, digest: bytes = GENESIS) -> None:
+    def __init__(
+        self, slot: int = 0, digest: bytes = GENESIS, last: dict[int, int] | None = None
+    ) -> None:
         self.slot = slot
         self.digest = digest
+        self.last: dict[int, int] = dict(last or {})  # client -> highest seq applied
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot | None) -> ChainApp:
-        return cls() if snapshot is None else cls(*decode_state(snapshot.app))
+        if snapshot is None:
+            return cls()
+        slot, digest = decode_state(snapshot.app)
+        _, _, last = msgpack.unpackb(snapshot.app, raw=False, strict_map_key=False)
+        return cls(slot, digest, {int(c): int(s) for c, s in last})
 
-    def apply(self, slot: int, commands: tuple[Command, ...]) -> None:
+    def is_applied(self, cmd: Command) -> bool:
+        return cmd.seq <= self.last.get(cmd.client, -1)
+
+    def apply(self, slot: int, commands: tuple[Command, ...]) -> tuple[Command, ...]:
+        """Apply a chosen slot; returns the commands that took effect (retries left out)."""
+        fresh = []
+        for cmd in commands:
+            if not self.is_applied(cmd):
+                self.last[cmd.client] = cmd.seq
+                fresh.append(cmd)
         self.slot = slot
-        self.digest = chain(self.digest, commands)
+        self.digest = chain(self.digest, tuple(fresh))
+        return tuple(fresh)
 
     def encode(self) -> bytes:
-        data: bytes = msgpack.packb([self.slot, self.digest], use_bin_type=True)
+        last = [[c, self.last[c]] for c in sorted(self.last)]
+        data: bytes = msgpack.packb([self.slot, self.digest, last], use_bin_type=True)
         return data
 
 
 def decode_state(app: bytes) -> tuple[int, bytes]:
-    slot, digest = msgpack.unpackb(app, raw=False)
+    slot, digest, _ = msgpack.unpackb(app, raw=False)
     return int(slot), bytes(digest)
 
 
@@ -85,7 +105,7 @@ class ChainReplica:
         assert self.driver is not None
         self.state.apply(applied.slot, applied.commands)
         self.on_state(applied.slot, self.state.digest)
-        self.driver.out.extend(Answer(cmd) for cmd in (*applied.commands, *applied.skipped))
+        self.driver.out.extend(Answer(cmd) for cmd in applied.commands)  # retries: done too
 
     def read_done(self, read: ReadState) -> None:
         driver = self.driver

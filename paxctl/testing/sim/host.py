@@ -18,7 +18,7 @@ from paxctl.core.state import Config, Ready
 from paxctl.core.types import Snapshot
 from paxctl.server.driver import Driver
 from paxctl.storage.store import Identity, Storage
-from paxctl.testing.sim.app import Answer, ChainReplica, Served
+from paxctl.testing.sim.app import Answer, ChainApp, ChainReplica, Served
 from paxctl.testing.sim.oracle import Oracle
 from paxctl.testing.simfs import SimFileSystem, SimulatedCrash
 
@@ -123,6 +123,12 @@ class SimHost:
                 raise SimulatedCrash(f"{kind} {path}")
 
         self.fs.hook = hook
+
+    @property
+    def app(self) -> ChainApp:
+        """The chain workload's state machine (its exactly-once table answers retries)."""
+        assert self.driver is not None and isinstance(self.driver.app, ChainReplica)
+        return self.driver.app.state
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """A snapshot the Ready loop took: saved after its pass's outputs were sent."""

@@ -453,7 +453,7 @@ class World:
             cmd = c.outstanding
             self._log(f"client {c.id} -> n{c.target} propose {cmd.client}:{cmd.seq}")
             self.requests[c.target].add((cmd.client, cmd.seq))
-            if node.is_applied(cmd):  # a retry of a command that took effect: answer it
+            if self.hosts[c.target].app.is_applied(cmd):  # a retry that took effect: answer it
                 self._answer(c.target, cmd)
             else:
                 was_leader = node.role is Role.LEADER

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from paxctl.statemachine.ops import FIRST_CLIENT_ID, Create, Delete, Op, SetData
+from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Create, Delete, Op, SetData
 from paxctl.testing.sim.watchcheck import WatchValidator
 from paxctl.testing.sim.zhost import SimConn
 
@@ -64,7 +64,9 @@ def _describe(frame: dict[str, Any]) -> str:
 
 
 def client_id(index: int, generation: int) -> int:
-    return FIRST_CLIENT_ID + (generation << 8) + index
+    """The temporary id a client connects and opens a session with; once the open is
+    answered, ``cid`` is the session id the cluster assigned (as the real client does)."""
+    return TEMP_CLIENT_BIT | (generation << 8) | index
 
 
 class ZClient:
@@ -101,7 +103,7 @@ class ZClient:
         self.writes_left = True
 
     def log(self, text: str) -> None:
-        self.w.log(f"client {self.index}/{self.cid - FIRST_CLIENT_ID:x} {text}")
+        self.w.log(f"client {self.index}/{self.cid & ~TEMP_CLIENT_BIT:x} {text}")
 
     @property
     def active(self) -> bool:
@@ -386,6 +388,7 @@ class ZClient:
             return
         self.write = None
         if op == "open_session" and err is None:
+            self.cid = frame["ok"]["session"]
             self.session = True
             self.w.session_opened(self)
             self.start_pinging()

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from paxctl.core.state import Ready
 from paxctl.core.types import Applied, Command, Snapshot
-from paxctl.server.audit import SYSTEM_CLIENT
 from paxctl.server.engine import EngineConfig, NodeEngine, Observer
 from paxctl.server.replica import Replica
 from paxctl.server.watches import RESYNC, Event
@@ -72,7 +71,6 @@ class HostChecks(Observer):
     def __init__(self, host: ZnodeHost) -> None:
         self.host = host
         self.oracle = host.oracle
-        self._fresh = 0  # commands of the slot being applied not yet reported by write_done
         self._closing: int | None = None
         self._mismatches = 0
 
@@ -87,7 +85,6 @@ class HostChecks(Observer):
             world.log(f"n{self.host.id} reaper proposes {decode_command(cmd.data)[1]}")
 
     def applying(self, applied: Applied) -> None:
-        self._fresh = sum(cmd.client != SYSTEM_CLIENT for cmd in applied.commands)
         engine = self.host.engine
         assert engine is not None
         self._mismatches = engine.replica.audit.mismatches
@@ -97,16 +94,19 @@ class HostChecks(Observer):
             self.oracle.fail(f"node {self.host.id}: the digest audit of the log found a divergence")
         self.oracle.applied_state(self.host.id, applied.slot, replica.machine.digest())
 
-    def write_done(self, cmd: Command, outcome: Outcome | None) -> None:
-        """Called by the replica after each command (then for each retry it skipped)."""
-        if self._fresh == 0:
-            return  # a skipped retry: it changed nothing
-        self._fresh -= 1
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool) -> None:
+        """Called by the replica after each command of a slot, in order (``fresh``: it was
+        processed now, not answered as a retry): the oracle checks exactly-once from here."""
         engine = self.host.engine
         assert engine is not None
         replica = engine.replica
-        zxid = replica.applied_zxid
-        first = self.oracle.record_changes(self.host.id, zxid, replica.machine.last_events)
+        zxid, events = replica.applied_zxid, replica.machine.last_events
+        self.oracle.command_applied(self.host.id, zxid, fresh, bool(events))
+        if not fresh:
+            return  # a retry: it changed nothing
+        first = self.oracle.record_changes(self.host.id, zxid, events)
+        if replica.machine.last_opened is not None:
+            self.host.world.session_created(replica.machine.last_opened, cmd.client, first)
         if self._closing is not None:
             session, self._closing = self._closing, None
             self.host.world.session_ended(self.host.id, session, cmd.client, first)

@@ -82,6 +82,8 @@ class ZnodeWorld(World):
         self.token = 0  # numbers timers and connection attempts
         self.conns = 0
         self.sessions: dict[int, SessionRec] = {}
+        #: Temporary client id -> (client index, timeout, first send) of its open_session.
+        self.opening: dict[int, tuple[int, int, int]] = {}
         self.heal_at: int | None = None
         self.session_ms = SESSION_MS
         self.zxid_from_failed_hello = "zxid_from_failed_hello" in spec.bugs
@@ -310,11 +312,16 @@ class ZnodeWorld(World):
     # ------------------------------------------------------------------ sessions
 
     def session_opening(self, c: ZClient) -> None:
-        """The first attempt to open ``c``'s session (or to open it again: a client that never
-        learned whether its open took effect opens the same id again, as the real one does)."""
-        rec = self.sessions.get(c.cid)
-        if rec is None or rec.ended_at is not None:
-            self.sessions[c.cid] = SessionRec(c.cid, c.index, c.timeout, alive_sent=self.now)
+        """An attempt to open a session under ``c``'s temporary id; the first one starts the
+        clock of every session it opens (a retry whose first answer was lost opens another:
+        the cluster names sessions, and the unanswered one expires, owned by nobody)."""
+        self.opening.setdefault(c.cid, (c.index, c.timeout, self.now))
+
+    def session_created(self, session: int, temp: int, first: bool) -> None:
+        """A replica applied the open of ``session`` issued under the temporary id ``temp``."""
+        if first:
+            index, timeout, sent = self.opening[temp]
+            self.sessions[session] = SessionRec(session, index, timeout, alive_sent=sent)
 
     def session_opened(self, c: ZClient) -> None:
         rec = self.sessions[c.cid]

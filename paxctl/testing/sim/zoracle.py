@@ -6,9 +6,14 @@ applied in order, each ``(client, seq)`` taking effect once). What changes is th
 * State: the first replica to apply a slot records ``StateMachine.digest()`` after it; every
   other replica must reach the same digest after that slot, and every snapshot (taken, installed
   or recovered) must restore to the digest recorded for its slot.
-* Exactly-once: each client's highest applied ``seq`` filters its retries, for good (the core's
-  ``ClientTable``). Ending a session does not reset it: a late retry of an ended session's command
-  is skipped on every replica alike.
+* Exactly-once, modelled here from the chosen sequence alone, as the state machine's one table
+  should behave: a command of the cluster's own ids or of an open session whose ``seq`` is at or
+  below that client's last is a retry and must not be processed again; the entry goes when the
+  session ends, and since session ids (the zxid of their ``OpenSession``) are never reused,
+  every later command of that id, a late retry included, must change nothing. Every replica
+  reports, for each command it applies, whether it processed it and whether it changed the
+  tree (``command_applied``); a replica that forgets an entry too early applies a retry twice
+  and is caught here even when all replicas do it alike (which digests cannot see).
 * Events: the changes each zxid made (``StateMachine.last_events``), recorded from the first
   replica that applies it and compared on the others; the watch validator reads them from here.
 * Stamps: the leader stamps each client command with its own clock when it proposes it
@@ -24,13 +29,25 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from paxctl.core.types import Ballot, Command, Snapshot, Value
+from paxctl.server.audit import SYSTEM_CLIENT
+from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.errors import ZnodeError
 from paxctl.statemachine.machine import StateMachine
-from paxctl.statemachine.ops import FIRST_CLIENT_ID, decode_command
+from paxctl.statemachine.ops import (
+    FIRST_CLIENT_ID,
+    REAPER_CLIENT,
+    CloseSession,
+    OpenSession,
+    decode_command,
+    is_temporary_id,
+)
 from paxctl.testing.sim.oracle import InvariantViolation, Oracle
 
 #: The event kinds a recursive watch reports (it ignores "children": see server/watches.py).
 RECURSIVE_KINDS = frozenset({"created", "deleted", "changed"})
+
+#: What the log makes of a command (see ``ZnodeOracle.verdicts``).
+RETRY, FRESH, INERT = "retry", "fresh", "inert"
 
 #: One event as the validator sees it: (zxid, kind, path).
 Seen = tuple[int, str, str]
@@ -41,6 +58,10 @@ class ZnodeOracle(Oracle):
         super().__init__(voters)
         self.digests = {0: StateMachine().digest()}
         self._last_seq: dict[int, int] = {}  # the exactly-once table the log implies
+        self._open: set[int] = set()  # the sessions the log implies are open
+        #: zxid -> what the log makes of that command: RETRY, FRESH, or INERT (processed, but
+        #: its client has no open session: it must change nothing).
+        self.verdicts: dict[int, str] = {}
         #: Every zxid's changes as the first replica to apply it reported them.
         self.changes: dict[int, tuple[tuple[str, str], ...]] = {}
         self.last_zxid = 0
@@ -83,17 +104,35 @@ class ZnodeOracle(Oracle):
             )
 
     def _extend_effective(self) -> None:
-        """Derive, in slot order, which commands take effect: each client's highest applied
-        ``seq`` filters its later copies, as ``ClientTable`` does."""
+        """Derive, in slot order, what each command does under the exactly-once rule (see the
+        module docstring), independently of the state machine's code."""
         slot = len(self.effective) + 1
         while slot in self.chosen:
             fresh = []
-            for cmd in self.chosen[slot]:
-                if cmd.seq <= self._last_seq.get(cmd.client, -1):
-                    continue
-                self._last_seq[cmd.client] = cmd.seq
-                self.slot_of[(cmd.client, cmd.seq)] = slot
+            for index, cmd in enumerate(self.chosen[slot]):
+                if cmd.client == SYSTEM_CLIENT:
+                    continue  # the digest audit's: the replica checks it, the machine never sees it
+                zxid = zxid_of(slot, index)
+                client = cmd.client
+                if client < FIRST_CLIENT_ID or client in self._open:
+                    if cmd.seq <= self._last_seq.get(client, -1):
+                        self.verdicts[zxid] = RETRY
+                        continue
+                    self._last_seq[client] = cmd.seq
+                    self.verdicts[zxid] = FRESH
+                else:
+                    self.verdicts[zxid] = INERT
+                self.slot_of.setdefault((client, cmd.seq), slot)
                 fresh.append(cmd)
+                try:
+                    _, op = decode_command(cmd.data)
+                except ZnodeError:
+                    continue
+                if isinstance(op, OpenSession) and is_temporary_id(client):
+                    self._open.add(zxid)
+                elif isinstance(op, CloseSession) and client in (op.session, REAPER_CLIENT):
+                    self._open.discard(op.session)
+                    self._last_seq.pop(op.session, None)
             self.effective[slot] = tuple(fresh)
             slot += 1
 
@@ -120,6 +159,25 @@ class ZnodeOracle(Oracle):
                 f"node {proposer} proposed command {cmd.client}:{cmd.seq} stamped {time_ms} ms, "
                 f"not a reading of its own clock ({first}..{now} ms so far): a forwarded write "
                 "kept the clock of the node that forwarded it"
+            )
+
+    def command_applied(self, node: int, zxid: int, fresh: bool, changed: bool) -> None:
+        """A replica applied the command at ``zxid``: ``fresh`` if it processed it (False: it
+        answered it as a retry), ``changed`` if the tree changed."""
+        verdict = self.verdicts.get(zxid)
+        if verdict is None:
+            self.fail(f"node {node} applied zxid {zxid:#x}, which the chosen log does not hold")
+        elif verdict == RETRY and fresh:
+            self.fail(
+                f"exactly-once: node {node} applied the command at zxid {zxid:#x} again, a retry "
+                "of a command its session applied earlier (an entry forgotten too early?)"
+            )
+        elif verdict != RETRY and not fresh:
+            self.fail(f"exactly-once: node {node} skipped the command at zxid {zxid:#x} as a retry")
+        elif verdict == INERT and changed:
+            self.fail(
+                f"exactly-once: node {node} let the command at zxid {zxid:#x} change the tree, "
+                "though its client has no open session (an ended session's late retry?)"
             )
 
     # ------------------------------------------------------------------ events
