@@ -61,7 +61,19 @@ def test_no_set_iteration_order_leaks_into_the_core():
 
 
 #: Modules of the server that the simulator drives too: they must stay sans-I/O like the core.
-PURE_SERVER_MODULES = ("sessions", "watches", "liveness", "replica", "audit", "zxid")
+#: The engine (``engine``, its Ready loop ``driver`` and its client side ``requests``) is all a
+#: node decides; only ``node_server`` and ``transport`` touch sockets, files and clocks.
+PURE_SERVER_MODULES = (
+    "sessions",
+    "watches",
+    "liveness",
+    "replica",
+    "audit",
+    "zxid",
+    "driver",
+    "engine",
+    "requests",
+)
 
 
 def test_the_server_logic_the_simulator_shares_does_no_io():
@@ -71,6 +83,56 @@ def test_the_server_logic_the_simulator_shares_does_no_io():
             assert mod.split(".")[0] not in FORBIDDEN_IN_PURE, f"{path} imports {mod}"
             for shell in ("server.node_server", "server.client_service", "server.transport"):
                 assert not mod.startswith(f"paxctl.{shell}"), f"{path} imports {mod}"
+
+
+def test_the_server_has_no_module_beyond_the_engine_and_its_adapter():
+    """A new server module is either part of the pure engine (listed above) or the adapter."""
+    shells = {"__init__", "node_server", "transport", "config"}
+    found = {path.stem for path in (ROOT / "server").glob("*.py")}
+    assert found <= set(PURE_SERVER_MODULES) | shells, found - set(PURE_SERVER_MODULES) - shells
+
+
+def _calls(tree: ast.AST) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+
+
+#: What only the engine's Ready loop does: close a batch, persist it, report it done.
+LOOP_CALLS = {"ready", "advance", "persist"}
+#: What the engine builds for itself; a copy of it in testing/ would be a second engine.
+ENGINE_PARTS = {"Replica", "SessionKeeper", "WatchRegistry", "ClientRequests", "DigestAudit"}
+
+
+def test_nothing_in_testing_reimplements_the_engine():
+    """The simulator drives ``NodeEngine``/``Driver`` (server/engine.py, server/driver.py):
+    it never runs a Ready loop of its own, handles client requests itself or builds the
+    engine's parts; its checks hang on the engine's ``Observer`` hooks."""
+    checked = 0
+    for path in sorted((ROOT / "testing").rglob("*.py")):
+        checked += 1
+        tree = ast.parse(path.read_text())
+        for call in _calls(tree):
+            func = call.func
+            if isinstance(func, ast.Attribute):
+                assert func.attr not in LOOP_CALLS, f"{path}:{call.lineno} calls .{func.attr}()"
+            if isinstance(func, ast.Name):
+                assert func.id not in ENGINE_PARTS, f"{path}:{call.lineno} builds {func.id}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                name = node.name
+                assert not name.startswith("_op_"), f"{path}:{node.lineno} handles requests"
+                assert name not in {"_handle_ready", "drive", "when_applied", "read_index"}, (
+                    f"{path}:{node.lineno} defines {name}, which is the engine's"
+                )
+    assert checked >= 10
+
+
+def test_requests_are_dispatched_by_type_not_by_method_names_built_from_strings():
+    for path in sorted((ROOT / "server").glob("*.py")):
+        for call in _calls(ast.parse(path.read_text())):
+            if isinstance(call.func, ast.Name) and call.func.id == "getattr":
+                assert not any(isinstance(a, ast.JoinedStr) for a in call.args), (
+                    f"{path}:{call.lineno} builds a method name from a string"
+                )
 
 
 #: The command line's own third-party libraries: the library layers must not need them.

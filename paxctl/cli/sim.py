@@ -162,9 +162,10 @@ def sim(
     world heals and every pending command must be applied in bounded virtual time. A failing
     seed prints the one line that replays it with a trace. Exit status 9 if any seed failed.
 
-    With --workload znodes each node runs the real znode tree, session keeper and watch
-    registry, and clients open sessions, ping, write, fail over and watch "/": expiry safety,
-    ephemerals, state digests and every watch event are checked too.
+    With --workload znodes each node runs the node engine of `paxctl node start` (znode tree,
+    session keeper, watch registry, client requests), and clients open sessions, ping, write,
+    fail over and watch "/": expiry safety, ephemerals, state digests, every watch event and
+    whose clock stamped each write are checked too.
     """
     err = Console(stderr=True, highlight=False)
     base = SimSpec(

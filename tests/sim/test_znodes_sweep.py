@@ -49,6 +49,7 @@ PLANTED = {
     "ack_unrecorded": 20,  # the leader acknowledges heartbeats it never recorded (seed 1)
     "no_fresh_timeout": 150,  # a new leader counts from heartbeats it saw before leading (19)
     "skip_watch_replay": 20,  # a watch re-registered after a failover replays nothing (1)
+    "no_forward_restamp": 20,  # a forwarded write keeps the forwarding node's clock (1)
     "forget_old_sessions": 20,  # the exactly-once table forgets live sessions' entries (3)
 }
 

@@ -10,10 +10,17 @@ application's, as in the real state machine: it keeps each client's highest appl
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgpack
 
-from paxctl.core.types import Command, Snapshot
+from paxctl.core.state import ReadState
+from paxctl.core.types import Applied, Command, Snapshot
+
+if TYPE_CHECKING:
+    from paxctl.server.driver import Driver
 
 GENESIS = b"\x00" * 32
 
@@ -65,3 +72,53 @@ class ChainApp:
 def decode_state(app: bytes) -> tuple[int, bytes]:
     slot, digest, _ = msgpack.unpackb(app, raw=False)
     return int(slot), bytes(digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The chain workload's reply: ``cmd`` took effect (or was a retry of one that did)."""
+
+    cmd: Command
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A linearizable read answered from the state after ``slot`` (None: it failed)."""
+
+    ctx: int
+    slot: int | None
+
+
+class ChainReplica:
+    """The ``Application`` the shared Ready loop (``server/driver.py``) drives in the chain
+    workload: the hash chain, its replies and reads, as outputs in the loop's order."""
+
+    def __init__(self, snapshot: Snapshot | None, on_state: Callable[[int, bytes], None]) -> None:
+        self.state = ChainApp.from_snapshot(snapshot)
+        self.on_state = on_state  # the oracle's check of the state after each slot
+        self.driver: Driver[Answer | Served] | None = None
+
+    def install(self, snapshot: Snapshot) -> None:
+        self.state = ChainApp.from_snapshot(snapshot)
+
+    def apply(self, applied: Applied) -> None:
+        assert self.driver is not None
+        self.state.apply(applied.slot, applied.commands)
+        self.on_state(applied.slot, self.state.digest)
+        self.driver.out.extend(Answer(cmd) for cmd in applied.commands)  # retries: done too
+
+    def read_done(self, read: ReadState) -> None:
+        driver = self.driver
+        assert driver is not None
+        if read.index is None:
+            driver.out.append(Served(read.ctx, None))
+            return
+        ctx = read.ctx
+
+        def serve() -> None:
+            driver.out.append(Served(ctx, driver.node.learner.applied))
+
+        driver.when_applied(read.index, serve)
+
+    def snapshot(self) -> bytes:
+        return self.state.encode()

@@ -1,22 +1,24 @@
 """One simulated machine: a node's core, its disk, its storage and its application.
 
-It drives the core exactly as the real driver does (persist, send, apply, advance) through the
-real storage code on a simulated disk, so a crash in the middle of any write or fsync, and the
-recovery that follows, are the production code paths.
+Its Ready loop is the production one (``server/driver.py``'s ``Driver``, which ``NodeEngine``
+runs in ``paxctl node start``), persisting through the real storage code on a simulated disk, so
+a crash in the middle of any write or fsync, and the recovery that follows, are the production
+code paths. The chain workload's application is ``ChainReplica``; the znodes workload's host
+(zhost.py) runs the whole ``NodeEngine``.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from typing import Any
 
 from paxctl.core.bugs import PlantedBugs
-from paxctl.core.messages import Message
 from paxctl.core.node import Node
-from paxctl.core.state import Config, ReadState, Ready
-from paxctl.core.types import Command, Snapshot
+from paxctl.core.state import Config, Ready
+from paxctl.core.types import Snapshot
+from paxctl.server.driver import Driver
 from paxctl.storage.store import Identity, Storage
-from paxctl.testing.sim.app import ChainApp
+from paxctl.testing.sim.app import Answer, ChainApp, ChainReplica, Served
 from paxctl.testing.sim.oracle import Oracle
 from paxctl.testing.simfs import SimFileSystem, SimulatedCrash
 
@@ -48,10 +50,9 @@ class SimHost:
         self.incarnation = 0
         self.node: Node | None = None
         self.storage: Storage | None = None
-        self.app = ChainApp()
+        self.driver: Driver[Any] | None = None  # the production Ready loop, one per boot
         self.counters: dict[str, int] = {}
         self.warnings: list[str] = []
-        self.reads: list[ReadState] = []  # confirmed reads waiting for their slot to apply
 
     @property
     def up(self) -> bool:
@@ -79,8 +80,25 @@ class SimHost:
         self._restore_app(state.snapshot)
 
     def _restore_app(self, snapshot: Snapshot | None) -> None:
-        """The application as recovered from the disk (its log tail is re-applied next)."""
-        self.app = ChainApp.from_snapshot(snapshot)
+        """The application as recovered from the disk (its log tail is re-applied next), and
+        the Ready loop that drives it."""
+        assert self.node is not None and self.storage is not None
+        app = ChainReplica(
+            snapshot, lambda slot, digest: self.oracle.applied_state(self.id, slot, digest)
+        )
+        driver: Driver[Answer | Served] = Driver(
+            self.node,
+            self.storage,
+            app,
+            snapshot_every=self.snapshot_every,
+            on_persisted=self._persisted,
+        )
+        app.driver = driver
+        self.driver = driver
+
+    def _persisted(self, ready: Ready) -> None:
+        """The oracle checks each batch as it is persisted, before anything of it is sent."""
+        self.oracle.observe(self.id, ready)
 
     def crash(self, tear: random.Random | None) -> None:
         """Power off: lose what was not synced (tearing it at random with ``tear``)."""
@@ -92,7 +110,7 @@ class SimHost:
             self.counters["snapshots_taken"] = self.counters.get("snapshots_taken", 0) + taken
         self.node = None
         self.storage = None
-        self.reads = []
+        self.driver = None
         self.fs.crash(tear)
 
     def arm_crash(self, after_ops: int) -> None:
@@ -106,45 +124,13 @@ class SimHost:
 
         self.fs.hook = hook
 
-    def drive(
-        self,
-        send: Callable[[Message], None],
-        answer: Callable[[Command], None],
-        serve: Callable[[int, int | None], None],
-    ) -> Ready:
-        """Handle one Ready. Raises SimulatedCrash if the disk was armed to fail mid-way.
+    @property
+    def app(self) -> ChainApp:
+        """The chain workload's state machine (its exactly-once table answers retries)."""
+        assert self.driver is not None and isinstance(self.driver.app, ChainReplica)
+        return self.driver.app.state
 
-        ``serve(ctx, slot)`` is called when a read can be answered: from the state after
-        ``slot`` (the node's applied slot then), or ``None`` if the read failed.
-        """
-        node, storage = self.node, self.storage
-        assert node is not None and storage is not None
-        ready = node.ready()
-        if not ready:
-            node.advance()
-            return ready
-        storage.persist(ready)  # 1. persist: the log's fsync, and metadata if it changed
-        self.oracle.observe(self.id, ready)
-        for msg in ready.messages:  # 2. send
-            send(msg)
-        if ready.snapshot is not None:  # 3. apply: a peer's snapshot first, then the slots
-            self.app = ChainApp.from_snapshot(ready.snapshot)
-        for applied in ready.committed:
-            self.app.apply(applied.slot, applied.commands)
-            self.oracle.applied_state(self.id, applied.slot, self.app.digest)
-            for cmd in applied.commands:  # retries too: answered as done
-                answer(cmd)
-        self.reads.extend(ready.reads)
-        waiting = []
-        for read in self.reads:
-            if read.index is None:
-                serve(read.ctx, None)
-            elif read.index <= node.learner.applied:
-                serve(read.ctx, node.learner.applied)
-            else:
-                waiting.append(read)
-        self.reads = waiting
-        node.advance()  # 4.
-        if self.snapshot_every and node.learner.applied - node.learner.base >= self.snapshot_every:
-            storage.save_snapshot(node.compact(node.learner.applied, self.app.encode()))
-        return ready
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """A snapshot the Ready loop took: saved after its pass's outputs were sent."""
+        assert self.storage is not None
+        self.storage.save_snapshot(snapshot)

@@ -26,9 +26,10 @@ from paxctl.core import codec
 from paxctl.core.learner import SafetyViolation
 from paxctl.core.messages import Message, Nack, describe
 from paxctl.core.node import Node, Role
-from paxctl.core.state import PLANTED_BUGS
+from paxctl.core.state import PLANTED_BUGS, Ready
 from paxctl.core.types import Command
 from paxctl.storage.framing import CorruptionError
+from paxctl.testing.sim.app import Answer, Served
 from paxctl.testing.sim.faults import Faults
 from paxctl.testing.sim.host import SimHost
 from paxctl.testing.sim.oracle import InvariantViolation, Oracle
@@ -272,22 +273,31 @@ class World:
             self._schedule_tick(n, inc)
 
     def _drive(self, n: int, node: Node, was_leader: bool, what: str | Message) -> None:
-        """Handle the node's Ready exactly as the real driver does (see SimHost.drive)."""
+        """One pass of the host's Ready loop (the production ``Driver``); carry out what it
+        returns, in order: messages, replies, served reads; then save its snapshot."""
+        host = self.hosts[n]
+        assert host.driver is not None
         try:
-            ready = self.hosts[n].drive(
-                self._send_message,
-                lambda cmd: self._answer(n, cmd),
-                lambda ctx, slot: self._served(n, ctx, slot),
-            )
+            done = host.driver.run()
+            for out in done.outputs:
+                if isinstance(out, Answer):
+                    self._answer(n, out.cmd)
+                elif isinstance(out, Served):
+                    self._served(n, out.ctx, out.slot)
+                else:
+                    self._send_message(out)
+            if done.snapshot is not None:
+                host.save_snapshot(done.snapshot)
         except SimulatedCrash as exc:
             self._crashed_in_drive(n, exc)
             return
+        ready = done.ready or Ready()
         self._driven(
             n,
             node,
             was_leader,
             what,
-            bool(ready),
+            done.ready is not None,
             lambda: (
                 f"persist={len(ready.votes)}v/{len(ready.chosen)}c"
                 f"{'+hs' if ready.hard_state else ''} send={len(ready.messages)}"

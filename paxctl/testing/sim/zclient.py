@@ -4,10 +4,9 @@ Everything the protocol decides (hello, failover, pings, sequence numbers and re
 seen, watch re-registration and the filtering of replayed events) is ``paxctl/client/session.py``,
 the same class the asyncio ``Client`` drives. This module is only its driver and its workload:
 
-* the transport: connections are ``SimConn`` channels opened through the world; requests go to
-  the node as the dict frames the simulated node (zhost.NodeService) reads, and its frames come
-  back converted to the protocol's typed messages (``to_node``, ``from_node``), so the session
-  only ever sees typed objects; its timers are the world's;
+* the transport: connections are ``SimConn`` channels opened through the world, carrying the
+  protocol's typed requests to the hosts' node engines and their typed frames back (no bytes);
+  its timers are the world's;
 * the workload: which writes to issue (open a session, random writes, now and then a close),
   one recursive watch, sync barriers, and silence (a SIGSTOPped process: it neither sends nor
   reads, so its session must expire; every input waits until it resumes);
@@ -21,7 +20,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from paxctl.client.session import ClientSession
 from paxctl.client.session_types import (
@@ -36,23 +35,17 @@ from paxctl.client.session_types import (
     SessionState,
     StateChanged,
 )
-from paxctl.protocol.errors import ErrorCode
 from paxctl.protocol.messages import (
-    CloseSessionRequest,
     Failed,
     FromServer,
     Hello,
     Ok,
     OpenSessionRequest,
-    Ping,
     Request,
     SessionEnded,
-    SyncRequest,
-    WatchEvent,
     WatchEvents,
     WatchMode,
     WatchRequest,
-    WriteRequest,
 )
 from paxctl.statemachine.errors import SessionExpired
 from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Create, Delete, Op, SetData
@@ -88,61 +81,21 @@ def _z(zxid: int) -> str:
     return f"{zxid >> 16}.{zxid & 0xFFFF}"
 
 
-def _describe(frame: dict[str, Any]) -> str:
-    if "events" in frame:
-        shown = " ".join(f"{kind}:{path}@{_z(z)}" for _, kind, path, z in frame["events"])
+def _describe(frame: FromServer) -> str:
+    if isinstance(frame, WatchEvents):
+        shown = " ".join(f"{e.kind}:{e.path}@{_z(e.zxid)}" for e in frame.events)
         what = f"events [{shown}]"
-    elif "expired" in frame:
-        what = f"expired {frame['expired']:#x}"
+    elif isinstance(frame, SessionEnded):
+        what = f"expired {frame.session:#x}"
     else:
-        what = f"reply {frame['xid']} {frame.get('err') or 'ok'}"
-    return f"{what} z={_z(frame['zxid'])}"
+        what = f"reply {frame.xid} {frame.code if isinstance(frame, Failed) else 'ok'}"
+    return f"{what} z={_z(frame.zxid)}"
 
 
 def client_id(index: int, generation: int) -> int:
     """The temporary id a client connects and opens a session with; once the open is
     answered, ``cid`` is the session id the cluster assigned (as the real client does)."""
     return TEMP_CLIENT_BIT | (generation << 8) | index
-
-
-# ---------------------------------------------------------------------------- the dict boundary
-
-
-def to_node(req: Request) -> dict[str, Any]:
-    """A request as the simulated node reads it (codec.encode_request's shape, but the write's
-    operation stays an ``Op``: the node stamps it into a command itself)."""
-    if isinstance(req, Hello):
-        watches = [(w.wid, w.path, str(w.mode)) for w in req.watches]
-        doc = {"op": "hello", "client": req.client, "session": req.session, "after": req.after}
-        doc["watches"] = watches
-    elif isinstance(req, OpenSessionRequest):
-        doc = {"op": "open_session", "seq": req.seq, "timeout_ms": req.timeout_ms}
-    elif isinstance(req, CloseSessionRequest):
-        doc = {"op": "close_session", "seq": req.seq}
-    elif isinstance(req, WriteRequest):
-        doc = {"op": "write", "seq": req.seq, "data": req.op}
-    elif isinstance(req, WatchRequest):
-        doc = {"op": "watch", "wid": req.wid, "path": req.path, "mode": str(req.mode)}
-        doc["after"] = req.after
-    elif isinstance(req, Ping | SyncRequest):
-        doc = {"op": "ping" if isinstance(req, Ping) else "sync"}
-    else:
-        raise ValueError(f"the simulated node serves no {type(req).__name__}")
-    return {**doc, "xid": req.xid}  # the session's xid, as it numbered the request
-
-
-def from_node(frame: dict[str, Any]) -> FromServer:
-    """A frame of the simulated node as the typed message a real node's bytes decode to."""
-    zxid: int = frame["zxid"]
-    if "events" in frame:
-        return WatchEvents(zxid, tuple(WatchEvent(*e) for e in frame["events"]))
-    if "expired" in frame:
-        return SessionEnded(zxid, frame["expired"])
-    err = frame.get("err")
-    if err is None:
-        return Ok(frame["xid"], zxid, frame.get("ok"))
-    code = ErrorCode(err) if err in ErrorCode._value2member_map_ else err
-    return Failed(frame["xid"], zxid, code, frame.get("msg", ""), frame.get("index"))
 
 
 class ZClient:
@@ -279,11 +232,11 @@ class ZClient:
             self.watch_xids[conn.id] = req.xid
         elif isinstance(req, OpenSessionRequest):
             self.w.session_opening(self)  # the first attempt starts the session's clock
-        doc = to_node(req)
         if self.w.trace is not None:
-            extra = f" after={_z(doc['after'])}" if doc.get("after") else ""
-            self.log(f"-> n{conn.node} {conn} {doc['op']} {req.xid}{extra}")
-        self.w.to_node(conn, doc)
+            after = getattr(req, "after", None)
+            extra = f" after={_z(after)}" if after else ""
+            self.log(f"-> n{conn.node} {conn} {type(req).__name__} {req.xid}{extra}")
+        self.w.to_node(conn, req)
 
     def _closed_conn(self, sid: int, why: str) -> None:
         conn = self.conns.pop(sid, None)
@@ -310,21 +263,21 @@ class ZClient:
 
     # ------------------------------------------------------------------ frames from the node
 
-    def on_frame(self, conn: SimConn, frame: dict[str, Any]) -> None:
+    def on_frame(self, conn: SimConn, msg: FromServer) -> None:
         if self.silent:
-            self.deferred.append(lambda: self.on_frame(conn, frame))
+            self.deferred.append(lambda: self.on_frame(conn, msg))
             return
         sid = self._sid(conn)
         if sid is None or not conn.open:
             return
         if self.w.trace is not None:
-            self.log(f"<- n{conn.node} {conn} {_describe(frame)}")
-        msg = from_node(frame)
+            self.log(f"<- n{conn.node} {conn} {_describe(msg)}")
         self._watch_registered(conn, msg)
         self.s.frame(self.w.now, sid, msg)
         self._pump()
         if conn.watching:
-            what = f"a reply from n{conn.node}" if "xid" in frame else f"a push from n{conn.node}"
+            kind = "a reply" if isinstance(msg, Ok | Failed) else "a push"
+            what = f"{kind} from n{conn.node}"
             self.validator.check_frame(msg.zxid, what)
 
     def _watch_registered(self, conn: SimConn, msg: FromServer) -> None:

@@ -1,7 +1,8 @@
 """The znodes workload: sessions, ephemerals and watches under faults, on production code.
 
-Each host runs the production ``Replica`` (state machine, watch registry, session keeper,
-digest audit) driven like ``NodeServer`` (see zhost.py); simulated clients (zclient.py) open
+Each host runs the production ``NodeEngine`` (Ready loop, client requests, state machine, watch
+registry, session keeper, digest audit), as ``paxctl node start`` does (see zhost.py); this
+module is its shell: clocks, network, client connections. Simulated clients (zclient.py) open
 sessions, ping, write, fail over and hold a recursive watch. Invariants, beyond the chain
 workload's consensus checks and the per-slot state digests:
 
@@ -29,14 +30,21 @@ from typing import Any
 
 from paxctl.client.session_types import PLANTED_CLIENT_BUGS, ClientBugs
 from paxctl.core import codec
-from paxctl.core.messages import Message, Relay
+from paxctl.core.messages import Message
 from paxctl.core.node import Node, Role
+from paxctl.core.state import Ready
+from paxctl.protocol.messages import (
+    FromServer,
+    Request,
+)
+from paxctl.server.engine import PLANTED_ENGINE_BUGS, Output
 from paxctl.server.replica import PLANTED_REPLICA_BUGS
+from paxctl.server.requests import Frame
 from paxctl.statemachine.ops import REAPER_CLIENT
 from paxctl.testing.sim.oracle import InvariantViolation
 from paxctl.testing.sim.world import TICK_MS, SimSpec, World
 from paxctl.testing.sim.zclient import SessionRec, ZClient
-from paxctl.testing.sim.zhost import SimConn, ZnodeHost
+from paxctl.testing.sim.zhost import MAX_PASSES, SimConn, ZnodeHost
 from paxctl.testing.sim.zoracle import ZnodeOracle
 from paxctl.testing.simfs import SimulatedCrash
 
@@ -44,8 +52,10 @@ from paxctl.testing.simfs import SimulatedCrash
 #: the zxid of any frame as seen, even the answer to a hello the node refused (a real bug the
 #: asyncio client once had, kept to show the simulator catches it).
 CLIENT_BUGS = PLANTED_CLIENT_BUGS
-#: The planted bugs this workload knows (in the keeper, the watch registry and the client).
-ZNODE_BUGS = PLANTED_REPLICA_BUGS | CLIENT_BUGS
+#: The planted bugs the engine of this workload's hosts may carry (keeper, watches, stamping).
+HOST_BUGS = PLANTED_REPLICA_BUGS | PLANTED_ENGINE_BUGS
+#: The planted bugs this workload knows (in the hosts' engines and in the client session).
+ZNODE_BUGS = HOST_BUGS | CLIENT_BUGS
 
 SESSION_MS = (300, 1500)
 SLACK_MS = 3000  # a silent session is expired within its timeout plus this, once healed
@@ -67,6 +77,9 @@ class ZnodeWorld(World):
         self.session_ms = SESSION_MS
         self.client_bugs = ClientBugs.from_names(spec.bugs)
         self.zclients: list[ZClient] = []
+        self._conns: dict[int, SimConn] = {}  # open connections by number
+        #: Hosts' wall clocks are this far apart, more than a run lasts.
+        self.clock_apart_ms = max(600_000, 2 * (spec.safety_ms + spec.liveness_ms))
         super().__init__(spec)
         self.drift = max(0.0, *(1 - t / TICK_MS for t in self.tick_ms.values()))
 
@@ -76,13 +89,15 @@ class ZnodeWorld(World):
         # The oracle is the first thing the base class builds: draw this world's knobs here.
         self.digest_every = self.rng.choice([5, 20, 100])
         self.break_every_ms = self.rng.choice([0, 300, 1000]) if self.spec.faults else 0
-        return ZnodeOracle(self.voters)
+        oracle = ZnodeOracle(self.voters)
+        oracle.wall_clock = lambda n: (self.wall_ms(n) - self.local_ms(n), self.wall_ms(n))
+        return oracle
 
     def _make_host(self, n: int, core_bugs: frozenset[str], storage_bugs: frozenset[str]) -> Any:
         host = ZnodeHost(
             self,
             n,
-            self.spec.bugs & PLANTED_REPLICA_BUGS,
+            self.spec.bugs & HOST_BUGS,
             voters=self.voters,
             seed=self.spec.seed,
             oracle=self.oracle,
@@ -140,17 +155,18 @@ class ZnodeWorld(World):
 
     # ------------------------------------------------------------------ nodes
 
+    def wall_ms(self, n: int) -> int:
+        """Host ``n``'s wall clock: its clock, set minutes apart from every other host's (see
+        ``ZnodeOracle.stamped``: a command's time tells which host's clock stamped it)."""
+        return self.local_ms(n) + (n - 1) * self.clock_apart_ms
+
     def _tick(self, n: int, inc: int) -> None:
         host = self._host(n)
         node = host.node
-        if node is None or host.incarnation != inc:
+        if node is None or host.incarnation != inc or host.engine is None:
             return
         was_leader = node.role is Role.LEADER
-        node.tick()
-        replica = host.replica
-        assert replica is not None
-        clock = self.local_ms(n)
-        host.do(replica.keeper.tick(node, replica.machine, clock, clock))
+        self._carry_out(host.engine.tick(self.local_ms(n), self.wall_ms(n)))
         self._drive(n, node, was_leader, "tick")
         if host.incarnation == inc and host.up:
             self._schedule_tick(n, inc)
@@ -158,28 +174,46 @@ class ZnodeWorld(World):
     def _deliver(self, src: int, dst: int, data: bytes) -> None:
         host = self._host(dst)
         node = host.node
-        if node is None or (src, dst) in self.blocked:
+        if node is None or host.engine is None or (src, dst) in self.blocked:
             self.stats.dropped += 1
             return
         self.stats.delivered += 1
         msg = codec.decode(data)
         was_leader = node.role is Role.LEADER
-        if isinstance(msg, Relay):  # the shell's own traffic: the core never sees it
-            replica = host.replica
-            assert replica is not None
-            if msg.to == dst:
-                host.do(replica.keeper.on_relay(msg, node, replica.machine, self.local_ms(dst)))
-        else:
-            node.step(msg)
+        self._carry_out(host.engine.receive(msg, self.local_ms(dst), self.wall_ms(dst)))
         self._drive(dst, node, was_leader, msg)
 
     def send_message(self, msg: Message) -> None:
         self._send_message(msg)
 
+    def _carry_out(self, outputs: list[Output]) -> None:
+        """What an engine decided, in its order: messages to peers, frames to connections."""
+        for out in outputs:
+            if isinstance(out, Frame):
+                conn = self._conns.get(out.conn)
+                if conn is not None and conn.open:
+                    self.to_client(conn, out.frame)
+            else:
+                self._send_message(out)
+
     def _drive(self, n: int, node: Node, was_leader: bool, what: str | Message) -> None:
+        """The host engine's Ready loop: passes while one had work (the real server runs the
+        next pass in its next loop turn), each one's outputs carried out, then its snapshot
+        saved. A simulated crash in the middle of a disk operation powers the host off."""
         host = self._host(n)
+        engine = host.engine
+        assert engine is not None
+        batches: list[Ready] = []
         try:
-            batches = host.drive_znodes(self._send_message)
+            for _ in range(MAX_PASSES):
+                done = engine.process()
+                if done.ready is not None:
+                    batches.append(done.ready)
+                self._carry_out(done.outputs)
+                if done.snapshot is not None:
+                    host.save_snapshot(done.snapshot)
+                if not done.more:
+                    break
         except SimulatedCrash as exc:
             self._crashed_in_drive(n, exc)
             return
@@ -216,11 +250,13 @@ class ZnodeWorld(World):
         return delay
 
     def open_conn(self, c: ZClient, n: int) -> SimConn | None:
-        host = self.hosts[n]
-        if not host.up:
+        host = self._host(n)
+        if not host.up or host.engine is None:
             return None
         self.conns += 1
-        return SimConn(self.conns, c.index, n, host.incarnation)
+        conn = self._conns[self.conns] = SimConn(self.conns, c.index, n, host.incarnation)
+        host.engine.connection_opened(conn.id)
+        return conn
 
     def close_conn(self, conn: SimConn) -> None:
         """The client closed ``conn``: nothing more crosses it; the node notices soon."""
@@ -230,25 +266,25 @@ class ZnodeWorld(World):
 
     def _node_sees_close(self, conn: SimConn) -> None:
         host = self._host(conn.node)
-        if host.incarnation == conn.inc and host.service is not None:
-            host.service.on_lost(conn)
+        self._conns.pop(conn.id, None)
+        if host.incarnation == conn.inc and host.engine is not None:
+            host.engine.connection_closed(conn.id)
 
-    def to_node(self, conn: SimConn, req: dict[str, Any]) -> None:
+    def to_node(self, conn: SimConn, req: Request) -> None:
         due = max(self.now + self._client_delay(), conn.c2n_at)
         conn.c2n_at = due
         self._at(due - self.now, lambda: self._at_node(conn, req))
 
-    def _at_node(self, conn: SimConn, req: dict[str, Any]) -> None:
+    def _at_node(self, conn: SimConn, req: Request) -> None:
         host = self._host(conn.node)
-        node = host.node
-        if not conn.open or host.incarnation != conn.inc or node is None:
+        node, engine = host.node, host.engine
+        if not conn.open or host.incarnation != conn.inc or node is None or engine is None:
             return
-        assert host.service is not None
         was_leader = node.role is Role.LEADER
-        host.service.request(conn, req)
-        self._drive(conn.node, node, was_leader, f"{conn} {req['op']}")
+        self._carry_out(engine.request(conn.id, req, self.wall_ms(conn.node)))
+        self._drive(conn.node, node, was_leader, f"{conn} {type(req).__name__}")
 
-    def to_client(self, conn: SimConn, frame: dict[str, Any]) -> None:
+    def to_client(self, conn: SimConn, frame: FromServer) -> None:
         due = max(self.now + self._client_delay(), conn.n2c_at)
         conn.n2c_at = due
         client = self.zclients[conn.client]
@@ -358,20 +394,20 @@ class ZnodeWorld(World):
         hosts = [self._host(n) for n in self.voters]
         if not all(h.node is not None and h.node.learner.applied >= top for h in hosts):
             return False
-        replica = hosts[0].replica
-        assert replica is not None
-        return not set(replica.machine.sessions()) - self._owned()
+        engine = hosts[0].engine
+        assert engine is not None
+        return not set(engine.machine.sessions()) - self._owned()
 
     def _liveness_report(self) -> str:
         pending = [f"client {c.index}: {c.write}" for c in self.zclients if c.active and c.write]
         views = []
         for n in self.voters:
             host = self._host(n)
-            if host.node is not None and host.replica is not None:
+            if host.node is not None and host.engine is not None:
                 node = host.node
                 views.append(
                     f"n{n}={node.role.value}/b{node.ballot}/applied{node.learner.applied}"
-                    f"/sessions{sorted(host.replica.machine.sessions())}"
+                    f"/sessions{sorted(host.engine.machine.sessions())}"
                 )
         return (
             f"liveness: after {self.spec.liveness_ms}ms healed: writes pending {pending or 'none'}"
@@ -379,6 +415,6 @@ class ZnodeWorld(World):
         )
 
     def _stray(self) -> set[int]:
-        replica = self._host(self.voters[0]).replica
-        table = set(replica.machine.sessions()) if replica is not None else set()
+        engine = self._host(self.voters[0]).engine
+        table = set(engine.machine.sessions()) if engine is not None else set()
         return table - self._owned()

@@ -16,13 +16,19 @@ applied in order, each ``(client, seq)`` taking effect once). What changes is th
   and is caught here even when all replicas do it alike (which digests cannot see).
 * Events: the changes each zxid made (``StateMachine.last_events``), recorded from the first
   replica that applies it and compared on the others; the watch validator reads them from here.
+* Stamps: the leader stamps each client command with its own clock when it proposes it
+  (principle 6), restamping what other nodes forward to it. So when a client command is first
+  voted for, at ballot ``b``, its time must be a reading of node ``b.node``'s wall clock, which
+  the world sets minutes apart from every other host's. Later votes for the same command (the
+  value adopted by a newer leader, or retried after a leadership change) legitimately keep it.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 
-from paxctl.core.types import Snapshot
+from paxctl.core.types import Ballot, Command, Snapshot, Value
 from paxctl.server.audit import SYSTEM_CLIENT
 from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.errors import ZnodeError
@@ -63,6 +69,9 @@ class ZnodeOracle(Oracle):
         self.watch_log: list[Seen] = []
         self.watch_zxids: list[int] = []
         self._restored: dict[tuple[int, bytes], bytes] = {}  # (slot, app) -> digest, a cache
+        #: Node -> the readings its wall clock has given so far, (first, now); set by the world.
+        self.wall_clock: Callable[[int], tuple[int, int]] | None = None
+        self._stamped: set[Command] = set()  # client commands some node has voted for
 
     # ------------------------------------------------------------------ state
 
@@ -126,6 +135,31 @@ class ZnodeOracle(Oracle):
                     self._last_seq.pop(op.session, None)
             self.effective[slot] = tuple(fresh)
             slot += 1
+
+    # ------------------------------------------------------------------ stamps
+
+    def _vote(self, node: int, slot: int, ballot: Ballot, value: Value) -> None:
+        for cmd in value:
+            if cmd.client >= FIRST_CLIENT_ID and cmd not in self._stamped:
+                self._stamped.add(cmd)
+                self._check_stamp(ballot.node, cmd)
+        super()._vote(node, slot, ballot, value)
+
+    def _check_stamp(self, proposer: int, cmd: Command) -> None:
+        """``cmd`` was just proposed for the first time, by ``proposer``: with its clock?"""
+        if self.wall_clock is None:
+            return
+        try:
+            time_ms, _ = decode_command(cmd.data)
+        except ZnodeError:
+            return  # not a command the state machine would apply; nothing stamped it
+        first, now = self.wall_clock(proposer)
+        if not first <= time_ms <= now:
+            self.fail(
+                f"node {proposer} proposed command {cmd.client}:{cmd.seq} stamped {time_ms} ms, "
+                f"not a reading of its own clock ({first}..{now} ms so far): a forwarded write "
+                "kept the clock of the node that forwarded it"
+            )
 
     def command_applied(self, node: int, zxid: int, fresh: bool, changed: bool) -> None:
         """A replica applied the command at ``zxid``: ``fresh`` if it processed it (False: it

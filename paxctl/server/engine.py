@@ -1,0 +1,251 @@
+"""The node engine: everything a node does between bytes in and bytes out, as a plain object.
+
+``NodeEngine`` owns the consensus core (``Node``), the production ``Replica`` (state machine,
+watches, session keeper, digest audit), the client connections (``ClientRequests``) and the
+Ready loop (``Driver``). It is fed events and returns effects:
+
+* inputs: ``tick(now_ms, wall_ms)``, ``receive(message, now_ms, wall_ms)`` (a peer message the
+  shell has decoded and checked against the sender), ``connection_opened/closed(conn)``,
+  ``request(conn, typed request, wall_ms)``, ``reject(conn, xid, error)`` (a request the codec
+  refused). Each returns what it decided at once: messages to peers and ``Frame``s for client
+  connections, in order.
+* ``process()`` runs one pass of the Ready loop: it persists through the ``Disk`` port (one
+  fsync, before anything leaves), then returns the pass's outputs in order, a snapshot to save
+  and whether another pass is due.
+
+No clock, no sockets, no files, no randomness of its own: time comes in as arguments (monotonic
+``now_ms`` for liveness, ``wall_ms`` to stamp commands), the core's ``random.Random`` is the
+shell's. ``paxctl node start`` (``node_server.py``) and the simulator (``testing/sim``) drive this
+same class; the simulator's checks watch it through an ``Observer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from paxctl.core.messages import Forward, Message, Relay
+from paxctl.core.node import Node, Role
+from paxctl.core.state import ReadState, Ready
+from paxctl.core.types import Applied, Command, Snapshot
+from paxctl.protocol.messages import Request
+from paxctl.server.driver import Disk, Driver, Pass
+from paxctl.server.liveness import Duties
+from paxctl.server.replica import Replica
+from paxctl.server.requests import ClientRequests, Frame
+from paxctl.server.watches import Event
+from paxctl.server.zxid import zxid_of
+from paxctl.statemachine.errors import ZnodeError
+from paxctl.statemachine.machine import Outcome, StateMachine
+from paxctl.statemachine.ops import FIRST_CLIENT_ID, restamp_command
+
+#: Test only: bugs ``paxctl sim --plant-bug`` may plant in the engine itself.
+PLANTED_ENGINE_BUGS = frozenset(
+    {"no_forward_restamp"}  # commands forwarded to a node keep the forwarding node's clock
+)
+
+Output = Message | Frame
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    node_id: int
+    peers: tuple[int, ...]
+    #: Applied slots between snapshots (0: never).
+    snapshot_every: int = 5000
+    digest_every: int = 100
+    watch_history: int = 100_000
+    min_session_ms: int = 1000
+    max_session_ms: int = 120_000
+    #: A number new to each process start (relay rounds of an earlier run are not this one's).
+    incarnation: int = 0
+    planted_bugs: frozenset[str] = frozenset()
+
+
+class Observer:
+    """Hooks for checks (the simulator's oracle); each is called as the engine does it."""
+
+    def persisted(self, ready: Ready) -> None:
+        """``ready`` is durable; nothing of it has been sent or applied yet."""
+
+    def submitted(self, cmd: Command) -> None:
+        """This node proposes ``cmd`` (a client's, the keeper's, the audit's, or restamped)."""
+
+    def applying(self, applied: Applied) -> None:
+        """About to apply one committed slot."""
+
+    def applied(self, applied: Applied, replica: Replica) -> None:
+        """Applied one committed slot (its events and answers are out)."""
+
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool) -> None:
+        """The replica applied ``cmd`` (``fresh``), or answered it as a retry of one applied
+        earlier; called for every command of a slot, in order, before its answer."""
+
+    def session_closed(self, session: int) -> None:
+        """The replica just applied the end of ``session``."""
+
+    def replayed(self, events: list[Event]) -> None:
+        """A watch registration replayed ``events`` from history."""
+
+
+class NodeEngine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        node: Node,
+        disk: Disk,
+        snapshot: Snapshot | None,
+        *,
+        observer: Observer | None = None,
+        describe: Callable[[], dict[str, object]] | None = None,
+    ) -> None:
+        self.config = config
+        self.id = config.node_id
+        self.node = node
+        self.observer = observer if observer is not None else Observer()
+        self._describe = describe
+        self._restamp = "no_forward_restamp" not in config.planted_bugs
+        self.clients = ClientRequests(self)
+        self.replica = Replica(
+            config.node_id,
+            config.peers,
+            StateMachine.restore(snapshot.app) if snapshot else StateMachine(),
+            zxid_of(snapshot.slot, 0) if snapshot else 0,
+            self.clients,
+            incarnation=config.incarnation,
+            digest_every=config.digest_every,
+            watch_history=config.watch_history,
+            planted_bugs=config.planted_bugs,
+        )
+        self.driver: Driver[Frame] = Driver(
+            node,
+            disk,
+            self,
+            snapshot_every=config.snapshot_every,
+            on_persisted=self.observer.persisted,
+        )
+
+    @property
+    def machine(self) -> StateMachine:
+        return self.replica.machine
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self, now_ms: int, wall_ms: int) -> list[Output]:
+        """One tick of the shell's timer: the core's timers, then the session keeper's."""
+        self.node.tick()
+        self._do(self.replica.keeper.tick(self.node, self.machine, now_ms, wall_ms))
+        return self.driver.take()
+
+    def receive(self, msg: Message, now_ms: int, wall_ms: int) -> list[Output]:
+        """A peer's message, decoded and checked against its sender by the shell."""
+        if isinstance(msg, Relay):  # the keeper's own traffic; the core never sees it
+            if msg.to == self.id:
+                keeper = self.replica.keeper
+                self._do(keeper.on_relay(msg, self.node, self.machine, now_ms))
+            return self.driver.take()
+        if isinstance(msg, Forward) and self._restamp:
+            msg = Forward(msg.frm, msg.to, tuple(self.stamp(c, wall_ms) for c in msg.commands))
+        self.node.step(msg)
+        return self.driver.take()
+
+    def stamp(self, cmd: Command, wall_ms: int) -> Command:
+        """Stamp a forwarded client command with this node's clock, so that znode times and
+        TTLs come from the clock of the node that proposes it (the leader), not of the node a
+        client used. A node that is not the leader stamps too: it may lead before it hands the
+        command on, and the leader stamps again what it is handed."""
+        if cmd.client < FIRST_CLIENT_ID:
+            return cmd
+        stamped = Command(cmd.client, cmd.seq, restamp_command(cmd.data, wall_ms))
+        self.observer.submitted(stamped)
+        return stamped
+
+    def connection_opened(self, conn: int) -> None:
+        self.clients.opened(conn)
+
+    def connection_closed(self, conn: int) -> None:
+        """Forget the connection: its pending answers, watches, waiting pings and reads."""
+        self.clients.closed(conn)
+
+    def request(self, conn: int, req: Request, wall_ms: int) -> list[Output]:
+        """A client's typed request (``protocol/messages.py``) on connection ``conn``."""
+        self.clients.handle(conn, req, wall_ms)
+        return self.driver.take()
+
+    def reject(self, conn: int, xid: int, error: ZnodeError) -> list[Output]:
+        """A request the codec refused (``BadRequest``): answered with its code."""
+        self.clients.fail(conn, xid, error.code, error.message)
+        return self.driver.take()
+
+    # ------------------------------------------------------------------ the Ready loop
+
+    def process(self) -> Pass[Frame]:
+        """One pass of the Ready loop (``driver.py``); the shell sends its outputs in order,
+        then saves its snapshot, and runs another pass if ``more``."""
+        return self.driver.run()
+
+    def _do(self, duties: Duties) -> None:
+        """Carry out what the session keeper asked for: send, propose, answer pings."""
+        keeper = self.replica.keeper
+        if keeper.fence is not None:  # proposed by the keeper itself
+            self.observer.submitted(keeper.fence)
+        self.driver.out.extend(duties.messages)
+        for cmd in duties.proposals:
+            self.observer.submitted(cmd)
+            self.node.propose(cmd)
+        for token, alive in duties.answers:
+            self.clients.ping_answered(token, alive)
+
+    # ------------------------------------------------------------------ the Application
+
+    def install(self, snapshot: Snapshot) -> None:
+        self.replica.install(snapshot.app, snapshot.slot)
+
+    def apply(self, applied: Applied) -> None:
+        self.observer.applying(applied)
+        replica, node = self.replica, self.node
+        replica.apply(node, (applied,))
+        self.observer.applied(applied, replica)
+        if replica.audit.due(applied.slot) and node.role is Role.LEADER:
+            self.observer.submitted(replica.audit.command(applied.slot))  # what apply proposed
+
+    def read_done(self, read: ReadState) -> None:
+        keeper = self.replica.keeper
+        if keeper.is_confirmation(read.ctx):
+            self._do(keeper.confirmed(read.ctx, read.index is not None, self.machine))
+        else:
+            self.clients.index_ready(read.ctx, read.index)
+
+    def snapshot(self) -> bytes:
+        return self.machine.snapshot()
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, object]:
+        node, replica = self.node, self.replica
+        doc: dict[str, object] = {
+            "id": self.id,
+            "role": node.role.value,
+            "leader": node.leader if node.role is not Role.LEADER else node.id,
+            "ballot": str(node.ballot),
+            "promised": str(node.acceptor.promised),
+            "chosen": node.learner.commit,
+            "applied": node.learner.applied,
+            "compacted": node.acceptor.compacted,
+            "zxid": replica.applied_zxid,
+        }
+        if self._describe is not None:  # what only the shell knows: addresses, pid, uptime
+            doc.update(self._describe())
+        doc.update(
+            {
+                "digest": self.machine.digest().hex()[:16],
+                "counters": dict(sorted(node.counters.items())),
+                "digest_checks": replica.audit.checks,
+                "digest_mismatches": replica.audit.mismatches,
+                "sessions": len(self.machine.sessions()),
+                "watches": replica.watches.count(),
+                "waiting_reads": self.driver.waiting,
+                "sessions_expired": replica.keeper.expired_proposed,
+            }
+        )
+        return doc

@@ -1,0 +1,383 @@
+"""The client side of the node engine: typed requests in, typed replies and pushes out.
+
+Pure (no sockets, no clock): connections are numbers the shell picks, requests arrive decoded
+(``protocol/codec.py``: what reaches a handler was checked field by field), and every answer is a
+``Frame`` appended to the engine's ordered output. Requests are dispatched on their type.
+
+Ordering, which the watch guarantees rest on: events are pushed while the command that caused
+them is applied, before that command's reply and before any read that could reflect it, all on
+the one connection. So once a client has seen zxid ``z`` in any frame, it has seen every event up
+to ``z`` of every watch it had registered on that connection; on failover it re-registers its
+watches "after z" in its hello, and the new node replays the missed ones from its event history
+(or says ``resync`` when that history is gone).
+
+Writes are proposed as commands carrying the client's ``(client, seq)``, stamped with this
+node's wall clock (the leader stamps them again: ``NodeEngine.receive``), so a retry after a lost
+answer takes effect once and gets the first attempt's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from paxctl.core.types import Command
+from paxctl.protocol.codec import session_granted_doc
+from paxctl.protocol.errors import ErrorCode
+from paxctl.protocol.messages import (
+    READ_WATCH_MODE,
+    CloseSessionRequest,
+    Failed,
+    FromServer,
+    Hello,
+    Ok,
+    OpenSessionRequest,
+    Ping,
+    ReadKind,
+    ReadRequest,
+    Request,
+    SessionEnded,
+    SessionGranted,
+    StatusRequest,
+    SyncRequest,
+    UnwatchRequest,
+    WatchEvent,
+    WatchEvents,
+    WatchRequest,
+    WriteRequest,
+)
+from paxctl.server.watches import Event
+from paxctl.server.zxid import slot_of
+from paxctl.statemachine.errors import BadArguments, SessionExpired, ZnodeError
+from paxctl.statemachine.machine import Outcome
+from paxctl.statemachine.ops import CloseSession, Op, OpenSession, encode_command, is_session_id
+
+if TYPE_CHECKING:
+    from paxctl.server.engine import NodeEngine
+    from paxctl.statemachine.tree import DataTree
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A reply or push for the client connection numbered ``conn``."""
+
+    conn: int
+    frame: FromServer
+
+
+@dataclass
+class ClientConn:
+    """What a node knows about one client connection (``client`` is None before its hello)."""
+
+    client: int | None = None
+    session: bool = False  # the hello claimed an open session (checked against the table)
+    opening: tuple[int, int] | None = None  # (seq, granted ms) of its open_session in flight
+
+
+def stat_reply(tree: DataTree, path: str) -> dict[str, Any]:
+    """ZooKeeper's stat fields, plus ``kind`` ("container" or "ttl", with ``ttl_ms``) for the
+    kinds a stat cannot otherwise show (ephemerals have ``ephemeralOwner``)."""
+    doc: dict[str, Any] = dict(tree.stat(path).to_dict())
+    kind, ttl_ms = tree.kind(path)
+    if kind in ("container", "ttl"):
+        doc["kind"] = kind
+        if kind == "ttl":
+            doc["ttl_ms"] = ttl_ms
+    return doc
+
+
+def to_wire(value: Any) -> Any:
+    """Results as plain msgpack values (a Stat becomes ZooKeeper's field map)."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    return value
+
+
+class ClientRequests:
+    """Client connections of one node; also the replica's ``Sink`` (events, answers, ends)."""
+
+    def __init__(self, engine: NodeEngine) -> None:
+        self.e = engine
+        self._conns: dict[int, ClientConn] = {}
+        self._by_client: dict[int, int] = {}
+        self._pending: dict[tuple[int, int], tuple[int, int]] = {}  # (client, seq) -> conn, xid
+        self._read_waiters: dict[int, Callable[[int | None], None]] = {}
+        self._next_ctx = 1
+        self._wall_ms = 0  # the clock of the request being handled
+        handlers: dict[type[Any], Callable[[int, Any], None]] = {
+            Hello: self._hello,
+            OpenSessionRequest: self._open_session,
+            CloseSessionRequest: self._close_session,
+            Ping: self._ping,
+            StatusRequest: self._status,
+            WriteRequest: self._write,
+            ReadRequest: self._read,
+            WatchRequest: self._watch,
+            UnwatchRequest: self._unwatch,
+            SyncRequest: self._sync,
+        }
+        self._handlers = handlers
+
+    # ------------------------------------------------------------------ connections
+
+    def opened(self, conn: int) -> None:
+        self._conns.setdefault(conn, ClientConn())
+
+    def is_open(self, conn: int) -> bool:
+        return conn in self._conns
+
+    def closed(self, conn: int) -> None:
+        state = self._conns.pop(conn, None)
+        for key in [k for k, (c, _) in self._pending.items() if c == conn]:
+            del self._pending[key]
+        self.e.replica.watches.drop(conn)
+        self.e.replica.keeper.discard(lambda token: token[0] == conn)
+        self.e.driver.forget(conn)
+        client = state.client if state is not None else None
+        if client is not None and self._by_client.get(client) == conn:
+            del self._by_client[client]
+
+    # ------------------------------------------------------------------ frames
+
+    def send(self, conn: int, frame: FromServer) -> None:
+        if conn in self._conns:
+            self.e.driver.out.append(Frame(conn, frame))
+
+    def reply(self, conn: int, xid: int, value: Any = None) -> None:
+        self.send(conn, Ok(xid, self.e.replica.applied_zxid, to_wire(value)))
+
+    def fail(
+        self, conn: int, xid: int, code: ErrorCode | str, message: str, index: int | None = None
+    ) -> None:
+        self.send(conn, Failed(xid, self.e.replica.applied_zxid, code, message, index))
+
+    # ------------------------------------------------------------------ the replica's Sink
+
+    def push_events(self, conn: Any, events: list[tuple[int, Event]]) -> None:
+        """Deliver watch events (``conn`` is a connection the registry was given)."""
+        if events and isinstance(conn, int):
+            wire = tuple(WatchEvent(wid, e.kind, e.path, e.zxid) for wid, e in events)
+            self.send(conn, WatchEvents(self.e.replica.applied_zxid, wire))
+
+    def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool = True) -> None:
+        self.e.observer.write_done(cmd, outcome, fresh)
+        waiting = self._pending.pop((cmd.client, cmd.seq), None)
+        if waiting is None:
+            return
+        conn, xid = waiting
+        state = self._conns.get(conn)
+        if state is not None and state.opening and state.opening[0] == cmd.seq:
+            granted, state.opening = state.opening[1], None
+            if outcome is not None and outcome.ok and type(outcome.value) is int:
+                # The cluster named the new session: the connection speaks for it from now on.
+                if state.client is not None and self._by_client.get(state.client) == conn:
+                    del self._by_client[state.client]
+                state.client, state.session = outcome.value, True
+                self._by_client[state.client] = conn
+                self.reply(conn, xid, session_granted_doc(SessionGranted(state.client, granted)))
+                return
+        self._answer(conn, xid, outcome)
+
+    def session_closed(self, session: int) -> None:
+        """The log ended ``session``: tell its connection here, if any."""
+        self.e.observer.session_closed(session)
+        conn = self._by_client.get(session)
+        if conn is not None:
+            self.send(conn, SessionEnded(self.e.replica.applied_zxid, session))
+
+    def ping_answered(self, token: Any, alive: bool) -> None:
+        conn, xid, session = token
+        if alive or not session:
+            self.reply(conn, xid)
+        else:
+            self.fail(conn, xid, ErrorCode.SESSION_EXPIRED, "the session has expired")
+
+    def index_ready(self, ctx: int, index: int | None) -> None:
+        waiter = self._read_waiters.pop(ctx, None)
+        if waiter is not None:
+            waiter(index)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle(self, conn: int, req: Request, wall_ms: int) -> None:
+        state = self._conns.get(conn)
+        if state is None:
+            return  # the connection closed
+        if state.session and state.client is not None:
+            self.e.replica.keeper.touch(state.client)  # every request is a heartbeat
+        self._wall_ms = wall_ms
+        try:
+            self._handlers[type(req)](conn, req)
+        except ZnodeError as exc:
+            self.fail(conn, req.xid, exc.code, str(exc))
+
+    def _client(self, conn: int) -> ClientConn:
+        state = self._conns[conn]
+        if state.client is None:
+            raise BadArguments("say hello (with a client id) first")
+        return state
+
+    # ------------------------------------------------------------------ sessions
+
+    def _hello(self, conn: int, req: Hello) -> None:
+        """Name the client; with ``session``, resume it (and its watches) on this node."""
+        if req.session and not is_session_id(req.client):  # sessions are named by the cluster
+            raise BadArguments("a session id is one the cluster assigned (below 2**62)")
+
+        def resume() -> None:
+            # Caught up with everything the client saw: its session, if it has one, is known.
+            state = self._conns.get(conn)
+            if state is None:
+                return
+            if req.session and not self.e.replica.machine.has_session(req.client):
+                message = f"session {req.client:#x} ended"
+                self.fail(conn, req.xid, ErrorCode.SESSION_EXPIRED, message)
+                return
+            state.client, state.session = req.client, req.session
+            self._by_client[req.client] = conn
+            for w in req.watches:
+                self._register(conn, w.wid, w.path, str(w.mode), req.after)
+            self.reply(conn, req.xid, {"node": self.e.id})
+
+        self.e.driver.when_applied(slot_of(req.after), resume, conn)
+
+    def _open_session(self, conn: int, req: OpenSessionRequest) -> None:
+        state = self._client(conn)
+        assert state.client is not None
+        lo, hi = self.e.config.min_session_ms, self.e.config.max_session_ms
+        granted = min(max(req.timeout_ms, lo), hi)
+        state.opening = (req.seq, granted)
+        self._propose(conn, req.xid, req.seq, OpenSession(granted))
+
+    def _close_session(self, conn: int, req: CloseSessionRequest) -> None:
+        state = self._client(conn)
+        assert state.client is not None
+        self._propose(conn, req.xid, req.seq, CloseSession(state.client))
+
+    def _ping(self, conn: int, req: Ping) -> None:
+        """Answered once the leader confirmed it: for a session, that it is alive; for a
+        watcher without one, that this node is still in touch with the cluster."""
+        state = self._client(conn)
+        assert state.client is not None
+        if state.session and not self.e.replica.machine.has_session(state.client):
+            raise SessionExpired(f"no open session {state.client:#x}")
+        session = state.client if state.session else 0
+        self.e.replica.keeper.ping(session, (conn, req.xid, state.session))
+
+    def _status(self, conn: int, req: StatusRequest) -> None:
+        self.reply(conn, req.xid, self.e.status())
+
+    # ------------------------------------------------------------------ writes
+
+    def _write(self, conn: int, req: WriteRequest) -> None:
+        if isinstance(req.op, OpenSession | CloseSession):
+            raise BadArguments("sessions are opened and closed with their own requests")
+        self._propose(conn, req.xid, req.seq, req.op)
+
+    def _propose(self, conn: int, xid: int, seq: int, op: Op) -> None:
+        client = self._client(conn).client
+        assert client is not None
+        cmd = Command(client, seq, encode_command(self._wall_ms, op))
+        self.e.observer.submitted(cmd)
+        machine = self.e.replica.machine
+        if machine.is_applied(client, seq):
+            self._answer(conn, xid, machine.cached(client, seq))
+            return
+        self._pending[(client, seq)] = (conn, xid)
+        if not self.e.node.propose(cmd):
+            del self._pending[(client, seq)]
+            self.fail(conn, xid, ErrorCode.UNAVAILABLE, "the node is overloaded; retry")
+
+    def _answer(self, conn: int, xid: int, outcome: Outcome | None) -> None:
+        if outcome is None:  # applied long ago; its answer is no longer kept
+            self.fail(conn, xid, ErrorCode.INDETERMINATE, "applied earlier; result not kept")
+        elif outcome.ok:
+            self.reply(conn, xid, outcome.value)
+        else:
+            code = outcome.error_code or "ZnodeError"
+            self.fail(conn, xid, code, outcome.error_message, outcome.error_index)
+
+    # ------------------------------------------------------------------ reads and watches
+
+    def _read(self, conn: int, req: ReadRequest) -> None:
+        def serve() -> None:
+            try:
+                result = self._read_result(req)
+            except ZnodeError as exc:
+                self.fail(conn, req.xid, exc.code, str(exc))
+                return
+            if req.watch is not None:  # atomic with the read: the watch sees every later change
+                mode = str(READ_WATCH_MODE[req.kind])
+                self._register(conn, req.watch, req.path, mode, self.e.replica.applied_zxid)
+            self.reply(conn, req.xid, result)
+
+        self._when_consistent(conn, req.xid, req.local, req.min_zxid, serve)
+
+    def _read_result(self, req: ReadRequest) -> Any:
+        machine = self.e.replica.machine
+        tree, path, kind = machine.tree, req.path, req.kind
+        if kind is ReadKind.GET:
+            data, _ = tree.get(path)
+            return {"data": data, "stat": stat_reply(tree, path)}
+        if kind is ReadKind.EXISTS:
+            return stat_reply(tree, path) if tree.exists(path) is not None else None
+        if kind is ReadKind.STAT:
+            return stat_reply(tree, path)
+        if kind is ReadKind.EPHEMERALS:
+            return tree.ephemerals(req.session)
+        if kind is ReadKind.SESSIONS:
+            return [
+                {"session": s, "timeout_ms": t, "ephemerals": len(tree.ephemerals(s))}
+                for s, t in sorted(machine.sessions().items())
+            ]
+        names = tree.children(path)
+        result: dict[str, Any] = {"children": names}
+        if req.stats:
+            result["stats"] = {n: stat_reply(tree, f"{path.rstrip('/')}/{n}") for n in names}
+        return result
+
+    def _register(self, conn: int, wid: int, path: str, mode: str, after: int) -> None:
+        if conn not in self._conns:  # it closed while the read waited: its watches are gone
+            return
+        replica = self.e.replica
+        now = replica.watches.register(conn, wid, path, mode, after, replica.applied_zxid)
+        self.e.observer.replayed(now)
+        self.push_events(conn, [(wid, e) for e in now])
+
+    def _watch(self, conn: int, req: WatchRequest) -> None:
+        """Register a watch without a read; ``after`` replays history from that zxid."""
+        self._client(conn)
+        after = self.e.replica.applied_zxid if req.after is None else req.after
+        self._register(conn, req.wid, req.path, str(req.mode), after)
+        self.reply(conn, req.xid)
+
+    def _unwatch(self, conn: int, req: UnwatchRequest) -> None:
+        self.reply(conn, req.xid, self.e.replica.watches.remove(conn, req.wid))
+
+    def _sync(self, conn: int, req: SyncRequest) -> None:
+        self._when_consistent(conn, req.xid, False, 0, lambda: self.reply(conn, req.xid))
+
+    def _when_consistent(
+        self, conn: int, xid: int, local: bool, min_zxid: int, serve: Callable[[], None]
+    ) -> None:
+        """Serve linearizably (read-index), or locally but never older than the client saw."""
+        driver = self.e.driver
+        if local:
+            driver.when_applied(slot_of(min_zxid), serve, conn)
+            return
+
+        def on_index(index: int | None) -> None:
+            if index is None:
+                self.fail(conn, xid, ErrorCode.UNAVAILABLE, "no leader to confirm the read")
+            else:
+                driver.when_applied(index, serve, conn)
+
+        ctx = self._next_ctx
+        self._next_ctx += 1
+        self._read_waiters[ctx] = on_index
+        self.e.node.read_index(ctx)

@@ -1,0 +1,286 @@
+"""The node engine driven by hand: fed ticks, peer messages and typed requests; its effects
+checked in order (persist before anything leaves, events before the reply that caused them)."""
+
+from __future__ import annotations
+
+import random
+
+from paxctl.core.messages import Forward, Relay
+from paxctl.core.node import Node, Role
+from paxctl.core.state import Config, Ready
+from paxctl.core.types import Command
+from paxctl.protocol.errors import ErrorCode
+from paxctl.protocol.messages import (
+    CloseSessionRequest,
+    Failed,
+    Hello,
+    Ok,
+    OpenSessionRequest,
+    Ping,
+    ReadKind,
+    ReadRequest,
+    SessionEnded,
+    StatusRequest,
+    SyncRequest,
+    WatchEvents,
+    WatchMode,
+    WatchRequest,
+    WriteRequest,
+)
+from paxctl.server.engine import EngineConfig, NodeEngine, Observer
+from paxctl.server.requests import Frame
+from paxctl.server.zxid import zxid_of
+from paxctl.statemachine.errors import BadArguments
+from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Create, decode_command, encode_command
+
+CLIENT = TEMP_CLIENT_BIT | 7  # a connection's own id, until the cluster names its session
+WALL = 1_700_000_000_000  # the wall clock's reading at virtual time 0
+
+
+class Log:
+    """Everything the engine did, in order: ("persist", Ready) and ("out", output)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def persist(self, ready: Ready) -> None:
+        self.events.append(("persist", ready))
+
+    def frames(self, conn: int) -> list[object]:
+        return [
+            o.frame
+            for k, o in self.events
+            if k == "out" and isinstance(o, Frame) and o.conn == conn
+        ]
+
+    def index(self, match: object) -> int:
+        for i, (_, what) in enumerate(self.events):
+            if what == match or (isinstance(what, Frame) and what.frame == match):
+                return i
+        raise AssertionError(f"{match} never happened")
+
+
+class Proposals(Observer):
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+
+    def submitted(self, cmd: Command) -> None:
+        self.commands.append(cmd)
+
+
+class Harness:
+    def __init__(self, voters: tuple[int, ...] = (1,), bugs: frozenset[str] = frozenset(), **kw):
+        self.log = Log()
+        self.proposals = Proposals()
+        cfg = Config(1, voters, election_ticks=2, heartbeat_ticks=1, pre_vote=False, **kw)
+        self.node = Node(cfg, random.Random(1), None)
+        config = EngineConfig(1, voters, min_session_ms=1, planted_bugs=bugs)
+        self.engine = NodeEngine(config, self.node, self.log, None, observer=self.proposals)
+        self.now = 0
+        self.xid = 0
+
+    def out(self, outputs: list) -> None:
+        self.log.events.extend(("out", o) for o in outputs)
+
+    def settle(self) -> None:
+        for _ in range(50):
+            done = self.engine.process()
+            self.out(done.outputs)
+            if not done.more:
+                return
+        raise AssertionError("the engine never settled")
+
+    def tick(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.now += 10
+            self.out(self.engine.tick(self.now, WALL + self.now))
+            self.settle()
+
+    def lead(self) -> None:
+        for _ in range(100):
+            if self.node.leader_ready:
+                return
+            self.tick()
+        raise AssertionError("no leader")
+
+    def request(self, conn: int, make) -> int:
+        self.xid += 1
+        self.out(self.engine.request(conn, make(self.xid), WALL + self.now))
+        self.settle()
+        return self.xid
+
+    def reply(self, conn: int, xid: int) -> object:
+        found = [f for f in self.log.frames(conn) if isinstance(f, Ok | Failed) and f.xid == xid]
+        assert len(found) == 1, found
+        return found[0]
+
+    def session(self, conn: int = 1) -> int:
+        """Open a session on ``conn``; returns the id the cluster gave it."""
+        self.engine.connection_opened(conn)
+        self.request(conn, lambda x: Hello(x, CLIENT))
+        xid = self.request(conn, lambda x: OpenSessionRequest(x, 1, 5000))
+        granted = self.reply(conn, xid)
+        assert isinstance(granted, Ok) and granted.value["timeout_ms"] == 5000
+        return int(granted.value["session"])
+
+
+def test_a_write_is_answered_only_after_the_batch_that_holds_it_was_persisted():
+    h = Harness()
+    h.lead()
+    session = h.session()
+    xid = h.request(1, lambda x: WriteRequest(x, 2, Create("/a", b"x")))
+    reply = h.reply(1, xid)
+    assert isinstance(reply, Ok) and reply.value == "/a"
+    persisted = [
+        i
+        for i, (kind, what) in enumerate(h.log.events)
+        if kind == "persist"
+        and any(c.seq == 2 and c.client == session for e in what.chosen for c in e.value)
+    ]
+    assert persisted and persisted[0] < h.log.index(reply)
+
+
+def test_persist_comes_before_every_message_of_its_batch():
+    h = Harness(voters=(1, 2, 3))
+    h.tick(10)  # campaigns: Prepares to the peers, after the promise to itself is durable
+    kinds = [
+        (k, type(w).__name__)
+        for k, w in h.log.events
+        if k == "persist" or type(w).__name__ == "Prepare"
+    ]
+    first_prepare = kinds.index(("out", "Prepare"))
+    assert ("persist", "Ready") in kinds[:first_prepare]
+    promise = next(w for k, w in h.log.events if k == "persist" and w.hard_state is not None)
+    prepare = next(w for k, w in h.log.events if type(w).__name__ == "Prepare")
+    assert promise.hard_state.promised == prepare.ballot
+    assert h.log.index(promise) < h.log.index(prepare)
+
+
+def test_watch_events_come_before_the_reply_of_the_write_that_fired_them():
+    h = Harness()
+    h.lead()
+    h.session()
+    h.request(1, lambda x: WatchRequest(x, 9, "/", WatchMode.RECURSIVE))
+    xid = h.request(1, lambda x: WriteRequest(x, 2, Create("/w", b"")))
+    frames = h.log.frames(1)
+    events = [i for i, f in enumerate(frames) if isinstance(f, WatchEvents)]
+    reply = next(i for i, f in enumerate(frames) if isinstance(f, Ok) and f.xid == xid)
+    assert len(events) == 1 and events[0] == reply - 1
+    (event,) = frames[events[0]].events
+    assert (event.wid, event.kind, event.path) == (9, "created", "/w")
+
+
+def test_a_hello_waits_until_the_node_has_applied_what_the_client_saw():
+    h = Harness()
+    h.lead()
+    applied = h.node.learner.applied
+    h.engine.connection_opened(1)
+    xid = h.request(1, lambda x: Hello(x, CLIENT, after=zxid_of(applied + 2, 0)))
+    assert h.log.frames(1) == []
+    h.engine.connection_opened(2)
+    h.request(2, lambda x: Hello(x, CLIENT + 1))
+    h.request(2, lambda x: OpenSessionRequest(x, 1, 5000))  # one slot
+    assert h.log.frames(1) == []
+    h.request(2, lambda x: WriteRequest(x, 2, Create("/b", b"")))  # and the next
+    assert isinstance(h.reply(1, xid), Ok)
+
+
+def test_a_closed_connections_waiters_are_dropped():
+    h = Harness()
+    h.lead()
+    h.engine.connection_opened(1)
+    h.request(1, lambda x: Hello(x, CLIENT, after=zxid_of(10**6, 0)))  # never reached
+    assert h.engine.status()["waiting_reads"] == 1
+    h.engine.connection_closed(1)
+    h.tick()
+    assert h.engine.status()["waiting_reads"] == 0
+
+
+def test_requests_before_hello_are_refused_and_bad_ones_answered_with_their_code():
+    h = Harness()
+    h.engine.connection_opened(1)
+    xid = h.request(1, lambda x: WriteRequest(x, 1, Create("/a", b"")))
+    refused = h.reply(1, xid)
+    assert isinstance(refused, Failed) and refused.code == ErrorCode.BAD_ARGUMENTS
+    h.out(h.engine.reject(1, 77, BadArguments("unknown operation 'x'")))
+    assert h.reply(1, 77) == Failed(77, 0, "BadArguments", "unknown operation 'x'")
+
+
+def test_a_node_that_cannot_queue_a_write_answers_unavailable():
+    h = Harness(voters=(1, 2, 3), max_pending=0)  # no leader, no room
+    h.engine.connection_opened(1)
+    h.request(1, lambda x: Hello(x, CLIENT))
+    xid = h.request(1, lambda x: WriteRequest(x, 1, Create("/a", b"")))
+    failed = h.reply(1, xid)
+    assert isinstance(failed, Failed) and failed.code == ErrorCode.UNAVAILABLE
+
+
+def test_a_ping_is_answered_once_the_leader_confirmed_the_session():
+    h = Harness()
+    h.lead()
+    h.session()
+    xid = h.request(1, lambda x: Ping(x))
+    assert all(getattr(f, "xid", None) != xid for f in h.log.frames(1))  # not at once
+    h.tick(2)
+    assert isinstance(h.reply(1, xid), Ok)
+
+
+def test_reads_are_linearizable_by_default_and_local_ones_wait_for_min_zxid():
+    h = Harness()
+    h.lead()
+    h.session()
+    h.request(1, lambda x: WriteRequest(x, 2, Create("/r", b"v")))
+    xid = h.request(1, lambda x: ReadRequest(x, ReadKind.GET, "/r"))
+    got = h.reply(1, xid)
+    assert isinstance(got, Ok) and got.value["data"] == b"v"
+    far = zxid_of(h.node.learner.applied + 5, 0)
+    xid = h.request(1, lambda x: ReadRequest(x, ReadKind.EXISTS, "/r", local=True, min_zxid=far))
+    assert all(getattr(f, "xid", None) != xid for f in h.log.frames(1))
+    xid = h.request(1, lambda x: SyncRequest(x))
+    assert isinstance(h.reply(1, xid), Ok)
+
+
+def test_a_forwarded_write_is_stamped_with_the_receiving_nodes_clock():
+    data = encode_command(5, Create("/f", b""))
+    for bugs, expected in ((frozenset(), WALL + 123), ({"no_forward_restamp"}, 5)):
+        h = Harness(voters=(1, 2, 3), bugs=frozenset(bugs))
+        msg = Forward(2, 1, (Command(CLIENT, 1, data), Command(1, 1, data)))
+        h.out(h.engine.receive(msg, 123, WALL + 123))
+        pending = list(h.node.proposer.pending)
+        assert [decode_command(c.data)[0] for c in pending] == [expected, 5]  # not the reaper's
+        if not bugs:
+            assert h.proposals.commands == [pending[0]]  # the stamped command is reported
+
+
+def test_relay_messages_go_to_the_keeper_never_to_the_core():
+    h = Harness(voters=(1, 2, 3))
+
+    def step(msg: object) -> None:
+        raise AssertionError(f"the core got {msg}")
+
+    h.node.step = step  # type: ignore[method-assign]
+    h.out(h.engine.receive(Relay(2, 1, 1, b"\x92\x01\x90"), 0, WALL))
+
+
+def test_a_session_that_ends_is_told_so_on_its_connection():
+    h = Harness()
+    h.lead()
+    session = h.session()
+    xid = h.request(1, lambda x: CloseSessionRequest(x, 2))
+    frames = h.log.frames(1)
+    ended = next(i for i, f in enumerate(frames) if isinstance(f, SessionEnded))
+    reply = next(i for i, f in enumerate(frames) if getattr(f, "xid", None) == xid)
+    assert frames[ended].session == session and ended < reply
+
+
+def test_status_puts_what_the_shell_knows_among_what_the_engine_knows():
+    h = Harness()
+    h.engine._describe = lambda: {"pid": 42}
+    h.lead()
+    h.engine.connection_opened(1)
+    xid = h.request(1, lambda x: StatusRequest(x))
+    status = h.reply(1, xid)
+    assert isinstance(status, Ok)
+    keys = list(status.value)
+    assert keys.index("zxid") < keys.index("pid") < keys.index("digest")
+    assert status.value["role"] == Role.LEADER.value and status.value["pid"] == 42
