@@ -240,3 +240,72 @@ def test_the_core_asks_the_planted_bugs_policy_never_matches_bug_names():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value in PLANTED_BUGS:
                 raise AssertionError(f"{path}:{node.lineno} names the planted bug {node.value!r}")
+
+
+#: The client's protocol engine and what it is made of: pure, like the core.
+CLIENT_SESSION_MODULES = ("session", "session_types", "errors", "addresses")
+
+
+def test_the_client_session_does_no_io_and_reads_no_clock():
+    """client/session.py decides; the asyncio client and the simulator only drive it."""
+    for name in CLIENT_SESSION_MODULES:
+        path = ROOT / "client" / f"{name}.py"
+        for mod in runtime_imports(path):
+            assert mod.split(".")[0] not in FORBIDDEN_IN_PURE, f"{path} imports {mod}"
+            for shell in ("client.client", "client.connection", "client.sync", "testing"):
+                assert not mod.startswith(f"paxctl.{shell}"), f"{path} imports {mod}"
+            assert mod.split(".")[0] != "msgpack", f"{path} imports {mod}: bytes are the driver's"
+
+
+#: Requests of the client protocol: only the client session builds them.
+CLIENT_REQUESTS = {
+    "Hello",
+    "OpenSessionRequest",
+    "CloseSessionRequest",
+    "Ping",
+    "StatusRequest",
+    "WriteRequest",
+    "ReadRequest",
+    "WatchRequest",
+    "UnwatchRequest",
+    "SyncRequest",
+}
+
+
+def test_nothing_in_testing_re_implements_the_client_session():
+    """The simulator's clients drive ``ClientSession``: no module of testing/ builds a client
+    request, numbers one (an ``xid``), or numbers a protocol write (a ``seq``)."""
+    from paxctl.protocol import messages
+
+    assert {name for name in CLIENT_REQUESTS if hasattr(messages, name)} == CLIENT_REQUESTS
+    checked = 0
+    for path in sorted((ROOT / "testing").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        speaks_protocol = any(m.startswith("paxctl.protocol") for m in runtime_imports(path))
+        checked += speaks_protocol
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                assert name not in CLIENT_REQUESTS, f"{path}:{node.lineno} builds a {name}"
+                if name == "replace":  # dataclasses.replace(request, xid=...)
+                    keys = {k.arg for k in node.keywords}
+                    assert not keys & {"xid", "seq"}, f"{path}:{node.lineno} renumbers"
+            # Counting (``self.xid += 1``) or stamping (``req["xid"] = ...``, ``c.seq = ...``).
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets = list(node.targets)
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            numbered = {"xid"} | ({"seq"} if speaks_protocol else set())
+            for target in targets:
+                if isinstance(target, ast.Attribute):
+                    name = target.attr
+                elif isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+                    name = str(target.slice.value)
+                elif isinstance(target, ast.Name) and isinstance(node, ast.AugAssign):
+                    name = target.id
+                else:
+                    continue
+                assert name not in numbered, f"{path}:{node.lineno} assigns {name}"
+    assert checked >= 1  # zclient.py speaks the protocol (through the session)

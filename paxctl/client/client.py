@@ -19,13 +19,19 @@ watcher without a session wants to know when it cannot hear the cluster. A clien
 never reached any server gives up (``Unavailable``) as soon as every server has refused the
 connection, rather than retrying until its timeout: nothing is coming back there. Once a
 server was reached, or while a session lives, it keeps retrying: that is a failover.
+
+Every one of those rules lives in ``ClientSession`` (session.py), a sans-I/O state machine that
+the simulator's clients drive too. This module is its asyncio driver: it opens the connections
+the session asks for, sends its typed requests (connection.py encodes them), feeds it every
+frame, loss and timer in order, and turns its outputs into futures, watch queues and listener
+calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
+import functools
 import logging
 import os
 import random
@@ -41,11 +47,23 @@ from paxctl.client.connection import (
     Indeterminate,
     Refused,
     Unavailable,
-    all_refused,
     open_stream,
 )
+from paxctl.client.session import ClientSession
+from paxctl.client.session_types import (
+    CallFailed,
+    Close,
+    Completed,
+    Connect,
+    Delivered,
+    Link,
+    Send,
+    SessionState,
+    StateChanged,
+)
 from paxctl.client.watch import Watch, WatchEvent
-from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError, error_from_code
+from paxctl.protocol.messages import ReadKind, WatchMode
+from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError
 from paxctl.statemachine.ops import (
     TEMP_CLIENT_BIT,
     Check,
@@ -53,6 +71,7 @@ from paxctl.statemachine.ops import (
     Delete,
     Fence,
     Multi,
+    Op,
     SetData,
     encode_op,
 )
@@ -63,14 +82,6 @@ log = logging.getLogger("paxctl.client")
 ATTEMPT_TIMEOUT = 2.0
 
 
-class SessionState(enum.Enum):
-    NONE = "none"  # no session opened yet (reads and watches need none)
-    CONNECTED = "connected"
-    SUSPENDED = "suspended"
-    LOST = "lost"
-    CLOSED = "closed"
-
-
 def new_client_id() -> int:
     """A random temporary id (``TEMP_CLIENT_BIT`` set): the connection's until the cluster
     assigns it a session id (which never has that bit)."""
@@ -79,6 +90,9 @@ def new_client_id() -> int:
 
 
 class Client:
+    """The asyncio driver of a ``ClientSession``: sockets, timers and futures; the session
+    decides everything else (see session.py)."""
+
     def __init__(
         self,
         servers: Sequence[tuple[str, int]] | str,
@@ -87,34 +101,30 @@ class Client:
         session_timeout: float = 10.0,
         ping_interval: float | None = None,
     ) -> None:
-        self.servers = parse_servers(servers) if isinstance(servers, str) else list(servers)
+        parsed = parse_servers(servers) if isinstance(servers, str) else list(servers)
         self.timeout = timeout
         self.session_timeout = session_timeout
-        #: Seconds between pings (default: a third of the granted timeout). A lock holder
-        #: pings more often, so its deadline is renewed with room to spare.
-        self.ping_interval = ping_interval
-        self.client_id = client_id or new_client_id()
-        self.last_zxid = 0
-        self.state = SessionState.NONE
-        #: Session timeout the cluster granted, in seconds (None before a session opens).
-        self.granted_timeout: float | None = None
-        self.last_ack_sent: float | None = None
         self.connected_to: tuple[str, int] | None = None
-        self._seq = 0
-        self._session = False
-        self._epoch = 0  # bumped when a session is lost: writes of the old one must not resend
-        self._conn: Connection | None = None
-        self._server_index = random.randrange(len(self.servers))
+        self._session = ClientSession(
+            [format_server(s) for s in parsed],
+            rng=random.Random(),
+            new_client_id=new_client_id,
+            client_id=client_id,
+            session_timeout_ms=session_timeout * 1000,
+            ping_interval_ms=None if ping_interval is None else ping_interval * 1000,
+            attempt_timeout_ms=ATTEMPT_TIMEOUT * 1000,
+            hello_timeout_ms=ATTEMPT_TIMEOUT * 1000,
+        )
+        self._servers = parsed
+        self._conns: dict[int, Connection] = {}
+        self._opening: dict[int, asyncio.Task[None]] = {}
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._frozen: list[Callable[[float], None]] | None = None  # a test's stopped process
         self._write_lock = asyncio.Lock()
-        self._connect_lock = asyncio.Lock()
         self._watches: dict[int, Watch] = {}
-        self._next_wid = 1
         self._listeners: list[Callable[[SessionState], None]] = []
-        self._pinger: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()  # set when the connection drops: ping (reconnect) now
         self._closing = False
-        #: A server accepted a connection at some point: refusals may be a failover, then.
-        self._reached = False
         self._link_up = False
         self._link_listeners: list[Callable[[bool, tuple[str, int] | None], None]] = []
 
@@ -127,14 +137,54 @@ class Client:
     # ------------------------------------------------------------------ session state
 
     @property
+    def servers(self) -> list[tuple[str, int]]:
+        return self._servers
+
+    @servers.setter
+    def servers(self, servers: Sequence[tuple[str, int]]) -> None:
+        self._servers = list(servers)
+        self._session.servers = [format_server(s) for s in self._servers]
+
+    @property
+    def client_id(self) -> int:
+        return self._session.client_id
+
+    @property
+    def last_zxid(self) -> int:
+        return self._session.last_zxid
+
+    @property
+    def state(self) -> SessionState:
+        return self._session.state
+
+    @property
+    def ping_interval(self) -> float | None:
+        """Seconds between pings (default: a third of the granted timeout). A lock holder
+        pings more often, so its deadline is renewed with room to spare."""
+        ms = self._session.ping_interval_ms
+        return None if ms is None else ms / 1000
+
+    @property
+    def granted_timeout(self) -> float | None:
+        """Session timeout the cluster granted, in seconds (None before a session opens)."""
+        ms = self._session.granted_ms
+        return None if ms is None else ms / 1000
+
+    @property
+    def last_ack_sent(self) -> float | None:
+        ms = self._session.last_ack_sent
+        return None if ms is None else ms / 1000
+
+    @property
     def session_id(self) -> int | None:
-        return self.client_id if self._session else None
+        return self._session.session_id
 
     def valid_until(self) -> float | None:
         """Monotonic time until which the session is certainly alive, if known."""
-        if not self._session or self.last_ack_sent is None or self.granted_timeout is None:
+        sent, granted = self.last_ack_sent, self.granted_timeout
+        if not self._session.session or sent is None or granted is None:
             return None
-        return self.last_ack_sent + self.granted_timeout
+        return sent + granted
 
     def add_listener(self, listener: Callable[[SessionState], None]) -> None:
         """Call ``listener(state)`` on every session state change."""
@@ -170,28 +220,12 @@ class Client:
             except Exception:  # a listener's bug must not break the client
                 log.exception("connection listener failed")
 
-    def _set_state(self, state: SessionState) -> None:
-        if state is not self.state:
-            self.state = state
-            for listener in list(self._listeners):
-                try:
-                    listener(state)
-                except Exception:  # a listener's bug must not break the client
-                    log.exception("session listener failed")
-
-    def _lost(self) -> None:
-        """The cluster ended our session: its ephemerals are gone; a new one opens on demand."""
-        if not self._session or self._closing:  # closing: the end is ours, not an expiry
-            return
-        self._session = False
-        self._epoch += 1
-        self.client_id = new_client_id()
-        self._seq = 0
-        self.last_ack_sent = None
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            asyncio.get_running_loop().create_task(conn.close())
-        self._set_state(SessionState.LOST)
+    def _tell(self, state: SessionState) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(state)
+            except Exception:  # a listener's bug must not break the client
+                log.exception("session listener failed")
 
     async def start(self) -> None:
         """Open a session now (writes open one on demand) and keep it alive with pings."""
@@ -199,251 +233,186 @@ class Client:
             await self._open_session()
 
     async def _open_session(self) -> None:
-        if self._session:
-            return
-        self._seq += 1
-        req = {"op": "open_session", "seq": self._seq, "timeout_ms": self._timeout_ms()}
-        sent = asyncio.get_running_loop().time()  # the session's clock starts no earlier
-        # Under the temporary id; the reply names the session, whose id we use from now on. (A
-        # retry whose first answer was lost opens a second one: the first simply expires.)
-        opened = await self._call(req, True, self._epoch)
-        self.client_id = int(opened["session"])
-        self.granted_timeout = int(opened["timeout_ms"]) / 1000
-        self._session = True
-        self.last_ack_sent = sent
-        self._set_state(SessionState.CONNECTED)
-        self._keep_alive()
-
-    def _timeout_ms(self) -> int:
-        return max(1, int(self.session_timeout * 1000))
-
-    def _keep_alive(self) -> None:
-        """Ping while there is a session or a watch: a connection that goes quiet (a dead or
-        cut-off node) is noticed and replaced, and the watches resume on the next node."""
-        if self._pinger is None or self._pinger.done():
-            self._pinger = asyncio.get_running_loop().create_task(self._ping_forever())
-
-    async def _ping_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while (self._session or self._watches) and not self._closing:
-            interval = self.ping_interval or (self.granted_timeout or self.session_timeout) / 3
-            sent = loop.time()
-            try:
-                conn = await asyncio.wait_for(self._connection(), interval)
-                reply = await asyncio.wait_for(conn.request({"op": "ping"}), interval)
-                err = reply.get("err")
-                if err == "SessionExpired":
-                    self._lost()
-                    continue
-                if err is not None:
-                    raise ConnectionLost(f"ping refused: {err}")
-                if self._session:
-                    self.last_ack_sent = sent
-                    self._set_state(SessionState.CONNECTED)
-                await self._nap(interval - (loop.time() - sent))
-            except (TimeoutError, OSError, ConnectionLost) as exc:
-                log.debug("ping failed: %s", exc)
-                if self._session:
-                    self._set_state(SessionState.SUSPENDED)
-                await self._failover()
-                await asyncio.sleep(0.05)
-
-    async def _nap(self, seconds: float) -> None:
-        """Wait until the next ping is due, or at once if the connection dropped: a dead node
-        is replaced (and the watches resume) without waiting for a ping to time out."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), max(0.0, seconds))
-        self._wake.clear()
+        # Under the temporary id; the reply names the session, whose id the session uses from
+        # then on. (A retry whose first answer was lost opens a second one: it simply expires.)
+        if not self._session.session:
+            timeout_ms = max(1, int(self.session_timeout * 1000))
+            await self._request(lambda now, t: self._session.open_session(now, timeout_ms, t))
 
     async def close(self) -> None:
         """End the session (its ephemerals go at once) and the connection."""
         if self._closing:
             return
-        # Set before close_session is sent: the node pushes "expired" for it ahead of the
-        # reply, and a ping may be answered SessionExpired meanwhile; neither is a loss.
         self._closing = True
-        if self._session:
+        if self._session.session:
             with contextlib.suppress(ClientError, ZnodeError, OSError):
                 async with self._write_lock:
-                    self._seq += 1
-                    req = {"op": "close_session", "seq": self._seq}
-                    saved, self.timeout = self.timeout, min(self.timeout, 3.0)
-                    try:
-                        await self._call(req, True, self._epoch)
-                    finally:
-                        self.timeout = saved
-        self._session = False
-        if self._pinger is not None:
-            self._pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+                    limit = min(self.timeout, 3.0) * 1000
+                    await self._request(lambda now, t: self._session.close_session(now, limit))
+        conns = list(self._conns.values())
+        self._session.shutdown()
+        self._pump()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._opening.values()):
+            task.cancel()
+        for conn in conns:
+            await conn.close()
         for watch in self._watches.values():
             watch.end()
         self._watches.clear()
-        if self.state is not SessionState.NONE:
-            self._set_state(SessionState.CLOSED)
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ the driver
 
-    def _on_zxid(self, zxid: int) -> None:
-        self.last_zxid = max(self.last_zxid, zxid)
+    @property
+    def _conn(self) -> Connection | None:
+        """The current connection, once open."""
+        conn = self._session.conn
+        return None if conn is None else self._conns.get(conn)
 
-    def _on_push(self, frame: dict[str, Any]) -> None:
-        """A frame the server pushed: watch events, or the end of our session."""
-        events = frame.get("events")
-        if type(events) is list:
-            floors = {wid: w.last_zxid for wid, w in self._watches.items()}
-            for item in events:
-                if type(item) is not list or len(item) != 4:
-                    continue
-                wid, kind, path, zxid = item
-                watch = self._watches.get(wid)
-                if watch is None or type(zxid) is not int or zxid <= floors.get(wid, 0):
-                    continue  # unknown, or delivered before (a replay after failover)
-                watch.deliver(WatchEvent(str(kind), str(path), zxid))
-                if watch.done:
-                    self._watches.pop(wid, None)
-        if frame.get("expired") == self.client_id and self._session and not self._closing:
-            self._lost()
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time() * 1000
 
-    async def _connection(self) -> Connection:
-        async with self._connect_lock:
-            if self._conn is not None and not self._conn.closed:
-                return self._conn
-            host, port = self.servers[self._server_index % len(self.servers)]
-            after = self.last_zxid  # before this server's answers can raise it
+    def _input(self, event: Callable[[float], None], now: float | None = None) -> None:
+        """Feed the session one input, then act on what it asks for."""
+        if self._frozen is not None:
+            self._frozen.append(event)
+            return
+        event(self._now() if now is None else now)
+        self._pump()
+
+    def _pump(self) -> None:
+        session = self._session
+        for out in session.take():
+            if isinstance(out, Send):
+                conn = self._conns.get(out.conn)
+                if conn is not None:
+                    conn.send(out.request)
+            elif isinstance(out, Completed | CallFailed):
+                future = self._futures.pop(out.call, None)
+                if future is not None and not future.done():
+                    if isinstance(out, Completed):
+                        future.set_result(out.value)
+                    else:
+                        future.set_exception(out.error)
+            elif isinstance(out, Delivered):
+                e = out.event
+                watch = self._watches.get(e.wid)
+                if watch is not None:
+                    watch.deliver(WatchEvent(e.kind, e.path, e.zxid))
+                    if out.last:
+                        self._watches.pop(e.wid, None)
+            elif isinstance(out, Connect):
+                loop = asyncio.get_running_loop()
+                self._opening[out.conn] = loop.create_task(self._open(out.conn, out.server))
+            elif isinstance(out, Close):
+                task = self._opening.pop(out.conn, None)
+                if task is not None:
+                    task.cancel()
+                conn = self._conns.pop(out.conn, None)
+                if conn is not None:
+                    conn.abort()
+            elif isinstance(out, Link):
+                if out.up:
+                    self.connected_to = self._servers[out.server % len(self._servers)]
+                self._set_link(out.up)
+            elif isinstance(out, StateChanged):
+                self._tell(out.state)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        due = self._session.next_deadline()
+        if due is not None and self._frozen is None and not self._session.closed:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(due / 1000, self._on_timer, due)
+
+    def _on_timer(self, due: float) -> None:
+        self._timer = None
+        self._input(self._session.tick, max(self._now(), due))
+
+    async def _open(self, conn: int, server: int) -> None:
+        host, port = self._servers[server % len(self._servers)]
+        session = self._session
+        try:
             reader, writer = await asyncio.wait_for(open_stream(host, port), ATTEMPT_TIMEOUT)
-            self._reached = True
+        except Refused as exc:
+            reason = exc.reason
+            self._opening.pop(conn, None)
+            self._input(lambda now: session.connect_failed(now, conn, reason))
+            return
+        except (TimeoutError, OSError) as exc:
+            log.debug("connect to %s:%s failed: %s", host, port, exc)
+            self._opening.pop(conn, None)
+            self._input(lambda now: session.connect_failed(now, conn))
+            return
+        self._opening.pop(conn, None)
+        self._conns[conn] = Connection(
+            reader,
+            writer,
+            lambda msg: self._input(lambda now: session.frame(now, conn, msg)),
+            lambda: self._input(lambda now: session.connection_lost(now, conn)),
+        )
+        self._input(lambda now: session.connected(now, conn))
 
-            def closed() -> None:
-                self._wake.set()
-                if self._conn is conn:
-                    self._set_link(False)
+    async def _request(self, make: Callable[[float, float], int]) -> Any:
+        """Start a call (``make(now, timeout_ms)`` returns its id) and wait for its end."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        call = make(self._now(), self.timeout * 1000)
+        self._futures[call] = future
+        self._pump()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._futures.pop(call, None)
+            self._session.cancel(call)
+            self._pump()
+            raise
 
-            conn = Connection(reader, writer, self._on_push, self._on_zxid, closed)
-            try:
-                while True:
-                    hello = {
-                        "op": "hello",
-                        "client": self.client_id,
-                        "session": self._session,
-                        "after": after,
-                        # Only watches a node registered: one whose own request is still in
-                        # flight is registered by that request ("from now", or its ``after``),
-                        # not replayed from this client's last zxid.
-                        "watches": [
-                            [w.wid, w.path, w.mode] for w in self._watches.values() if w.armed
-                        ],
-                    }
-                    reply = await asyncio.wait_for(conn.request(hello), ATTEMPT_TIMEOUT)
-                    if reply.get("err") == "SessionExpired" and self._session:
-                        self._lost_on(conn)
-                        continue  # say hello again, without the session
-                    if reply.get("err") is not None:
-                        raise ConnectionLost(f"hello refused: {reply.get('msg')}")
-                    break
-            except BaseException:
-                await conn.close()
-                raise
-            conn.ready = True
-            self._on_zxid(int(reply.get("zxid", 0)))
-            self._conn, self.connected_to = conn, (host, port)
-            self._set_link(True)
-            return conn
+    def _failover(self, why: str) -> None:
+        """Leave the current server for the next one (tests: as if it had gone quiet)."""
+        self._input(lambda now: self._session.failover(now, why))
 
-    def _lost_on(self, conn: Connection) -> None:
-        """Session expired, learned during a hello on ``conn`` (which stays open)."""
-        self._conn = None
-        self._lost()
+    def _freeze(self) -> None:
+        """Tests: behave as a stopped process. No timer runs and nothing is read; the
+        connection is cut (the node notices). ``_thaw`` resumes, in order."""
+        frozen: list[Callable[[float], None]] = []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for cid, conn in self._conns.items():
+            conn.abort()
+            frozen.append(functools.partial(self._lost_while_frozen, cid))
+        self._frozen = frozen
 
-    async def _failover(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-        self._conn = None
-        self._set_link(False)
-        self._server_index += 1
+    def _lost_while_frozen(self, conn: int, now: float) -> None:
+        self._session.connection_lost(now, conn)
 
-    async def _call(self, req: dict[str, Any], write: bool, epoch: int | None = None) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        maybe_sent = False
-        last = "no server answered"
-        refused: dict[tuple[str, int], str] = {}  # servers whose connection was refused
-        while True:
-            if write and epoch is not None and epoch != self._epoch:
-                fate = "its outcome is unknown" if maybe_sent else "it was not sent"
-                raise SessionExpired(f"the session expired during this write; {fate}")
-            left = deadline - loop.time()
-            if left <= 0:
-                if write and maybe_sent:
-                    raise Indeterminate(f"write outcome unknown after {self.timeout}s ({last})")
-                tried = ", ".join(format_server(server) for server in self.servers)
-                raise Unavailable(f"no answer within {self.timeout:g} s from {tried} ({last})")
-            try:
-                conn = await asyncio.wait_for(self._connection(), left)
-                if write and epoch is not None and epoch != self._epoch:
-                    continue
-                maybe_sent = True
-                reply = await asyncio.wait_for(conn.request(req), min(left, ATTEMPT_TIMEOUT))
-            except (TimeoutError, OSError, ConnectionLost) as exc:
-                last = f"{type(exc).__name__} {exc}".strip()
-                if isinstance(exc, TimeoutError):
-                    last = "no reply in time"
-                if isinstance(exc, Refused):
-                    refused[exc.server] = exc.reason
-                else:  # slow, or reached: this server may yet answer
-                    refused.pop(self.servers[self._server_index % len(self.servers)], None)
-                if self._session:
-                    self._set_state(SessionState.SUSPENDED)
-                # Nothing to wait for, unless a server was reached once (this may be a
-                # failover) or a session lives (its ephemerals matter: ride it out).
-                if not (self._reached or self._session) and set(self.servers) <= refused.keys():
-                    raise all_refused(self.servers, refused) from exc
-                await self._failover()
-                await asyncio.sleep(min(0.05, max(deadline - loop.time(), 0)))
-                continue
-            err = reply.get("err")
-            if err == "Unavailable":
-                last = str(reply.get("msg"))
-                await self._failover()
-                await asyncio.sleep(0.05)
-                continue
-            if err is not None:
-                if err == "Indeterminate":
-                    raise Indeterminate(str(reply.get("msg")))
-                if err == "SessionExpired" and write and self._session:
-                    self._lost()
-                error = error_from_code(err, str(reply.get("msg")))
-                index = reply.get("index")
-                if type(index) is int:
-                    raise MultiError(index, error)
-                raise error
-            return reply.get("ok")
+    def _thaw(self) -> None:
+        frozen, self._frozen = self._frozen or [], None
+        now = self._now()
+        for event in frozen:
+            event(now)
+        self._input(self._session.tick, now)
 
-    async def _write(self, op: Any) -> Any:
-        data = encode_op(op)
+    async def _write(self, op: Op) -> Any:
+        encode_op(op)  # what cannot be encoded fails here, before the session numbers it
         async with self._write_lock:  # one write at a time: applied in the order sent
             if self._closing:
                 raise ConnectionLost("the client is closed")
-            if not self._session:
-                await self._open_session()
-            self._seq += 1
-            req = {"op": "write", "seq": self._seq, "data": data}
-            return await self._call(req, True, self._epoch)
+            await self._open_session()
+            return await self._request(lambda now, t: self._session.write(now, op, t))
 
     async def _read(self, kind: str, path: str, local: bool, **extra: Any) -> Any:
-        req = {
-            "op": "read",
-            "kind": kind,
-            "path": path,
-            "local": local,
-            "min_zxid": self.last_zxid,
-            **extra,
-        }
-        return await self._call(req, False)
+        session, what = self._session, ReadKind(kind)
+
+        def make(now: float, timeout_ms: float) -> int:
+            return session.read(now, what, path, timeout_ms, local=local, **extra)
+
+        return await self._request(make)
 
     # ------------------------------------------------------------------ writes
 
@@ -521,28 +490,30 @@ class Client:
         return list(await self._read("sessions", "/", False))
 
     async def sync(self) -> None:
-        await self._call({"op": "sync"}, False)
+        await self._request(self._session.sync)
 
     async def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call({"op": "status"}, False)
+        result: dict[str, Any] = await self._request(self._session.status)
         return result
 
     # ------------------------------------------------------------------ watches
 
-    def _new_watch(self, path: str, mode: str) -> Watch:
-        wid = self._next_wid
-        self._next_wid += 1
-        watch = Watch(wid, path, mode, self._cancel_watch)
+    def _new_watch(self, path: str, mode: WatchMode) -> Watch:
+        wid = self._session.new_watch(path, mode)
+        watch = Watch(wid, path, str(mode), self._cancel_watch)
         self._watches[wid] = watch
         return watch
 
     async def _cancel_watch(self, watch: Watch) -> None:
         self._watches.pop(watch.wid, None)
-        if self._conn is not None and not self._conn.closed:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        call = self._session.unwatch(self._now(), watch.wid)
+        if call is not None:
+            self._futures[call] = future
+        self._pump()
+        if call is not None:
             with contextlib.suppress(ClientError, ZnodeError, OSError, TimeoutError):
-                await asyncio.wait_for(
-                    self._conn.request({"op": "unwatch", "wid": watch.wid}), ATTEMPT_TIMEOUT
-                )
+                await asyncio.wait_for(future, ATTEMPT_TIMEOUT)
 
     async def watch(self, path: str, *, recursive: bool = False, after: int | None = None) -> Watch:
         """A persistent watch on ``path`` (``recursive``: and its whole subtree).
@@ -550,20 +521,20 @@ class Client:
         ``after`` replays the changes after that zxid that the servers still remember (a
         ``resync`` event says when they do not); by default, changes from now on.
         """
-        watch = self._new_watch(path, "recursive" if recursive else "persistent")
+        watch = self._new_watch(path, WatchMode.RECURSIVE if recursive else WatchMode.PERSISTENT)
         if after is not None:
             watch.last_zxid = after
-        req = {"op": "watch", "wid": watch.wid, "path": path, "mode": watch.mode, "after": after}
         try:
-            await self._call(req, False)
+            await self._request(lambda now, t: self._session.watch(now, watch.wid, after, t))
         except BaseException:
             self._watches.pop(watch.wid, None)
             raise
         watch.armed = True
-        self._keep_alive()
         return watch
 
-    async def _read_watch(self, kind: str, path: str, mode: str, **extra: Any) -> tuple[Any, Watch]:
+    async def _read_watch(
+        self, kind: str, path: str, mode: WatchMode, **extra: Any
+    ) -> tuple[Any, Watch]:
         watch = self._new_watch(path, mode)
         try:
             result = await self._read(kind, path, False, watch=watch.wid, **extra)
@@ -571,23 +542,22 @@ class Client:
             self._watches.pop(watch.wid, None)
             raise
         watch.armed = True
-        self._keep_alive()
         return result, watch
 
     async def get_watch(self, path: str) -> tuple[bytes, dict[str, Any], Watch]:
         """``get`` plus a one-shot watch for the next change of the node's data or existence."""
-        result, watch = await self._read_watch("get", path, "data")
+        result, watch = await self._read_watch("get", path, WatchMode.DATA)
         return bytes(result["data"]), dict(result["stat"]), watch
 
     async def exists_watch(self, path: str) -> tuple[dict[str, Any] | None, Watch]:
         """``exists`` plus a one-shot watch that fires when the node is created, changed or
         deleted (ZooKeeper's way to wait for a node to appear or to go)."""
-        result, watch = await self._read_watch("exists", path, "data")
+        result, watch = await self._read_watch("exists", path, WatchMode.DATA)
         return (dict(result) if result is not None else None), watch
 
     async def children_watch(self, path: str) -> tuple[list[str], Watch]:
         """``children`` plus a one-shot watch for the next change of the list."""
-        result, watch = await self._read_watch("children", path, "children")
+        result, watch = await self._read_watch("children", path, WatchMode.CHILDREN)
         return list(result["children"]), watch
 
 

@@ -1,8 +1,9 @@
-"""One TCP connection to one server: requests matched to answers by xid, pushes handed on.
+"""One TCP connection to one server: typed requests encoded out, frames decoded in, in order.
 
-A single reader handles every frame in arrival order: watch events and session notices are
-passed to ``on_push`` before any later answer resolves its request, which is what lets the
-client promise that an event is seen before the reply of any later request.
+A single reader hands every frame to the client in arrival order: watch events and session
+notices reach the session (session.py) before any later answer, which is what lets the client
+promise that an event is seen before the reply of any later request. Which request an answer
+belongs to (xids) is the session's business, not this module's.
 """
 
 from __future__ import annotations
@@ -12,52 +13,18 @@ import contextlib
 import errno
 import socket
 from collections.abc import Callable
-from typing import Any
 
-import msgpack
-
-from paxctl.client.addresses import format_server
+from paxctl.client.errors import (
+    ClientError,
+    ConnectionLost,
+    Indeterminate,
+    Refused,
+    Unavailable,
+    all_refused,
+)
+from paxctl.protocol.codec import ProtocolError, decode_from_server, encode_request
 from paxctl.protocol.framing import FrameDecoder, FrameError, encode_frame
-
-
-class ClientError(Exception):
-    """Base of the errors that are about the cluster, not about the data."""
-
-    code = "Error"
-
-
-class Unavailable(ClientError):
-    """No server could serve the request before the deadline; nothing was changed."""
-
-    code = "Unavailable"
-
-
-class Indeterminate(ClientError):
-    """A write's fate is unknown: it may or may not have taken effect."""
-
-    code = "Indeterminate"
-
-
-class ConnectionLost(ClientError):
-    code = "ConnectionLost"
-
-
-class Refused(ConnectionLost):
-    """A server that cannot be connected to at all: nothing listens there (the connection
-    was refused), the host is unreachable, or its name does not resolve. Unlike a timeout
-    this is known at once, so a client that never reached any server can give up early."""
-
-    def __init__(self, server: tuple[str, int], reason: str) -> None:
-        super().__init__(f"{format_server(server)} ({reason})")
-        self.server = server
-        self.reason = reason
-
-
-def all_refused(servers: list[tuple[str, int]], refused: dict[tuple[str, int], str]) -> Unavailable:
-    """The error for a client that no server would even accept: each one named, with why."""
-    tried = ", ".join(f"{format_server(s)} ({refused[s]})" for s in dict.fromkeys(servers))
-    return Unavailable(f"no server accepted a connection: {tried}")
-
+from paxctl.protocol.messages import FromServer, Request
 
 #: errno values of a connect that failed for good (as opposed to a slow or busy server).
 _REFUSALS = {
@@ -98,28 +65,26 @@ async def open_stream(host: str, port: int) -> tuple[asyncio.StreamReader, async
 
 
 class Connection:
-    """Requests and answers over one connection; ``on_push`` gets frames without an xid."""
+    """Frames over one connection: typed requests out, typed frames in, in arrival order.
+
+    Every frame is decoded (``decode_from_server``) and handed to ``on_frame`` in the order it
+    arrived, so the session sees watch events before any later answer. A frame that breaks the
+    protocol ends the connection. ``on_closed`` is called once when the connection ends other
+    than by ``abort``/``close``."""
 
     def __init__(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        on_push: Callable[[dict[str, Any]], None],
-        on_zxid: Callable[[int], None],
+        on_frame: Callable[[FromServer], None],
         on_closed: Callable[[], None] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
-        self._on_push = on_push
-        self._on_zxid = on_zxid
+        self._on_frame = on_frame
         self._on_closed = on_closed
-        #: Set by the client once its hello was accepted. Until then no zxid counts as seen:
-        #: a refused hello's answer must not move the point the watches resume from.
-        self.ready = False
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._next_xid = 1
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
         self.closed = False
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
         decoder = FrameDecoder()
@@ -129,50 +94,45 @@ class Connection:
                 if not data:
                     break
                 for payload in decoder.feed(data):
-                    frame = msgpack.unpackb(payload, raw=False)
-                    if type(frame) is not dict:
-                        raise ValueError("a frame from the server must be a map")
-                    xid = frame.get("xid")
-                    if xid is None:
-                        self._on_push(frame)
-                    future = self._waiting.pop(xid, None) if xid is not None else None
-                    if future is not None and not future.done():
-                        future.set_result(frame)
-                    zxid = frame.get("zxid")
-                    if type(zxid) is int and self.ready:
-                        self._on_zxid(zxid)
-        except (OSError, FrameError, ValueError, msgpack.UnpackException):
+                    self._on_frame(decode_from_server(payload))
+                    if self.closed:
+                        return
+        except (OSError, FrameError, ProtocolError):
             pass
         finally:
-            self._fail_all()
+            self._ended()
 
-    def _fail_all(self) -> None:
+    def _ended(self) -> None:
         if not self.closed and self._on_closed is not None:
             self._on_closed()  # once, when the connection ends for whatever reason
         self.closed = True
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(ConnectionLost("connection lost"))
-        self._waiting.clear()
+        self._writer.close()
 
-    async def request(self, req: dict[str, Any]) -> dict[str, Any]:
-        if self.closed:
-            raise ConnectionLost("connection closed")
-        xid = self._next_xid
-        self._next_xid += 1
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[xid] = future
-        try:  # a write that raises (even Ctrl-C inside send) must not leave the future behind
-            self._writer.write(encode_frame(msgpack.packb({**req, "xid": xid}, use_bin_type=True)))
-            return await future
-        finally:
-            self._waiting.pop(xid, None)
+    def send(self, req: Request) -> None:
+        if not self.closed:
+            self._writer.write(encode_frame(encode_request(req)))
+
+    def abort(self) -> None:
+        """Close on purpose: nobody needs telling."""
+        self._on_closed = None
+        self.closed = True
+        if asyncio.current_task() is not self._task:
+            self._task.cancel()
+        self._writer.close()
 
     async def close(self) -> None:
-        self._on_closed = None  # closed on purpose: nobody needs waking
-        self.closed = True
-        self._task.cancel()
-        self._writer.close()
+        self.abort()
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
-        self._fail_all()
+
+
+__all__ = [
+    "ClientError",
+    "Connection",
+    "ConnectionLost",
+    "Indeterminate",
+    "Refused",
+    "Unavailable",
+    "all_refused",
+    "open_stream",
+]

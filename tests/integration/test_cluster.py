@@ -191,18 +191,17 @@ def test_a_retried_write_takes_effect_once_and_gets_the_first_answer(cluster):
     import asyncio
 
     from paxctl.client import Client
-    from paxctl.statemachine.ops import encode_op
 
     async def scenario():
         async with Client([cluster.address(2)]) as client:
             await client.start()  # writes need a session
-            op = encode_op(Create("/queue/item-", b"x", sequential=True, parents=True))
-            seq = client._seq + 1
-            first = await client._call({"op": "write", "seq": seq, "data": op}, True)
+            op = Create("/queue/item-", b"x", sequential=True, parents=True)
+            first = await client._write(op)
             # The same (client, seq) again, as after a lost answer, through another node.
+            client._session.seq -= 1
             client.servers = [cluster.address(3)]
-            await client._failover()
-            again = await client._call({"op": "write", "seq": seq, "data": op}, True)
+            client._failover("the test moves it")
+            again = await client._write(op)
             children = await client.children("/queue")
             return first, again, children
 

@@ -245,7 +245,7 @@ def test_a_client_whose_node_dies_keeps_its_session_and_ephemerals(fresh_cluster
     async def scenario():
         servers = [cluster.address(victim), *(cluster.address(i) for i in NODES if i != victim)]
         client = Client(servers, session_timeout=3.0)
-        client._server_index = 0  # start on the node about to die
+        client._session.server = 0  # start on the node about to die
         states = []
         client.add_listener(states.append)
         try:
@@ -290,7 +290,7 @@ def test_a_leader_failover_expires_none_of_many_idle_sessions(fresh_cluster):
         clients = [Client(cluster.servers, session_timeout=timeout) for _ in range(count)]
         states = {k: [] for k in range(count)}
         for k, client in enumerate(clients):
-            client._server_index = k % len(NODES)  # a third on the leader
+            client._session.server = k % len(NODES)  # a third on the leader
             client.add_listener(states[k].append)
         reader = Client([cluster.address(i) for i in NODES if i != leader])
         try:

@@ -233,9 +233,9 @@ def test_a_recursive_watcher_sees_every_write_once_in_order_across_a_leader_kill
 async def stream_across_leader_kill(cluster, leader, followers):
     total, kill_at = 1000, 300
     watcher = Client([cluster.address(i) for i in (leader, *followers)], session_timeout=1.5)
-    watcher._server_index = 0  # on the leader, so it must fail over
+    watcher._session.server = 0  # on the leader, so it must fail over
     writer = Client([cluster.address(i) for i in (*followers, leader)], timeout=20)
-    writer._server_index = 0
+    writer._session.server = 0
     try:
         await writer.create("/stream")
         await writer.create("/stream/quiet")

@@ -77,14 +77,13 @@ def test_context_manager_and_failover_on_session_expiry(cluster):
             new = Election(b, path, b"new")
             task = asyncio.create_task(new.campaign(timeout=20))
             await until(lambda: armed_watches(b) == 1, what="the candidate to queue")
-            a._pinger.cancel()  # the leader goes silent
-            await a._conn.close()
+            a._freeze()  # the leader goes silent
             t0 = time.monotonic()
             assert await task
             assert time.monotonic() - t0 < 10
             assert new.token > old.token
             assert await new.leader() == Leader(b"new", new.token, new.node)
-            a._keep_alive()
+            a._thaw()
             await asyncio.wait_for(old.lost.wait(), 10)
             assert not old.is_leader
             await new.resign()

@@ -248,15 +248,14 @@ def test_holder_session_expiry_passes_the_lock_on(cluster):
             task = asyncio.create_task(waiter.acquire(timeout=20))
             await until(lambda: armed_watches(b) == 1, what="the waiter to queue")
 
-            a._pinger.cancel()  # cut the holder off: no pings, no connection
-            await a._conn.close()
+            a._freeze()  # cut the holder off: no pings, no connection
             t0 = time.monotonic()
             assert await task
             assert time.monotonic() - t0 >= 0.5
             assert waiter.token > old_token
             assert not holder.lost.is_set()  # not told yet: for all it knows, it still holds
 
-            a._keep_alive()  # contact again: told the session expired
+            a._thaw()  # contact again: told the session expired
             await asyncio.wait_for(holder.lost.wait(), 10)
             assert not holder.held and not await holder.is_held()
             await holder.release()  # harmless: the node is gone already
@@ -335,11 +334,10 @@ def test_waiter_session_expiry_raises_contender_lost(cluster):
             await until(lambda: armed_watches(b) == 1, what="the waiter to queue")
             stat, gone = await a.exists_watch(waiter.node)
             assert stat is not None
-            b._pinger.cancel()  # cut the waiter off until its session expires
-            await b._conn.close()
+            b._freeze()  # cut the waiter off until its session expires
             assert (await gone.get(10)).type == "deleted"
             assert await children(a, path) == [holder.node.rsplit("/", 1)[1]]
-            b._keep_alive()
+            b._thaw()
             with pytest.raises(ContenderLost):
                 await task
             assert waiter.lost.is_set() and waiter.node is None

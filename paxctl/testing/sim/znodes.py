@@ -28,26 +28,14 @@ import functools
 import math
 from typing import Any
 
+from paxctl.client.session_types import PLANTED_CLIENT_BUGS, ClientBugs
 from paxctl.core import codec
 from paxctl.core.messages import Message
 from paxctl.core.node import Node, Role
 from paxctl.core.state import Ready
 from paxctl.protocol.messages import (
-    CloseSessionRequest,
-    Failed,
     FromServer,
-    Hello,
-    Ok,
-    OpenSessionRequest,
-    Ping,
     Request,
-    SessionEnded,
-    SyncRequest,
-    WatchEvents,
-    WatchMode,
-    WatchRequest,
-    WatchSpec,
-    WriteRequest,
 )
 from paxctl.server.engine import PLANTED_ENGINE_BUGS, Output
 from paxctl.server.replica import PLANTED_REPLICA_BUGS
@@ -60,12 +48,13 @@ from paxctl.testing.sim.zhost import MAX_PASSES, SimConn, ZnodeHost
 from paxctl.testing.sim.zoracle import ZnodeOracle
 from paxctl.testing.simfs import SimulatedCrash
 
-#: Planted in the simulated client: it takes the zxid of any frame as seen, even the answer
-#: to a hello the node refused, as ``paxctl/client`` does today (a real bug, kept to show it).
-CLIENT_BUGS = frozenset({"zxid_from_failed_hello"})
+#: Planted in the client session (``paxctl/client/session.py``, through ``ClientBugs``): it takes
+#: the zxid of any frame as seen, even the answer to a hello the node refused (a real bug the
+#: asyncio client once had, kept to show the simulator catches it).
+CLIENT_BUGS = PLANTED_CLIENT_BUGS
 #: The planted bugs the engine of this workload's hosts may carry (keeper, watches, stamping).
 HOST_BUGS = PLANTED_REPLICA_BUGS | PLANTED_ENGINE_BUGS
-#: The planted bugs this workload knows (in the hosts' engines and in the client).
+#: The planted bugs this workload knows (in the hosts' engines and in the client session).
 ZNODE_BUGS = HOST_BUGS | CLIENT_BUGS
 
 SESSION_MS = (300, 1500)
@@ -86,7 +75,7 @@ class ZnodeWorld(World):
         self.opening: dict[int, tuple[int, int, int]] = {}
         self.heal_at: int | None = None
         self.session_ms = SESSION_MS
-        self.zxid_from_failed_hello = "zxid_from_failed_hello" in spec.bugs
+        self.client_bugs = ClientBugs.from_names(spec.bugs)
         self.zclients: list[ZClient] = []
         self._conns: dict[int, SimConn] = {}  # open connections by number
         #: Hosts' wall clocks are this far apart, more than a run lasts.
@@ -203,7 +192,7 @@ class ZnodeWorld(World):
             if isinstance(out, Frame):
                 conn = self._conns.get(out.conn)
                 if conn is not None and conn.open:
-                    self.to_client(conn, _frame_doc(out.frame))
+                    self.to_client(conn, out.frame)
             else:
                 self._send_message(out)
 
@@ -281,21 +270,21 @@ class ZnodeWorld(World):
         if host.incarnation == conn.inc and host.engine is not None:
             host.engine.connection_closed(conn.id)
 
-    def to_node(self, conn: SimConn, req: dict[str, Any]) -> None:
+    def to_node(self, conn: SimConn, req: Request) -> None:
         due = max(self.now + self._client_delay(), conn.c2n_at)
         conn.c2n_at = due
         self._at(due - self.now, lambda: self._at_node(conn, req))
 
-    def _at_node(self, conn: SimConn, req: dict[str, Any]) -> None:
+    def _at_node(self, conn: SimConn, req: Request) -> None:
         host = self._host(conn.node)
         node, engine = host.node, host.engine
         if not conn.open or host.incarnation != conn.inc or node is None or engine is None:
             return
         was_leader = node.role is Role.LEADER
-        self._carry_out(engine.request(conn.id, _request(req), self.wall_ms(conn.node)))
-        self._drive(conn.node, node, was_leader, f"{conn} {req['op']}")
+        self._carry_out(engine.request(conn.id, req, self.wall_ms(conn.node)))
+        self._drive(conn.node, node, was_leader, f"{conn} {type(req).__name__}")
 
-    def to_client(self, conn: SimConn, frame: dict[str, Any]) -> None:
+    def to_client(self, conn: SimConn, frame: FromServer) -> None:
         due = max(self.now + self._client_delay(), conn.n2c_at)
         conn.n2c_at = due
         client = self.zclients[conn.client]
@@ -391,7 +380,7 @@ class ZnodeWorld(World):
         """Sessions a running client holds, or may hold (its open is in flight)."""
         owned = set()
         for c in self.zclients:
-            opening = c.write is not None and c.write["op"] == "open_session"
+            opening = c.write == "open_session"
             if c.active and (c.session or opening):
                 owned.add(c.cid)
         return owned
@@ -410,9 +399,7 @@ class ZnodeWorld(World):
         return not set(engine.machine.sessions()) - self._owned()
 
     def _liveness_report(self) -> str:
-        pending = [
-            f"client {c.index}: {c.write['op']}" for c in self.zclients if c.active and c.write
-        ]
+        pending = [f"client {c.index}: {c.write}" for c in self.zclients if c.active and c.write]
         views = []
         for n in self.voters:
             host = self._host(n)
@@ -431,39 +418,3 @@ class ZnodeWorld(World):
         engine = self._host(self.voters[0]).engine
         table = set(engine.machine.sessions()) if engine is not None else set()
         return table - self._owned()
-
-
-# ---------------------------------------------------------------------- the client's dicts
-# The simulated client (zclient.py) still speaks in dicts; these two translate at its edge, so
-# the engine sees the typed requests a real node decodes and the client the frames it expects.
-
-
-def _request(req: dict[str, Any]) -> Request:
-    xid, op = req["xid"], req["op"]
-    if op == "hello":
-        watches = tuple(WatchSpec(w, p, WatchMode(m)) for w, p, m in req["watches"])
-        return Hello(xid, req["client"], req["session"], req["after"], watches)
-    if op == "open_session":
-        return OpenSessionRequest(xid, req["seq"], req["timeout_ms"])
-    if op == "close_session":
-        return CloseSessionRequest(xid, req["seq"])
-    if op == "write":
-        return WriteRequest(xid, req["seq"], req["data"])
-    if op == "watch":
-        return WatchRequest(xid, req["wid"], req["path"], WatchMode(req["mode"]), req["after"])
-    if op == "ping":
-        return Ping(xid)
-    assert op == "sync", op
-    return SyncRequest(xid)
-
-
-def _frame_doc(frame: FromServer) -> dict[str, Any]:
-    if isinstance(frame, Ok):
-        return {"xid": frame.xid, "ok": frame.value, "zxid": frame.zxid}
-    if isinstance(frame, Failed):
-        return {"xid": frame.xid, "err": str(frame.code), "zxid": frame.zxid}
-    if isinstance(frame, WatchEvents):
-        events = [(e.wid, e.kind, e.path, e.zxid) for e in frame.events]
-        return {"events": events, "zxid": frame.zxid}
-    assert isinstance(frame, SessionEnded)
-    return {"expired": frame.session, "zxid": frame.zxid}

@@ -1,0 +1,156 @@
+"""The client session's types (session.py): what it tells its driver, its states, its records.
+
+The driver acts on every output, in order: ``Connect`` (open a connection, then report
+``connected`` or ``connect_failed``), ``Send`` (a typed request on a connection), ``Close``,
+``Completed``/``CallFailed`` (a call's end), ``StateChanged`` (the session's state), ``Link`` (a
+connection ready, or a ready one lost), ``Delivered`` (a watch event for the application) and
+``Renewed`` (a ping answered alive). ``ClientBugs`` is the planted-bug policy the simulator
+hands the session; it is all off everywhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from paxctl.protocol.messages import Hello, Request, WatchEvent, WatchMode
+
+
+class SessionState(enum.Enum):
+    NONE = "none"  # no session opened yet (reads and watches need none)
+    CONNECTED = "connected"
+    SUSPENDED = "suspended"
+    LOST = "lost"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBugs:
+    """Planted client bugs (all off outside the simulator), asked by attribute, never by name."""
+
+    #: Take the zxid of any frame as seen, even the answer to a hello the node refused.
+    zxid_from_failed_hello: bool = False
+
+    @classmethod
+    def from_names(cls, names: frozenset[str]) -> ClientBugs:
+        return cls(**{name: True for name in names & PLANTED_CLIENT_BUGS})
+
+
+PLANTED_CLIENT_BUGS = frozenset(f.name for f in fields(ClientBugs))
+NO_CLIENT_BUGS = ClientBugs()
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Open a connection to server number ``server`` (modulo the driver's list), then report
+    ``connected(conn)`` or ``connect_failed(conn, ...)``."""
+
+    conn: int
+    server: int
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    conn: int
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close ``conn`` (no need to report its loss)."""
+
+    conn: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    call: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    call: int
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    state: SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A connection became ready (its hello was accepted), or a ready one was lost."""
+
+    up: bool
+    conn: int
+    server: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A watch event for the application; ``last`` when the watch has ended with it."""
+
+    event: WatchEvent
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    """A ping sent at ``sent`` was answered alive: ``session`` lives until sent + timeout."""
+
+    session: int
+    sent: float
+
+
+Output = Connect | Send | Close | Completed | CallFailed | StateChanged | Link | Delivered | Renewed
+
+
+# ---------------------------------------------------------------------------- the session's records
+
+_HELLO = -1
+_PING = -2
+
+
+@dataclass(slots=True)
+class ConnRecord:
+    id: int
+    server: int
+    deadline: float  # for the connect, then for the hello's answer
+    hello: Hello | None = None
+    ready: bool = False
+    greeted: bool = False  # the hello took effect: this connection's zxids count as seen
+    next_xid: int = 1
+    pending: dict[int, int] = field(default_factory=dict)  # xid -> call id, _HELLO, _PING
+
+
+@dataclass(slots=True)
+class CallRecord:
+    id: int
+    request: Request  # xid 0: set per attempt
+    deadline: float | None
+    timeout_ms: float | None
+    write: bool
+    epoch: int
+    retry: bool = True
+    wid: int | None = None  # a watch this call registers
+    conn: int | None = None
+    attempt_deadline: float = 0.0
+    maybe_sent: bool = False
+    first_sent: float | None = None
+    last: str = "no server answered"
+
+
+@dataclass(slots=True)
+class WatchRecord:
+    path: str
+    mode: WatchMode
+    armed: bool = False  # a node registered it: every hello re-registers it
+    floor: int = 0  # zxid of the last event delivered
+
+    @property
+    def one_shot(self) -> bool:
+        return self.mode in (WatchMode.DATA, WatchMode.CHILDREN)
