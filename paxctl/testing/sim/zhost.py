@@ -38,7 +38,6 @@ class SimConn:
     __slots__ = (
         "c2n_at",
         "client",
-        "greeted",
         "id",
         "inc",
         "n2c_at",
@@ -56,7 +55,6 @@ class SimConn:
         self.c2n_at = 0  # the channels are in order: no frame overtakes an earlier one
         self.n2c_at = 0
         self.watching = False  # the client's watch is registered here (client side view)
-        self.greeted = False  # the node accepted the hello (client side view)
 
     def __hash__(self) -> int:
         return self.id
