@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from paxctl.protocol.errors import ErrorCode
+
 OK = 0
 #: ``paxctl lock`` did not get the lock (-n, or -w timed out), as flock(1); -E changes it.
 NOT_ACQUIRED = 1
@@ -24,17 +26,17 @@ INTERRUPTED = 130
 #: stdout was closed early (`paxctl tree | head`): 128 + SIGPIPE, as a program killed by it.
 BROKEN_PIPE = 141
 
-BY_ERROR_CODE = {
-    "NoNode": NO_NODE,
-    "NodeExists": CONFLICT,
-    "BadVersion": CONFLICT,
-    "NotEmpty": CONFLICT,
-    "NoChildrenForEphemerals": CONFLICT,
-    "BadArguments": BAD_DATA,
-    "DataTooLarge": BAD_DATA,
-    "Unavailable": UNAVAILABLE,
+BY_ERROR_CODE: dict[str, int] = {
+    ErrorCode.NO_NODE: NO_NODE,
+    ErrorCode.NODE_EXISTS: CONFLICT,
+    ErrorCode.BAD_VERSION: CONFLICT,
+    ErrorCode.NOT_EMPTY: CONFLICT,
+    ErrorCode.NO_CHILDREN_FOR_EPHEMERALS: CONFLICT,
+    ErrorCode.BAD_ARGUMENTS: BAD_DATA,
+    ErrorCode.DATA_TOO_LARGE: BAD_DATA,
+    ErrorCode.UNAVAILABLE: UNAVAILABLE,
     "ConnectionLost": UNAVAILABLE,
-    "Indeterminate": INDETERMINATE,
-    "SessionExpired": SESSION_LOST,
-    "FenceRejected": CONFLICT,
+    ErrorCode.INDETERMINATE: INDETERMINATE,
+    ErrorCode.SESSION_EXPIRED: SESSION_LOST,
+    ErrorCode.FENCE_REJECTED: CONFLICT,
 }

@@ -6,24 +6,25 @@ Pure: the sans-I/O session (session.py) builds them, and the asyncio client rais
 from __future__ import annotations
 
 from paxctl.client.addresses import format_server
+from paxctl.protocol.errors import ErrorCode
 
 
 class ClientError(Exception):
     """Base of the errors that are about the cluster, not about the data."""
 
-    code = "Error"
+    code: str = "Error"
 
 
 class Unavailable(ClientError):
     """No server could serve the request before the deadline; nothing was changed."""
 
-    code = "Unavailable"
+    code = ErrorCode.UNAVAILABLE
 
 
 class Indeterminate(ClientError):
     """A write's fate is unknown: it may or may not have taken effect."""
 
-    code = "Indeterminate"
+    code = ErrorCode.INDETERMINATE
 
 
 class ConnectionLost(ClientError):
