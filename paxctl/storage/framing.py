@@ -25,7 +25,10 @@ RECORD_HEADER = _REC.size
 MAX_RECORD = 64 * 1024 * 1024
 
 FILE_MAGIC = b"PXST"
-FORMAT_VERSION = 1
+#: Bumped whenever what the files hold changes meaning, not only their framing: a node must refuse
+#: files it would read differently. 2: commands and snapshots of cluster-assigned sessions
+#: (an old log replayed by new code would silently drop the writes of its sessions).
+FORMAT_VERSION = 2
 _HDR = struct.Struct(">4sHH16sQQI")
 FILE_HEADER = _HDR.size
 

@@ -7,6 +7,9 @@ names the file (and the offset), except a damaged snapshot, which is skipped for
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import pytest
 from storage_helpers import (
     IDENT,
@@ -24,7 +27,7 @@ from storage_helpers import (
 
 from paxctl.core.state import Ready
 from paxctl.core.types import Ballot
-from paxctl.storage.framing import FILE_HEADER, RECORD_HEADER, CorruptionError
+from paxctl.storage.framing import FILE_HEADER, FORMAT_VERSION, RECORD_HEADER, CorruptionError
 from paxctl.storage.fs import OsFileSystem
 from paxctl.storage.meta import Identity
 from paxctl.storage.snapshots import snapshot_name
@@ -255,6 +258,22 @@ def test_a_segment_with_a_valid_header_of_the_wrong_kind_is_corruption():
     fs.files[f"wal/{names[1]}"] = type(meta)(bytearray(meta.data), meta.durable)
     with pytest.raises(CorruptionError, match=rf"data/wal/{names[1]}: not a log segment"):
         open_storage(fs, segment_bytes=200)
+
+
+@pytest.mark.parametrize("where", ["meta", "wal"])
+def test_files_of_an_older_format_are_refused_by_name_not_reread(where):
+    """Files written by a paxctl whose commands meant something else (format 1: sessions named
+    by clients) must stop the node: replaying them would silently drop those sessions' writes."""
+    fs = written(one_vote_per_batch(3))
+    path = "meta" if where == "meta" else f"wal/{fs.listdir('wal')[0]}"
+    old = fs.files[path]
+    data = bytearray(old.data)
+    struct.pack_into(">H", data, 4, FORMAT_VERSION - 1)  # the version follows the magic
+    struct.pack_into(">I", data, FILE_HEADER - 4, zlib.crc32(bytes(data[: FILE_HEADER - 4])))
+    fs.files[path] = type(old)(data, old.durable)
+    message = f"format version {FORMAT_VERSION - 1}, this paxctl reads {FORMAT_VERSION}"
+    with pytest.raises(CorruptionError, match=message):
+        open_storage(fs)
 
 
 # ---------------------------------------------------------------------- missing files
