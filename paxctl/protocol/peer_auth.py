@@ -198,8 +198,10 @@ class Handshake:
         assert isinstance(nonce, bytes) and isinstance(mac, bytes)
         if cluster != self._cluster:
             raise AuthRefused("cluster", f"hello from node {peer} of another cluster")
-        if peer not in self._members or peer == self._node or not 0 < peer <= _MAX_ID:
+        if peer not in self._members or not 0 < peer <= _MAX_ID:
             raise AuthRefused("member", f"hello from node {peer}, which is not a peer member")
+        if peer == self._node:
+            raise AuthRefused("self", f"hello claiming to be this node ({peer}) itself")
         if to != self._node:
             raise AuthRefused("target", f"hello from node {peer} meant for node {to}")
         transcript = self._make_transcript(peer, self._node, self._nonce, nonce)

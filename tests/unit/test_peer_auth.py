@@ -117,7 +117,7 @@ def test_listener_without_the_secret_is_refused_by_the_connector() -> None:
         ({"cluster": b"d" * 16}, "cluster"),
         ({"cluster": b""}, "cluster"),
         ({"node": 9}, "member"),
-        ({"node": 1}, "member"),  # itself
+        ({"node": 1}, "self"),
         ({"node": -1}, "member"),
         ({"node": 2**64 - 1}, "member"),
         ({"to": 3}, "target"),
