@@ -240,9 +240,18 @@ def test_random_bytes_as_a_hello_are_refused_never_crash(payload: bytes) -> None
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["auth", "node", "cluster", "to", "nonce", "mac", "x"]),
-                       st.one_of(st.integers(-(2**63), 2**64 - 1), st.binary(max_size=40), st.text(max_size=5),
-                                 st.none(), st.booleans())))  # fmt: skip
+@given(
+    st.dictionaries(
+        st.sampled_from(["auth", "node", "cluster", "to", "nonce", "mac", "x"]),
+        st.one_of(
+            st.integers(-(2**63), 2**64 - 1),
+            st.binary(max_size=40),
+            st.text(max_size=5),
+            st.none(),
+            st.booleans(),
+        ),
+    )
+)
 def test_random_hello_maps_are_refused_never_crash(fields: dict[str, Any]) -> None:
     listener, _ = hello_for()
     with pytest.raises(AuthRefused):
