@@ -56,8 +56,6 @@ def _wall_ms() -> int:
 class NodeServer:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        if len(config.secret) != SECRET_SIZE:  # `paxctl node start` loads it before this
-            raise ValueError("a node needs the cluster secret to authenticate its peers")
         os.makedirs(config.data_dir, exist_ok=True)
         identity = Identity(config.cluster_id, config.node_id)
         self.storage, recovered = Storage.open(
@@ -108,6 +106,8 @@ class NodeServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
+        if len(self.config.secret) != SECRET_SIZE:  # `paxctl node start` loads it before this
+            raise ValueError("a node needs the cluster secret to authenticate its peers")
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
