@@ -122,6 +122,8 @@ def up(
     settings it was founded with: other --nodes, --base-port, --snapshot-every or node options
     for an existing DIR are refused (exit 2), as are ports that are taken (nothing starts).
     A first start that fails keeps nothing but the logs, so a corrected one starts afresh.
+    DIR gets a cluster secret, DIR/cluster.secret (mode 0600), unless it has one: every node
+    proves it holds it to its peers.
     """
     doc = load_cluster(directory)
     fresh = doc is None
