@@ -288,3 +288,26 @@ def test_the_secret_file_may_come_from_the_environment(tmp_path):
     env = {**env_without_secret(), "PAXCTL_SECRET_FILE": str(path)}
     done = run(*node_start(tmp_path), cwd=tmp_path, env=env)
     assert done.returncode == 2 and f"the secret file {path}" in done.stderr, done.stderr
+
+
+def test_handshakes_in_progress_are_capped_and_the_oldest_goes(cluster):
+    """Idle strangers cannot hold more than MAX_PENDING_HELLOS (64) connections in their
+    handshake: each new one beyond pushes out the oldest, and members still get through."""
+    node_id = cluster.ids[0]
+    held: list[socket.socket] = []
+    try:
+        for _ in range(64 + 3):
+            sock = socket.create_connection((HOST, cluster.peer_port(node_id)), timeout=5)
+            held.append(sock)
+        opened = time.monotonic()
+        for sock in held[:3]:  # the three oldest were dropped at once, not at their deadline
+            with PeerConn(sock, None) as conn:
+                assert conn.closed_by_node(timeout=3)
+        assert time.monotonic() - opened < 4, "closed by the 5 s hello deadline, not the cap"
+        with member(cluster, node_id) as conn:  # a member still authenticates
+            assert conn.authenticated
+    finally:
+        for sock in held:
+            sock.close()
+    cluster.wait_log({i: 0 for i in cluster.ids}, node_id, "in their handshake; the oldest")
+    cluster.assert_healthy()
