@@ -10,6 +10,7 @@ import click
 
 from paxctl.cli import exits
 from paxctl.server.config import ConfigError, NodeConfig
+from paxctl.server.secret import HOW_TO_GET, SecretError, load_secret
 from paxctl.storage.framing import CorruptionError
 from paxctl.storage.store import StorageError
 
@@ -79,6 +80,16 @@ def node() -> None:
     default=None,
     help="Watch events kept for clients resuming after a failover (default 100000).",
 )
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    envvar="PAXCTL_SECRET_FILE",
+    show_envvar=True,
+    help="The cluster secret (required; mode 0600): peers must prove they hold the same one. "
+    "Make one with `paxctl cluster secret FILE` and copy it to every node "
+    "(`paxctl cluster up` makes DIR/cluster.secret).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
     """Start a node in the foreground; SIGTERM or SIGINT stops it cleanly."""
@@ -100,6 +111,7 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
         "min_session_ms": flags["min_session_ms"],
         "max_session_ms": flags["max_session_ms"],
         "watch_history": flags["watch_history"],
+        "secret_file": flags["secret_file"],
     }
     try:
         if config_file:
@@ -108,6 +120,7 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
             config = NodeConfig.from_values({k: v for k, v in values.items() if v is not None})
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    _load_secret(config)
     from paxctl.server.node_server import run_node  # the server stack loads only to run a node
 
     try:
@@ -121,3 +134,16 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
     except OSError as exc:
         click.echo(f"paxctl: cannot start: {exc}", err=True)
         sys.exit(exits.UNAVAILABLE)
+
+
+def _load_secret(config: NodeConfig) -> None:
+    """The node's credential for its peers: without a usable one it does not start (exit 2)."""
+    if not config.secret_file:
+        raise click.UsageError(
+            "a cluster secret is required: --secret-file FILE, $PAXCTL_SECRET_FILE or "
+            f"secret_file in --config; {HOW_TO_GET}"
+        )
+    try:
+        config.secret = load_secret(config.secret_file)
+    except SecretError as exc:
+        raise click.UsageError(str(exc)) from None

@@ -63,3 +63,13 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def max_frame(self) -> int:
+        return self._max
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        """Change the limit for the frames still to come (a peer connection starts with a small
+        one and raises it once the peer is authenticated)."""
+        self._max = value

@@ -64,6 +64,10 @@ class NodeConfig:
     max_session_ms: int = 120_000
     #: Watch events each node keeps for clients that resume their watches after a failover.
     watch_history: int = 100_000
+    #: The cluster secret file (``--secret-file``); the node loads ``secret`` from it before it
+    #: starts (``paxctl node start`` refuses to start without one).
+    secret_file: str = ""
+    secret: bytes = field(default=b"", repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -126,6 +130,7 @@ class NodeConfig:
             min_session_ms=_number(v, "min_session_ms", 1000, 1, None),
             max_session_ms=_number(v, "max_session_ms", 120_000, 1, None),
             watch_history=_number(v, "watch_history", 100_000, 1, None),
+            secret_file=_text(v, "secret_file", ""),
         )
 
 

@@ -18,8 +18,7 @@ import os
 import random
 import signal
 import time
-
-import msgpack
+from collections.abc import Callable
 
 from paxctl.core import codec
 from paxctl.core.messages import Message
@@ -32,10 +31,12 @@ from paxctl.protocol.codec import (
     encode_push,
     encode_reply,
 )
-from paxctl.protocol.framing import MAX_PEER_FRAME
 from paxctl.protocol.messages import Failed, Ok
+from paxctl.protocol.peer_auth import SECRET_SIZE
 from paxctl.server.config import NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
+from paxctl.server.exposure import unencrypted_warnings
+from paxctl.server.peers import PeerAuth, PeerConnection
 from paxctl.server.requests import Frame
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.storage.fs import OsFileSystem
@@ -105,19 +106,19 @@ class NodeServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
+        if len(self.config.secret) != SECRET_SIZE:  # `paxctl node start` loads it before this
+            raise ValueError("a node needs the cluster secret to authenticate its peers")
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         listen = self.config.listen
         assert listen is not None
+        auth = PeerAuth(
+            self.config.secret, self.config.cluster_id, self.config.node_id, self.config.peers
+        )
         self._servers.append(
-            await loop.create_server(
-                lambda: FramedProtocol(
-                    self._on_peer_payload, label="peer inbound", max_frame=MAX_PEER_FRAME
-                ),
-                *listen,
-            )
+            await loop.create_server(lambda: PeerConnection(auth, self._on_peer_payload), *listen)
         )
         self._servers.append(
             await loop.create_server(
@@ -125,13 +126,10 @@ class NodeServer:
                 *self.config.client,
             )
         )
-        hello = msgpack.packb(
-            {"node": self.config.node_id, "cluster": self.config.cluster_id}, use_bin_type=True
-        )
         rng = random.Random(os.urandom(8))
         for peer, (host, port) in sorted(self.config.peers.items()):
             if peer != self.config.node_id:
-                link = PeerLink(peer, host, port, hello, self._on_peer_payload, rng)
+                link = PeerLink(peer, host, port, self._outbound(auth, peer), rng)
                 link.start()
                 self._links[peer] = link
         log.info(
@@ -140,6 +138,8 @@ class NodeServer:
             *listen,
             *self.config.client,
         )
+        for warning in unencrypted_warnings(listen, self.config.client):
+            log.warning("%s", warning)
         ticker = loop.create_task(self._tick_forever())
         try:
             await self._stopping.wait()
@@ -165,21 +165,17 @@ class NodeServer:
 
     # ------------------------------------------------------------------ inputs
 
+    def _outbound(self, auth: PeerAuth, peer: int) -> Callable[[], PeerConnection]:
+        def connection() -> PeerConnection:
+            link = self._links[peer]
+            return PeerConnection(
+                auth, self._on_peer_payload, lambda _: link.connection_lost(), peer
+            )
+
+        return connection
+
     def _on_peer_payload(self, conn: FramedProtocol, payload: bytes) -> None:
-        if conn.state is None:  # the first frame names the peer
-            try:
-                hello = msgpack.unpackb(payload, raw=False)
-                peer, cluster = hello["node"], hello["cluster"]
-                if type(peer) is not int or type(cluster) is not bytes:
-                    raise TypeError
-            except Exception:  # any malformed hello: this is not a peer of ours
-                conn.close("peer connection without a valid hello")
-                return
-            if cluster != self.config.cluster_id or peer not in self.config.peers:
-                conn.close(f"hello from node {peer} of another cluster or not a member")
-                return
-            conn.state = peer
-            return
+        """A message from an authenticated member: ``conn.state`` is its node id."""
         try:
             msg = codec.decode(payload)
         except codec.CodecError as exc:
