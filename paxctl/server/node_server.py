@@ -194,7 +194,7 @@ class NodeServer:
         for bad, why in self.engine.take_rejections():
             kind = type(bad).__name__
             self._rejections.warning(
-                ("rejected", kind, why.code),
+                ("rejected", kind, why.code, bad.frm),
                 "rejected %s from node %d (%s): %s",
                 kind,
                 bad.frm,
