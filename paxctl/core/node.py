@@ -257,7 +257,8 @@ class Node(Roles):
     def _on_promise(self, msg: Promise) -> None:
         if self.role is not Role.CANDIDATE or msg.ballot != self.ballot:
             return
-        far = msg.commit > self.learner.commit + self.config.accept_window
+        top = max([msg.commit, *(v.slot for v in msg.accepted)])
+        far = top > self.learner.commit + self.config.accept_window
         if msg.compacted >= self.proposer.campaign_from or (far and not self._bugs.no_peer_checks):
             # That acceptor dropped votes we would need to see, or learned so much more that
             # adopting it would mean proposing thousands of slots: this node is too far behind

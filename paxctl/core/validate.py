@@ -116,9 +116,8 @@ def _promise(node: Roles, msg: Any) -> Rejection | None:
         return Rejection("bad-slot", f"promise from slot {m.from_slot}, asked from another")
     if m.compacted > m.commit:
         return Rejection("bad-slot", f"compacted {m.compacted} beyond its commit {m.commit}")
-    window = node.config.accept_window
-    for vote in m.accepted:
-        if not m.from_slot <= vote.slot <= m.commit + window:
+    for vote in m.accepted:  # (votes far ahead: the node is behind, see ``_on_promise``)
+        if vote.slot < m.from_slot:
             return Rejection("bad-slot", f"promise reports a vote for slot {vote.slot}")
         if vote.ballot > m.ballot or vote.ballot.node not in node.config.voters:
             return Rejection("bad-ballot", f"promise reports a vote at ballot {vote.ballot}")

@@ -124,8 +124,7 @@ def test_a_promise_reporting_votes_outside_what_was_asked_is_dropped():
     node.become_candidate(pre_voted=True)
     drain(node)
     b = node.ballot
-    far = AcceptedEntry(10**9, Ballot(0, 2), val(cmd(9, 1)))
-    rejected(node, Promise(2, 1, b, 1, (far,), 0), "bad-slot")
+    rejected(node, Promise(2, 1, b, 2, (), 0), "bad-slot")
     rejected(node, Promise(2, 1, b, 1, (), 0, compacted=5), "bad-slot")
     high = AcceptedEntry(1, Ballot(b.round + 1, 2), val(cmd(9, 1)))
     rejected(node, Promise(2, 1, b, 1, (high,), 1), "bad-ballot")
@@ -138,6 +137,14 @@ def test_a_candidate_far_behind_a_promise_steps_down_to_catch_up_instead_of_fill
     node.step(Promise(2, 1, node.ballot, 1, (), 10**9))
     assert node.role is Role.FOLLOWER
     assert of_type(drain(node), CatchupRequest) == [CatchupRequest(1, 2, 1)]
+    for n in (2, 3):  # the same with a vote far ahead, even one it is not told is chosen
+        node = make_node(1)
+        node.become_candidate(pre_voted=True)
+        drain(node)
+        far = AcceptedEntry(10**9, Ballot(0, 2), val(cmd(9, 1)))
+        node.step(Promise(n, 1, node.ballot, 1, (far,), 0))
+        node.step(Promise(5 - n, 1, node.ballot, 1, (), 0))
+        assert node.role is Role.FOLLOWER and not node.proposer.inflight
 
 
 def test_an_unsolicited_catchup_reply_applies_nothing():
