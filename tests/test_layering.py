@@ -73,6 +73,7 @@ PURE_SERVER_MODULES = (
     "driver",
     "engine",
     "requests",
+    "peercheck",
 )
 
 

@@ -56,6 +56,10 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
             ("  replayed after failover / resyncs", f"{s.watch_replays:,} / {s.resyncs:,}"),
             ("digest audits passed", f"{s.digest_audits:,}"),
         ]
+    if s.garbage:
+        rows.append(
+            ("garbage messages / peer messages rejected", f"{s.garbage:,} / {s.rejected:,}")
+        )
     rows.append(("virtual time", f"{summary.virtual_ms / 1000:,.1f} s"))
     return rows
 
@@ -118,6 +122,12 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
 )
 @click.option("--no-faults", is_flag=True, help="No drops, duplicates, crashes or partitions.")
 @click.option(
+    "--garbage",
+    is_flag=True,
+    help="Add a garbage peer: well-typed but invalid node messages (absurd rounds, forged"
+    " ballots, unsolicited catch-up, a Forward posing as the reaper...) that must be dropped.",
+)
+@click.option(
     "--plant-bug",
     "bugs",
     multiple=True,
@@ -149,6 +159,7 @@ def sim(
     safety_ms: int,
     liveness_ms: int,
     no_faults: bool,
+    garbage: bool,
     bugs: tuple[str, ...],
     trace: bool,
     jobs: int,
@@ -176,6 +187,7 @@ def sim(
         safety_ms=safety_ms,
         liveness_ms=liveness_ms,
         faults=not no_faults,
+        garbage=garbage,
         bugs=frozenset(bugs),
         trace=trace,
     )

@@ -14,6 +14,7 @@ state change only in ``become_follower``, ``become_candidate`` and ``become_lead
 
 from __future__ import annotations
 
+from paxctl.core import validate
 from paxctl.core.messages import (
     Accept,
     Accepted,
@@ -47,6 +48,9 @@ from paxctl.core.types import (
 #: far behind does bounded work per heartbeat and catches up by request instead.
 _MAX_COMMIT_SCAN = 1024
 
+#: Reads asked of a leader and not answered yet, remembered at most (the oldest go first).
+_MAX_READ_ASKS = 65536
+
 
 def _command_size(command: Command) -> int:
     return len(command.data) + COMMAND_OVERHEAD
@@ -70,11 +74,33 @@ class Node(Roles):
         self._drain_local()
 
     def step(self, msg: Message) -> None:
-        """Handle one message from a peer (the shell has decoded and checked it)."""
-        if msg.to != self.id or (msg.frm not in self._voters and not isinstance(msg, Forward)):
+        """Handle one message from a peer (the shell has decoded it and checked its sender).
+
+        It is checked against this node's state first (``validate.check``): a message that
+        makes no sense here is dropped, counted and kept in ``rejections`` for the shell to
+        log. A peer's bytes never stop the node.
+        """
+        if not self._bugs.no_peer_checks:
+            rejection = validate.check(self, msg)
+            if rejection is not None:
+                self.reject(msg, rejection)
+                return
+        elif msg.to != self.id or (msg.frm not in self._voters and not isinstance(msg, Forward)):
             return
         self._handle(msg)
         self._drain_local()
+
+    def reject(self, msg: Message, rejection: validate.Rejection) -> None:
+        """Count a dropped peer message and keep why for the shell (the engine's checks too)."""
+        self.counters["rejected"] += 1
+        self.counters[f"rejected_{type(msg).__name__}"] += 1
+        self.rejections.append((msg, rejection))
+
+    def take_rejections(self) -> list[tuple[Message, validate.Rejection]]:
+        """The rejections since the last call (the most recent 64), oldest first."""
+        out = list(self.rejections)
+        self.rejections.clear()
+        return out
 
     def propose(self, command: Command) -> bool:
         """Ask the cluster to decide ``command``; False if this node cannot take it now.
@@ -98,6 +124,9 @@ class Node(Roles):
             self._queue_read(ctx, self.id)
         elif self.leader is not None and self.leader != self.id:
             self._send(ReadIndex(self.id, self.leader, ctx))
+            self.read_asks[ctx] = self.leader
+            if len(self.read_asks) > _MAX_READ_ASKS:
+                del self.read_asks[next(iter(self.read_asks))]
         else:
             self._read_results.append(ReadState(ctx, None))
         self._drain_local()
@@ -202,6 +231,7 @@ class Node(Roles):
             else:
                 self._send(ReadIndexReply(self.id, msg.frm, msg.ctx, 0, 0))
         elif isinstance(msg, ReadIndexReply):
+            self.read_asks.pop(msg.ctx, None)
             self._read_results.append(ReadState(msg.ctx, msg.index if msg.ok else None))
 
     def _drain_local(self) -> None:
@@ -227,9 +257,12 @@ class Node(Roles):
     def _on_promise(self, msg: Promise) -> None:
         if self.role is not Role.CANDIDATE or msg.ballot != self.ballot:
             return
-        if msg.compacted >= self.proposer.campaign_from:
-            # That acceptor dropped votes we would need to see: this node is too far behind to
-            # lead. Catch up (by snapshot) first; a later campaign starts above the gap.
+        top = max([msg.commit, *(v.slot for v in msg.accepted)])
+        far = top > self.learner.commit + self.config.accept_window
+        if msg.compacted >= self.proposer.campaign_from or (far and not self._bugs.no_peer_checks):
+            # That acceptor dropped votes we would need to see, or learned so much more that
+            # adopting it would mean proposing thousands of slots: this node is too far behind
+            # to lead. Catch up first; a later campaign starts above the gap.
             self.become_follower(None)
             self._maybe_request_catchup(msg.frm, max(msg.commit, msg.compacted))
             return
@@ -272,7 +305,14 @@ class Node(Roles):
         self._send(Promise(self.id, msg.frm, msg.ballot, msg.from_slot, votes, commit, compacted))
 
     def _on_accept(self, msg: Accept) -> None:
-        slots = self.acceptor.accept(msg.ballot, msg.entries)
+        entries = msg.entries
+        limit = self.learner.commit + self.config.accept_window
+        if not self._bugs.no_peer_checks and any(e.slot > limit for e in entries):
+            # No vote so far ahead (a flood of them would fill memory): the leader retransmits
+            # what is not acknowledged, and this node catches up by request meanwhile.
+            entries = tuple(e for e in entries if e.slot <= limit)
+            self.counters["accepts_beyond_window"] += len(msg.entries) - len(entries)
+        slots = self.acceptor.accept(msg.ballot, entries)
         if slots is None:
             self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))
             return
@@ -385,7 +425,7 @@ class Node(Roles):
 
     def _maybe_request_catchup(self, source: int | None, their_commit: int = 0) -> None:
         commit = self.learner.commit
-        peer = self._catchup.request(self.now, commit, self.leader, source, their_commit)
+        peer = self.catchup.request(self.now, commit, self.leader, source, their_commit)
         if peer is not None:
             self._send(CatchupRequest(self.id, peer, commit + 1))
 
@@ -415,15 +455,15 @@ class Node(Roles):
             self.acceptor.compact(msg.snapshot.slot)
             self._installed = msg.snapshot
             self.counters["snapshots_installed"] += 1
-        self._catchup.answered()
+        self.catchup.answered()
         self._maybe_request_catchup(msg.frm)
 
     def _on_catchup_reply(self, msg: CatchupReply) -> None:
         before = self.learner.commit
         for entry in msg.entries:
             self._learn(entry.slot, entry.value, own_quorum=False)
-        self._catchup.answered()
         # Ask the same peer again only while it helps; two laggards missing the same slot
         # must not keep asking each other (ask the leader, or anyone, instead).
         helped = self.learner.commit > before or msg.commit > self.learner.commit
+        self.catchup.answered(msg.frm)
         self._maybe_request_catchup(msg.frm if helped else None, msg.commit)

@@ -37,6 +37,7 @@ from paxctl.core.types import (
     chunks,
     value_size,
 )
+from paxctl.core.validate import MAX_ROUND, Rejection
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
     import random
@@ -92,7 +93,11 @@ class Roles:
         self._reads = ReadTracker()
         self._commit_sent = 0  # the commit index the last Accept carried
         self._read_results: list[ReadState] = []
-        self._catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
+        self.catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
+        #: Read ctx -> the node a ReadIndex for it went to (a reply is taken only from there).
+        self.read_asks: dict[int, int] = {}
+        #: Peer messages dropped by ``validate.check``, with why, for the shell to log.
+        self.rejections: deque[tuple[Message, Rejection]] = deque(maxlen=64)
 
         #: How often each rare path ran: for status pages, and for tests that must see them run.
         self.counters: Counter[str] = Counter()
@@ -159,6 +164,9 @@ class Roles:
                     self._send(PreVote(self.id, peer, self._prevote_round))
                 return
         self._prevote_round = 0
+        if self._next_round() > MAX_ROUND:
+            self.counters["round_cap"] += 1  # unreachable: peers' rounds are bounded on receipt
+            return
         for cmd in self.proposer.take_undecided():
             self._offer(cmd)
         self.max_round = self._next_round()
@@ -203,9 +211,18 @@ class Roles:
         else:
             self._outbox.append(msg)
 
-    def _next_round(self) -> int:
+    def known_round(self) -> int:
+        """The highest round this node has issued, promised, followed or seen."""
         return max(self.max_round, self.acceptor.promised.round, self.ballot.round,
-                   self._seen_round) + 1  # fmt: skip
+                   self._seen_round)  # fmt: skip
+
+    @property
+    def heartbeat_round(self) -> int:
+        """The leader's latest heartbeat round (an Accepted may acknowledge up to it)."""
+        return self._reads.round
+
+    def _next_round(self) -> int:
+        return self.known_round() + 1
 
     def _send_prepares(self, to: Iterable[int]) -> None:
         for peer in to:

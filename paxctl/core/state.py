@@ -41,6 +41,9 @@ class Config:
     max_pending: int = 10_000
     #: Chosen values sent in one catch-up reply, and accepts sent in one message.
     max_entries: int = 64
+    #: An acceptor votes only for slots up to its commit index plus this (a leader proposes
+    #: within ``window`` of its own commit; a follower further behind catches up by request).
+    accept_window: int = 1024
     #: Bytes of commands in one slot, and of entries in one message (a bigger single command
     #: still goes, alone): keeps every message well inside the transport's frame limit.
     max_batch_bytes: int = 1024 * 1024
@@ -61,6 +64,8 @@ class Config:
             raise ValueError("heartbeat_ticks must be positive and below election_ticks")
         if self.window < 1 or self.max_batch < 1 or self.max_entries < 1:
             raise ValueError("window, max_batch and max_entries must be positive")
+        if self.accept_window < self.window:
+            raise ValueError("accept_window must be at least the window")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,11 @@ from paxctl.core.messages import Forward, Message, Relay
 from paxctl.core.node import Node, Role
 from paxctl.core.state import ReadState, Ready
 from paxctl.core.types import Applied, Command, Snapshot
+from paxctl.core.validate import Rejection
 from paxctl.protocol.messages import Request
 from paxctl.server.driver import Disk, Driver, Pass
 from paxctl.server.liveness import Duties
+from paxctl.server.peercheck import check_forward, check_relay
 from paxctl.server.replica import Replica
 from paxctl.server.requests import ClientRequests, Frame
 from paxctl.server.watches import Event
@@ -138,16 +140,36 @@ class NodeEngine:
         return self.driver.take()
 
     def receive(self, msg: Message, now_ms: int, wall_ms: int) -> list[Output]:
-        """A peer's message, decoded and checked against its sender by the shell."""
+        """A peer's message, decoded and checked against its sender by the shell.
+
+        Forward and Relay are checked here (``peercheck.py``), every other kind by the core;
+        ``take_rejections`` then says what was dropped and why.
+        """
+        checks = not self.node.config.planted_bugs.no_peer_checks
         if isinstance(msg, Relay):  # the keeper's own traffic; the core never sees it
-            if msg.to == self.id:
+            rejection = check_relay(self.node, msg) if checks else None
+            if rejection is not None:
+                self.node.reject(msg, rejection)
+            elif msg.to == self.id:
                 keeper = self.replica.keeper
                 self._do(keeper.on_relay(msg, self.node, self.machine, now_ms))
             return self.driver.take()
+        if isinstance(msg, Forward) and checks:
+            rejection = check_forward(self.node, msg)
+            if rejection is not None:
+                self.node.reject(msg, rejection)
+                if rejection.code != "system-client":
+                    return self.driver.take()
+                kept = tuple(c for c in msg.commands if c.client >= FIRST_CLIENT_ID)
+                msg = Forward(msg.frm, msg.to, kept)  # the clients' commands still count
         if isinstance(msg, Forward) and self._restamp:
             msg = Forward(msg.frm, msg.to, tuple(self.stamp(c, wall_ms) for c in msg.commands))
         self.node.step(msg)
         return self.driver.take()
+
+    def take_rejections(self) -> list[tuple[Message, Rejection]]:
+        """Peer messages dropped since the last call, and why (for the shell's log)."""
+        return self.node.take_rejections()
 
     def stamp(self, cmd: Command, wall_ms: int) -> Command:
         """Stamp a forwarded client command with this node's clock, so that znode times and

@@ -37,6 +37,7 @@ from paxctl.server.config import NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
 from paxctl.server.exposure import unencrypted_warnings
 from paxctl.server.peers import PeerAuth, PeerConnection
+from paxctl.server.logthrottle import Throttle
 from paxctl.server.requests import Frame
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.storage.fs import OsFileSystem
@@ -95,6 +96,7 @@ class NodeServer:
         self._scheduled = False
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
+        self._rejections = Throttle(log)  # a peer can send thousands of bad messages a second
         log.info(
             "node %d: recovered promise %s, commit %d, snapshot %s",
             config.node_id,
@@ -185,6 +187,16 @@ class NodeServer:
             conn.close(f"node {conn.state} sent a message signed as node {msg.frm}")
             return
         self._carry_out(self.engine.receive(msg, _now_ms(), _wall_ms()))
+        for bad, why in self.engine.take_rejections():
+            kind = type(bad).__name__
+            self._rejections.warning(
+                ("rejected", kind, why.code, bad.frm),
+                "rejected %s from node %d (%s): %s",
+                kind,
+                bad.frm,
+                why.code,
+                why.detail,
+            )
         self.kick()
 
     def _on_client_payload(self, conn: FramedProtocol, payload: bytes) -> None:

@@ -247,7 +247,7 @@ def test_a_forwarded_write_is_stamped_with_the_receiving_nodes_clock():
         msg = Forward(2, 1, (Command(CLIENT, 1, data), Command(1, 1, data)))
         h.out(h.engine.receive(msg, 123, WALL + 123))
         pending = list(h.node.proposer.pending)
-        assert [decode_command(c.data)[0] for c in pending] == [expected, 5]  # not the reaper's
+        assert [decode_command(c.data)[0] for c in pending] == [expected]  # (the reaper's: refused)
         if not bugs:
             assert h.proposals.commands == [pending[0]]  # the stamped command is reported
 
@@ -284,3 +284,41 @@ def test_status_puts_what_the_shell_knows_among_what_the_engine_knows():
     keys = list(status.value)
     assert keys.index("zxid") < keys.index("pid") < keys.index("digest")
     assert status.value["role"] == Role.LEADER.value and status.value["pid"] == 42
+
+
+def test_a_forward_under_the_reaper_or_audit_id_is_refused_the_clients_commands_go_on():
+    from paxctl.server.liveness import TOUCH, TOUCH_ACK, encode_touch
+    from paxctl.statemachine.ops import REAPER_CLIENT, CloseSession
+
+    h = Harness(voters=(1, 2, 3))
+    close = encode_command(5, CloseSession(1 << 20))
+    ok = encode_command(5, Create("/f", b""))
+    msg = Forward(2, 1, (Command(REAPER_CLIENT, 2**63 - 1, close), Command(0, 7, ok)))
+    h.out(h.engine.receive(Forward(2, 1, (*msg.commands, Command(CLIENT, 1, ok))), 0, WALL))
+    assert [c.client for c in h.node.proposer.pending] == [CLIENT]
+    ((got, why),) = h.engine.take_rejections()
+    assert isinstance(got, Forward) and why.code == "system-client"
+    assert h.node.counters["rejected_Forward"] == 1
+    # Relays: from a stranger, of an unknown kind, an ack from a node this one does not follow.
+    keeper_saw: list[object] = []
+    h.engine.replica.keeper.on_relay = lambda *a: keeper_saw.append(a)  # type: ignore[method-assign]
+    for relay, code in (
+        (Relay(9, 1, TOUCH, encode_touch(1, [1 << 20])), "not-member"),
+        (Relay(2, 1, 7, b""), "bad-kind"),
+        (Relay(2, 1, TOUCH_ACK, encode_touch(1, [])), "not-leader"),
+        (Relay(2, 3, TOUCH, encode_touch(1, [])), "misaddressed"),
+    ):
+        h.out(h.engine.receive(relay, 0, WALL))
+        ((got, why),) = h.engine.take_rejections()
+        assert got == relay and why.code == code
+    assert not keeper_saw and h.node.counters["rejected_Relay"] == 4
+
+
+def test_without_the_checks_a_forward_posing_as_the_reaper_is_proposed():
+    from paxctl.core.bugs import PlantedBugs
+    from paxctl.statemachine.ops import REAPER_CLIENT, CloseSession
+
+    h = Harness(voters=(1, 2, 3), planted_bugs=PlantedBugs(no_peer_checks=True))
+    close = encode_command(5, CloseSession(1 << 20))
+    h.out(h.engine.receive(Forward(2, 1, (Command(REAPER_CLIENT, 2**63 - 1, close),)), 0, WALL))
+    assert [c.client for c in h.node.proposer.pending] == [REAPER_CLIENT]
