@@ -118,6 +118,14 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
 )
 @click.option("--no-faults", is_flag=True, help="No drops, duplicates, crashes or partitions.")
 @click.option(
+    "--snapshot-chunk",
+    type=click.IntRange(min=0),
+    metavar="BYTES",
+    default=0,
+    help="Bytes per state-transfer chunk (0: the default, 1 MiB); small values make every "
+    "snapshot transfer span many chunks.",
+)
+@click.option(
     "--plant-bug",
     "bugs",
     multiple=True,
@@ -149,6 +157,7 @@ def sim(
     safety_ms: int,
     liveness_ms: int,
     no_faults: bool,
+    snapshot_chunk: int,
     bugs: tuple[str, ...],
     trace: bool,
     jobs: int,
@@ -176,6 +185,7 @@ def sim(
         safety_ms=safety_ms,
         liveness_ms=liveness_ms,
         faults=not no_faults,
+        snapshot_chunk=snapshot_chunk,
         bugs=frozenset(bugs),
         trace=trace,
     )

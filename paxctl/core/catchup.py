@@ -22,6 +22,7 @@ class CatchUp:
         self._rng = rng
         self.target = 0  # the highest commit index a peer showed us
         self.sent_at: int | None = None  # when the request now outstanding went out
+        self.asked: int | None = None  # whom it went to: only that peer may offer a snapshot
 
     def request(
         self, now: int, commit: int, leader: int | None, source: int | None, their_commit: int
@@ -32,7 +33,7 @@ class CatchUp:
         """
         self.target = max(self.target, their_commit)
         if self.target <= commit:
-            self.sent_at = None
+            self.sent_at = self.asked = None
             return None
         if self.sent_at is not None and now - self.sent_at < self._interval:
             return None
@@ -42,9 +43,9 @@ class CatchUp:
             if not self._peers:
                 return None
             target = self._rng.choice(self._peers)
-        self.sent_at = now
+        self.sent_at, self.asked = now, target
         return target
 
     def answered(self) -> None:
         """A reply came: the next request may go at once."""
-        self.sent_at = None
+        self.sent_at = self.asked = None
