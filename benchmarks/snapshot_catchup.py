@@ -22,6 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integ
 
 from local_cluster import LocalCluster, wait_until
 
+from paxctl.client import SyncClient
+
 MIB = 1024 * 1024
 
 
@@ -58,7 +60,7 @@ def run(mib: int, snapshot_every: int) -> None:
             cluster.kill(follower)
             data = os.urandom(MIB - 64)
             started = time.monotonic()
-            with cluster.client(leader, timeout=60) as c:
+            with SyncClient([cluster.address(leader)], timeout=60, session_timeout=60) as c:
                 c.create("/big")
                 for i in range(mib):
                     c.create(f"/big/{i:05d}", data)

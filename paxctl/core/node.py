@@ -70,6 +70,7 @@ class Node(Roles):
             self._send_prepares(p for p in self._peers if p not in self.proposer.promises)
         for req in self._snap_in.tick(self.now):
             self._send(req)
+        self._snap_out.tick(self.now, self.learner.snapshot)
         self._maybe_request_catchup(None)
         self._drain_local()
 
@@ -143,6 +144,7 @@ class Node(Roles):
         The node forgets its votes and chosen values up to there; the driver stores the snapshot
         it returns, then may drop the log behind it. Laggards get this snapshot by catch-up.
         """
+        self._snap_out.replaced(self.now, self.learner.snapshot)
         snapshot = self.learner.compact(slot, app, self.config.voters)
         self.acceptor.compact(slot)
         return snapshot
@@ -417,7 +419,7 @@ class Node(Roles):
     # ------------------------------------------------------------------ state transfer
 
     def _on_snapshot_request(self, msg: SnapshotRequest) -> None:
-        answer = self._snap_out.answer(msg, self.learner.snapshot)
+        answer = self._snap_out.answer(self.now, msg, self.learner.snapshot)
         if isinstance(answer, str):
             self.counters[answer] += 1
             return
@@ -460,6 +462,7 @@ class Node(Roles):
             if self.role is Role.LEADER and snapshot.slot >= self.proposer.campaign_from:
                 # Slots this leader owns were decided elsewhere: a higher ballot is out there.
                 self.become_follower(None)
+            self._snap_out.replaced(self.now, self.learner.snapshot)
             self.learner.install(snapshot)
             self.acceptor.compact(snapshot.slot)
             self._installed = snapshot

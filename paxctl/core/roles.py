@@ -101,7 +101,7 @@ class Roles:
         self.counters: Counter[str] = Counter()
         self._catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
         # State transfer in chunks, both sides (``snapshot_transfer.py``).
-        self._snap_out = SnapshotSender(config.max_message_bytes - 1024)
+        self._snap_out = SnapshotSender(config.max_message_bytes - 1024, 2 * config.election_ticks)
         self._snap_in = SnapshotReceiver(
             self.id,
             config.voters,

@@ -47,35 +47,58 @@ class SnapshotSender:
     """Answers offers and chunk requests from the snapshot this node holds.
 
     The digest of a snapshot is computed once, on first use, and kept with its slot: a chunk is
-    a slice of bytes already in memory, never a re-encoding.
+    a slice of bytes already in memory, never a re-encoding. A snapshot replaced by a newer one
+    while a peer was pulling it stays pinned as long as pulls keep coming (``keep_ticks``), so a
+    transfer slower than the interval between snapshots still ends.
     """
 
-    def __init__(self, max_chunk: int) -> None:
+    def __init__(self, max_chunk: int, keep_ticks: int = 1) -> None:
         self.max_chunk = max_chunk
-        self._digest: tuple[int, bytes] | None = None  # (slot, sha256 of its bytes)
+        self.keep_ticks = keep_ticks
+        self._digests: dict[int, bytes] = {}  # slot -> sha256 of its bytes
+        self._pulled: dict[int, int] = {}  # slot -> the tick a peer last pulled a chunk of it
+        self._pinned: dict[int, Snapshot] = {}  # replaced snapshots still being pulled
 
     def digest(self, snapshot: Snapshot) -> bytes:
-        if self._digest is None or self._digest[0] != snapshot.slot:
-            self._digest = (snapshot.slot, digest_of(snapshot.app))
-        return self._digest[1]
+        known = self._digests.get(snapshot.slot)
+        if known is None:
+            known = self._digests[snapshot.slot] = digest_of(snapshot.app)
+        return known
 
     def offer(self, me: int, to: int, snapshot: Snapshot) -> SnapshotOffer:
         size = len(snapshot.app)
         return SnapshotOffer(me, to, snapshot.slot, snapshot.voters, size, self.digest(snapshot))
 
+    def replaced(self, now: int, old: Snapshot | None) -> None:
+        """This node's snapshot ``old`` was replaced by a newer one: pin it if peers pull it."""
+        if old is not None and now - self._pulled.get(old.slot, -self.keep_ticks) < self.keep_ticks:
+            self._pinned[old.slot] = old
+
+    def tick(self, now: int, current: Snapshot | None) -> None:
+        """Forget pinned snapshots nobody pulled for ``keep_ticks``."""
+        for slot in sorted(self._pinned):
+            if now - self._pulled.get(slot, 0) >= self.keep_ticks:
+                del self._pinned[slot]
+        keep = set(self._pinned) | ({current.slot} if current is not None else set())
+        self._digests = {s: d for s, d in self._digests.items() if s in keep}
+        self._pulled = {s: t for s, t in self._pulled.items() if s in keep}
+
     def answer(
-        self, req: SnapshotRequest, snapshot: Snapshot | None
+        self, now: int, req: SnapshotRequest, snapshot: Snapshot | None
     ) -> SnapshotChunk | SnapshotOffer | str:
         """The chunk asked for; an offer of a newer snapshot if the asked one is gone; or the
         name of the refusal."""
-        if snapshot is None or req.slot > snapshot.slot:
+        held = snapshot if snapshot is not None and req.slot == snapshot.slot else None
+        held = held or self._pinned.get(req.slot)
+        if held is None:
+            if snapshot is not None and req.slot < snapshot.slot:
+                return self.offer(req.to, req.frm, snapshot)  # moved on: start over with this
             return "snapshot_bad_request"  # never had it: not something a peer saw from us
-        if req.slot < snapshot.slot:
-            return self.offer(req.to, req.frm, snapshot)  # moved on: start over with this one
-        size = len(snapshot.app)
+        size = len(held.app)
         if req.length > self.max_chunk or req.offset >= size or req.length < 1:
             return "snapshot_bad_request"
-        data = snapshot.app[req.offset : req.offset + req.length]
+        self._pulled[req.slot] = now
+        data = held.app[req.offset : req.offset + req.length]
         return SnapshotChunk(req.to, req.frm, req.slot, req.offset, data)
 
 

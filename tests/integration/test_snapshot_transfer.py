@@ -15,6 +15,7 @@ import pytest
 from local_cluster import LocalCluster, paxctl, wait_until
 from peer_client import open_peer
 
+from paxctl.client import SyncClient
 from paxctl.core.messages import Accepted, SnapshotChunk, SnapshotOffer
 from paxctl.core.snapshot_transfer import digest_of
 from paxctl.core.types import Ballot
@@ -53,7 +54,7 @@ def test_a_tree_over_64_mib_reaches_a_follower_restarted_behind_a_snapshot(clust
     follower = next(i for i in (1, 2, 3) if i != leader)
     cluster.kill(follower)
     data = os.urandom(MIB - 64)
-    with cluster.client(leader, timeout=60) as c:
+    with SyncClient([cluster.address(leader)], timeout=60, session_timeout=60) as c:
         c.create("/big")
         for i in range(70):
             c.create(f"/big/{i:03d}", data)

@@ -63,7 +63,7 @@ def pull(node: Node, frm: int, snap: Snapshot) -> None:
         requests = of_type(drain(node), SnapshotRequest)
         assert requests, "the transfer stalled"
         for req in requests:
-            answer = sender.answer(req, snap)
+            answer = sender.answer(0, req, snap)
             assert not isinstance(answer, str)
             node.step(answer)
     raise AssertionError("the transfer did not end")

@@ -53,7 +53,7 @@ def offer(snap: Snapshot = SNAP, frm: int = 1) -> SnapshotOffer:
 
 
 def serve(req: SnapshotRequest, snap: Snapshot = SNAP) -> SnapshotChunk:
-    out = SnapshotSender(1 << 20).answer(req, snap)
+    out = SnapshotSender(1 << 20).answer(0, req, snap)
     assert isinstance(out, SnapshotChunk)
     return out
 
@@ -69,7 +69,7 @@ def test_sender_cuts_chunks_from_the_bytes_it_holds_and_hashes_once():
     tx = SnapshotSender(64)
     o = tx.offer(1, 3, SNAP)
     assert (o.slot, o.voters, o.size, o.digest) == (40, VOTERS, 1028, digest_of(SNAP.app))
-    assert tx.answer(SnapshotRequest(3, 1, 40, 1000, 64), SNAP) == SnapshotChunk(
+    assert tx.answer(0, SnapshotRequest(3, 1, 40, 1000, 64), SNAP) == SnapshotChunk(
         1, 3, 40, 1000, SNAP.app[1000:]
     )
     assert tx.digest(SNAP) is tx.digest(SNAP)  # cached per slot
@@ -85,13 +85,13 @@ def test_sender_cuts_chunks_from_the_bytes_it_holds_and_hashes_once():
     ],
 )
 def test_sender_refuses_requests_for_what_it_does_not_hold(req, why):
-    assert SnapshotSender(64).answer(req, SNAP) == why
-    assert SnapshotSender(64).answer(req, None) == "snapshot_bad_request"
+    assert SnapshotSender(64).answer(0, req, SNAP) == why
+    assert SnapshotSender(64).answer(0, req, None) == "snapshot_bad_request"
 
 
 def test_sender_that_moved_on_offers_its_newer_snapshot():
     newer = Snapshot(50, VOTERS, b"newer")
-    out = SnapshotSender(64).answer(SnapshotRequest(3, 1, 40, 0, 10), newer)
+    out = SnapshotSender(64).answer(0, SnapshotRequest(3, 1, 40, 0, 10), newer)
     assert isinstance(out, SnapshotOffer) and (out.frm, out.to, out.slot) == (1, 3, 50)
 
 
@@ -298,7 +298,7 @@ def feed(node: Node, snap: Snapshot = SNAP, frm: int = 1) -> None:
         if not reqs:
             return
         for r in reqs:
-            out = tx.answer(r, snap)
+            out = tx.answer(0, r, snap)
             assert not isinstance(out, str)
             node.step(out)
 
@@ -347,3 +347,19 @@ def test_an_unsolicited_offer_or_chunk_changes_nothing_on_a_node():
     r = drain(node)
     assert r.snapshot is None and r.messages == ()
     assert node.counters["snapshot_unsolicited"] == 2
+
+
+def test_a_snapshot_replaced_while_pulled_stays_pinned_until_pulls_stop():
+    tx = SnapshotSender(64, keep_ticks=5)
+    newer = Snapshot(50, VOTERS, b"newer")
+    req = SnapshotRequest(3, 1, 40, 0, 10)
+    assert isinstance(tx.answer(0, req, SNAP), SnapshotChunk)
+    tx.replaced(2, SNAP)  # compacted again while node 3 pulls slot 40
+    assert isinstance(tx.answer(3, req, newer), SnapshotChunk)  # still served
+    tx.tick(7, newer)
+    assert isinstance(tx.answer(7, req, newer), SnapshotChunk)  # pulled at 3: kept until 8
+    tx.tick(12, newer)
+    assert isinstance(tx.answer(12, req, newer), SnapshotOffer)  # nobody pulled: offer the newer
+    idle = SnapshotSender(64, keep_ticks=5)
+    idle.replaced(0, SNAP)  # nobody was pulling it: not pinned
+    assert isinstance(idle.answer(1, req, newer), SnapshotOffer)
