@@ -101,14 +101,14 @@ class Roles:
         self.counters: Counter[str] = Counter()
         self._catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
         # State transfer in chunks, both sides (``snapshot_transfer.py``).
-        self._snap_out = SnapshotSender(config.max_message_bytes - 1024, 2 * config.election_ticks)
+        self._snap_out = SnapshotSender(config.max_message_bytes - 1024, 4 * config.election_ticks)
         self._snap_in = SnapshotReceiver(
             self.id,
             config.voters,
             chunk=config.snapshot_chunk_bytes,
             window=config.snapshot_window,
-            retry_ticks=config.heartbeat_ticks,
-            give_up_ticks=2 * config.election_ticks,
+            retry_ticks=max(1, config.election_ticks // 2),  # TCP rarely loses: not too eager
+            give_up_ticks=4 * config.election_ticks,
             max_bytes=config.max_snapshot_bytes,
             counters=self.counters,
         )

@@ -255,6 +255,11 @@ class NodeServer:
         self._scheduled = False
         try:
             done = self.engine.process()  # persists through self.storage: one fsync
+            if done.ready is not None and done.ready.snapshot is not None:
+                snap = done.ready.snapshot
+                log.info(
+                    "installed a peer's snapshot at slot %d (%d bytes)", snap.slot, len(snap.app)
+                )
             self._carry_out(done.outputs)
             if done.snapshot is not None:
                 self.storage.save_snapshot(done.snapshot)

@@ -29,7 +29,7 @@ def test_tiny_chunks_under_faults_keep_every_invariant_and_transfers_complete():
             counts.update(host.counters)
     assert not failures, "\n".join(failures[:3])
     assert counts["snapshots_installed"] > 10
-    assert counts["snapshot_chunks_sent"] > 20 * counts["snapshots_installed"]
+    assert counts["snapshot_chunks_sent"] > 10 * counts["snapshots_installed"]
     # The faults reached the transfers: chunks came late, twice or for a finished transfer
     # (refused and counted), and sources were given up on; the replicas stayed consistent.
     assert counts["snapshot_unsolicited"] + counts["snapshot_bad_chunk"] > 0
