@@ -219,10 +219,7 @@ def test_container_and_ttl_nodes_keep_their_kind_through_export_and_import(clust
     doc = json.loads(export(cluster, base))
     assert [n["path"] for n in doc["nodes"]] == ["", "box", "box/item", "short"]
     assert [n.get("kind", "persistent") for n in doc["nodes"]] == [
-        "persistent",
-        "container",
-        "persistent",
-        "ttl",
+        "persistent", "container", "persistent", "ttl"
     ]
     assert doc["nodes"][3]["ttl_ms"] == 60_000
 
