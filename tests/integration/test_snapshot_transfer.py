@@ -138,6 +138,10 @@ def test_unsolicited_and_undecodable_snapshots_are_dropped_and_never_saved(clust
             assert c.exists("/forged", local=True) is None
             assert c.get("/real", local=True)[0] == b"1"
 
+    log = Path(cluster_dir, f"node-{victim}.log").read_text()
+    assert f"dropped a SnapshotOffer from node {other} (snapshot_unsolicited)" in log
+    assert f"dropped a SnapshotChunk from node {other} (snapshot_rejected)" in log
+
     # The victim restarts from its own disk as before and keeps serving.
     cluster.kill(victim, signal.SIGKILL)
     cluster.start(victim)
