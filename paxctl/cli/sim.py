@@ -128,6 +128,14 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
     " ballots, unsolicited catch-up, a Forward posing as the reaper...) that must be dropped.",
 )
 @click.option(
+    "--snapshot-chunk",
+    type=click.IntRange(min=0),
+    metavar="BYTES",
+    default=0,
+    help="Bytes per state-transfer chunk (0: the default, 1 MiB); small values make every "
+    "snapshot transfer span many chunks.",
+)
+@click.option(
     "--plant-bug",
     "bugs",
     multiple=True,
@@ -160,6 +168,7 @@ def sim(
     liveness_ms: int,
     no_faults: bool,
     garbage: bool,
+    snapshot_chunk: int,
     bugs: tuple[str, ...],
     trace: bool,
     jobs: int,
@@ -188,6 +197,7 @@ def sim(
         liveness_ms=liveness_ms,
         faults=not no_faults,
         garbage=garbage,
+        snapshot_chunk=snapshot_chunk,
         bugs=frozenset(bugs),
         trace=trace,
     )

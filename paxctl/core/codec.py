@@ -19,7 +19,6 @@ from paxctl.core.messages import (
     CatchupReply,
     CatchupRequest,
     Forward,
-    InstallSnapshot,
     Message,
     Nack,
     Prepare,
@@ -29,11 +28,14 @@ from paxctl.core.messages import (
     ReadIndex,
     ReadIndexReply,
     Relay,
+    SnapshotChunk,
+    SnapshotOffer,
+    SnapshotRequest,
 )
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 #: Bumped whenever the encoding of any message changes incompatibly.
-CODEC_VERSION = 2  # 2: snapshots no longer carry the core's exactly-once table
+CODEC_VERSION = 3  # 3: snapshots travel in chunks (offer, request, chunk), not in one message
 
 #: The largest integer any field may hold (client ids and sequence numbers included).
 MAX_UINT = 2**63 - 1
@@ -84,6 +86,10 @@ def decode_value(x: Any) -> Value:
     return tuple(out)
 
 
+def _dec_voters(x: Any) -> tuple[int, ...]:
+    return tuple(_check_int(v, "voter") for v in _check_list(x, "voters"))
+
+
 def encode_snapshot(snap: Snapshot) -> list[Any]:
     return [snap.slot, list(snap.voters), snap.app]
 
@@ -130,6 +136,8 @@ def _dec_slots(x: Any) -> tuple[int, ...]:
 _Field = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 _INT: _Field = (lambda v: v, lambda x: _check_int(x, "field"))
 _BALLOT: _Field = (_enc_ballot, _dec_ballot)
+_BYTES: _Field = (bytes, _check_bytes)
+_VOTERS: _Field = (list, _dec_voters)
 _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Prepare: (1, (_BALLOT, _INT)),
     Promise: (2, (_BALLOT, _INT, (_enc_votes, _dec_votes), _INT, _INT)),
@@ -139,12 +147,14 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Forward: (6, ((encode_value, decode_value),)),
     CatchupRequest: (7, (_INT,)),
     CatchupReply: (8, ((_enc_chosen, _dec_chosen), _INT)),
-    InstallSnapshot: (9, ((encode_snapshot, decode_snapshot),)),
     ReadIndex: (10, (_INT,)),
     ReadIndexReply: (11, (_INT, _INT, _INT)),
     PreVote: (12, (_INT,)),
     PreVoteReply: (13, (_INT, _INT)),
-    Relay: (14, (_INT, (bytes, _check_bytes))),
+    Relay: (14, (_INT, _BYTES)),
+    SnapshotOffer: (15, (_INT, _VOTERS, _INT, _BYTES)),
+    SnapshotRequest: (16, (_INT, _INT, _INT)),
+    SnapshotChunk: (17, (_INT, _INT, _BYTES)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
 #: Each kind's own fields after ``frm`` and ``to``, in declaration order.

@@ -21,7 +21,6 @@ from paxctl.core.messages import (
     CatchupReply,
     CatchupRequest,
     Forward,
-    InstallSnapshot,
     Message,
     Nack,
     Prepare,
@@ -30,6 +29,9 @@ from paxctl.core.messages import (
     Promise,
     ReadIndex,
     ReadIndexReply,
+    SnapshotChunk,
+    SnapshotOffer,
+    SnapshotRequest,
 )
 from paxctl.core.quorum import has_quorum
 from paxctl.core.roles import Role as Role  # re-exported: drivers check a node's role
@@ -70,6 +72,9 @@ class Node(Roles):
             self.become_candidate()
         elif self.role is Role.CANDIDATE and self._timer.elapsed % self.config.heartbeat_ticks == 0:
             self._send_prepares(p for p in self._peers if p not in self.proposer.promises)
+        for req in self._snap_in.tick(self.now):
+            self._send(req)
+        self._snap_out.tick(self.now, self.learner.snapshot)
         self._maybe_request_catchup(None)
         self._drain_local()
 
@@ -168,6 +173,7 @@ class Node(Roles):
         The node forgets its votes and chosen values up to there; the driver stores the snapshot
         it returns, then may drop the log behind it. Laggards get this snapshot by catch-up.
         """
+        self._snap_out.replaced(self.now, self.learner.snapshot)
         snapshot = self.learner.compact(slot, app, self.config.voters)
         self.acceptor.compact(slot)
         return snapshot
@@ -218,8 +224,12 @@ class Node(Roles):
             self._on_catchup_request(msg)
         elif isinstance(msg, CatchupReply):
             self._on_catchup_reply(msg)
-        elif isinstance(msg, InstallSnapshot):
-            self._on_install_snapshot(msg)
+        elif isinstance(msg, SnapshotOffer):
+            self._on_snapshot_offer(msg)
+        elif isinstance(msg, SnapshotRequest):
+            self._on_snapshot_request(msg)
+        elif isinstance(msg, SnapshotChunk):
+            self._on_snapshot_chunk(msg)
         elif isinstance(msg, PreVote):
             alive = self.role is Role.LEADER or (self._leader_is_fresh() and self.leader != msg.frm)
             self._send(PreVoteReply(self.id, msg.frm, msg.round, int(not alive)))
@@ -425,6 +435,9 @@ class Node(Roles):
 
     def _maybe_request_catchup(self, source: int | None, their_commit: int = 0) -> None:
         commit = self.learner.commit
+        self._snap_in.cancel_through(commit)
+        if self._snap_in.active:  # a snapshot is on its way: the log after it comes next
+            return
         peer = self.catchup.request(self.now, commit, self.leader, source, their_commit)
         if peer is not None:
             self._send(CatchupRequest(self.id, peer, commit + 1))
@@ -432,7 +445,8 @@ class Node(Roles):
     def _on_catchup_request(self, msg: CatchupRequest) -> None:
         snapshot = self.learner.snapshot
         if msg.from_slot <= self.learner.base and snapshot is not None:
-            self._send(InstallSnapshot(self.id, msg.frm, snapshot))
+            # Those slots are compacted away: offer the snapshot; the asker pulls it in chunks.
+            self._send(self._snap_out.offer(self.id, msg.frm, snapshot))
             self.counters["snapshots_sent"] += 1
             return
         entries = self.learner.entries_from(
@@ -442,21 +456,58 @@ class Node(Roles):
             self._send(CatchupReply(self.id, msg.frm, entries, self.learner.commit))
             self.counters["catchups_served"] += 1
 
-    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
-        installable = msg.snapshot.slot > self.learner.commit
-        if (
-            self.role is Role.LEADER
-            and installable
-            and msg.snapshot.slot >= self.proposer.campaign_from
-        ):
-            # Slots this leader owns were decided elsewhere: a higher ballot is out there.
-            self.become_follower(None)
-        if self.learner.install(msg.snapshot):
-            self.acceptor.compact(msg.snapshot.slot)
-            self._installed = msg.snapshot
+    # ------------------------------------------------------------------ state transfer
+
+    def _on_snapshot_request(self, msg: SnapshotRequest) -> None:
+        answer = self._snap_out.answer(self.now, msg, self.learner.snapshot)
+        if isinstance(answer, str):
+            self.counters[answer] += 1
+            return
+        self._send(answer)
+        self.counters[
+            "snapshot_chunks_sent" if isinstance(answer, SnapshotChunk) else "snapshots_sent"
+        ] += 1
+
+    def _on_snapshot_offer(self, msg: SnapshotOffer) -> None:
+        """Only the peer this node asked (or the one it pulls from) may offer a snapshot."""
+        catchup = self.catchup
+        asked = msg.frm if msg.frm in catchup.asked else None
+        step = self._snap_in.on_offer(self.now, msg, asked, self.learner.commit)
+        if step is not None:
+            catchup.answered(msg.frm)
+            self._transfer_step(step, msg.frm)
+
+    def _on_snapshot_chunk(self, msg: SnapshotChunk) -> None:
+        step = self._snap_in.on_chunk(self.now, msg)
+        if step is not None:
+            self.counters["snapshot_chunks_received"] += 1
+            self._transfer_step(step, msg.frm)
+
+    def _transfer_step(self, step: list[SnapshotRequest] | Snapshot, source: int) -> None:
+        if isinstance(step, Snapshot):
+            self._install(step, source)
+        else:
+            for req in step:
+                self._send(req)
+
+    def _install(self, snapshot: Snapshot, source: int) -> None:
+        """A whole snapshot pulled from ``source``, its digest checked: install it if it is
+        still news and the application accepts its bytes (decoded and checked, before it is
+        persisted or applied)."""
+        if snapshot.slot <= self.learner.commit:
+            self.counters["snapshot_stale"] += 1
+        elif not self.check_snapshot(snapshot):
+            self.counters["snapshot_rejected"] += 1
+        else:
+            if self.role is Role.LEADER and snapshot.slot >= self.proposer.campaign_from:
+                # Slots this leader owns were decided elsewhere: a higher ballot is out there.
+                self.become_follower(None)
+            self._snap_out.replaced(self.now, self.learner.snapshot)
+            self.learner.install(snapshot)
+            self.acceptor.compact(snapshot.slot)
+            self._installed = snapshot
             self.counters["snapshots_installed"] += 1
-        self.catchup.answered()
-        self._maybe_request_catchup(msg.frm)
+        self._maybe_request_catchup(source)
 
     def _on_catchup_reply(self, msg: CatchupReply) -> None:
         before = self.learner.commit

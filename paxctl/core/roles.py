@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from paxctl.core.acceptor import Acceptor
@@ -27,6 +27,7 @@ from paxctl.core.messages import (
 from paxctl.core.proposer import Proposal, Proposer
 from paxctl.core.quorum import has_quorum, majority
 from paxctl.core.reads import PendingRead, ReadTracker
+from paxctl.core.snapshot_transfer import SnapshotReceiver, SnapshotSender
 from paxctl.core.state import Config, DurableState, HardState, ReadState
 from paxctl.core.types import (
     AcceptedEntry,
@@ -41,6 +42,10 @@ from paxctl.core.validate import MAX_ROUND, Rejection
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
     import random
+
+
+def _accept_any(snapshot: Snapshot) -> bool:
+    return True
 
 
 class Role(enum.Enum):
@@ -101,6 +106,22 @@ class Roles:
 
         #: How often each rare path ran: for status pages, and for tests that must see them run.
         self.counters: Counter[str] = Counter()
+        # State transfer in chunks, both sides (``snapshot_transfer.py``).
+        self._snap_out = SnapshotSender(config.max_message_bytes - 1024, 4 * config.election_ticks)
+        self._snap_in = SnapshotReceiver(
+            self.id,
+            config.voters,
+            chunk=config.snapshot_chunk_bytes,
+            window=config.snapshot_window,
+            retry_ticks=max(1, config.election_ticks // 2),  # TCP rarely loses: not too eager
+            give_up_ticks=4 * config.election_ticks,
+            max_bytes=config.max_snapshot_bytes,
+            counters=self.counters,
+        )
+        #: The application's check of a pulled snapshot's bytes (decode and verify them): a
+        #: snapshot it refuses is never persisted nor applied. The shell sets it.
+        self.check_snapshot: Callable[[Snapshot], bool] = _accept_any
+
         self._local: deque[Message] = deque()  # messages to self, handled before returning
         self._outbox: list[Message] = []
         self._in_ready = False

@@ -15,8 +15,12 @@ import zlib
 PROTOCOL_VERSION = 1
 #: The largest payload a client may send or receive: room for a 1 MiB znode and its stat.
 MAX_FRAME = 4 * 1024 * 1024
-#: The largest payload between nodes: batches and votes are kept near 2 MiB by the core, but
-#: a snapshot travels in one message (so snapshots are limited to about this size for now).
+#: The largest payload between nodes. Snapshots no longer bound it: they travel in chunks of
+#: ``Config.snapshot_chunk_bytes`` (1 MiB), and batches, catch-up replies and forwards are kept
+#: near ``Config.max_message_bytes`` (2 MiB) but for one command of up to a client frame. What
+#: needs it is a ``Promise``: the votes for every open slot above the candidate's commit, up to
+#: a window (16) of slots of up to one client frame each. Lowering it to a few MiB needs the
+#: Promise split in parts first (tests/unit/test_message_sizes.py checks the arithmetic).
 MAX_PEER_FRAME = 64 * 1024 * 1024
 _HEADER = struct.Struct(">IIB")
 HEADER_SIZE = _HEADER.size

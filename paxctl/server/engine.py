@@ -36,7 +36,7 @@ from paxctl.server.peercheck import check_forward, check_relay
 from paxctl.server.replica import Replica
 from paxctl.server.requests import ClientRequests, Frame
 from paxctl.server.watches import Event
-from paxctl.server.zxid import zxid_of
+from paxctl.server.zxid import slot_of, zxid_of
 from paxctl.statemachine.errors import ZnodeError
 from paxctl.statemachine.machine import Outcome, StateMachine
 from paxctl.statemachine.ops import FIRST_CLIENT_ID, restamp_command
@@ -119,6 +119,10 @@ class NodeEngine:
             watch_history=config.watch_history,
             planted_bugs=config.planted_bugs,
         )
+        # A snapshot pulled from a peer is decoded and checked here before the core installs
+        # it; the machine decoded then is the one installed (a big tree is decoded once).
+        self._checked: tuple[bytes, StateMachine] | None = None
+        node.check_snapshot = self.check_snapshot
         self.driver: Driver[Frame] = Driver(
             node,
             disk,
@@ -220,8 +224,22 @@ class NodeEngine:
 
     # ------------------------------------------------------------------ the Application
 
+    def check_snapshot(self, snapshot: Snapshot) -> bool:
+        """Whether a snapshot pulled from a peer is a state machine this node can run from:
+        it decodes and passes the machine's own checks, and applies nothing beyond its slot."""
+        try:
+            machine = StateMachine.restore(snapshot.app)
+        except Exception:  # SnapshotError, or anything a hostile encoding could provoke
+            return False
+        if slot_of(machine.last_zxid) > snapshot.slot:
+            return False
+        self._checked = (snapshot.app, machine)
+        return True
+
     def install(self, snapshot: Snapshot) -> None:
-        self.replica.install(snapshot.app, snapshot.slot)
+        checked, self._checked = self._checked, None
+        machine = checked[1] if checked is not None and checked[0] is snapshot.app else None
+        self.replica.install(snapshot.app, snapshot.slot, machine)
 
     def apply(self, applied: Applied) -> None:
         self.observer.applying(applied)

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 
 from paxctl.core import codec
-from paxctl.core.messages import Message
+from paxctl.core.messages import Message, SnapshotChunk, SnapshotOffer, SnapshotRequest
 from paxctl.core.node import Node
+from paxctl.core.snapshot_transfer import REFUSALS
 from paxctl.core.state import Config, Ready
 from paxctl.protocol.codec import (
     BadRequest,
@@ -36,8 +37,8 @@ from paxctl.protocol.peer_auth import SECRET_SIZE
 from paxctl.server.config import NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
 from paxctl.server.exposure import unencrypted_warnings
-from paxctl.server.peers import PeerAuth, PeerConnection
 from paxctl.server.logthrottle import Throttle
+from paxctl.server.peers import PeerAuth, PeerConnection
 from paxctl.server.requests import Frame
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.storage.fs import OsFileSystem
@@ -94,6 +95,7 @@ class NodeServer:
         self._clients: dict[int, FramedProtocol] = {}  # connection number -> its transport
         self._next_conn = 0
         self._scheduled = False
+        self._throttle = Throttle(log)  # lines a peer's messages can cause
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
         self._rejections = Throttle(log)  # a peer can send thousands of bad messages a second
@@ -186,6 +188,8 @@ class NodeServer:
         if msg.frm != conn.state:
             conn.close(f"node {conn.state} sent a message signed as node {msg.frm}")
             return
+        transfer = isinstance(msg, SnapshotOffer | SnapshotRequest | SnapshotChunk)
+        before = self._transfer_refusals() if transfer else {}
         self._carry_out(self.engine.receive(msg, _now_ms(), _wall_ms()))
         for bad, why in self.engine.take_rejections():
             kind = type(bad).__name__
@@ -197,7 +201,26 @@ class NodeServer:
                 why.code,
                 why.detail,
             )
+        if transfer:
+            self._log_transfer_refusals(before, msg)
         self.kick()
+
+    def _transfer_refusals(self) -> dict[str, int]:
+        counters = self.node.counters
+        return {name: counters[name] for name in REFUSALS}
+
+    def _log_transfer_refusals(self, before: dict[str, int], msg: Message) -> None:
+        """A state-transfer message the core dropped: say so, at most once per interval."""
+        for name, count in self._transfer_refusals().items():
+            if count > before[name]:
+                self._throttle.log(
+                    logging.INFO,
+                    ("transfer", name, msg.frm),
+                    "dropped a %s from node %d (%s)",
+                    type(msg).__name__,
+                    msg.frm,
+                    name,
+                )
 
     def _on_client_payload(self, conn: FramedProtocol, payload: bytes) -> None:
         if conn.state is None:  # its first request: number the connection
@@ -263,6 +286,11 @@ class NodeServer:
         self._scheduled = False
         try:
             done = self.engine.process()  # persists through self.storage: one fsync
+            if done.ready is not None and done.ready.snapshot is not None:
+                snap = done.ready.snapshot
+                log.info(
+                    "installed a peer's snapshot at slot %d (%d bytes)", snap.slot, len(snap.app)
+                )
             self._carry_out(done.outputs)
             if done.snapshot is not None:
                 self.storage.save_snapshot(done.snapshot)

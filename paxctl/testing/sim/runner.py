@@ -52,6 +52,8 @@ def replay_command(spec: SimSpec) -> str:
         parts.append("--no-faults")
     if spec.garbage:
         parts.append("--garbage")
+    if spec.snapshot_chunk:
+        parts += ["--snapshot-chunk", str(spec.snapshot_chunk)]
     for bug in sorted(spec.bugs):
         parts += ["--plant-bug", bug]
     parts.append("--trace")

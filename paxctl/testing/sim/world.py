@@ -120,6 +120,9 @@ class SimSpec:
     workload: str = "chain"
     #: Add the garbage peer (garbage.py): well-typed but invalid messages to every node.
     garbage: bool = False
+    #: Bytes per state-transfer chunk (0: the core's default). A few bytes make every
+    #: snapshot transfer span many chunks, each of them subject to the faults.
+    snapshot_chunk: int = 0
 
 
 @dataclass
@@ -158,6 +161,8 @@ class World:
             n: self._make_host(n, core_bugs, spec.bugs - core_bugs - self.shell_bugs)
             for n in self.voters
         }
+        for host in self.hosts.values():
+            host.snapshot_chunk = spec.snapshot_chunk
         self.tick_ms = {
             n: TICK_MS * (1 + self.rng.uniform(-self.faults.tick_drift, self.faults.tick_drift))
             for n in self.voters
