@@ -51,7 +51,9 @@ C = val(cmd(3, 1))
 def pull(node: Node, frm: int, snap: Snapshot) -> None:
     """Node ``frm`` shows it knows more, the node asks it, and ``frm`` serves ``snap`` in
     chunks until the node has it all (the Ready with the snapshot is left for the test)."""
-    node.step(Accepted(frm, node.id, node.ballot, (), snap.slot))
+    # An Accepted names a ballot this node issued (peer messages are checked, validate.py).
+    ours = node.ballot if node.ballot.node == node.id else Ballot(node.max_round, node.id)
+    node.step(Accepted(frm, node.id, ours, (), snap.slot))
     r = drain(node)
     assert [m.to for m in of_type(r, CatchupRequest)] == [frm]
     sender = SnapshotSender(1 << 20)
@@ -429,7 +431,8 @@ def test_install_snapshot_then_asks_for_the_log_after_it():
 
 def test_stale_install_snapshot_changes_nothing():
     node = follower_with_chosen({1: A, 2: B, 3: C})
-    node.step(Accepted(2, 1, node.ballot, (), 4))  # so that node 2 was asked
+    ours = Ballot(node.max_round, node.id)  # an Accepted answers a ballot of this node's
+    node.step(Accepted(2, 1, ours, (), 4))  # so that node 2 was asked
     drain(node)
     node.step(SnapshotSender(1).offer(2, 1, Snapshot(2, (1, 2, 3), b"old")))
     r = drain(node)

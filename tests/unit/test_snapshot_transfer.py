@@ -29,7 +29,7 @@ from paxctl.core.snapshot_transfer import (
     SnapshotSender,
     digest_of,
 )
-from paxctl.core.types import Snapshot
+from paxctl.core.types import Ballot, Snapshot
 
 VOTERS = (1, 2, 3)
 SNAP = Snapshot(40, VOTERS, bytes(range(256)) * 4 + b"tail")  # 1028 bytes
@@ -284,7 +284,7 @@ def lagging_node(check=None) -> Node:
     node = make_node(3)
     if check is not None:
         node.check_snapshot = check
-    node.step(Accepted(1, 3, node.ballot, (), 40))  # node 1 knows more: ask it
+    node.step(Accepted(1, 3, Ballot(node.max_round, node.id), (), 40))  # node 1 knows more: ask it
     (req,) = of_type(drain(node), CatchupRequest)
     assert req.to == 1
     return node
@@ -309,7 +309,7 @@ def test_a_node_installs_only_what_it_pulled_from_the_peer_it_asked():
     assert node.counters["snapshot_unsolicited"] == 1
     assert node.learner.commit == 0
     node = make_node(3, election_ticks=10, snapshot_chunk_bytes=100)
-    node.step(Accepted(1, 3, node.ballot, (), 40))
+    node.step(Accepted(1, 3, Ballot(node.max_round, node.id), (), 40))
     drain(node)
     node.step(SnapshotSender(1 << 20).offer(1, 3, SNAP))
     r = drain(node)
