@@ -151,3 +151,9 @@ def test_a_seq_far_ahead_is_refused_before_the_log_and_later_writes_stay_definit
 
 def test_other_is_a_temporary_id_of_its_secret():
     assert OTHER == temporary_id(OTHER_SECRET) != CLIENT
+
+
+def test_a_refused_secret_exits_as_a_lost_session():
+    from paxctl.cli.exits import BY_ERROR_CODE, SESSION_LOST
+
+    assert BY_ERROR_CODE[ErrorCode.AUTH_FAILED] == SESSION_LOST == 8
