@@ -40,8 +40,9 @@ COMMAND_FORMAT = 4
 FIRST_CLIENT_ID = 1 << 16
 
 #: Client ids with this bit set are temporary: a client's own id, derived from its secret
-#: (protocol/secrets.py), under which it opens its session (and which it uses when it has none). Session ids are assigned by the
-#: cluster (the zxid of the ``OpenSession`` that created them) and lie below it, so the two
+#: (protocol/secrets.py), under which it opens its session (and which it uses when it has
+#: none). Session ids are assigned by the cluster (the zxid of the ``OpenSession`` that created
+#: them) and lie below it, so the two
 #: never meet: ``FIRST_CLIENT_ID <= session < TEMP_CLIENT_BIT <= temporary id < 2**63``.
 TEMP_CLIENT_BIT = 1 << 62
 
