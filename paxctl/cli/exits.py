@@ -14,7 +14,8 @@ UNAVAILABLE = 5  # no quorum, no connection
 INDETERMINATE = 6  # a write may or may not have taken effect
 BAD_DATA = 7  # BadArguments, DataTooLarge, corrupt files
 #: The session expired, or contact was lost too long to trust it: its ephemerals, locks and
-#: leadership are gone (``paxctl lock``/``elect`` exit so after killing their command).
+#: leadership are gone (``paxctl lock``/``elect`` exit so after killing their command). Also a
+#: session whose secret a node refused (``AuthFailed``): this client can never resume it.
 SESSION_LOST = 8
 #: ``paxctl sim`` found a seed that breaks an invariant.
 VIOLATION = 9
@@ -38,5 +39,6 @@ BY_ERROR_CODE: dict[str, int] = {
     "ConnectionLost": UNAVAILABLE,
     ErrorCode.INDETERMINATE: INDETERMINATE,
     ErrorCode.SESSION_EXPIRED: SESSION_LOST,
+    ErrorCode.AUTH_FAILED: SESSION_LOST,
     ErrorCode.FENCE_REJECTED: CONFLICT,
 }

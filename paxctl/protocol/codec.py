@@ -49,6 +49,7 @@ from paxctl.protocol.messages import (
     WatchSpec,
     WriteRequest,
 )
+from paxctl.protocol.secrets import MAX_SECRET_BYTES, MIN_SECRET_BYTES
 from paxctl.statemachine.errors import BadArguments, ZnodeError
 from paxctl.statemachine.ops import FIRST_CLIENT_ID, decode_op, encode_op
 from paxctl.statemachine.paths import validate_path
@@ -139,13 +140,16 @@ def _hello(xid: int, f: _Fields) -> Hello:
     watches = f._get("watches", [])
     if type(watches) is not list or len(watches) > MAX_WATCHES:
         raise BadArguments(f"watches must be a list of at most {MAX_WATCHES}")
-    return Hello(
-        xid,
+    client, session, after = (
         f.uint("client", low=FIRST_CLIENT_ID),
         f.flag("session"),
         f.uint("after", 0),
-        tuple(_watch_spec(w) for w in watches),
     )
+    specs = tuple(_watch_spec(w) for w in watches)
+    secret = f._get("secret", _REQUIRED)
+    if type(secret) is not bytes or not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
+        raise BadArguments(f"secret must be {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes")
+    return Hello(xid, client, session, after, specs, secret)
 
 
 def _write(xid: int, f: _Fields) -> WriteRequest:
@@ -218,6 +222,7 @@ def encode_request(req: Request) -> bytes:
         watches = [[w.wid, w.path, str(w.mode)] for w in req.watches]
         doc = {"op": "hello", "client": req.client, "session": req.session, "after": req.after}
         doc["watches"] = watches
+        doc["secret"] = req.secret
     elif isinstance(req, OpenSessionRequest):
         doc = {"op": "open_session", "seq": req.seq, "timeout_ms": req.timeout_ms}
     elif isinstance(req, CloseSessionRequest):

@@ -27,6 +27,9 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "Unavailable"
     #: A write that took effect earlier, whose result the cluster no longer keeps.
     INDETERMINATE = "Indeterminate"
+    #: A hello resuming a session without its secret (ZooKeeper's bad session password): the
+    #: session is untouched, and this connection cannot speak for it.
+    AUTH_FAILED = "AuthFailed"
 
 
 #: Codes whose request certainly did not take effect and may be retried as it is.

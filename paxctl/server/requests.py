@@ -13,13 +13,20 @@ watches "after z" in its hello, and the new node replays the missed ones from it
 
 Writes are proposed as commands carrying the client's ``(client, seq)``, stamped with this
 node's wall clock (the leader stamps them again: ``NodeEngine.receive``), so a retry after a lost
-answer takes effect once and gets the first attempt's answer.
+answer takes effect once and gets the first attempt's answer. A ``seq`` too far ahead of the
+client's last is refused here already (the state machine refuses it again, at apply).
+
+Who a connection speaks for is proven, never claimed (protocol/secrets.py): its hello carries
+the client's secret, a session is resumed only with the secret it was opened with (the node
+waits until it has applied the session's open, whose zxid is the session id, then compares the
+hashes), and a connection without a session speaks under the temporary id its secret derives.
+A refused hello changes nothing: no heartbeat, no registration, the session untouched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from paxctl.core.types import Command
@@ -47,10 +54,11 @@ from paxctl.protocol.messages import (
     WatchRequest,
     WriteRequest,
 )
+from paxctl.protocol.secrets import session_hash, temporary_id
 from paxctl.server.watches import Event
 from paxctl.server.zxid import slot_of
 from paxctl.statemachine.errors import BadArguments, SessionExpired, ZnodeError
-from paxctl.statemachine.machine import Outcome
+from paxctl.statemachine.machine import MAX_SEQ_AHEAD, Outcome
 from paxctl.statemachine.ops import CloseSession, Op, OpenSession, encode_command, is_session_id
 
 if TYPE_CHECKING:
@@ -71,8 +79,9 @@ class ClientConn:
     """What a node knows about one client connection (``client`` is None before its hello)."""
 
     client: int | None = None
-    session: bool = False  # the hello claimed an open session (checked against the table)
+    session: bool = False  # the hello resumed an open session, proving its secret
     opening: tuple[int, int] | None = None  # (seq, granted ms) of its open_session in flight
+    secret_hash: bytes = field(default=b"", repr=False)  # a session it opens keeps this
 
 
 def stat_reply(tree: DataTree, path: str) -> dict[str, Any]:
@@ -225,26 +234,39 @@ class ClientRequests:
     # ------------------------------------------------------------------ sessions
 
     def _hello(self, conn: int, req: Hello) -> None:
-        """Name the client; with ``session``, resume it (and its watches) on this node."""
+        """Name the client; with ``session``, resume it (and its watches) on this node, once its
+        secret is proven; without, speak under the temporary id its secret derives."""
         if req.session and not is_session_id(req.client):  # sessions are named by the cluster
             raise BadArguments("a session id is one the cluster assigned (below 2**62)")
+        if not req.session and req.client != temporary_id(req.secret):
+            raise BadArguments("without a session, a client's id is the one its secret derives")
+        proof = session_hash(req.secret)
 
         def resume() -> None:
-            # Caught up with everything the client saw: its session, if it has one, is known.
+            # Caught up with everything the client saw, and with the session's own open (its id
+            # is that command's zxid): a session unknown here now is unknown to the cluster.
             state = self._conns.get(conn)
             if state is None:
                 return
-            if req.session and not self.e.replica.machine.has_session(req.client):
+            machine = self.e.replica.machine
+            if req.session and not machine.has_session(req.client):
                 message = f"session {req.client:#x} ended"
                 self.fail(conn, req.xid, ErrorCode.SESSION_EXPIRED, message)
                 return
-            state.client, state.session = req.client, req.session
+            if req.session and not machine.session_proven(req.client, proof):
+                message = f"session {req.client:#x} was opened with another secret"
+                self.fail(conn, req.xid, ErrorCode.AUTH_FAILED, message)
+                return
+            if state.client is not None and self._by_client.get(state.client) == conn:
+                del self._by_client[state.client]  # a second hello renames the connection
+            state.client, state.session, state.secret_hash = req.client, req.session, proof
             self._by_client[req.client] = conn
             for w in req.watches:
                 self._register(conn, w.wid, w.path, str(w.mode), req.after)
             self.reply(conn, req.xid, {"node": self.e.id})
 
-        self.e.driver.when_applied(slot_of(req.after), resume, conn)
+        opened = slot_of(req.client) if req.session else 0
+        self.e.driver.when_applied(max(slot_of(req.after), opened), resume, conn)
 
     def _open_session(self, conn: int, req: OpenSessionRequest) -> None:
         state = self._client(conn)
@@ -252,7 +274,11 @@ class ClientRequests:
         lo, hi = self.e.config.min_session_ms, self.e.config.max_session_ms
         granted = min(max(req.timeout_ms, lo), hi)
         state.opening = (req.seq, granted)
-        self._propose(conn, req.xid, req.seq, OpenSession(granted))
+        try:
+            self._propose(conn, req.xid, req.seq, OpenSession(granted, state.secret_hash))
+        except ZnodeError:
+            state.opening = None
+            raise
 
     def _close_session(self, conn: int, req: CloseSessionRequest) -> None:
         state = self._client(conn)
@@ -282,6 +308,9 @@ class ClientRequests:
     def _propose(self, conn: int, xid: int, seq: int, op: Op) -> None:
         client = self._client(conn).client
         assert client is not None
+        if not self.e.replica.machine.seq_in_window(client, seq):
+            ahead = f"more than {MAX_SEQ_AHEAD} ahead of the client's last"
+            raise BadArguments(f"seq {seq} is {ahead}; nothing was done")
         cmd = Command(client, seq, encode_command(self._wall_ms, op))
         self.e.observer.submitted(cmd)
         machine = self.e.replica.machine

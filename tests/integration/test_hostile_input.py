@@ -36,6 +36,7 @@ from paxctl.protocol.framing import (
 )
 from paxctl.protocol.framing import encode_frame as frame
 from paxctl.protocol.peer_auth import MAX_HELLO_FRAME
+from paxctl.protocol.secrets import temporary_id
 from paxctl.statemachine.ops import MAX_DATA, CloseSession, Create, encode_op
 
 pytestmark = pytest.mark.integration
@@ -108,6 +109,12 @@ class Conversation:
             self.pending += self.decoder.feed(data)
         reply: dict[str, Any] = msgpack.unpackb(self.pending.pop(0), raw=False)
         return reply
+
+
+def sessionless_hello(xid: int, secret: bytes) -> dict[str, Any]:
+    """A client's hello without a session: it speaks under the id its secret derives."""
+    secret = secret.ljust(16, b".")
+    return {"xid": xid, "op": "hello", "client": temporary_id(secret), "secret": secret}
 
 
 def hello(node: int, cluster: bytes) -> bytes:
@@ -478,6 +485,10 @@ MALFORMED_REQUESTS: list[dict[str, Any]] = [
     {"op": "hello", "client": 1 << 20, "watches": [[1, "/", "sometimes"]]},
     {"op": "hello", "client": 1 << 20, "watches": [[1, "no-slash", "data"]]},
     {"op": "hello", "client": 1 << 20, "session": "yes"},
+    {"op": "hello", "client": 1 << 20},  # no secret
+    {"op": "hello", "client": 1 << 20, "secret": b"short"},
+    {"op": "hello", "client": 1 << 20, "secret": b"s" * 16},  # not the id the secret derives
+    {"op": "hello", "client": 1 << 62, "secret": b"s" * 16},  # ... nor is this one
     {"op": "ping"},  # before hello
     {"op": "watch", "wid": 1, "path": "/", "mode": "persistent"},  # before hello
     {"op": "open_session", "seq": 1},  # before hello
@@ -503,7 +514,7 @@ def test_client_malformed_requests_get_bad_arguments(cluster, marks):
                 assert reply["xid"] == xid
                 assert reply.get("err") == "BadArguments", (request, reply)
             # after a proper hello, malformed writes are refused before reaching the log
-            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": 1 << 20})
+            assert "ok" in talk.ask(sessionless_hello(1, b"malformed"))
             for xid, request in enumerate(
                 [
                     {"op": "write", "seq": 0, "data": encode_op(Create("/x", b""))},
@@ -559,7 +570,7 @@ def test_write_with_seq_beyond_the_codec_range_is_refused(fresh_cluster):
     problems = []
     with connect(cluster.client_port(leader)) as sock:
         talk = Conversation(sock)
-        assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": (1 << 20) + 1})
+        assert "ok" in talk.ask(sessionless_hello(1, b"beyond the codec"))
         request = {"xid": 2, "op": "write", "seq": 2**63, "data": encode_op(Create("/p", b""))}
         try:
             reply = talk.ask(request, timeout=3)
@@ -620,14 +631,14 @@ def test_reads_waiting_for_a_zxid_never_reached_are_dropped_with_their_connectio
     def waiting() -> int:
         with connect(port) as sock:
             talk = Conversation(sock)
-            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": (1 << 20) + 7})
+            assert "ok" in talk.ask(sessionless_hello(1, b"waiting 7"))
             return int(talk.ask({"xid": 2, "op": "status"})["ok"]["waiting_reads"])
 
     base = waiting()
     for _ in range(20):
         with connect(port) as sock:
             talk = Conversation(sock)
-            assert "ok" in talk.ask({"xid": 1, "op": "hello", "client": (1 << 20) + 8})
+            assert "ok" in talk.ask(sessionless_hello(1, b"waiting 8"))
             for xid in range(2, 12):
                 request = {"op": "read", "kind": "get", "path": "/", "local": True}
                 send(sock, frame(pack({**request, "xid": xid, "min_zxid": 2**62})))

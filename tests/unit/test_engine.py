@@ -27,13 +27,17 @@ from paxctl.protocol.messages import (
     WatchRequest,
     WriteRequest,
 )
+from paxctl.protocol.secrets import temporary_id
 from paxctl.server.engine import EngineConfig, NodeEngine, Observer
 from paxctl.server.requests import Frame
 from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.errors import BadArguments
-from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Create, decode_command, encode_command
+from paxctl.statemachine.ops import Create, decode_command, encode_command
 
-CLIENT = TEMP_CLIENT_BIT | 7  # a connection's own id, until the cluster names its session
+SECRET = b"the secret of the first client.."  # a client's own; its hello proves it
+CLIENT = temporary_id(SECRET)  # a connection's own id, until the cluster names its session
+OTHER_SECRET = b"the secret of the other client.."
+OTHER = temporary_id(OTHER_SECRET)
 WALL = 1_700_000_000_000  # the wall clock's reading at virtual time 0
 
 
@@ -117,7 +121,7 @@ class Harness:
     def session(self, conn: int = 1) -> int:
         """Open a session on ``conn``; returns the id the cluster gave it."""
         self.engine.connection_opened(conn)
-        self.request(conn, lambda x: Hello(x, CLIENT))
+        self.request(conn, lambda x: Hello(x, CLIENT, secret=SECRET))
         xid = self.request(conn, lambda x: OpenSessionRequest(x, 1, 5000))
         granted = self.reply(conn, xid)
         assert isinstance(granted, Ok) and granted.value["timeout_ms"] == 5000
@@ -175,10 +179,10 @@ def test_a_hello_waits_until_the_node_has_applied_what_the_client_saw():
     h.lead()
     applied = h.node.learner.applied
     h.engine.connection_opened(1)
-    xid = h.request(1, lambda x: Hello(x, CLIENT, after=zxid_of(applied + 2, 0)))
+    xid = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=zxid_of(applied + 2, 0)))
     assert h.log.frames(1) == []
     h.engine.connection_opened(2)
-    h.request(2, lambda x: Hello(x, CLIENT + 1))
+    h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET))
     h.request(2, lambda x: OpenSessionRequest(x, 1, 5000))  # one slot
     assert h.log.frames(1) == []
     h.request(2, lambda x: WriteRequest(x, 2, Create("/b", b"")))  # and the next
@@ -189,7 +193,9 @@ def test_a_closed_connections_waiters_are_dropped():
     h = Harness()
     h.lead()
     h.engine.connection_opened(1)
-    h.request(1, lambda x: Hello(x, CLIENT, after=zxid_of(10**6, 0)))  # never reached
+    h.request(
+        1, lambda x: Hello(x, CLIENT, secret=SECRET, after=zxid_of(10**6, 0))
+    )  # never reached
     assert h.engine.status()["waiting_reads"] == 1
     h.engine.connection_closed(1)
     h.tick()
@@ -209,7 +215,7 @@ def test_requests_before_hello_are_refused_and_bad_ones_answered_with_their_code
 def test_a_node_that_cannot_queue_a_write_answers_unavailable():
     h = Harness(voters=(1, 2, 3), max_pending=0)  # no leader, no room
     h.engine.connection_opened(1)
-    h.request(1, lambda x: Hello(x, CLIENT))
+    h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
     xid = h.request(1, lambda x: WriteRequest(x, 1, Create("/a", b"")))
     failed = h.reply(1, xid)
     assert isinstance(failed, Failed) and failed.code == ErrorCode.UNAVAILABLE
