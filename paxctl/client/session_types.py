@@ -123,6 +123,7 @@ class ConnRecord:
     hello: Hello | None = None
     ready: bool = False
     greeted: bool = False  # the hello took effect: this connection's zxids count as seen
+    probing: bool = False  # a hello without watches is out: the full one follows its answer
     next_xid: int = 1
     pending: dict[int, int] = field(default_factory=dict)  # xid -> call id, _HELLO, _PING
 
