@@ -9,7 +9,9 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
+from paxctl.cli.node_limits import limit_options
 from paxctl.server.config import ConfigError, NodeConfig
+from paxctl.server.limits import LIMIT_KEYS
 from paxctl.storage.framing import CorruptionError
 from paxctl.storage.store import StorageError
 
@@ -79,6 +81,7 @@ def node() -> None:
     default=None,
     help="Watch events kept for clients resuming after a failover (default 100000).",
 )
+@limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
     """Start a node in the foreground; SIGTERM or SIGINT stops it cleanly."""
@@ -101,6 +104,7 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
         "max_session_ms": flags["max_session_ms"],
         "watch_history": flags["watch_history"],
     }
+    values.update({key: flags[key] for key in LIMIT_KEYS})
     try:
         if config_file:
             config = NodeConfig.from_toml(config_file, values)

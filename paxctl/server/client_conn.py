@@ -1,0 +1,241 @@
+"""The client port's connections, each with bounded memory, time and descriptors.
+
+``ClientPort`` accepts connections (refusing, at once, those over ``Connections``' limits) and
+``ClientConnection`` frames one of them, enforcing per connection:
+
+* a small frame limit until the client's hello (a stranger cannot pin 4 MiB with an unfinished
+  frame) and a deadline for that hello;
+* an idle timeout: without a session, a connection that sends nothing for ``idle_timeout_ms``
+  is closed; with one, the session's own timeout governs (its client pings at a third of it),
+  so such a connection is only closed after ``idle_timeout_ms + max_session_ms`` of silence;
+* backpressure: when the kernel cannot take what the node writes (``pause_writing``), the node
+  stops reading that client's requests; the client is dropped when its queue would pass
+  ``max_queued_bytes`` or stays full for ``write_stall_ms``. Other clients never wait for it.
+
+Every refusal or drop a stranger can cause is logged through ``Throttle``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from paxctl.protocol.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
+from paxctl.server.limits import Connections, Limits
+from paxctl.server.logthrottle import Throttle
+
+log = logging.getLogger("paxctl.clients")
+
+#: Writes queue up to this much before the node stops reading that client's requests.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+class ClientPort:
+    """What all client connections of one node share: limits, counts and the log throttle."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        connections: Connections,
+        on_payload: Callable[[ClientConnection, bytes], None],
+        on_lost: Callable[[ClientConnection], None],
+        *,
+        session_slack_ms: int = 0,
+        refusal: Callable[[str], bytes] | None = None,
+    ) -> None:
+        self.limits = limits
+        self.connections = connections
+        self.on_payload = on_payload
+        self.on_lost = on_lost
+        #: Extra silence allowed to a connection with a session (the longest session timeout).
+        self.session_slack_ms = session_slack_ms
+        #: The payload sent to a refused connection before it is closed (a clear error).
+        self.refusal = refusal
+        self.throttle = Throttle(log)
+        self.dropped = 0
+
+    def protocol(self) -> ClientConnection:
+        """The factory for ``loop.create_server``."""
+        return ClientConnection(self)
+
+    def warn(self, key: str, msg: str, *args: object) -> None:
+        self.throttle.warning(key, msg, *args)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: payloads in through the port's ``on_payload``, frames out
+    through ``send``; closed with a (throttled) logged reason when it breaks a limit."""
+
+    def __init__(self, port: ClientPort) -> None:
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.label = "client"
+        self.peer_name = "?"
+        self.address = "?"
+        self.state: object = None  # the node's number for this connection
+        self.greeted = False  # a hello arrived: the full frame limit applies
+        self.session = False  # it has (or is opening) a session: its timeout governs silence
+        self._counted = False
+        self._decoder = FrameDecoder(port.limits.max_hello_bytes)
+        self._born = self._last_rx = _now()
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused_since: float | None = None
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.address = str(peer[0])
+            self.peer_name = f"{peer[0]}:{peer[1]}"
+        port = self.port
+        sock = transport.get_extra_info("socket")
+        refused = port.connections.admit(self.address, sock.fileno() if sock else -1)
+        if refused is not None:
+            port.warn("refused " + self.address, "client %s refused: %s", self.peer_name, refused)
+            if port.refusal is not None:
+                transport.write(encode_frame(port.refusal(f"connection refused: {refused}")))
+            transport.close()
+            return
+        self._counted = True
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self._arm(port.limits.hello_timeout_ms / 1000)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_rx = _now()
+        try:
+            payloads = self._decoder.feed(data)
+        except FrameError as exc:
+            when = " before its hello" if not self.greeted else ""
+            self.close(f"bad frame{when}: {exc}", key="bad frame", tell=True)
+            return
+        for payload in payloads:
+            if not self.open:
+                return
+            self.port.on_payload(self, payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._disarm()
+        if self._counted:
+            self._counted = False
+            self.port.connections.release(self.address)
+            self.port.on_lost(self)
+
+    def pause_writing(self) -> None:
+        """The client does not read as fast as we write: stop reading its requests."""
+        if self.transport is None:
+            return
+        self._paused_since = _now()
+        self.transport.pause_reading()
+        self._arm(self.port.limits.write_stall_ms / 1000)
+
+    def resume_writing(self) -> None:
+        self._paused_since = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._arm(0)  # back to the hello or idle deadline
+
+    # ------------------------------------------------------------------ the node's side
+
+    def hello(self, session: bool) -> None:
+        """The client said hello (``session``: resuming one): lift the pre-hello limit."""
+        if not self.greeted:
+            self.greeted = True
+            self._decoder.max_frame = MAX_FRAME
+            self._arm(0)
+        self.session = self.session or session
+
+    def opening_session(self) -> None:
+        self.session = True
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def send(self, payload: bytes) -> bool:
+        """Queue one frame; False (and the connection dropped) when the client lets its
+        queue grow past the limit."""
+        if not self.open:
+            return False
+        assert self.transport is not None
+        try:
+            frame = encode_frame(payload, MAX_FRAME)
+        except FrameError as exc:
+            log.error("client %s: not sent: %s", self.peer_name, exc)
+            return False
+        queued = self.transport.get_write_buffer_size()
+        limit = self.port.limits.max_queued_bytes
+        if queued + len(frame) > limit:
+            self.close(
+                f"it does not read its replies ({queued} bytes queued; limit {limit})",
+                key="slow reader",
+            )
+            return False
+        self.transport.write(frame)
+        return True
+
+    def close(self, reason: str | None = None, key: str | None = None, tell: bool = False) -> None:
+        """Close, logging ``reason`` (throttled by ``key``); ``tell``: first send the client
+        an error frame saying why (not to one that does not read: it is cut off at once)."""
+        if reason and self.open:
+            self.port.dropped += 1
+            self.port.warn(key or reason, "client %s: closing: %s", self.peer_name, reason)
+        if self.transport is None:
+            return
+        refusal = self.port.refusal
+        if tell and reason and refusal is not None and not self.transport.is_closing():
+            self.transport.write(encode_frame(refusal(f"connection closed: {reason}")))
+            self.transport.close()
+        else:
+            self.transport.abort()
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _arm(self, delay_s: float) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, delay_s), self._check)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        """Whichever deadline applies now: a stalled queue, the hello, or silence."""
+        self._timer = None
+        if not self.open:
+            return
+        limits, now = self.port.limits, _now()
+        if self._paused_since is not None:
+            stall = limits.write_stall_ms / 1000
+            if now - self._paused_since >= stall:
+                self.close(
+                    f"its replies stayed unread for {limits.write_stall_ms} ms", key="slow reader"
+                )
+            else:
+                self._arm(self._paused_since + stall - now)
+            return
+        if not self.greeted:  # the hello deadline counts from the connection's start
+            deadline = self._born + limits.hello_timeout_ms / 1000
+            if now >= deadline:
+                reason = f"no hello within {limits.hello_timeout_ms} ms"
+                self.close(reason, key="no hello", tell=True)
+            else:
+                self._arm(deadline - now)
+            return
+        idle_ms = limits.idle_timeout_ms + (self.port.session_slack_ms if self.session else 0)
+        quiet = now - self._last_rx
+        if quiet >= idle_ms / 1000:
+            self.close(f"nothing received for {idle_ms} ms", key="idle", tell=True)
+        else:
+            self._arm(idle_ms / 1000 - quiet)
