@@ -18,7 +18,10 @@ Every refusal or drop a stranger can cause is logged through ``Throttle``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 from collections.abc import Callable
 
@@ -31,6 +34,8 @@ log = logging.getLogger("paxctl.clients")
 #: Writes queue up to this much before the node stops reading that client's requests.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+#: SO_LINGER on, timeout 0: close() resets the connection at once.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def _now() -> float:
@@ -178,7 +183,7 @@ class ClientConnection(asyncio.Protocol):
         if queued + len(frame) > limit:
             self.close(
                 f"it does not read its replies ({queued} bytes queued; limit {limit})",
-                key="slow reader",
+                key="queue full",
             )
             return False
         self.transport.write(frame)
@@ -197,6 +202,12 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(encode_frame(refusal(f"connection closed: {reason}")))
             self.transport.close()
         else:
+            # Reset, dropping what the kernel still holds for it (up to its send buffer): a
+            # client that does not read would otherwise keep that memory after the close.
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             self.transport.abort()
 
     # ------------------------------------------------------------------ deadlines
@@ -220,7 +231,7 @@ class ClientConnection(asyncio.Protocol):
             stall = limits.write_stall_ms / 1000
             if now - self._paused_since >= stall:
                 self.close(
-                    f"its replies stayed unread for {limits.write_stall_ms} ms", key="slow reader"
+                    f"its replies stayed unread for {limits.write_stall_ms} ms", key="stalled"
                 )
             else:
                 self._arm(self._paused_since + stall - now)

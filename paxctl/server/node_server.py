@@ -39,6 +39,7 @@ from paxctl.server import descriptors
 from paxctl.server.client_conn import ClientConnection, ClientPort
 from paxctl.server.config import NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
+from paxctl.server.limits import ACCEPT_BURST
 from paxctl.server.requests import Frame
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.storage.fs import OsFileSystem
@@ -133,7 +134,9 @@ class NodeServer:
         )
         descriptors.quiet_accept_errors(loop, self.client_port.throttle)
         self._servers.append(
-            await loop.create_server(self.client_port.protocol, *self.config.client)
+            await loop.create_server(
+                self.client_port.protocol, *self.config.client, backlog=ACCEPT_BURST
+            )
         )
         hello = msgpack.packb(
             {"node": self.config.node_id, "cluster": self.config.cluster_id}, use_bin_type=True
