@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 from paxctl.protocol.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
-from paxctl.server.limits import Connections, Limits
+from paxctl.server.limits import ACCEPT_BURST, Connections, Limits
 from paxctl.server.logthrottle import Throttle
 
 log = logging.getLogger("paxctl.clients")
@@ -34,6 +34,8 @@ log = logging.getLogger("paxctl.clients")
 #: Writes queue up to this much before the node stops reading that client's requests.
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+#: After an accept failed for lack of descriptors (or memory), accepting resumes this late.
+ACCEPT_RETRY_S = 0.5
 #: SO_LINGER on, timeout 0: close() resets the connection at once.
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -65,10 +67,88 @@ class ClientPort:
         self.refusal = refusal
         self.throttle = Throttle(log)
         self.dropped = 0
+        self._listener: socket.socket | None = None
+        self._starting: set[asyncio.Task[object]] = set()
 
     def protocol(self) -> ClientConnection:
-        """The factory for ``loop.create_server``."""
+        """A factory for ``loop.create_server`` (each connection is counted when made)."""
         return ClientConnection(self)
+
+    # ------------------------------------------------------------------ accepting
+
+    def listen(self, host: str, port: int) -> None:
+        """Listen on ``host:port`` and accept here, one connection at a time, each counted
+        (or refused and closed) as it is accepted. asyncio's own accept loop takes up to a
+        backlog of sockets before the node sees any, which can overshoot the descriptor
+        budget; and it logs a traceback for every accept that fails for lack of one."""
+        loop = asyncio.get_running_loop()
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=ACCEPT_BURST)
+        sock.setblocking(False)
+        self._listener = sock
+        loop.add_reader(sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        """Stop accepting (the connections open stay until the node stops)."""
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+
+    def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        listener = self._listener
+        for _ in range(ACCEPT_BURST):
+            if listener is None:
+                return
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:  # out of descriptors or memory: wait, then try again
+                self.throttle.error(
+                    "accept",
+                    "cannot accept client connections: %s (trying again in %g s; the "
+                    "connections open are served)",
+                    exc.strerror or exc,
+                    ACCEPT_RETRY_S,
+                )
+                loop.remove_reader(listener.fileno())
+                loop.call_later(ACCEPT_RETRY_S, self._resume_accepting, listener)
+                return
+            self._admit(loop, sock, str(addr[0]), f"{addr[0]}:{addr[1]}")
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self._listener is listener:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
+
+    def _admit(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, address: str, name: str
+    ) -> None:
+        refused = self.connections.admit(address, sock.fileno())
+        if refused is not None:
+            self.warn("refused " + address, "client %s refused: %s", name, refused)
+            with contextlib.suppress(OSError):
+                sock.setblocking(False)
+                if self.refusal is not None:
+                    sock.send(encode_frame(self.refusal(f"connection refused: {refused}")))
+            sock.close()
+            return
+        sock.setblocking(False)
+        conn = ClientConnection(self, counted_as=address)
+        task = loop.create_task(loop.connect_accepted_socket(lambda: conn, sock))
+        self._starting.add(task)
+        task.add_done_callback(lambda t: self._started(t, conn, sock))
+
+    def _started(
+        self, task: asyncio.Task[object], conn: ClientConnection, sock: socket.socket
+    ) -> None:
+        self._starting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            sock.close()
+            conn.connection_lost(None)  # uncounts it
 
     def warn(self, key: str, msg: str, *args: object) -> None:
         self.throttle.warning(key, msg, *args)
@@ -78,16 +158,17 @@ class ClientConnection(asyncio.Protocol):
     """One client connection: payloads in through the port's ``on_payload``, frames out
     through ``send``; closed with a (throttled) logged reason when it breaks a limit."""
 
-    def __init__(self, port: ClientPort) -> None:
+    def __init__(self, port: ClientPort, counted_as: str | None = None) -> None:
         self.port = port
         self.transport: asyncio.Transport | None = None
         self.label = "client"
         self.peer_name = "?"
-        self.address = "?"
+        self.address = counted_as or "?"
         self.state: object = None  # the node's number for this connection
         self.greeted = False  # a hello arrived: the full frame limit applies
         self.session = False  # it has (or is opening) a session: its timeout governs silence
-        self._counted = False
+        # Counted by the port as it accepted it (``counted_as``: its address), or on connect.
+        self._counted = counted_as is not None
         self._decoder = FrameDecoder(port.limits.max_hello_bytes)
         self._born = self._last_rx = _now()
         self._timer: asyncio.TimerHandle | None = None
@@ -104,7 +185,9 @@ class ClientConnection(asyncio.Protocol):
             self.peer_name = f"{peer[0]}:{peer[1]}"
         port = self.port
         sock = transport.get_extra_info("socket")
-        refused = port.connections.admit(self.address, sock.fileno() if sock else -1)
+        refused = None
+        if not self._counted:
+            refused = port.connections.admit(self.address, sock.fileno() if sock else -1)
         if refused is not None:
             port.warn("refused " + self.address, "client %s refused: %s", self.peer_name, refused)
             if port.refusal is not None:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, fields
 
 from paxctl.protocol.framing import HEADER_SIZE, MAX_FRAME, MIN_HELLO_FRAME
 
-#: Connections the event loop may accept in one go (the client listener's backlog) before the
-#: node sees any of them: each holds a descriptor until it is refused.
+#: The client listener's backlog, and the most connections accepted in one loop turn (each is
+#: counted, or refused and closed, as it is accepted: one descriptor at a time).
 ACCEPT_BURST = 128
 #: Descriptors kept free for storage (WAL segments, snapshot writes, metadata, directory fsyncs),
-#: peer links, whatever the runtime opens (e.g. a DNS lookup), and one burst of accepts.
-FD_RESERVE = 64 + ACCEPT_BURST
+#: peer links and whatever the runtime opens (e.g. a DNS lookup).
+FD_RESERVE = 64
 
 
 @dataclass(frozen=True)

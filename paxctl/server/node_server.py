@@ -39,7 +39,6 @@ from paxctl.server import descriptors
 from paxctl.server.client_conn import ClientConnection, ClientPort
 from paxctl.server.config import NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
-from paxctl.server.limits import ACCEPT_BURST
 from paxctl.server.requests import Frame
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.storage.fs import OsFileSystem
@@ -96,6 +95,7 @@ class NodeServer:
         self._servers: list[asyncio.Server] = []
         self._clients: dict[int, ClientConnection] = {}  # connection number -> its transport
         self._next_conn = 0
+        self.client_port: ClientPort | None = None
         self._scheduled = False
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
@@ -133,11 +133,7 @@ class NodeServer:
             refusal=_refusal,
         )
         descriptors.quiet_accept_errors(loop, self.client_port.throttle)
-        self._servers.append(
-            await loop.create_server(
-                self.client_port.protocol, *self.config.client, backlog=ACCEPT_BURST
-            )
-        )
+        self.client_port.listen(*self.config.client)
         hello = msgpack.packb(
             {"node": self.config.node_id, "cluster": self.config.cluster_id}, use_bin_type=True
         )
@@ -161,6 +157,8 @@ class NodeServer:
             ticker.cancel()
             for server in self._servers:
                 server.close()
+            if self.client_port is not None:
+                self.client_port.close()
             for link in self._links.values():
                 await link.stop()
             self.storage.close()
@@ -303,6 +301,20 @@ class NodeServer:
             "client_address": f"{self.config.client[0]}:{self.config.client[1]}",
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
+            **self._connection_counts(),
+        }
+
+    def _connection_counts(self) -> dict[str, object]:
+        """Client connections open, refused at accept and dropped for a limit (README
+        "Limits"), once the client port is up."""
+        port = self.client_port
+        if port is None:
+            return {}
+        conns = port.connections
+        return {
+            "client_connections": conns.total,
+            "client_refused": conns.refused,
+            "client_dropped": port.dropped,
         }
 
     def status(self) -> dict[str, object]:

@@ -182,23 +182,27 @@ def test_connections_beyond_the_descriptor_limit_are_refused_and_the_node_keeps_
     tmp_path,
 ):
     """Before: 1,100 idle connections under a 1024 limit made the leader exit 70 at its next
-    snapshot, after thousands of accept tracebacks. Here 600 under a limit of 400."""
-    with one_node(tmp_path, "--snapshot-every", "20", nofile=400) as node:
+    snapshot, after thousands of accept tracebacks: the same here."""
+    flags = ("--snapshot-every", "20", "--max-connections-per-address", "5000")
+    with one_node(tmp_path, *flags, nofile=1024) as node:
         with node.client() as c:
             c.create("/before", b"x")
             mark = len(node.log())
-            flood = [connect(node.port) for _ in range(600)]
+            flood = [connect(node.port) for _ in range(1100)]
             try:
                 msg, _ = closing_notice(flood[-1])  # refused at once, saying why
                 assert "open-file limit" in msg
                 wait_until(lambda: sum(not is_open(s) for s in flood) > 0, 10, what="refusals")
                 time.sleep(0)  # the node has seen every connect by the time one is refused
                 kept = [s for s in flood if is_open(s)]
-                assert 0 < len(kept) < 400, len(kept)
+                assert 900 < len(kept) < 1024 - 64, len(kept)
                 # The existing client is served, writes go on and snapshots are written.
                 for i in range(60):
                     c.create(f"/during-{i}", b"y" * 100)
                 assert c.get("/during-59")[0] == b"y" * 100
+                status = c.status()
+                assert status["client_refused"] > 0
+                assert status["client_connections"] == len(kept) + 1
                 wait_until(lambda: "snapshot at slot" in node.log()[mark:], 10, what="a snapshot")
                 node.assert_alive()
             finally:
@@ -211,6 +215,30 @@ def test_connections_beyond_the_descriptor_limit_are_refused_and_the_node_keeps_
         assert "Traceback" not in text and "Too many open files" not in text
         assert text.count("refused") < 10, text[-2000:]  # throttled: one line per 10 s
         assert node.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (("--max-connections-per-address", "3"), "(--max-connections-per-address)"),
+        (("--max-connections", "3"), "(--max-connections)"),
+    ],
+)
+def test_connections_over_a_limit_are_refused_with_the_reason(tmp_path, flags, reason):
+    with one_node(tmp_path, *flags) as node:
+        kept = [Talk(node.port) for _ in range(3)]
+        for talk in kept:
+            talk.hello()
+        refused = connect(node.port)
+        msg, _ = closing_notice(refused)
+        assert msg.startswith("connection refused: 3 ") and msg.endswith(reason)
+        assert kept[0].ask({"xid": 7, "op": "status"})["ok"]["client_refused"] == 1
+        kept.pop().sock.close()  # room again
+        wait_until(
+            lambda: kept[0].ask({"xid": 8, "op": "status"})["ok"]["client_connections"] == 2, 5
+        )
+        with node.client() as c:
+            c.create("/room", b"")
 
 
 # ------------------------------------------------------------------ hello
