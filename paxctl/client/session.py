@@ -44,6 +44,7 @@ from paxctl.client.session_types import (
     SessionState,
     StateChanged,
     WatchRecord,
+    hello_watch_bytes,
 )
 from paxctl.protocol.codec import ProtocolError, session_granted
 from paxctl.protocol.errors import ErrorCode
@@ -405,10 +406,9 @@ class ClientSession:
         watches = tuple(
             WatchSpec(wid, w.path, w.mode) for wid, w in self.watches.items() if w.armed
         )
-        # A node takes only a small frame before the hello: with many watches, say hello
-        # without them first; the full hello (same ``after``) follows its answer. Nothing else
-        # is sent or counted as seen in between, so the two act as one.
-        c.probing = probe and _watch_bytes(watches) > HELLO_WATCH_BYTES
+        # A node takes only a small frame before a hello: with many watches, say hello without
+        # them first, then (same ``after``) with them; nothing else comes in between.
+        c.probing = probe and hello_watch_bytes(watches) > HELLO_WATCH_BYTES
         if c.probing:
             watches = ()
         xid = self._xid(c, _HELLO)
@@ -618,8 +618,3 @@ class ClientSession:
             if rec.one_shot:
                 del self.watches[event.wid]
             self._out.append(Delivered(event, rec.one_shot))
-
-
-def _watch_bytes(watches: Sequence[WatchSpec]) -> int:
-    """At least the bytes these watches take in a hello (the path plus a generous 26)."""
-    return sum(len(w.path.encode()) + 26 for w in watches)
