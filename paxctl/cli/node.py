@@ -9,7 +9,9 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
+from paxctl.cli.node_limits import limit_options
 from paxctl.server.config import ConfigError, NodeConfig
+from paxctl.server.limits import LIMIT_KEYS
 from paxctl.server.secret import HOW_TO_GET, SecretError, load_secret
 from paxctl.storage.framing import CorruptionError
 from paxctl.storage.store import StorageError
@@ -90,6 +92,7 @@ def node() -> None:
     "Make one with `paxctl cluster secret FILE` and copy it to every node "
     "(`paxctl cluster up` makes DIR/cluster.secret).",
 )
+@limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
     """Start a node in the foreground; SIGTERM or SIGINT stops it cleanly."""
@@ -113,6 +116,7 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
         "watch_history": flags["watch_history"],
         "secret_file": flags["secret_file"],
     }
+    values.update({key: flags[key] for key in LIMIT_KEYS})
     try:
         if config_file:
             config = NodeConfig.from_toml(config_file, values)

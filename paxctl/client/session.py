@@ -44,9 +44,11 @@ from paxctl.client.session_types import (
     SessionState,
     StateChanged,
     WatchRecord,
+    hello_watch_bytes,
 )
 from paxctl.protocol.codec import ProtocolError, session_granted
 from paxctl.protocol.errors import ErrorCode
+from paxctl.protocol.framing import HELLO_WATCH_BYTES
 from paxctl.protocol.messages import (
     CloseSessionRequest,
     Failed,
@@ -404,10 +406,15 @@ class ClientSession:
         self._conn = ConnRecord(conn, self.server, now + self.attempt_timeout_ms)
         self._out.append(Connect(conn, self.server))
 
-    def _hello(self, c: ConnRecord, after: int) -> None:
+    def _hello(self, c: ConnRecord, after: int, probe: bool = True) -> None:
         watches = tuple(
             WatchSpec(wid, w.path, w.mode) for wid, w in self.watches.items() if w.armed
         )
+        # A node takes only a small frame before a hello: with many watches, say hello without
+        # them first, then (same ``after``) with them; nothing else comes in between.
+        c.probing = probe and hello_watch_bytes(watches) > HELLO_WATCH_BYTES
+        if c.probing:
+            watches = ()
         xid = self._xid(c, _HELLO)
         c.hello = Hello(xid, self.client_id, self.session, after, watches, self._secret)
         self._out.append(Send(c.id, c.hello))
@@ -429,6 +436,9 @@ class ClientSession:
                 self._hello(c, after)  # again, without the session, from the same zxid
             else:
                 self._failover(now, f"hello refused: {reply.message or reply.code}")
+            return
+        if c.probing:  # the node took the small hello: now the one with the watches
+            self._hello(c, c.hello.after, probe=False)
             return
         c.ready = c.greeted = True
         self._out.append(Link(True, c.id, c.server))

@@ -41,6 +41,19 @@ CODEC_VERSION = 3  # 3: snapshots travel in chunks (offer, request, chunk), not 
 MAX_UINT = 2**63 - 1
 
 
+#: msgpack's limits when decoding a peer's message, so hostile bytes cannot make the decoder
+#: build huge containers: arrays far above what the core sends (batches of ``max_batch``
+#: commands, ``max_entries`` entries, the votes of an alpha window), no maps or strings beyond
+#: a little, bytes up to the peer frame limit (a snapshot).
+PEER_UNPACK_LIMITS: dict[str, int] = {
+    "max_array_len": 1 << 16,
+    "max_map_len": 64,
+    "max_str_len": 64 * 1024,
+    "max_bin_len": 64 * 1024 * 1024,
+    "max_ext_len": 0,
+}
+
+
 class CodecError(ValueError):
     """The bytes are not a message this codec understands."""
 
@@ -174,7 +187,9 @@ def encode(msg: Message) -> bytes:
 def decode(data: bytes) -> Message:
     """Decode bytes from the network, or raise ``CodecError`` saying what is wrong."""
     try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+        raw = msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True, **PEER_UNPACK_LIMITS
+        )
     except Exception as exc:  # msgpack raises several unrelated types on bad input
         raise CodecError(f"not msgpack: {exc}") from None
     items = _check_list(raw, "message")

@@ -16,6 +16,7 @@ On the wire a request is ``{"xid": n, "op": name, ...fields}``; a reply ``{"xid"
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,18 @@ from paxctl.statemachine.paths import validate_path
 
 #: Most watches one hello may re-register.
 MAX_WATCHES = 100_000
+
+#: msgpack's limits when decoding a client's request, sized to what a valid request holds: a
+#: map of a few fields, strings (paths), one encoded operation (bytes) and a hello's list of
+#: watches.
+#: A 2.3 MB map is refused at its header instead of costing the event loop 0.4 s to build.
+REQUEST_UNPACK_LIMITS: dict[str, int] = {
+    "max_map_len": 32,
+    "max_array_len": MAX_WATCHES,
+    "max_str_len": 64 * 1024,  # paths are checked to MAX_PATH_BYTES by their own rule
+    "max_bin_len": MAX_FRAME,
+    "max_ext_len": 0,
+}
 
 
 class NotARequest(ValueError):
@@ -195,12 +208,25 @@ _DECODERS: dict[str, Callable[[int, _Fields], Request]] = {
 }
 
 
+def _unpack_request(payload: bytes) -> Any:
+    """``payload`` unpacked within ``REQUEST_UNPACK_LIMITS``, with the cyclic garbage collector
+    held off meanwhile: a frame of millions of tiny nested lists would otherwise trigger it
+    again and again (measured 2.2 s instead of 0.5 s for 4 MB on one core)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return msgpack.unpackb(payload, raw=False, **REQUEST_UNPACK_LIMITS)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def decode_request(payload: bytes) -> Request:
     """The request ``payload`` holds (see the module docstring for what it raises)."""
     try:
-        doc = msgpack.unpackb(payload, raw=False)
+        doc = _unpack_request(payload)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise NotARequest(f"undecodable request: {type(exc).__name__}") from None
+        raise NotARequest(f"undecodable request: {type(exc).__name__}: {exc}") from None
     if type(doc) is not dict:
         raise NotARequest("a request must be a map")
     xid, op = doc.get("xid"), doc.get("op")

@@ -22,6 +22,8 @@ class ErrorCode(StrEnum):
     DATA_TOO_LARGE = "DataTooLarge"
     SESSION_EXPIRED = "SessionExpired"
     FENCE_REJECTED = "FenceRejected"
+    #: The connection has as many watches as the node allows one connection.
+    TOO_MANY_WATCHES = "TooManyWatches"
     # What happened to the request itself.
     #: Not served now (no leader, overloaded): nothing was done; retry.
     UNAVAILABLE = "Unavailable"

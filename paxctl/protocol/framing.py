@@ -22,6 +22,11 @@ MAX_FRAME = 4 * 1024 * 1024
 #: a window (16) of slots of up to one client frame each. Lowering it to a few MiB needs the
 #: Promise split in parts first (tests/unit/test_message_sizes.py checks the arithmetic).
 MAX_PEER_FRAME = 64 * 1024 * 1024
+#: A client whose hello would carry more than this many bytes of watches first says hello
+#: without them (a node takes only small frames before a hello), then again with them.
+HELLO_WATCH_BYTES = 2048
+#: The smallest pre-hello frame limit a node may be given: room for any hello so sent.
+MIN_HELLO_FRAME = 4096
 _HEADER = struct.Struct(">IIB")
 HEADER_SIZE = _HEADER.size
 
@@ -42,7 +47,9 @@ def encode_frame(payload: bytes, max_frame: int = MAX_FRAME) -> bytes:
 class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
-        self._max = max_frame
+        #: The largest frame accepted; the owner may change it between feeds (e.g. a client's
+        #: small limit before its hello).
+        self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every complete payload, in order."""
@@ -52,8 +59,8 @@ class FrameDecoder:
             length, crc, version = _HEADER.unpack_from(self._buf)
             if version != PROTOCOL_VERSION:
                 raise FrameError(f"unknown protocol version {version}")
-            if length > self._max:
-                raise FrameError(f"frame of {length} bytes exceeds the {self._max}-byte limit")
+            if length > self.max_frame:
+                raise FrameError(f"frame of {length} bytes exceeds the {self.max_frame}-byte limit")
             end = HEADER_SIZE + length
             if len(self._buf) < end:
                 break

@@ -59,6 +59,8 @@ class EngineConfig:
     watch_history: int = 100_000
     min_session_ms: int = 1000
     max_session_ms: int = 120_000
+    #: Watches one client connection may hold (``TooManyWatches`` beyond; server/limits.py).
+    max_watches_per_connection: int = 100_000
     #: A number new to each process start (relay rounds of an earlier run are not this one's).
     incarnation: int = 0
     planted_bugs: frozenset[str] = frozenset()

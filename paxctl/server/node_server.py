@@ -29,11 +29,14 @@ from paxctl.protocol.codec import (
     BadRequest,
     NotARequest,
     decode_request,
-    encode_push,
     encode_reply,
 )
-from paxctl.protocol.messages import Failed, Ok
+from paxctl.protocol.errors import ErrorCode
+from paxctl.protocol.messages import Failed, Hello, Ok, OpenSessionRequest
 from paxctl.protocol.peer_auth import SECRET_SIZE
+from paxctl.protocol.pushes import encode_pushes
+from paxctl.server import descriptors
+from paxctl.server.client_conn import ClientConnection, ClientPort
 from paxctl.server.config import NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
 from paxctl.server.exposure import unencrypted_warnings
@@ -86,14 +89,16 @@ class NodeServer:
             watch_history=config.watch_history,
             min_session_ms=config.min_session_ms,
             max_session_ms=config.max_session_ms,
+            max_watches_per_connection=config.limits.max_watches_per_connection,
             incarnation=int.from_bytes(os.urandom(4), "big"),
         )
         self.engine = NodeEngine(engine_config, node, self.storage, snap, describe=self._describe)
         self.node = node
         self._links: dict[int, PeerLink] = {}
         self._servers: list[asyncio.Server] = []
-        self._clients: dict[int, FramedProtocol] = {}  # connection number -> its transport
+        self._clients: dict[int, ClientConnection] = {}  # connection number -> its transport
         self._next_conn = 0
+        self.client_port: ClientPort | None = None
         self._scheduled = False
         self._throttle = Throttle(log)  # lines a peer's messages can cause
         self._stopping: asyncio.Event | None = None
@@ -124,12 +129,16 @@ class NodeServer:
         self._servers.append(
             await loop.create_server(lambda: PeerConnection(auth, self._on_peer_payload), *listen)
         )
-        self._servers.append(
-            await loop.create_server(
-                lambda: FramedProtocol(self._on_client_payload, self._on_client_lost, "client"),
-                *self.config.client,
-            )
+        self.client_port = ClientPort(
+            self.config.limits,
+            descriptors.budget(self.config.limits, len(self.config.peers)),
+            self._on_client_payload,
+            self._on_client_lost,
+            session_slack_ms=self.config.max_session_ms,
+            refusal=_refusal,
         )
+        descriptors.quiet_accept_errors(loop, self.client_port.throttle)
+        self.client_port.listen(*self.config.client)
         rng = random.Random(os.urandom(8))
         for peer, (host, port) in sorted(self.config.peers.items()):
             if peer != self.config.node_id:
@@ -152,6 +161,8 @@ class NodeServer:
             ticker.cancel()
             for server in self._servers:
                 server.close()
+            if self.client_port is not None:
+                self.client_port.close()
             for link in self._links.values():
                 await link.stop()
             self.storage.close()
@@ -222,7 +233,7 @@ class NodeServer:
                     name,
                 )
 
-    def _on_client_payload(self, conn: FramedProtocol, payload: bytes) -> None:
+    def _on_client_payload(self, conn: ClientConnection, payload: bytes) -> None:
         if conn.state is None:  # its first request: number the connection
             self._next_conn += 1
             conn.state = self._next_conn
@@ -232,16 +243,20 @@ class NodeServer:
         assert isinstance(number, int)
         try:
             req = decode_request(payload)
-        except NotARequest:  # bytes that are not a request at all: nobody to answer
-            conn.close("malformed client request")
+        except NotARequest as exc:  # bytes that are not a request at all: nobody to answer
+            conn.close(f"malformed client request: {exc}", key="malformed", tell=True)
             return
         except BadRequest as exc:
             self._carry_out(self.engine.reject(number, exc.xid, exc.error))
             return
+        if isinstance(req, Hello):  # the full frame limit from now on; a session's timeout
+            conn.hello(req.session)
+        elif isinstance(req, OpenSessionRequest):
+            conn.opening_session()
         self._carry_out(self.engine.request(number, req, _wall_ms()))
         self.kick()
 
-    def _on_client_lost(self, conn: FramedProtocol) -> None:
+    def _on_client_lost(self, conn: ClientConnection) -> None:
         number = conn.state
         if isinstance(number, int) and self._clients.pop(number, None) is conn:
             self.engine.connection_closed(number)
@@ -267,11 +282,13 @@ class NodeServer:
             return
         frame = out.frame
         # A reply too large for a frame becomes DataTooLarge rather than a frame the client
-        # would wait for until its timeout (e.g. the stats of ~26,000 children).
-        payload = encode_reply(frame) if isinstance(frame, Ok | Failed) else encode_push(frame)
-        if not conn.send(payload) and conn.open:
-            # Cut off rather than silently skipped: it resumes from its last zxid elsewhere.
-            conn.close("client cannot keep up; it will resume from its last zxid elsewhere")
+        # would wait for until its timeout (e.g. the stats of ~26,000 children); a push too
+        # large is split into several frames.
+        payloads = [encode_reply(frame)] if isinstance(frame, Ok | Failed) else encode_pushes(frame)
+        for payload in payloads:
+            if not conn.send(payload):
+                # Dropped (it does not read): it resumes from its last zxid elsewhere.
+                return
 
     # ------------------------------------------------------------------ the Ready loop
 
@@ -320,14 +337,35 @@ class NodeServer:
             "client_address": f"{self.config.client[0]}:{self.config.client[1]}",
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
+            **self._connection_counts(),
+        }
+
+    def _connection_counts(self) -> dict[str, object]:
+        """Client connections open, refused at accept and dropped for a limit (README
+        "Limits"), once the client port is up."""
+        port = self.client_port
+        if port is None:
+            return {}
+        conns = port.connections
+        return {
+            "client_connections": conns.total,
+            "client_refused": conns.refused,
+            "client_dropped": port.dropped,
         }
 
     def status(self) -> dict[str, object]:
         return self.engine.status()
 
 
+def _refusal(message: str) -> bytes:
+    """What a refused client connection is told before it is closed (xid 0: no request)."""
+    return encode_reply(Failed(0, 0, ErrorCode.UNAVAILABLE, message))
+
+
 def run_node(config: NodeConfig) -> None:
     """Run a node in the foreground until SIGTERM/SIGINT."""
+    soft, hard = descriptors.raise_open_file_limit()
+    log.info("open-file limit %d (hard limit %d)", soft, hard)
     try:
         import uvloop  # type: ignore[import-not-found]
 

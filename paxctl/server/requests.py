@@ -57,7 +57,7 @@ from paxctl.protocol.messages import (
 from paxctl.protocol.secrets import session_hash, temporary_id
 from paxctl.server.watches import Event
 from paxctl.server.zxid import slot_of
-from paxctl.statemachine.errors import BadArguments, SessionExpired, ZnodeError
+from paxctl.statemachine.errors import BadArguments, SessionExpired, TooManyWatches, ZnodeError
 from paxctl.statemachine.machine import MAX_SEQ_AHEAD, Outcome
 from paxctl.statemachine.ops import CloseSession, Op, OpenSession, encode_command, is_session_id
 
@@ -257,6 +257,9 @@ class ClientRequests:
                 message = f"session {req.client:#x} was opened with another secret"
                 self.fail(conn, req.xid, ErrorCode.AUTH_FAILED, message)
                 return
+            if not self._watch_room(conn, [w.wid for w in req.watches]):
+                self.fail(conn, req.xid, ErrorCode.TOO_MANY_WATCHES, self._too_many())
+                return
             if state.client is not None and self._by_client.get(state.client) == conn:
                 del self._by_client[state.client]  # a second hello renames the connection
             state.client, state.session, state.secret_hash = req.client, req.session, proof
@@ -342,7 +345,10 @@ class ClientRequests:
                 return
             if req.watch is not None:  # atomic with the read: the watch sees every later change
                 mode = str(READ_WATCH_MODE[req.kind])
-                self._register(conn, req.watch, req.path, mode, self.e.replica.applied_zxid)
+                zxid = self.e.replica.applied_zxid
+                if not self._register(conn, req.watch, req.path, mode, zxid):
+                    self.fail(conn, req.xid, ErrorCode.TOO_MANY_WATCHES, self._too_many())
+                    return
             self.reply(conn, req.xid, result)
 
         self._when_consistent(conn, req.xid, req.local, req.min_zxid, serve)
@@ -370,19 +376,34 @@ class ClientRequests:
             result["stats"] = {n: stat_reply(tree, f"{path.rstrip('/')}/{n}") for n in names}
         return result
 
-    def _register(self, conn: int, wid: int, path: str, mode: str, after: int) -> None:
+    def _watch_room(self, conn: int, wids: list[int]) -> bool:
+        """Whether ``conn`` may hold these watches too (re-registering a wid costs nothing)."""
+        watches = self.e.replica.watches
+        new = len({w for w in wids if not watches.has(conn, w)})
+        return watches.count_of(conn) + new <= self.e.config.max_watches_per_connection
+
+    def _too_many(self) -> str:
+        limit = self.e.config.max_watches_per_connection
+        return f"a connection may hold at most {limit} watches (--max-watches-per-connection)"
+
+    def _register(self, conn: int, wid: int, path: str, mode: str, after: int) -> bool:
+        """Register (and replay) a watch; False if the connection is at its watch limit."""
         if conn not in self._conns:  # it closed while the read waited: its watches are gone
-            return
+            return True
+        if not self._watch_room(conn, [wid]):
+            return False
         replica = self.e.replica
         now = replica.watches.register(conn, wid, path, mode, after, replica.applied_zxid)
         self.e.observer.replayed(now)
         self.push_events(conn, [(wid, e) for e in now])
+        return True
 
     def _watch(self, conn: int, req: WatchRequest) -> None:
         """Register a watch without a read; ``after`` replays history from that zxid."""
         self._client(conn)
         after = self.e.replica.applied_zxid if req.after is None else req.after
-        self._register(conn, req.wid, req.path, str(req.mode), after)
+        if not self._register(conn, req.wid, req.path, str(req.mode), after):
+            raise TooManyWatches(self._too_many())
         self.reply(conn, req.xid)
 
     def _unwatch(self, conn: int, req: UnwatchRequest) -> None:

@@ -213,6 +213,13 @@ class WatchRegistry:
             self._discard(watch)
         return len(doomed)
 
+    def count_of(self, conn: Hashable) -> int:
+        """Watches ``conn`` holds now."""
+        return len(self._by_conn.get(conn, ()))
+
+    def has(self, conn: Hashable, wid: int) -> bool:
+        return wid in self._by_conn.get(conn, {})
+
     def count(self) -> int:
         return sum(len(watches) for watches in self._by_conn.values())
 
