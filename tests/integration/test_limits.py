@@ -27,6 +27,7 @@ from paxctl.client import Client, SyncClient
 from paxctl.protocol.codec import decode_from_server
 from paxctl.protocol.framing import MAX_FRAME, PROTOCOL_VERSION, FrameDecoder, encode_frame
 from paxctl.protocol.messages import WatchEvents
+from paxctl.server.secret import create_secret
 from paxctl.statemachine.errors import ZnodeError
 
 pytestmark = pytest.mark.integration
@@ -44,9 +45,13 @@ class OneNode:
         base = find_base_port(1)
         self.port = base + 1
         self.log_path = tmp / "node.log"
+        secret = tmp / "cluster.secret"
+        if not secret.exists():
+            create_secret(str(secret))
         self.argv = paxctl_command(
             "node", "start", "--id", "1", "--data", str(tmp / "data"), "--bootstrap",
-            "--peers", f"1={HOST}:{base + 101}", "--client", f"{HOST}:{self.port}", *flags,
+            "--peers", f"1={HOST}:{base + 101}", "--client", f"{HOST}:{self.port}",
+            "--secret-file", str(secret), *flags,
         )  # fmt: skip
         self.nofile = nofile
         self.proc: subprocess.Popen[bytes] | None = None
