@@ -41,6 +41,7 @@ from paxctl.protocol.messages import (
     WriteRequest,
 )
 from paxctl.protocol.pushes import encode_pushes, split_events
+from paxctl.protocol.secrets import temporary_id
 from paxctl.server.config import ConfigError, NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine
 from paxctl.server.limits import Connections, Limits, fd_budget
@@ -197,7 +198,8 @@ def test_the_largest_valid_requests_still_decode():
     multi = WriteRequest(2, 2, Multi(tuple(Create(f"/n{i}", b"") for i in range(1000))))
     assert decode_request(encode_request(multi)) == multi
     watches = tuple(WatchSpec(i, f"/w/{i}", WatchMode.RECURSIVE) for i in range(MAX_WATCHES))
-    hello = Hello(3, TEMP_CLIENT_BIT | 1, False, 0, watches)
+    secret = bytes(range(64))  # the longest secret a hello may carry
+    hello = Hello(3, temporary_id(secret), False, 0, watches, secret)
     assert decode_request(encode_request(hello)) == hello
 
 
@@ -270,11 +272,17 @@ class Engine:
         return reply
 
 
+def sessionless(xid: int, who: int, watches: tuple[WatchSpec, ...] = ()) -> Hello:
+    """A hello without a session, under the temporary id its secret derives."""
+    secret = bytes([who]) * 16
+    return Hello(xid, temporary_id(secret), False, 0, watches, secret)
+
+
 def test_watches_over_the_cap_get_too_many_watches_and_other_connections_are_unaffected():
     e = Engine(cap=3)
     for conn in (1, 2):
         e.engine.connection_opened(conn)
-        assert isinstance(e.request(conn, lambda x, c=conn: Hello(x, TEMP_CLIENT_BIT | c)), Ok)
+        assert isinstance(e.request(conn, lambda x, c=conn: sessionless(x, c)), Ok)
     for wid in range(3):
         assert isinstance(
             e.request(1, lambda x, w=wid: WatchRequest(x, w, "/", WatchMode.RECURSIVE)), Ok
@@ -287,7 +295,7 @@ def test_watches_over_the_cap_get_too_many_watches_and_other_connections_are_una
     read = e.request(1, lambda x: ReadRequest(x, ReadKind.GET, "/", watch=10))
     assert isinstance(read, Failed) and read.code == ErrorCode.TOO_MANY_WATCHES
     specs = tuple(WatchSpec(w, "/", WatchMode.RECURSIVE) for w in range(4))
-    hello = e.request(2, lambda x: Hello(x, TEMP_CLIENT_BIT | 2, False, 0, specs))
+    hello = e.request(2, lambda x: sessionless(x, 2, specs))
     assert isinstance(hello, Failed) and hello.code == ErrorCode.TOO_MANY_WATCHES
     assert isinstance(e.request(2, lambda x: WatchRequest(x, 1, "/", WatchMode.RECURSIVE)), Ok)
     assert e.engine.replica.watches.count_of(1) == 3
@@ -303,8 +311,7 @@ def test_a_client_with_many_watches_says_a_small_hello_first_then_the_full_one()
     s = ClientSession(
         ["a:1"],
         rng=random.Random(1),
-        client_id=TEMP_CLIENT_BIT | 5,
-        new_client_id=lambda: TEMP_CLIENT_BIT | 6,
+        new_secret=lambda: bytes(32),
     )
     wids = [s.new_watch(f"/watched/node-{i:04d}", WatchMode.RECURSIVE) for i in range(200)]
     for wid in wids:
