@@ -1,6 +1,6 @@
 """Peer authentication on real processes: only holders of the cluster secret speak on a peer
 port. The attacks of issue 14 (a Prepare of round 2**63-1, an Accept of a create for the next
-slot, an InstallSnapshot), sent by a stranger who knows everything public (the cluster id,
+slot, a snapshot offer), sent by a stranger who knows everything public (the cluster id,
 the members, the protocol) but not the secret, are refused at the handshake; the cluster keeps
 electing and writing and nothing forged reaches the tree. A member's connection whose frames are
 tampered with or replayed is closed. The secret's file and the CLI's refusals are checked too.
@@ -21,8 +21,8 @@ from peer_client import PeerConn, open_peer
 
 from paxctl.client import SyncClient
 from paxctl.core import codec
-from paxctl.core.messages import Accept, CatchupRequest, InstallSnapshot, Message, Prepare
-from paxctl.core.types import Ballot, ChosenEntry, Command, Snapshot
+from paxctl.core.messages import Accept, CatchupRequest, Message, Prepare, SnapshotOffer
+from paxctl.core.types import Ballot, ChosenEntry, Command
 from paxctl.statemachine.ops import Create, encode_op
 
 pytestmark = pytest.mark.integration
@@ -78,9 +78,7 @@ ATTACKS = {
         frm, to, ballot_of(n), (ChosenEntry(int(n["chosen"]) + 1, forged_create()),),
         int(n["chosen"]) + 1,
     ),
-    "install-snapshot": lambda n, frm, to: InstallSnapshot(
-        frm, to, Snapshot(10**6, (1, 2, 3), b"garbage state")
-    ),
+    "snapshot-offer": lambda n, frm, to: SnapshotOffer(frm, to, 10**6, (1, 2, 3), 13, bytes(32)),
 }  # fmt: skip
 
 
