@@ -365,7 +365,6 @@ def _refusal(message: str) -> bytes:
 def run_node(config: NodeConfig) -> None:
     """Run a node in the foreground until SIGTERM/SIGINT."""
     soft, hard = descriptors.raise_open_file_limit()
-    log.info("open-file limit %d (hard limit %d)", soft, hard)
     try:
         import uvloop  # type: ignore[import-not-found]
 
@@ -373,6 +372,8 @@ def run_node(config: NodeConfig) -> None:
     except ImportError:
         pass
     server = NodeServer(config)
+    # Said once the data directory has opened: a node that cannot start says only why.
+    log.info("open-file limit %d (hard limit %d)", soft, hard)
     asyncio.run(server.run())
 
 

@@ -213,31 +213,23 @@ def expect_logged(cluster, marks, per_node: dict[int, list[str]]) -> None:
 
 
 def test_random_garbage_bytes(cluster, marks):
-    expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
     refused: dict[int, list[str]] = {i: [] for i in cluster.ids}
     for port in cluster.client_ports + cluster.peer_ports:
         for seed in range(8):
             garbage = random.Random(seed * 65537 + port).randbytes(64 << seed % 5)
             client = port in cluster.client_ports
             try:
-                FrameDecoder(MAX_FRAME if client else MAX_HELLO_FRAME).feed(garbage)
+                FrameDecoder(PRE_HELLO if client else MAX_HELLO_FRAME).feed(garbage)
                 reason = None  # a plausible header: the node waits for the rest of the frame
             except FrameError as exc:
                 reason = str(exc)
             with connect(port) as sock:
                 send(sock, garbage)
-                if reason is not None and client:
+                if reason is not None and client:  # a client port says why in its notice
                     assert reason in closed_because(sock)
                 elif reason is not None:  # its line may be an earlier stranger's (rate limit)
                     challenge_then_closed(sock)
                     refused[cluster.node_of_port(port)].append(": refused: bad frame from")
-                    assert wait_closed(sock) == b""
-                    expected[cluster.node_of_port(port)].append(f"bad frame from {HOST}:")
-                    expected[cluster.node_of_port(port)].append(reason)
-                elif reason is not None:  # its line may be an earlier stranger's (rate limit)
-                    challenge_then_closed(sock)
-                    refused[cluster.node_of_port(port)].append(": refused: bad frame from")
-    expect_logged(cluster, marks, expected)
     expect_refused(cluster, refused)
     cluster.assert_healthy()
 
@@ -509,7 +501,7 @@ def test_client_unknown_op_is_answered_and_the_connection_stays_usable(cluster, 
         with connect(port) as sock:
             talk = Conversation(sock)
             # After a hello: a frame before it may hold only PRE_HELLO bytes (the longest op).
-            assert "ok" in talk.ask({"xid": 40, "op": "hello", "client": 1 << 62})
+            assert "ok" in talk.ask(sessionless_hello(40, b"unknown op"))
             reply = talk.ask({"xid": 41, "op": op})
             assert reply["xid"] == 41
             assert reply["err"] == "BadArguments"

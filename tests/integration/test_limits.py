@@ -27,6 +27,7 @@ from paxctl.client import Client, SyncClient
 from paxctl.protocol.codec import decode_from_server
 from paxctl.protocol.framing import MAX_FRAME, PROTOCOL_VERSION, FrameDecoder, encode_frame
 from paxctl.protocol.messages import WatchEvents
+from paxctl.protocol.secrets import temporary_id
 from paxctl.server.secret import create_secret
 from paxctl.statemachine.errors import ZnodeError
 
@@ -176,7 +177,14 @@ class Talk:
                 return reply
 
     def hello(self, watches: list[list[Any]] | None = None, xid: int = 1) -> None:
-        doc = {"xid": xid, "op": "hello", "client": (1 << 62) | 99, "watches": watches or []}
+        secret = b"a client of test_limits"  # a hello proves the temporary id it names
+        doc = {
+            "xid": xid,
+            "op": "hello",
+            "client": temporary_id(secret),
+            "secret": secret,
+            "watches": watches or [],
+        }
         assert "ok" in self.ask(doc)
 
 

@@ -16,7 +16,7 @@ from local_cluster import LocalCluster, paxctl, wait_until
 from peer_client import open_peer
 
 from paxctl.client import SyncClient
-from paxctl.core.messages import Accepted, SnapshotChunk, SnapshotOffer
+from paxctl.core.messages import Accept, SnapshotChunk, SnapshotOffer
 from paxctl.core.snapshot_transfer import digest_of
 from paxctl.core.types import Ballot
 from paxctl.statemachine.machine import StateMachine
@@ -116,14 +116,18 @@ def test_unsolicited_and_undecodable_snapshots_are_dropped_and_never_saved(clust
         "the unsolicited offer and chunk to be counted",
     )
 
-    # 2. Undecodable bytes in a transfer the node did start: it asks `other` after hearing that
-    # `other` knows more; the forger, speaking as `other`, answers first with garbage.
+    # 2. Undecodable bytes in a transfer the node did start: it asks the leader after a
+    # heartbeat at the leader's own ballot claims a commit ahead of it; the forger, speaking as
+    # the leader (a member's credential), answers first with garbage. (Peer messages are
+    # checked, so the heartbeat must carry the ballot the leader really holds.)
     garbage = b"\xc1not a state machine" * 50
     slot = commit + 3
-    with open_peer(port, other, cid, credentials_dir=cluster_dir) as peer:
-        peer.send(Accepted(other, victim, Ballot(0, 0), (), slot))
-        peer.send(SnapshotOffer(other, victim, slot, (1, 2, 3), len(garbage), digest_of(garbage)))
-        peer.send(SnapshotChunk(other, victim, slot, 0, garbage))
+    rnd, node = str(status(cluster, leader)["ballot"]).split(".")
+    ballot = Ballot(int(rnd), int(node))
+    with open_peer(port, leader, cid, credentials_dir=cluster_dir) as peer:
+        peer.send(Accept(leader, victim, ballot, (), slot))
+        peer.send(SnapshotOffer(leader, victim, slot, (1, 2, 3), len(garbage), digest_of(garbage)))
+        peer.send(SnapshotChunk(leader, victim, slot, 0, garbage))
         assert not peer.closed_by_node(1.0)
     wait_until(
         lambda: status(cluster, victim)["counters"].get("snapshot_rejected", 0) >= 1,
@@ -140,7 +144,7 @@ def test_unsolicited_and_undecodable_snapshots_are_dropped_and_never_saved(clust
 
     log = Path(cluster_dir, f"node-{victim}.log").read_text()
     assert f"dropped a SnapshotOffer from node {other} (snapshot_unsolicited)" in log
-    assert f"dropped a SnapshotChunk from node {other} (snapshot_rejected)" in log
+    assert f"dropped a SnapshotChunk from node {leader} (snapshot_rejected)" in log
 
     # The victim restarts from its own disk as before and keeps serving.
     cluster.kill(victim, signal.SIGKILL)
