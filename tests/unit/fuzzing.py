@@ -63,6 +63,11 @@ def _int_edges() -> SearchStrategy[int]:
     return st.one_of(st.integers(0, 16), st.sampled_from(edges), st.integers(0, MAX_UINT))
 
 
+#: Characters for strings: ASCII, a few of every UTF-8 length, NUL and other controls.
+_chars = st.characters(max_codepoint=0x7FF, exclude_categories=("Cs",)) | st.sampled_from(
+    ["\u2028", "\ufeff", "\U0001f600", "\x00", "/", "."]
+)
+
 #: A small namespace, so random operations meet existing, missing and non-empty nodes.
 NAMES = ("a", "b", "c")
 paths = st.lists(st.sampled_from(NAMES), min_size=0, max_size=3).map(lambda p: "/" + "/".join(p))
@@ -74,11 +79,14 @@ class Derive:
 
     ints: SearchStrategy[int] = field(default_factory=_int_edges)
     binary: SearchStrategy[bytes] = field(default_factory=lambda: st.binary(max_size=24))
-    text: SearchStrategy[str] = field(default_factory=lambda: st.text(max_size=12))
+    text: SearchStrategy[str] = field(default_factory=lambda: st.text(_chars, max_size=12))
     max_len: int = 4
     by_type: dict[Any, SearchStrategy[Any]] = field(default_factory=dict)
     by_name: dict[str, SearchStrategy[Any]] = field(default_factory=dict)
     by_field: dict[tuple[type, str], SearchStrategy[Any]] = field(default_factory=dict)
+    #: Values seen in replies, by key, looked up when a value is drawn: a field of that name
+    #: and type sometimes echoes one (a session id, or a secret, handed back as a client would).
+    echo: Callable[[], Mapping[str, list[Any]]] | None = None
 
     def strategy(self, tp: Any) -> SearchStrategy[Any]:
         if tp in self.by_type:
@@ -123,7 +131,23 @@ class Derive:
             return self.by_field[(cls, name)]
         if name in self.by_name:
             return self.by_name[name]
-        return self.strategy(tp)
+        derived = self.strategy(tp)
+        echo = self.echo
+        if echo is None:
+            return derived
+
+        def maybe_echo(pick: tuple[int, Any]) -> Any:
+            seen = [v for v in echo().get(name, ()) if _accepts(tp, v)]
+            return seen[pick[0] % len(seen)] if seen and pick[0] < 64 else pick[1]
+
+        return st.tuples(st.integers(0, 127), derived).map(maybe_echo)
+
+
+def _accepts(tp: Any, value: Any) -> bool:
+    """Whether ``value`` is of the annotated type ``tp`` (plain types and unions of them)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_accepts(a, value) for a in typing.get_args(tp))
+    return isinstance(tp, type) and type(value) is tp
 
 
 def _checked(cls: type) -> Callable[..., Any]:
@@ -196,10 +220,10 @@ msgpack_values: SearchStrategy[Any] = st.recursive(
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
     | st.floats(allow_nan=False)
-    | st.text(max_size=6)
+    | st.text(_chars, max_size=6)
     | st.binary(max_size=6),
     lambda kids: (
-        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=4), kids, max_size=3)
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(_chars, max_size=4), kids, max_size=3)
     ),
     max_leaves=10,
 )
@@ -266,7 +290,7 @@ def mutated(draw: st.DrawFn, obj: Any, rounds: int = 3) -> Any:
         elif how == "insert" and isinstance(target, list):
             new = [*target, draw(msgpack_values)]
         elif how == "insert" and isinstance(target, dict):
-            new = {**target, draw(st.text(max_size=8)): draw(msgpack_values)}
+            new = {**target, draw(st.text(_chars, max_size=8)): draw(msgpack_values)}
         elif how == "grow_int" and type(target) is int:
             new = draw(st.sampled_from([MAX_UINT + 1, 2**64 - 1, target + 1, target * 2**32]))
             new = min(new, 2**64 - 1)  # the widest integer msgpack carries
@@ -318,10 +342,15 @@ def client_derive(**by_name: SearchStrategy[Any]) -> Derive:
     """Requests, replies and operations as a client (or a node) could send them: paths in a
     small namespace, small data, and any msgpack value where the protocol carries ``Any``."""
     derive = Derive(
-        by_name={"path": paths, "data": st.binary(max_size=8), **by_name},
+        by_name={
+            "path": paths,
+            "paths": st.lists(paths, max_size=3).map(tuple),
+            "data": st.binary(max_size=8),
+            **by_name,
+        },
         by_field={
             (client_messages.Ok, "value"): msgpack_values,
-            (client_messages.WatchEvent, "path"): st.text(max_size=12),
+            (client_messages.WatchEvent, "path"): st.text(_chars, max_size=12),
         },
     )
     derive.by_type[Create] = creates(derive)
