@@ -90,7 +90,7 @@ def normalized(req: Any) -> Any:
 
 
 @pytest.mark.parametrize("kind", REQUEST_KINDS, ids=request_ids)
-@fuzz(40)
+@fuzz(25)
 @given(data=st.data())
 def test_valid_requests_survive_the_trip_or_are_refused_with_their_xid(kind, data):
     req = data.draw(derive.build(kind), label="request")
@@ -104,7 +104,7 @@ def test_valid_requests_survive_the_trip_or_are_refused_with_their_xid(kind, dat
 
 
 @pytest.mark.parametrize("kind", REQUEST_KINDS, ids=request_ids)
-@fuzz(60)
+@fuzz(40)
 @given(data=st.data())
 def test_mutated_requests_decode_or_are_refused(kind, data):
     req = data.draw(derive.build(kind), label="request")
@@ -119,7 +119,7 @@ def test_arbitrary_bytes_decode_or_are_refused(payload):
 
 
 @pytest.mark.parametrize("kind", FROM_SERVER_KINDS, ids=from_server_ids)
-@fuzz(50)
+@fuzz(25)
 @given(data=st.data())
 def test_replies_and_pushes_survive_the_trip(kind, data):
     frame = data.draw(derive.build(kind), label="frame")
@@ -127,7 +127,7 @@ def test_replies_and_pushes_survive_the_trip(kind, data):
 
 
 @pytest.mark.parametrize("kind", FROM_SERVER_KINDS, ids=from_server_ids)
-@fuzz(60)
+@fuzz(30)
 @given(data=st.data())
 def test_mutated_server_frames_decode_or_raise_protocol_error(kind, data):
     frame = data.draw(derive.build(kind), label="frame")

@@ -165,13 +165,13 @@ def run(cluster: FuzzCluster, data: st.DataObject, steps: int) -> None:
     cluster.check_replicas()
 
 
-@fuzz(60)
+@fuzz(40)
 @given(st.data(), st.integers(1, 40))
 def test_one_node_answers_every_request_once_and_stays_consistent(data, steps):
     run(FuzzCluster(1, snapshot_every=data.draw(st.sampled_from([0, 3]))), data, steps)
 
 
-@fuzz(25)
+@fuzz(15)
 @given(st.data(), st.integers(1, 40))
 def test_three_nodes_answer_every_request_once_and_stay_consistent(data, steps):
     run(FuzzCluster(3, seed=data.draw(st.integers(1, 5))), data, steps)

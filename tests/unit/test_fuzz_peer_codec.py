@@ -41,7 +41,7 @@ def test_every_message_kind_is_fuzzed():
 
 
 @pytest.mark.parametrize("kind", MESSAGE_KINDS, ids=ids)
-@fuzz(40)
+@fuzz(20)
 @given(data=st.data())
 def test_valid_messages_round_trip(kind, data):
     msg = data.draw(derive.build(kind), label="message")
@@ -51,7 +51,7 @@ def test_valid_messages_round_trip(kind, data):
 
 
 @pytest.mark.parametrize("kind", MESSAGE_KINDS, ids=ids)
-@fuzz(60)
+@fuzz(40)
 @given(data=st.data())
 def test_mutated_encodings_decode_or_raise_codec_error(kind, data):
     msg = data.draw(derive.build(kind), label="message")
@@ -60,7 +60,7 @@ def test_mutated_encodings_decode_or_raise_codec_error(kind, data):
 
 
 @pytest.mark.parametrize("kind", MESSAGE_KINDS, ids=ids)
-@fuzz(30)
+@fuzz(20)
 @given(data=st.data())
 def test_damaged_bytes_decode_or_raise_codec_error(kind, data):
     encoded = bytearray(encode(data.draw(derive.build(kind), label="message")))

@@ -27,11 +27,12 @@ from hypothesis.strategies import SearchStrategy
 
 from paxctl.core.codec import MAX_UINT, CodecError, decode, encode
 from paxctl.core.learner import SafetyViolation
-from paxctl.core.messages import CatchupReply, Message, Prepare
-from paxctl.core.types import Ballot, ChosenEntry, Command
+from paxctl.core.messages import CatchupReply, InstallSnapshot, Message, Prepare
+from paxctl.core.types import Ballot, ChosenEntry, Command, Snapshot
 from paxctl.protocol.codec import encode_request
 from paxctl.protocol.messages import Hello, OpenSessionRequest, WriteRequest
 from paxctl.server.liveness import encode_touch
+from paxctl.statemachine.errors import SnapshotError
 from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Op, encode_command
 
 NODES = (1, 2, 3)
@@ -164,14 +165,25 @@ def write(cluster: FuzzCluster, data: st.DataObject) -> None:
     cluster.send(number, encode_request(WriteRequest(cluster.next_xid(), seq, op)))
 
 
-def step(cluster: FuzzCluster, data: st.DataObject) -> None:
+def step(cluster: FuzzCluster, data: st.DataObject | None) -> None:
+    """One action (None: the end of the run, settling and ticking), known bugs set aside."""
     try:
-        _step(cluster, data)
+        if data is None:
+            cluster.settle()
+            cluster.tick(10)
+        else:
+            _step(cluster, data)
     except SafetyViolation:
         # Known bug (issue 14, the validate item; test_a_forged_catchup_reply_...): a forged
         # CatchupReply (or Accept) with another value for a slot the node already learned
         # raises out of ``receive`` instead of being dropped.
         event("known bug: SafetyViolation from a forged value")
+        reject()
+    except SnapshotError:
+        # Known bug (issue 14, the validate item; test_a_forged_snapshot_of_garbage_...): a
+        # forged InstallSnapshot whose state does not decode is installed before it is checked,
+        # and the Ready loop raises (a real node exits 70).
+        event("known bug: SnapshotError from a forged snapshot")
         reject()
 
 
@@ -192,7 +204,7 @@ def _step(cluster: FuzzCluster, data: st.DataObject) -> None:
             cluster.receive(msg)
 
 
-@fuzz(40)
+@fuzz(30)
 @given(st.data(), st.integers(1, 40))
 def test_forged_peer_messages_never_crash_a_node(data, steps):
     cluster = FuzzCluster(3, seed=data.draw(st.integers(1, 5), label="seed"), snapshot_every=4)
@@ -201,8 +213,7 @@ def test_forged_peer_messages_never_crash_a_node(data, steps):
     cluster.storms_allowed, cluster.settle_limit = True, 300
     for _ in range(steps):
         step(cluster, data)
-    cluster.settle()
-    cluster.tick(10)
+    step(cluster, None)
     if cluster.storms:
         event("a message storm (nodes kept messaging without a tick)")
 
@@ -239,3 +250,17 @@ def test_a_forged_catchup_reply_for_a_learned_slot_is_dropped():
     value = (Command(TEMP_CLIENT_BIT | 1, 1, b"forged"),)
     forged = CatchupReply(leader, follower, (ChosenEntry(1, value),), 1)
     cluster.run(follower, cluster.engines[follower].receive, forged, cluster.now, WALL)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14 (validate): a forged InstallSnapshot whose state does not decode is "
+    "installed before it is checked, and the Ready loop raises SnapshotError",
+)
+def test_a_forged_snapshot_of_garbage_is_dropped():
+    cluster = FuzzCluster(3)
+    leader = cluster.elect()
+    follower = next(n for n in NODES if n != leader)
+    forged = InstallSnapshot(leader, follower, Snapshot(10, NODES, b"\x00"))
+    cluster.run(follower, cluster.engines[follower].receive, forged, cluster.now, WALL)
+    cluster.settle()
