@@ -276,11 +276,11 @@ class ClientRequests:
         assert state.client is not None
         lo, hi = self.e.config.min_session_ms, self.e.config.max_session_ms
         granted = min(max(req.timeout_ms, lo), hi)
-        state.opening = (req.seq, granted)
+        before, state.opening = state.opening, (req.seq, granted)
         try:
             self._propose(conn, req.xid, req.seq, OpenSession(granted, state.secret_hash))
         except ZnodeError:
-            state.opening = None
+            state.opening = before  # e.g. an open with this seq is still in flight
             raise
 
     def _close_session(self, conn: int, req: CloseSessionRequest) -> None:
@@ -320,6 +320,11 @@ class ClientRequests:
         if machine.is_applied(client, seq):
             self._answer(conn, xid, machine.cached(client, seq))
             return
+        earlier = self._pending.get((client, seq))
+        if earlier is not None and earlier[0] == conn:
+            # The same seq twice on one connection: the first keeps its answer. (From another
+            # connection it is a retry after a reconnect, which takes the answer over.)
+            raise BadArguments(f"seq {seq} is already in flight on this connection")
         self._pending[(client, seq)] = (conn, xid)
         if not self.e.node.propose(cmd):
             del self._pending[(client, seq)]

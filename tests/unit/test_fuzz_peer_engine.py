@@ -14,25 +14,22 @@ validation work of issue 14, checked by the simulator's garbage-peer mode, not h
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from typing import Any
 
-import pytest
 from fuzz_cluster import WALL, FuzzCluster
 from fuzzing import LONG, MESSAGE_KINDS, Derive, client_derive, fuzz
-from hypothesis import assume, event, given, reject, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from paxctl.core.codec import MAX_UINT, CodecError, decode, encode
-from paxctl.core.learner import SafetyViolation
-from paxctl.core.messages import CatchupReply, InstallSnapshot, Message, Prepare
-from paxctl.core.types import Ballot, ChosenEntry, Command, Snapshot
+from paxctl.core.messages import CatchupReply, Message, Prepare, SnapshotChunk, SnapshotOffer
+from paxctl.core.snapshot_transfer import digest_of
+from paxctl.core.types import Ballot, ChosenEntry, Command
 from paxctl.protocol.codec import encode_request
 from paxctl.protocol.messages import Hello, OpenSessionRequest, WriteRequest
+from paxctl.protocol.secrets import temporary_id
 from paxctl.server.liveness import encode_touch
-from paxctl.statemachine.errors import SnapshotError
 from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Op, encode_command
 
 NODES = (1, 2, 3)
@@ -68,17 +65,12 @@ def near(value: Callable[[], int]) -> SearchStrategy[int]:
     return st.one_of(st.integers(-2, 3).map(lambda d: min(MAX_UINT, max(0, value() + d))), edges)
 
 
-# Slots far ahead of the commit index are left out while a known bug (issue 14: a forged
-# CatchupReply or Accept for slot 10**9 makes a node grow past 1.5 GB) makes them exhaust the
-# test's memory; put ``near(CTX.commit)`` back once slots are checked against the window.
-slots = st.one_of(
-    st.integers(-2, 3).map(lambda d: max(0, CTX.commit() + d)),
-    st.sampled_from([16, 64, 200]).map(lambda d: CTX.commit() + d),
-)
-# Rounds near 2**63 are left out while a known bug makes them fatal (see ``forge``).
+# Slots and rounds around the cluster's own, and far from them (slot 10**9, round 2**63-1: the
+# issue's forged CatchupReply and Prepare), which the peer checks must drop.
+slots = near(lambda: CTX.commit())
 rounds = st.one_of(
     st.integers(-2, 3).map(lambda d: max(0, CTX.max_round() + d)),
-    st.sampled_from([0, 1, 2**32, 10**9, 2**62]),
+    st.sampled_from([0, 1, 2**32, 10**9, 2**62, MAX_UINT - 1, MAX_UINT]),
 )
 nodes = st.one_of(st.sampled_from(NODES), st.sampled_from([0, 4, MAX_UINT]))
 ops: SearchStrategy[Op] = client_derive().strategy(Op)
@@ -132,26 +124,9 @@ def forge(cluster: FuzzCluster, data: st.DataObject) -> None:
     except CodecError:
         event(f"forged {kind.__name__}: refused by the codec")
         return
-    # Known bug (issue 14, the validate item; test_a_forged_round_near_the_limit_...): a
-    # round near 2**63 is taken, and the next campaign's ballot cannot be encoded.
-    assume(max(rounds_in(msg), default=0) < MAX_UINT - 2**20)
     event(f"forged {kind.__name__}")
     engine = cluster.engines[CTX.target]
     cluster.run(CTX.target, engine.receive, msg, cluster.now, WALL + cluster.now)
-
-
-def rounds_in(value: Any) -> list[int]:
-    """Every ballot round (and ``round`` field) inside a message."""
-    if isinstance(value, Ballot):
-        return [value.round]
-    if isinstance(value, tuple):
-        return [r for v in value for r in rounds_in(v)]
-    if dataclasses.is_dataclass(value):
-        out = [value.round] if hasattr(value, "round") else []
-        return out + [
-            r for f in dataclasses.fields(value) for r in rounds_in(getattr(value, f.name))
-        ]
-    return []
 
 
 def write(cluster: FuzzCluster, data: st.DataObject) -> None:
@@ -159,8 +134,9 @@ def write(cluster: FuzzCluster, data: st.DataObject) -> None:
     conns = [n for n, c in cluster.conns.items() if c.open]
     if not conns or data.draw(st.integers(0, 4), label="new conn") == 0:
         number = cluster.open(data.draw(st.sampled_from(NODES), label="node"))
-        client = TEMP_CLIENT_BIT | number
-        cluster.send(number, encode_request(Hello(cluster.next_xid(), client)))
+        secret = number.to_bytes(16, "big")  # a client's own; its hello proves its id
+        hello = Hello(cluster.next_xid(), temporary_id(secret), secret=secret)
+        cluster.send(number, encode_request(hello))
         cluster.send(number, encode_request(OpenSessionRequest(cluster.next_xid(), 1, 10_000)))
         return
     number = data.draw(st.sampled_from(conns), label="conn")
@@ -174,24 +150,11 @@ def write(cluster: FuzzCluster, data: st.DataObject) -> None:
 
 def step(cluster: FuzzCluster, data: st.DataObject | None) -> None:
     """One action (None: the end of the run, settling and ticking), known bugs set aside."""
-    try:
-        if data is None:
-            cluster.settle()
-            cluster.tick(10)
-        else:
-            _step(cluster, data)
-    except SafetyViolation:
-        # Known bug (issue 14, the validate item; test_a_forged_catchup_reply_...): a forged
-        # CatchupReply (or Accept) with another value for a slot the node already learned
-        # raises out of ``receive`` instead of being dropped.
-        event("known bug: SafetyViolation from a forged value")
-        reject()
-    except SnapshotError:
-        # Known bug (issue 14, the validate item; test_a_forged_snapshot_of_garbage_...): a
-        # forged InstallSnapshot whose state does not decode is installed before it is checked,
-        # and the Ready loop raises (a real node exits 70).
-        event("known bug: SnapshotError from a forged snapshot")
-        reject()
+    if data is None:
+        cluster.settle()
+        cluster.tick(10)
+    else:
+        _step(cluster, data)
 
 
 def _step(cluster: FuzzCluster, data: st.DataObject) -> None:
@@ -211,8 +174,7 @@ def _step(cluster: FuzzCluster, data: st.DataObject) -> None:
             cluster.receive(msg)
 
 
-# Derandomized in CI: forged far slots still reach known resource bugs (issue 14) at random,
-# so CI replays the same passing examples; ``PAXCTL_FUZZ=long`` explores.
+# Derandomized in CI, so CI replays the same examples; ``PAXCTL_FUZZ=long`` explores.
 @settings(fuzz(15), derandomize=not LONG)
 @given(st.data(), st.integers(1, 20))
 def test_forged_peer_messages_never_crash_a_node(data, steps):
@@ -230,11 +192,6 @@ def test_forged_peer_messages_never_crash_a_node(data, steps):
 # ---------------------------------------------------------------------------- found by fuzzing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 (validate): a Prepare with a round near 2**63 is promised, and the "
-    "node's next campaign has a ballot the codec cannot encode",
-)
 def test_a_forged_round_near_the_limit_leaves_every_ballot_encodable():
     cluster = FuzzCluster(3)
     leader = cluster.elect()
@@ -245,11 +202,6 @@ def test_a_forged_round_near_the_limit_leaves_every_ballot_encodable():
     cluster.tick(60)  # campaigns: every ballot sent must encode (FuzzCluster checks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 (validate): a forged CatchupReply with another value for a learned slot "
-    "raises SafetyViolation out of NodeEngine.receive instead of being dropped",
-)
 def test_a_forged_catchup_reply_for_a_learned_slot_is_dropped():
     cluster = FuzzCluster(3)
     leader = cluster.elect()
@@ -261,15 +213,16 @@ def test_a_forged_catchup_reply_for_a_learned_slot_is_dropped():
     cluster.run(follower, cluster.engines[follower].receive, forged, cluster.now, WALL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 (validate): a forged InstallSnapshot whose state does not decode is "
-    "installed before it is checked, and the Ready loop raises SnapshotError",
-)
 def test_a_forged_snapshot_of_garbage_is_dropped():
+    """Found by fuzzing (as a forged InstallSnapshot): a snapshot whose state does not decode
+    was saved before it was checked. Now an offer nobody asked for is dropped."""
     cluster = FuzzCluster(3)
     leader = cluster.elect()
     follower = next(n for n in NODES if n != leader)
-    forged = InstallSnapshot(leader, follower, Snapshot(10, NODES, b"\x00"))
-    cluster.run(follower, cluster.engines[follower].receive, forged, cluster.now, WALL)
+    garbage = b"\x00"
+    offer = SnapshotOffer(leader, follower, 10, NODES, len(garbage), digest_of(garbage))
+    chunk = SnapshotChunk(leader, follower, 10, 0, garbage)
+    for forged in (offer, chunk):
+        cluster.run(follower, cluster.engines[follower].receive, forged, cluster.now, WALL)
     cluster.settle()
+    assert cluster.engines[follower].node.counters["snapshot_unsolicited"] == 2
