@@ -322,9 +322,13 @@ class ClientRequests:
             return
         earlier = self._pending.get((client, seq))
         if earlier is not None and earlier[0] == conn:
-            # The same seq twice on one connection: the first keeps its answer. (From another
-            # connection it is a retry after a reconnect, which takes the answer over.)
+            # The same seq twice on one connection: the first keeps its answer.
             raise BadArguments(f"seq {seq} is already in flight on this connection")
+        if earlier is not None:
+            # A retry on another connection (after a reconnect the node has not noticed yet)
+            # takes the answer over; the first hears that it will not get it here.
+            message = f"seq {seq} was retried on another connection"
+            self.fail(earlier[0], earlier[1], ErrorCode.INDETERMINATE, message)
         self._pending[(client, seq)] = (conn, xid)
         if not self.e.node.propose(cmd):
             del self._pending[(client, seq)]

@@ -202,13 +202,11 @@ class FuzzCluster:
         self._next_xid += 1
         return self._next_xid
 
-    def send(
-        self, number: int, payload: bytes, *, known_bugs: bool = False
-    ) -> tuple[str, list[Output]]:
+    def send(self, number: int, payload: bytes) -> tuple[str, list[Output]]:
         """A client's payload on connection ``number``, as the shell hands it to the engine;
         returns what became of it ("request", "rejected", "closed", or "skipped" for an xid
         this connection already used: the fuzz could not tell its answers apart) and the
-        engine's immediate outputs. ``known_bugs``: send what would trigger one anyway."""
+        engine's immediate outputs."""
         conn = self.conns[number]
         engine = self.engines[conn.node]
         try:
@@ -223,26 +221,10 @@ class FuzzCluster:
             return "rejected", self.run(conn.node, engine.reject, number, exc.xid, exc.error)
         if req.xid in conn.waiting or req.xid in conn.answered:
             return "skipped", []
-        if (
-            not known_bugs
-            and isinstance(req, SEQUENCED)
-            and self._seq_in_flight(conn.client, req.seq)
-        ):
-            # Known bug (issue 14 fuzz report; test_a_reused_seq_in_flight_is_answered): a
-            # second request with the (client, seq) of one still in flight takes over its
-            # pending answer, so the first is never answered. Not sent until that is fixed.
-            return "skipped", []
         conn.waiting[req.xid] = req
         if isinstance(req, SEQUENCED) and conn.client is not None:
             self.seqs[conn.client] = max(self.seqs.get(conn.client, 0), req.seq)
         return "request", self.run(conn.node, engine.request, number, req, WALL + self.now)
-
-    def _seq_in_flight(self, client: int | None, seq: int) -> bool:
-        return client is not None and any(
-            c.client == client and isinstance(r, SEQUENCED) and r.seq == seq
-            for c in self.conns.values()
-            for r in c.waiting.values()
-        )
 
     def unanswered(self) -> list[tuple[int, Any]]:
         """Requests on open connections still waiting, except those that may wait forever by
