@@ -4,7 +4,8 @@
 that decodes fine but must not be acted upon: rounds no cluster could go above (2**63 - 1
 included), ballots their sender cannot have issued, votes far beyond the node's window, chosen
 values nobody asked for (for the next slot, and for slot 10**9), read points for reads never
-asked, a refusal naming a promise of 2**63 - 1, a Forward posing as the reaper or the digest
+asked, a refusal naming a promise of 2**63 - 1, snapshot offers and chunks nobody asked for, a
+Forward posing as the reaper or the digest
 audit, a Relay from a stranger, replays of real messages. It signs them as members or as a
 stranger.
 
@@ -33,6 +34,8 @@ from paxctl.core.messages import (
     PreVoteReply,
     Promise,
     ReadIndexReply,
+    SnapshotChunk,
+    SnapshotOffer,
 )
 from paxctl.core.node import Node, Role
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command
@@ -66,6 +69,8 @@ class GarbagePeer:
             self._promise_not_ours,
             self._bad_pre_vote,
             self._from_itself,
+            self._unsolicited_snapshot,
+            self._stray_chunk,
         ]
 
     # ------------------------------------------------------------------ the world's side
@@ -187,3 +192,19 @@ class GarbagePeer:
     def _from_itself(self, node: Node) -> Message:
         """A message claiming to come from its own receiver."""
         return Prepare(node.id, node.id, Ballot(node.known_round() + 1, node.id), 1)
+
+    def _unsolicited_snapshot(self, node: Node) -> Message:
+        """A snapshot offer from a peer nobody asked, of a made-up tree (the issue: a forged
+        InstallSnapshot replaced every node's tree, and a garbage one made nodes exit 70)."""
+        unasked = [v for v in self.voters if v != node.id and v not in node.catchup.asked]
+        frm = self.rng.choice(unasked) if unasked else self.stranger
+        slot = node.learner.commit + self.rng.choice([1, 10, 10**9])
+        size = self.rng.choice([1, 1 << 20, TOP_ROUND])
+        return SnapshotOffer(frm, node.id, slot, self.voters, size, self.rng.randbytes(32))
+
+    def _stray_chunk(self, node: Node) -> Message:
+        """Bytes of a snapshot transfer the target never started (or at an offset off it)."""
+        frm = self.member(node)
+        slot = node.learner.commit + self.rng.choice([1, 10**9])
+        offset = self.rng.choice([0, 7, 1 << 40])
+        return SnapshotChunk(frm, node.id, slot, offset, self.rng.randbytes(16))
