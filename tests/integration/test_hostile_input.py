@@ -261,7 +261,8 @@ def test_a_frame_cut_in_pieces_is_reassembled(cluster, marks):
 @pytest.mark.parametrize("beyond", [1, None])
 def test_oversized_length_header_is_refused_before_its_payload(cluster, marks, beyond):
     """Clients may send up to PRE_HELLO bytes before their hello (MAX_FRAME after it:
-    test_resource_limits.py); peers up to MAX_HELLO_FRAME before their handshake, MAX_PEER_FRAME after."""
+    test_resource_limits.py); peers up to MAX_HELLO_FRAME before their handshake,
+    MAX_PEER_FRAME after."""
     expected: dict[int, list[str]] = {i: [] for i in cluster.ids}
     for port in cluster.client_ports + cluster.peer_ports:
         client = port in cluster.client_ports

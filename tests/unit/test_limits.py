@@ -1,6 +1,7 @@
 """The pure parts of the resource limits: connection counting, the limit settings, watch events
 split into frames, msgpack limits on requests and peer messages, and the watch cap per
-connection (the asyncio parts are tested on real processes: tests/integration/test_resource_limits.py)."""
+connection (the asyncio parts are tested on real processes:
+tests/integration/test_resource_limits.py)."""
 
 from __future__ import annotations
 
