@@ -36,6 +36,8 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 #: After an accept failed for lack of descriptors (or memory), accepting resumes this late.
 ACCEPT_RETRY_S = 0.5
+#: A connection closed with a notice that it does not read is cut off this much later.
+CLOSE_GRACE_S = 2.0
 #: SO_LINGER on, timeout 0: close() resets the connection at once.
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
@@ -281,9 +283,20 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is None:
             return
         refusal = self.port.refusal
-        if tell and reason and refusal is not None and not self.transport.is_closing():
-            self.transport.write(encode_frame(refusal(f"connection closed: {reason}")))
-            self.transport.close()
+        transport = self.transport
+        if (
+            tell
+            and reason
+            and refusal is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        ):
+            # A close waits for the write buffer to drain: one the client never reads would
+            # hold its descriptor and slot for good, so the notice goes only to an empty
+            # queue, and the connection is cut off if even that is not read soon.
+            transport.write(encode_frame(refusal(f"connection closed: {reason}")))
+            transport.close()
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.abort)
         else:
             # Reset, dropping what the kernel still holds for it (up to its send buffer): a
             # client that does not read would otherwise keep that memory after the close.
