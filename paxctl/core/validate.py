@@ -150,8 +150,11 @@ def _catchup_reply(node: Roles, msg: Any) -> Rejection | None:
     if asked is None:
         return Rejection("unsolicited", f"catch-up reply, but nothing was asked of node {m.frm}")
     # The asked-for run, and chosen slots past a hole behind it (``Learner.entries_from``),
-    # which lie within the acceptors' window of the sender's commit.
-    last = asked + node.config.max_entries + node.config.accept_window
+    # which lie within the acceptors' window of the sender's commit. ``asked`` is the first
+    # slot ever asked of that peer while it has not answered; the node may have learned far
+    # beyond it elsewhere since, so the run ends past the node's own commit, not past it.
+    start = max(asked, node.learner.commit + 1)
+    last = start + node.config.max_entries + node.config.accept_window
     for entry in m.entries:
         if not asked <= entry.slot <= last:
             return Rejection(

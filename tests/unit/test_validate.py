@@ -171,6 +171,21 @@ def test_a_catchup_reply_is_taken_only_from_the_peer_asked_and_for_the_slots_ask
     rejected(node, CatchupReply(1, 2, (entry,), 3), "out-of-range")  # a duplicate (2 is asked now)
 
 
+def test_a_peer_asked_long_ago_may_still_answer_for_the_slots_after_the_commit():
+    """A peer that never answered an old request, then leads: its replies for the slots after
+    this node's commit are taken, however far the node learned elsewhere meanwhile (review of
+    issue 14: the range used to end past the first slot ever asked of it)."""
+    node = make_node(2)
+    node.step(accept(1, 2, Ballot(1, 1), commit=3))
+    assert of_type(drain(node), CatchupRequest) == [CatchupRequest(2, 1, 1)]
+    far = 1 + node.config.max_entries + node.config.accept_window + 10
+    for slot in range(1, far):  # learned from others while node 1 stayed silent
+        node.learner.learn(slot, val(cmd(9, slot)))
+    assert node.catchup.asked[1] == 1 and node.learner.commit == far - 1
+    node.step(CatchupReply(1, 2, (ChosenEntry(far, val(cmd(9, far))),), far))
+    assert node.learner.commit == far
+
+
 def test_accepts_beyond_the_window_get_no_vote_but_the_leader_is_followed():
     node = make_node(2)
     window = node.config.accept_window
