@@ -3,10 +3,12 @@ around ``protocol/peer_auth.py``).
 
 Until its handshake completes a peer connection is a stranger's and is kept cheap: frames of at
 most ``MAX_HELLO_FRAME`` bytes, ``HELLO_TIMEOUT_S`` to finish, and at most
-``MAX_PENDING_HELLOS`` such inbound connections at once (a new one pushes out the oldest, so
-holding connections open cannot lock members out). Refusals of strangers are logged through a
-``Throttle``, at most once per interval for each address and kind. After the handshake the frame
-limit rises to ``MAX_PEER_FRAME`` and every frame is sealed and opened with the connection's MACs.
+``MAX_PENDING_HELLOS`` such inbound connections at once, ``MAX_PENDING_PER_ADDRESS`` from one
+address (a new one pushes out the oldest of the address holding the most, so holding
+connections open, or flooding from one host, cannot lock members out). Refusals of strangers
+are logged through a ``Throttle``, at most once per interval for each address and kind. After
+the handshake the frame limit rises to ``MAX_PEER_FRAME`` and every frame is sealed and opened
+with the connection's MACs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Collection
 
 from paxctl.protocol.framing import MAX_PEER_FRAME
@@ -31,8 +34,10 @@ log = logging.getLogger("paxctl.peers")
 
 #: Seconds a peer connection may take from connect to a completed handshake.
 HELLO_TIMEOUT_S = 5.0
-#: Inbound peer connections allowed to be in their handshake at once.
+#: Inbound peer connections allowed to be in their handshake at once, in all and from one
+#: address.
 MAX_PENDING_HELLOS = 64
+MAX_PENDING_PER_ADDRESS = 16
 
 
 class PeerAuth:
@@ -57,13 +62,23 @@ class PeerAuth:
         self._pending: dict[PeerConnection, None] = {}  # in arrival order
 
     def admit(self, conn: PeerConnection) -> None:
-        """A new inbound connection; the oldest unfinished one goes if there are too many."""
+        """A new inbound connection. When too many are in their handshake, the oldest one of
+        the address holding the most goes: a flood from one address pushes out only its own
+        (members connect from their own hosts), and connections held open lock nobody out."""
+        mine = [c for c in self._pending if c.host == conn.host]
+        if len(mine) >= MAX_PENDING_PER_ADDRESS:
+            self._push_out(mine[0], f"more than {MAX_PENDING_PER_ADDRESS} from {conn.host}")
         while len(self._pending) >= MAX_PENDING_HELLOS:
-            oldest = next(iter(self._pending))
-            del self._pending[oldest]
-            oldest.refuse("crowded", f"more than {MAX_PENDING_HELLOS} peer connections in "
-                          "their handshake; the oldest is dropped")  # fmt: skip
+            counts = Counter(c.host for c in self._pending)
+            crowded = max(counts.values())
+            oldest = next(c for c in self._pending if counts[c.host] == crowded)
+            self._push_out(oldest, f"more than {MAX_PENDING_HELLOS} in all")
         self._pending[conn] = None
+
+    def _push_out(self, conn: PeerConnection, why: str) -> None:
+        del self._pending[conn]
+        conn.refuse("crowded", f"too many peer connections in their handshake; the oldest is "
+                    f"dropped ({why})")  # fmt: skip
 
     def settled(self, conn: PeerConnection) -> None:
         self._pending.pop(conn, None)

@@ -18,6 +18,7 @@ from paxctl.protocol.peer_auth import (
     Channel,
     Handshake,
 )
+from paxctl.server.peers import MAX_PENDING_HELLOS, MAX_PENDING_PER_ADDRESS, PeerAuth
 
 SECRET = bytes(range(SECRET_SIZE))
 OTHER = bytes(reversed(range(SECRET_SIZE)))
@@ -273,3 +274,46 @@ def test_sizes_are_checked_when_built() -> None:
         Handshake.listener(b"short", CLUSTER, 1, MEMBERS, nonce(1))
     with pytest.raises(ValueError):
         Handshake.connector(SECRET, CLUSTER, 2, 1, b"short")
+
+
+# ---------------------------------------------------------------------------- handshakes held open
+
+
+class Pending:
+    """An inbound connection in its handshake, as ``PeerAuth.admit`` sees it."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.refused: str | None = None
+
+    def refuse(self, kind: str, why: str) -> None:
+        self.refused = why
+
+
+def test_a_flood_from_one_address_pushes_out_only_its_own_handshakes() -> None:
+    """Review of issue 14: strangers flooding the peer port from one address must not push out
+    a member's handshake in progress from another address."""
+    auth = PeerAuth(b"s" * 32, b"c" * 16, 1, (1, 2, 3))
+    member = Pending("10.0.0.2")
+    auth.admit(member)  # type: ignore[arg-type]
+    flood = [Pending("10.0.0.66") for _ in range(MAX_PENDING_HELLOS * 3)]
+    for conn in flood:
+        auth.admit(conn)  # type: ignore[arg-type]
+    assert member.refused is None
+    assert sum(c.refused is None for c in flood) == MAX_PENDING_PER_ADDRESS
+    assert all("10.0.0.66" in str(c.refused) for c in flood[:-MAX_PENDING_PER_ADDRESS])
+
+
+def test_when_full_the_most_crowded_address_gives_way() -> None:
+    auth = PeerAuth(b"s" * 32, b"c" * 16, 1, (1, 2, 3))
+    few = [Pending("10.0.0.1") for _ in range(2)]
+    crowded = [Pending(f"10.0.{i}.9") for i in (1, 2, 3) for _ in range(MAX_PENDING_PER_ADDRESS)]
+    rest = [Pending("10.0.9.1") for _ in range(MAX_PENDING_HELLOS - len(few) - len(crowded))]
+    for conn in few + crowded + rest:
+        auth.admit(conn)  # type: ignore[arg-type]
+    assert auth.pending == MAX_PENDING_HELLOS and not any(c.refused for c in few + crowded)
+    newcomer = Pending("10.9.9.9")
+    auth.admit(newcomer)  # type: ignore[arg-type]
+    (gone,) = [c for c in few + crowded + rest if c.refused]
+    assert gone is crowded[0]  # the oldest of an address holding the most, not few[0]
+    assert newcomer.refused is None
