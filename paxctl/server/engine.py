@@ -210,7 +210,10 @@ class NodeEngine:
     def process(self) -> Pass[Frame]:
         """One pass of the Ready loop (``driver.py``); the shell sends its outputs in order,
         then saves its snapshot, and runs another pass if ``more``."""
-        return self.driver.run()
+        done = self.driver.run()
+        if any(isinstance(out, Forward) for out in done.outputs):
+            done.outputs = [o for o in map(_without_own_commands, done.outputs) if o is not None]
+        return done
 
     def _do(self, duties: Duties) -> None:
         """Carry out what the session keeper asked for: send, propose, answer pings."""
@@ -291,3 +294,15 @@ class NodeEngine:
             }
         )
         return doc
+
+
+def _without_own_commands(out: Output) -> Output | None:
+    """A deposed leader hands its waiting commands to the next one, but the audit's and the
+    reaper's are its own to propose (the next leader refuses them from a peer, and its own
+    keeper and audit take over): they stay behind, and a Forward left empty is not sent."""
+    if not isinstance(out, Forward):
+        return out
+    kept = tuple(c for c in out.commands if c.client >= FIRST_CLIENT_ID)
+    if len(kept) == len(out.commands):
+        return out
+    return Forward(out.frm, out.to, kept) if kept else None

@@ -328,3 +328,17 @@ def test_without_the_checks_a_forward_posing_as_the_reaper_is_proposed():
     close = encode_command(5, CloseSession(1 << 20))
     h.out(h.engine.receive(Forward(2, 1, (Command(REAPER_CLIENT, 2**63 - 1, close),)), 0, WALL))
     assert [c.client for c in h.node.proposer.pending] == [REAPER_CLIENT]
+
+
+def test_a_deposed_leader_keeps_the_cluster_s_own_commands_out_of_its_forwards():
+    """Review of issue 14: the next leader refuses the audit's and the reaper's commands from a
+    peer, so the node handing over its waiting commands must not send them (nor log noise)."""
+    from paxctl.core.messages import Forward
+    from paxctl.server.engine import _without_own_commands
+    from paxctl.statemachine.ops import FIRST_CLIENT_ID
+
+    own = Command(FIRST_CLIENT_ID - 1, 5, b"reap")
+    client = Command(FIRST_CLIENT_ID + 7, 1, b"set")
+    assert _without_own_commands(Forward(1, 2, (own, client))) == Forward(1, 2, (client,))
+    assert _without_own_commands(Forward(1, 2, (own,))) is None
+    assert _without_own_commands(Forward(1, 2, (client,))) == Forward(1, 2, (client,))
