@@ -32,7 +32,7 @@ from paxctl.protocol.codec import (
     encode_reply,
 )
 from paxctl.protocol.errors import ErrorCode
-from paxctl.protocol.messages import Failed, Hello, Ok, OpenSessionRequest
+from paxctl.protocol.messages import Failed, Ok, OpenSessionRequest
 from paxctl.protocol.peer_auth import SECRET_SIZE
 from paxctl.protocol.pushes import encode_pushes
 from paxctl.server import descriptors
@@ -249,9 +249,9 @@ class NodeServer:
         except BadRequest as exc:
             self._carry_out(self.engine.reject(number, exc.xid, exc.error))
             return
-        if isinstance(req, Hello):  # the full frame limit from now on; a session's timeout
-            conn.hello(req.session)
-        elif isinstance(req, OpenSessionRequest):
+        # A hello lifts the pre-hello limits only once the engine accepts it (``_to_client``):
+        # a refused or never-answered one leaves the connection under them.
+        if isinstance(req, OpenSessionRequest):
             conn.opening_session()
         self._carry_out(self.engine.request(number, req, _wall_ms()))
         self.kick()
@@ -280,6 +280,8 @@ class NodeServer:
         conn = self._clients.get(out.conn)
         if conn is None or not conn.open:
             return
+        if out.greets is not None:  # its hello accepted: the full frame limit from now on
+            conn.hello(out.greets)
         frame = out.frame
         # A reply too large for a frame becomes DataTooLarge rather than a frame the client
         # would wait for until its timeout (e.g. the stats of ~26,000 children); a push too

@@ -21,6 +21,13 @@ the client's secret, a session is resumed only with the secret it was opened wit
 waits until it has applied the session's open, whose zxid is the session id, then compares the
 hashes), and a connection without a session speaks under the temporary id its secret derives.
 A refused hello changes nothing: no heartbeat, no registration, the session untouched.
+
+What waits is bounded (README "Limits"): a hello or local read naming a zxid not applied here
+waits, but only if its slot is at most ``MAX_SLOTS_AHEAD`` beyond the highest slot this node knows
+is chosen, while the connection has fewer than ``MAX_WAITERS_PER_CONNECTION`` such waiters, and
+only one hello per connection at a time; otherwise it is refused at once (``Unavailable``: the
+client tries another node). The reply that accepts a hello says so (``Frame.greets``): only then
+does the shell lift its pre-hello frame limit and hello deadline.
 """
 
 from __future__ import annotations
@@ -66,12 +73,26 @@ if TYPE_CHECKING:
     from paxctl.statemachine.tree import DataTree
 
 
+#: Slots beyond the highest this node knows is chosen that a hello or read may wait for. A
+#: client's zxids come from some node's applied state, so an honest one is at most as far ahead
+#: as this node lags behind a peer it has not heard from yet (~a million slots: hours of writes);
+#: further is made up (2**62), and would park its request for ever.
+MAX_SLOTS_AHEAD = 1 << 20
+
+#: Hellos and reads of one connection that may wait for a slot to be applied: a client that
+#: waits for its answers has a few; each waiter holds its decoded request (a hello may carry
+#: 100,000 watches), and a node that never answers them never sees backpressure.
+MAX_WAITERS_PER_CONNECTION = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A reply or push for the client connection numbered ``conn``."""
+    """A reply or push for the client connection numbered ``conn``; ``greets`` is set (to
+    whether it resumed a session) on the reply that accepts the connection's hello."""
 
     conn: int
     frame: FromServer
+    greets: bool | None = None
 
 
 @dataclass
@@ -82,6 +103,7 @@ class ClientConn:
     session: bool = False  # the hello resumed an open session, proving its secret
     opening: tuple[int, int] | None = None  # (seq, granted ms) of its open_session in flight
     secret_hash: bytes = field(default=b"", repr=False)  # a session it opens keeps this
+    hello_waiting: bool = False  # a hello waits for its slot: another is refused meanwhile
 
 
 def stat_reply(tree: DataTree, path: str) -> dict[str, Any]:
@@ -153,9 +175,9 @@ class ClientRequests:
 
     # ------------------------------------------------------------------ frames
 
-    def send(self, conn: int, frame: FromServer) -> None:
+    def send(self, conn: int, frame: FromServer, greets: bool | None = None) -> None:
         if conn in self._conns:
-            self.e.driver.out.append(Frame(conn, frame))
+            self.e.driver.out.append(Frame(conn, frame, greets))
 
     def reply(self, conn: int, xid: int, value: Any = None) -> None:
         self.send(conn, Ok(xid, self.e.replica.applied_zxid, to_wire(value)))
@@ -240,6 +262,10 @@ class ClientRequests:
             raise BadArguments("a session id is one the cluster assigned (below 2**62)")
         if not req.session and req.client != temporary_id(req.secret):
             raise BadArguments("without a session, a client's id is the one its secret derives")
+        if self._conns[conn].hello_waiting:
+            message = "a hello is already waiting on this connection: wait for its answer"
+            self.fail(conn, req.xid, ErrorCode.BAD_ARGUMENTS, message)
+            return
         proof = session_hash(req.secret)
 
         def resume() -> None:
@@ -248,6 +274,7 @@ class ClientRequests:
             state = self._conns.get(conn)
             if state is None:
                 return
+            state.hello_waiting = False
             machine = self.e.replica.machine
             if req.session and not machine.has_session(req.client):
                 message = f"session {req.client:#x} ended"
@@ -266,10 +293,38 @@ class ClientRequests:
             self._by_client[req.client] = conn
             for w in req.watches:
                 self._register(conn, w.wid, w.path, str(w.mode), req.after)
-            self.reply(conn, req.xid, {"node": self.e.id})
+            ok = Ok(req.xid, self.e.replica.applied_zxid, {"node": self.e.id})
+            self.send(conn, ok, greets=req.session)  # the shell lifts its pre-hello limits
 
         opened = slot_of(req.client) if req.session else 0
-        self.e.driver.when_applied(max(slot_of(req.after), opened), resume, conn)
+        if self._park(conn, req.xid, max(slot_of(req.after), opened), resume):
+            self._conns[conn].hello_waiting = True
+
+    def _park(self, conn: int, xid: int, slot: int, serve: Callable[[], None]) -> bool:
+        """Serve once ``slot`` (one the client named) is applied here: now, or later if it may
+        wait (``MAX_SLOTS_AHEAD``, ``MAX_WAITERS_PER_CONNECTION``), else refuse. True: it
+        waits."""
+        driver = self.e.driver
+        if slot <= self.e.node.learner.applied:
+            serve()
+            return False
+        known = driver.known_chosen()
+        if slot > known + MAX_SLOTS_AHEAD:
+            message = (
+                f"the zxid names slot {slot}, more than {MAX_SLOTS_AHEAD} slots beyond slot "
+                f"{known}, the highest this node knows is chosen; try another node"
+            )
+            self.fail(conn, xid, ErrorCode.UNAVAILABLE, message)
+            return False
+        if driver.waiting_of(conn) >= MAX_WAITERS_PER_CONNECTION:
+            message = (
+                f"a connection may have at most {MAX_WAITERS_PER_CONNECTION} hellos and reads "
+                "waiting for a zxid; wait for their answers"
+            )
+            self.fail(conn, xid, ErrorCode.UNAVAILABLE, message)
+            return False
+        driver.when_applied(slot, serve, conn)
+        return True
 
     def _open_session(self, conn: int, req: OpenSessionRequest) -> None:
         state = self._client(conn)
@@ -427,7 +482,7 @@ class ClientRequests:
         """Serve linearizably (read-index), or locally but never older than the client saw."""
         driver = self.e.driver
         if local:
-            driver.when_applied(slot_of(min_zxid), serve, conn)
+            self._park(conn, xid, slot_of(min_zxid), serve)
             return
 
         def on_index(index: int | None) -> None:

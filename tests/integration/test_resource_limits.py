@@ -294,6 +294,30 @@ def test_a_client_that_never_says_hello_is_closed_at_the_deadline(tmp_path):
         node.assert_alive()
 
 
+def test_a_refused_hello_leaves_the_pre_hello_limits_in_place(tmp_path):
+    """Before: any decoded hello, even one refused or parked for ever (``after`` = 2**62), lifted
+    the pre-hello frame limit and deadline, so a stranger could then park 4 MiB hellos."""
+    with one_node(tmp_path, "--max-hello-bytes", "4096", "--hello-timeout-ms", "1500") as node:
+        talk = Talk(node.port)
+        secret = b"a client of test_limits"
+        hello = {"op": "hello", "client": temporary_id(secret), "secret": secret}
+        refused = talk.ask({"xid": 1, **hello, "after": 2**62})
+        assert refused["err"] == "Unavailable" and "slots beyond slot" in refused["msg"]
+        talk.sock.sendall(struct.pack(">IIB", 100_000, 0, PROTOCOL_VERSION))  # still too big
+        msg, _ = closing_notice(talk.sock)
+        assert "exceeds the 4096-byte limit" in msg and "before its hello" in msg
+        parked = Talk(node.port)  # refused, never accepted: the hello deadline still applies
+        assert "err" in parked.ask({"xid": 1, **hello, "after": 2**62})
+        msg, _ = closing_notice(parked.sock)
+        assert "no hello within 1500 ms" in msg
+        accepted = Talk(node.port)
+        accepted.hello()  # accepted: the full frame limit
+        accepted.sock.sendall(struct.pack(">IIB", MAX_FRAME + 1, 0, PROTOCOL_VERSION))
+        msg, _ = closing_notice(accepted.sock)
+        assert f"exceeds the {MAX_FRAME}-byte limit" in msg
+        node.assert_alive()
+
+
 # ------------------------------------------------------------------ what a request may hold
 
 

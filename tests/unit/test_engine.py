@@ -29,7 +29,7 @@ from paxctl.protocol.messages import (
 )
 from paxctl.protocol.secrets import temporary_id
 from paxctl.server.engine import EngineConfig, NodeEngine, Observer
-from paxctl.server.requests import Frame
+from paxctl.server.requests import MAX_SLOTS_AHEAD, MAX_WAITERS_PER_CONNECTION, Frame
 from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.errors import BadArguments
 from paxctl.statemachine.ops import Create, decode_command, encode_command
@@ -200,6 +200,101 @@ def test_a_closed_connections_waiters_are_dropped():
     h.engine.connection_closed(1)
     h.tick()
     assert h.engine.status()["waiting_reads"] == 0
+
+
+def test_hellos_and_reads_naming_a_made_up_zxid_are_refused_at_once_and_nothing_waits():
+    """Before: each hello or local read with ``after``/``min_zxid`` far ahead (2**62, or a
+    made-up session id) stayed parked, with its decoded request, until the connection closed."""
+    h = Harness()
+    h.lead()
+    known = h.node.learner.commit
+    far = zxid_of(known + MAX_SLOTS_AHEAD + 1, 0)
+    h.engine.connection_opened(1)
+    for after in (2**62, far):
+        xid = h.request(1, lambda x, a=after: Hello(x, CLIENT, secret=SECRET, after=a))
+        refused = h.reply(1, xid)
+        assert isinstance(refused, Failed) and refused.code == ErrorCode.UNAVAILABLE
+        assert f"more than {MAX_SLOTS_AHEAD} slots beyond slot {known}" in refused.message
+    made_up = zxid_of(2**40, 0)  # a session id whose open is nowhere near chosen
+    xid = h.request(1, lambda x: Hello(x, made_up, session=True, secret=SECRET))
+    assert h.reply(1, xid).code == ErrorCode.UNAVAILABLE
+    assert h.engine.status()["waiting_reads"] == 0
+    h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
+    for _ in range(3):
+        xid = h.request(1, lambda x: ReadRequest(x, ReadKind.GET, "/", local=True, min_zxid=far))
+        assert h.reply(1, xid).code == ErrorCode.UNAVAILABLE
+    assert h.engine.status()["waiting_reads"] == 0
+
+
+def test_a_flood_of_waiting_reads_is_capped_per_connection():
+    h = Harness()
+    h.lead()
+    h.engine.connection_opened(1)
+    h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
+    ahead = zxid_of(h.node.learner.applied + 2, 0)  # near: may wait
+    xids = [
+        h.request(1, lambda x: ReadRequest(x, ReadKind.EXISTS, "/", local=True, min_zxid=ahead))
+        for _ in range(MAX_WAITERS_PER_CONNECTION + 5)
+    ]
+    assert h.engine.status()["waiting_reads"] == MAX_WAITERS_PER_CONNECTION
+    for xid in xids[MAX_WAITERS_PER_CONNECTION:]:
+        refused = h.reply(1, xid)
+        assert isinstance(refused, Failed) and refused.code == ErrorCode.UNAVAILABLE
+        assert f"at most {MAX_WAITERS_PER_CONNECTION} hellos and reads" in refused.message
+    # Another connection has its own budget.
+    h.engine.connection_opened(2)
+    h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET))
+    xid = h.request(2, lambda x: ReadRequest(x, ReadKind.EXISTS, "/", local=True, min_zxid=ahead))
+    assert all(getattr(f, "xid", None) != xid for f in h.log.frames(2))  # waits
+    # Once the slots are applied, every waiter is answered and the budget is back.
+    h.request(2, lambda x: OpenSessionRequest(x, 1, 5000))
+    h.request(2, lambda x: WriteRequest(x, 2, Create("/n", b"")))
+    assert all(isinstance(h.reply(1, x), Ok) for x in xids[:MAX_WAITERS_PER_CONNECTION])
+    assert isinstance(h.reply(2, xid), Ok)
+    assert h.engine.status()["waiting_reads"] == 0
+    assert h.engine.driver.waiting_of(1) == 0
+
+
+def test_a_second_hello_while_one_waits_is_refused_and_the_first_is_served():
+    h = Harness()
+    h.lead()
+    ahead = zxid_of(h.node.learner.applied + 2, 0)  # an honest resume, a little ahead
+    h.engine.connection_opened(1)
+    first = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=ahead))
+    second = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=ahead))
+    refused = h.reply(1, second)
+    assert isinstance(refused, Failed) and refused.code == ErrorCode.BAD_ARGUMENTS
+    assert "a hello is already waiting" in refused.message
+    assert h.engine.status()["waiting_reads"] == 1
+    h.engine.connection_opened(2)
+    h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET))
+    h.request(2, lambda x: OpenSessionRequest(x, 1, 5000))
+    h.request(2, lambda x: WriteRequest(x, 2, Create("/b", b"")))
+    assert isinstance(h.reply(1, first), Ok)
+    # Answered: the connection may say hello again (as a client with many watches does).
+    again = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=ahead))
+    assert isinstance(h.reply(1, again), Ok)
+
+
+def test_only_the_reply_accepting_a_hello_tells_the_shell_to_lift_its_pre_hello_limits():
+    h = Harness()
+    h.lead()
+    h.engine.connection_opened(1)
+    refused = h.request(1, lambda x: Hello(x, OTHER, secret=SECRET))  # not its secret's id
+    far = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=2**62))
+    status = h.request(1, lambda x: StatusRequest(x))
+    accepted = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
+
+    def greets(xid: int) -> object:
+        (out,) = [
+            o
+            for k, o in h.log.events
+            if k == "out" and isinstance(o, Frame) and getattr(o.frame, "xid", None) == xid
+        ]
+        return out.greets
+
+    assert [greets(x) for x in (refused, far, status)] == [None, None, None]
+    assert greets(accepted) is False  # accepted, without a session
 
 
 def test_requests_before_hello_are_refused_and_bad_ones_answered_with_their_code():
