@@ -62,7 +62,7 @@ from paxctl.protocol.messages import (
     WriteRequest,
 )
 from paxctl.protocol.secrets import session_hash, temporary_id
-from paxctl.server.watches import Event
+from paxctl.server.watches import Event, ReplayBudget
 from paxctl.server.zxid import slot_of
 from paxctl.statemachine.errors import BadArguments, SessionExpired, TooManyWatches, ZnodeError
 from paxctl.statemachine.machine import MAX_SEQ_AHEAD, Outcome
@@ -291,8 +291,9 @@ class ClientRequests:
                 del self._by_client[state.client]  # a second hello renames the connection
             state.client, state.session, state.secret_hash = req.client, req.session, proof
             self._by_client[req.client] = conn
+            budget = ReplayBudget()  # the hello's watches share one replay budget
             for w in req.watches:
-                self._register(conn, w.wid, w.path, str(w.mode), req.after)
+                self._register(conn, w.wid, w.path, str(w.mode), req.after, budget)
             ok = Ok(req.xid, self.e.replica.applied_zxid, {"node": self.e.id})
             self.send(conn, ok, greets=req.session)  # the shell lifts its pre-hello limits
 
@@ -450,14 +451,23 @@ class ClientRequests:
         limit = self.e.config.max_watches_per_connection
         return f"a connection may hold at most {limit} watches (--max-watches-per-connection)"
 
-    def _register(self, conn: int, wid: int, path: str, mode: str, after: int) -> bool:
-        """Register (and replay) a watch; False if the connection is at its watch limit."""
+    def _register(
+        self,
+        conn: int,
+        wid: int,
+        path: str,
+        mode: str,
+        after: int,
+        budget: ReplayBudget | None = None,
+    ) -> bool:
+        """Register (and replay, within ``budget``: watches.REPLAY_BUDGET) a watch; False if
+        the connection is at its watch limit."""
         if conn not in self._conns:  # it closed while the read waited: its watches are gone
             return True
         if not self._watch_room(conn, [wid]):
             return False
         replica = self.e.replica
-        now = replica.watches.register(conn, wid, path, mode, after, replica.applied_zxid)
+        now = replica.watches.register(conn, wid, path, mode, after, replica.applied_zxid, budget)
         self.e.observer.replayed(now)
         self.push_events(conn, [(wid, e) for e in now])
         return True

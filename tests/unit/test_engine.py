@@ -25,6 +25,7 @@ from paxctl.protocol.messages import (
     WatchEvents,
     WatchMode,
     WatchRequest,
+    WatchSpec,
     WriteRequest,
 )
 from paxctl.protocol.secrets import temporary_id
@@ -437,3 +438,49 @@ def test_a_deposed_leader_keeps_the_cluster_s_own_commands_out_of_its_forwards()
     assert _without_own_commands(Forward(1, 2, (own, client))) == Forward(1, 2, (client,))
     assert _without_own_commands(Forward(1, 2, (own,))) is None
     assert _without_own_commands(Forward(1, 2, (client,))) == Forward(1, 2, (client,))
+
+
+def test_a_hellos_watches_share_one_replay_budget_and_resync_past_it(monkeypatch):
+    """Issue 14: one hello's watches walk history once per (path, mode) and replay at most
+    the budget; the watches past it get resync instead (the client re-reads)."""
+    from paxctl.server import requests as requests_module
+    from paxctl.server.watches import ReplayBudget
+
+    h = Harness()
+    h.lead()
+    h.session()
+    for seq, path in enumerate(("/a", "/b", "/c"), start=2):
+        h.request(1, lambda x, s=seq, p=path: WriteRequest(x, s, Create(p, b"")))
+    history = h.engine.replica.watches.history
+    walked = len(history.since(0) or [])
+    # Enough to walk the history and replay the three creates once, not twice.
+    monkeypatch.setattr(requests_module, "ReplayBudget", lambda: ReplayBudget(left=walked + 3))
+    specs = tuple(WatchSpec(wid, "/", WatchMode.RECURSIVE) for wid in range(20))
+    h.engine.connection_opened(2)
+    xid = h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET, watches=specs))
+    assert isinstance(h.reply(2, xid), Ok)
+    pushed = [e for f in h.log.frames(2) if isinstance(f, WatchEvents) for e in f.events]
+    first = [(e.kind, e.path) for e in pushed if e.wid == 0]
+    assert first == [("created", "/a"), ("created", "/b"), ("created", "/c")]
+    rest = [(e.wid, e.kind, e.path) for e in pushed if e.wid != 0]
+    assert rest == [(wid, "resync", "/") for wid in range(1, 20)]
+    assert h.engine.replica.watches.count_of(2) == 20  # recursive watches stay registered
+
+
+def test_a_command_firing_past_the_per_connection_cap_sends_resync_instead(monkeypatch):
+    from paxctl.server import watches as watches_module
+
+    monkeypatch.setattr(watches_module, "MAX_FIRED_PER_CONNECTION", 3)
+    h = Harness()
+    h.lead()
+    h.session()
+    for wid in range(1, 6):
+        h.request(1, lambda x, w=wid: WatchRequest(x, w, "/", WatchMode.RECURSIVE))
+    xid = h.request(1, lambda x: WriteRequest(x, 2, Create("/w", b"")))
+    frames = h.log.frames(1)
+    reply = next(i for i, f in enumerate(frames) if isinstance(f, Ok) and f.xid == xid)
+    pushed = frames[reply - 1]
+    assert isinstance(pushed, WatchEvents)
+    assert [(e.wid, e.kind, e.path) for e in pushed.events] == [
+        (wid, "resync", "/") for wid in range(1, 6)
+    ]
