@@ -380,6 +380,20 @@ def test_100000_recursive_watch_events_arrive_split_across_frames(tmp_path):
 # ------------------------------------------------------------------ clients that do not read
 
 
+def closed_by_node(sock: socket.socket, timeout: float = 10) -> bool:
+    """Drain what the node sent until it closed (or reset) the connection; False if it is
+    still open after ``timeout`` seconds of silence."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:  # reset: closed
+        return True
+    return True
+
+
 def test_a_client_that_does_not_read_is_dropped_and_others_are_unaffected(tmp_path):
     """Before: a client that never read its replies pinned 16 MiB and was never dropped."""
     with one_node(tmp_path, "--write-stall-ms", "500") as node:
@@ -393,20 +407,21 @@ def test_a_client_that_does_not_read_is_dropped_and_others_are_unaffected(tmp_pa
             flooded.sock.sendall(get * 64)  # 64 MiB of answers at once, none of them read
             start = time.monotonic()
             for _ in range(12):  # one request at a time: the node stops reading them when its
-                stalled.sock.sendall(get)  # answers pile up, and drops it after 500 ms
+                # answers pile up, and drops it (its queue full, or unread for 500 ms: which
+                # comes first depends on the kernel's socket buffers and the machine's load)
+                with contextlib.suppress(OSError):  # dropped already: the node reset it
+                    stalled.sock.sendall(get)
                 # Meanwhile another client is served as usual; its read is answered after the
                 # one sent before it, so the stalled client's answers pile up one by one.
                 assert c.get("/big")[0] == b"z" * (1 << 20)
             for i in range(20):
                 c.set("/big", bytes([i]) * 10)
             assert time.monotonic() - start < 10
-            for reason in ("stayed unread for 500 ms", "it does not read its replies"):
-                wait_until(lambda r=reason: r in node.log(), 10, what=reason)
-            for lazy in (stalled, flooded):  # the node closed both: drain to the end
-                with contextlib.suppress(OSError):
-                    lazy.sock.settimeout(5)
-                    while lazy.sock.recv(1 << 20):
-                        pass
+            # Both were dropped (each kind of drop is logged once per interval: the stall
+            # timer's own path is also unit-tested, tests/unit/test_client_conn_close.py).
+            wait_until(lambda: "it does not read its replies" in node.log(), 10, what="a drop")
+            for lazy in (stalled, flooded):
+                assert closed_by_node(lazy.sock), "a client that does not read was kept"
             assert c.get("/big")[0] == bytes([19]) * 10
         node.assert_alive()
 

@@ -23,6 +23,7 @@ class Transport(asyncio.Transport):
         self.written: list[bytes] = []
         self.closing = False
         self.aborted = False
+        self.reading = True
 
     def get_write_buffer_size(self) -> int:
         return self.queued
@@ -39,12 +40,18 @@ class Transport(asyncio.Transport):
     def abort(self) -> None:
         self.aborted = True
 
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
     def get_extra_info(self, name: str, default: object = None) -> object:
         return default
 
 
-def connection(queued: int) -> tuple[ClientConnection, Transport]:
-    limits = Limits()
+def connection(queued: int, limits: Limits | None = None) -> tuple[ClientConnection, Transport]:
+    limits = limits or Limits()
     port = ClientPort(
         limits, Connections(limits, 100), lambda c, p: None, lambda c: None, refusal=lambda m: b"x"
     )
@@ -76,3 +83,23 @@ def test_a_notice_is_sent_to_an_empty_queue_and_the_close_is_forced_after_a_grac
 
     before, transport = asyncio.run(run())
     assert before and transport.aborted
+
+
+def test_a_client_whose_replies_stay_unread_is_dropped_after_the_stall_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The kernel cannot take more (asyncio's ``pause_writing``): the node stops reading the
+    client, and drops it when its queue stays full for ``write_stall_ms``."""
+
+    async def run() -> Transport:
+        conn, transport = connection(queued=300_000, limits=Limits(write_stall_ms=20))
+        conn.pause_writing()
+        assert not transport.reading
+        for _ in range(200):  # the stall timer's turn (20 ms), awaited in small steps
+            if transport.aborted:
+                break
+            await asyncio.sleep(0.005)
+        return transport
+
+    assert asyncio.run(run()).aborted
+    assert "its replies stayed unread for 20 ms" in caplog.text
