@@ -22,6 +22,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from client_wire import closing_notice
 from peer_client import PeerConn, open_peer
 
 from paxctl.client import Client
@@ -108,25 +109,7 @@ def closed_because(sock: socket.socket) -> str:
 
     Client ports say why in one last frame rather than (only) in the node's log, whose lines
     a stranger can cause are throttled (one per kind every few seconds)."""
-    received = b""
-    deadline = time.monotonic() + 5
-    while True:
-        sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-        except TimeoutError:
-            raise AssertionError(f"port {sock.getpeername()[1]} left the connection open") from None
-        if not data:
-            break
-        received += data
-    assert without_closing_notice(received) == b"", "data before the closing notice"
-    (payload,) = FrameDecoder().feed(received)
-    notice = msgpack.unpackb(payload, raw=False)
-    assert notice["xid"] == 0 and notice["err"] == "Unavailable"
-    message: str = notice["msg"]
-    return message
+    return closing_notice(sock, alone=True)[0]
 
 
 class Conversation:

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from client_wire import closing_notice
 from conftest import HOST, find_base_port, paxctl_command, wait_until
 
 from paxctl.client import Client, SyncClient
@@ -105,28 +106,6 @@ def one_node(tmp: Path, *flags: str, nofile: int | None = None) -> Iterator[OneN
 
 def connect(port: int) -> socket.socket:
     return socket.create_connection((HOST, port), timeout=5)
-
-
-def closing_notice(sock: socket.socket, timeout: float = 5) -> tuple[str, float]:
-    """Wait for the node to close ``sock``: (the reason its closing notice gave, when)."""
-    received, deadline = b"", time.monotonic() + timeout
-    while True:
-        sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-        except TimeoutError:
-            raise AssertionError("the node left the connection open") from None
-        if not data:
-            break
-        received += data
-    closed = time.monotonic()
-    payloads = FrameDecoder().feed(received)
-    assert payloads, "closed without a notice"
-    notice = msgpack.unpackb(payloads[-1], raw=False)
-    assert notice["xid"] == 0 and notice["err"] == "Unavailable", notice
-    return str(notice["msg"]), closed
 
 
 def is_open(sock: socket.socket) -> bool:

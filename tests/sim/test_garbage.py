@@ -51,12 +51,13 @@ def test_garbage_sweep_znodes_workload():
 
 def test_the_garbage_peer_bites_without_the_checks():
     """Seed 1, chain: an unsolicited catch-up reply for the next slot is learned as chosen.
-    Seed 1, znodes: a Forward posing as the reaper with seq 2**63 - 1 gets its command chosen."""
+    Seed 5, znodes: a Forward posing as the reaper with seq 2**63 - 1 gets its command chosen
+    (seeds move when the garbage peer learns new kinds of message: re-pin on the same error)."""
     assert run_seed(spec(1)).ok
     broken = run_seed(spec(1, bugs=NO_CHECKS))
     assert not broken.ok and "no majority voted for" in broken.error, broken.error
-    assert run_seed(spec(1, "znodes")).ok
-    broken = run_seed(spec(1, "znodes", bugs=NO_CHECKS))
+    assert run_seed(spec(5, "znodes")).ok
+    broken = run_seed(spec(5, "znodes", bugs=NO_CHECKS))
     assert not broken.ok and "9223372036854775807 nobody proposed" in broken.error, broken.error
 
 
