@@ -40,6 +40,7 @@ from paxctl.protocol.framing import encode_frame as frame
 from paxctl.protocol.peer_auth import MAX_HELLO_FRAME
 from paxctl.protocol.secrets import temporary_id
 from paxctl.server.limits import Limits
+from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.ops import MAX_DATA, CloseSession, Create, encode_op
 
 pytestmark = pytest.mark.integration
@@ -662,9 +663,13 @@ def test_reads_waiting_for_a_zxid_never_reached_are_dropped_with_their_connectio
         with connect(port) as sock:
             talk = Conversation(sock)
             assert "ok" in talk.ask(sessionless_hello(1, b"waiting 8"))
+            # Far enough never to be reached here, near enough to wait (a zxid more than 2**20
+            # slots beyond what the node knows is chosen is refused at once instead).
+            applied = int(talk.ask({"xid": 98, "op": "status"})["ok"]["applied"])
+            never = zxid_of(applied + 100_000, 0)
             for xid in range(2, 12):
                 request = {"op": "read", "kind": "get", "path": "/", "local": True}
-                send(sock, frame(pack({**request, "xid": xid, "min_zxid": 2**62})))
+                send(sock, frame(pack({**request, "xid": xid, "min_zxid": never})))
             assert int(talk.ask({"xid": 99, "op": "status"})["ok"]["waiting_reads"]) >= 10
     deadline = time.monotonic() + 10
     while waiting() > base:  # dropped at the node's next Ready after the close
