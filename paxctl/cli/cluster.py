@@ -23,12 +23,14 @@ from paxctl.cli import cluster_checks, exits
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
 from paxctl.cli.cluster_nodes import (
     answers_as_ours,
+    ensure_secret_in,
     new_cluster,
     node_paths,
     node_pid,
     node_status,
     require_cluster,
     save_cluster,
+    secret_path,
     start_node,
     stop_nodes,
 )
@@ -43,6 +45,7 @@ from paxctl.cli.output import Output, Styled, console, output_options, plural, t
 from paxctl.client import ClientError, SyncClient
 from paxctl.client.addresses import parse_servers
 from paxctl.core.quorum import majority
+from paxctl.server.secret import SecretError, create_secret
 from paxctl.statemachine.ops import Check
 
 
@@ -119,6 +122,8 @@ def up(
     settings it was founded with: other --nodes, --base-port, --snapshot-every or node options
     for an existing DIR are refused (exit 2), as are ports that are taken (nothing starts).
     A first start that fails keeps nothing but the logs, so a corrected one starts afresh.
+    DIR gets a cluster secret, DIR/cluster.secret (mode 0600), unless it has one: every node
+    proves it holds it to its peers.
     """
     doc = load_cluster(directory)
     fresh = doc is None
@@ -137,13 +142,14 @@ def up(
     )
     os.makedirs(directory, exist_ok=True)
     had_data = {m["id"] for m in doc["nodes"] if os.path.exists(node_paths(directory, m["id"])[0])}
+    made_secret = ensure_secret_in(directory)
     if fresh:  # saved before any node starts, so that `cluster down` finds them meanwhile
         save_cluster(directory, doc)
     try:
         started = _bring_up(directory, doc, down_now, wait)
     except _NotUp as exc:
         if fresh:
-            _forget(directory, doc, had_data)
+            _forget(directory, doc, had_data, made_secret)
             advice = "nothing was kept but the logs: a corrected `paxctl cluster up` starts afresh"
         else:
             advice = f"to start over: {_start_over(directory)}"
@@ -151,7 +157,7 @@ def up(
         sys.exit(exits.UNAVAILABLE)
     except BaseException:  # Ctrl-C while waiting: a first start leaves nothing half-made
         if fresh:
-            _forget(directory, doc, had_data)
+            _forget(directory, doc, had_data, made_secret)
         raise
     err = _err()
     servers = _connect_string(doc)
@@ -257,15 +263,19 @@ def _why_dead(directory: str, node_ids: list[int], marks: dict[int, int]) -> str
     return f"{cluster_checks.why_dead(logs)} (see {directory}/node-*.log)"
 
 
-def _forget(directory: str, doc: dict[str, Any], had_data: set[int]) -> None:
-    """Undo a first `up` that failed: stop its nodes, remove the data they founded and
-    cluster.json, so that no failed setting is taken for the cluster's own."""
+def _forget(directory: str, doc: dict[str, Any], had_data: set[int], made_secret: bool) -> None:
+    """Undo a first `up` that failed: stop its nodes, remove the data they founded,
+    cluster.json and the secret it made, so that no failed setting is taken for the cluster's
+    own."""
     stop_nodes(directory, [n["id"] for n in doc["nodes"]], grace=2.0)
     for member in doc["nodes"]:
         if member["id"] not in had_data:
             shutil.rmtree(node_paths(directory, member["id"])[0], ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(directory, CLUSTER_FILE))
+    if made_secret:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(secret_path(directory))
 
 
 @cluster.command()
@@ -467,6 +477,7 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
         cluster_checks.refuse_taken(directory, doc, {node_id}, False, saved_base(doc), start_over)
         log_path = node_paths(directory, node_id)[1]
         mark = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+        ensure_secret_in(directory)  # a cluster made before nodes needed one
         pid = start_node(directory, doc, member)
         _await_answer(directory, member, mark)
         _err().print(f"started node {node_id} (pid {pid})")
@@ -502,3 +513,20 @@ def stop_one(node_id: int, directory: str, grace: float, out: Output) -> None:
     stopped = stop_nodes(directory, [node_id], grace)
     _err().print(f"node {node_id} " + ("stopped" if stopped else "was not running"))
     out.emit({"stopped": stopped}, lambda: None)
+
+
+@cluster.command("secret")
+@click.argument("file", type=click.Path(dir_okay=False))
+def secret_cmd(file: str) -> None:
+    """Write a new cluster secret to FILE (mode 0600; an existing FILE is never overwritten).
+
+    Every node of a cluster needs the same secret (`paxctl node start --secret-file FILE`):
+    copy this one file, keeping its mode 0600, to each node's host. `paxctl cluster up` makes
+    DIR/cluster.secret by itself.
+    """
+    try:
+        create_secret(file)
+    except SecretError as exc:
+        click.echo(f"paxctl: {exc}", err=True)
+        sys.exit(exits.USAGE)
+    _err().print(f"wrote a new cluster secret to {file}; copy it (mode 0600) to every node")

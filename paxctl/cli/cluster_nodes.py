@@ -3,6 +3,7 @@ answering on a node's port is ours. ``paxctl cluster``'s commands are built on t
 
 ``DIR/cluster.json`` describes the nodes (ids, ports, data directories); each node keeps its
 data in ``DIR/node-ID/``, its log in ``DIR/node-ID.log`` and its pid in ``DIR/node-ID.pid``.
+``DIR/cluster.secret`` (mode 0600) is the secret every node proves to its peers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import click
 from paxctl.cli.connect import CLUSTER_FILE, load_cluster
 from paxctl.client import ClientError, SyncClient
 from paxctl.server.config import cluster_id_for
+from paxctl.server.secret import SECRET_FILE, SecretError, ensure_secret
 
 HOST = "127.0.0.1"
 
@@ -92,6 +94,18 @@ def peers_arg(doc: dict[str, Any]) -> str:
     return ",".join(f"{n['id']}={n['host']}:{n['peer_port']}" for n in doc["nodes"])
 
 
+def secret_path(directory: str) -> str:
+    return os.path.join(directory, SECRET_FILE)
+
+
+def ensure_secret_in(directory: str) -> bool:
+    """Give the cluster in ``directory`` its secret unless it has one; True if made now."""
+    try:
+        return ensure_secret(secret_path(directory))
+    except SecretError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> int:
     data, log_path, pid_path = node_paths(directory, member["id"])
     cmd = [
@@ -102,6 +116,7 @@ def start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> i
         "--client", f"{member['host']}:{member['client_port']}",
         "--cluster-id", doc["cluster_id"],
         "--snapshot-every", str(doc.get("snapshot_every", 5000)),
+        "--secret-file", os.path.abspath(secret_path(directory)),
     ]  # fmt: skip
     cmd += [str(a) for a in doc.get("node_args", [])]
     if not member["initialized"]:

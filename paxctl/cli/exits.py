@@ -12,9 +12,10 @@ NO_NODE = 3
 CONFLICT = 4  # NodeExists, BadVersion, NotEmpty
 UNAVAILABLE = 5  # no quorum, no connection
 INDETERMINATE = 6  # a write may or may not have taken effect
-BAD_DATA = 7  # BadArguments, DataTooLarge, corrupt files
+BAD_DATA = 7  # BadArguments, DataTooLarge, TooManyWatches, corrupt files
 #: The session expired, or contact was lost too long to trust it: its ephemerals, locks and
-#: leadership are gone (``paxctl lock``/``elect`` exit so after killing their command).
+#: leadership are gone (``paxctl lock``/``elect`` exit so after killing their command). Also a
+#: session whose secret a node refused (``AuthFailed``): this client can never resume it.
 SESSION_LOST = 8
 #: ``paxctl sim`` found a seed that breaks an invariant.
 VIOLATION = 9
@@ -34,9 +35,11 @@ BY_ERROR_CODE: dict[str, int] = {
     ErrorCode.NO_CHILDREN_FOR_EPHEMERALS: CONFLICT,
     ErrorCode.BAD_ARGUMENTS: BAD_DATA,
     ErrorCode.DATA_TOO_LARGE: BAD_DATA,
+    ErrorCode.TOO_MANY_WATCHES: BAD_DATA,
     ErrorCode.UNAVAILABLE: UNAVAILABLE,
     "ConnectionLost": UNAVAILABLE,
     ErrorCode.INDETERMINATE: INDETERMINATE,
     ErrorCode.SESSION_EXPIRED: SESSION_LOST,
+    ErrorCode.AUTH_FAILED: SESSION_LOST,
     ErrorCode.FENCE_REJECTED: CONFLICT,
 }

@@ -9,7 +9,10 @@ from typing import Any
 import click
 
 from paxctl.cli import exits
+from paxctl.cli.node_limits import limit_options
 from paxctl.server.config import ConfigError, NodeConfig
+from paxctl.server.limits import LIMIT_KEYS
+from paxctl.server.secret import HOW_TO_GET, SecretError, load_secret
 from paxctl.storage.framing import CorruptionError
 from paxctl.storage.store import StorageError
 
@@ -79,6 +82,17 @@ def node() -> None:
     default=None,
     help="Watch events kept for clients resuming after a failover (default 100000).",
 )
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    envvar="PAXCTL_SECRET_FILE",
+    show_envvar=True,
+    help="The cluster secret (required; mode 0600): peers must prove they hold the same one. "
+    "Make one with `paxctl cluster secret FILE` and copy it to every node "
+    "(`paxctl cluster up` makes DIR/cluster.secret).",
+)
+@limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
     """Start a node in the foreground; SIGTERM or SIGINT stops it cleanly."""
@@ -100,7 +114,9 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
         "min_session_ms": flags["min_session_ms"],
         "max_session_ms": flags["max_session_ms"],
         "watch_history": flags["watch_history"],
+        "secret_file": flags["secret_file"],
     }
+    values.update({key: flags[key] for key in LIMIT_KEYS})
     try:
         if config_file:
             config = NodeConfig.from_toml(config_file, values)
@@ -108,6 +124,7 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
             config = NodeConfig.from_values({k: v for k, v in values.items() if v is not None})
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    _load_secret(config)
     from paxctl.server.node_server import run_node  # the server stack loads only to run a node
 
     try:
@@ -121,3 +138,16 @@ def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
     except OSError as exc:
         click.echo(f"paxctl: cannot start: {exc}", err=True)
         sys.exit(exits.UNAVAILABLE)
+
+
+def _load_secret(config: NodeConfig) -> None:
+    """The node's credential for its peers: without a usable one it does not start (exit 2)."""
+    if not config.secret_file:
+        raise click.UsageError(
+            "a cluster secret is required: --secret-file FILE, $PAXCTL_SECRET_FILE or "
+            f"secret_file in --config; {HOW_TO_GET}"
+        )
+    try:
+        config.secret = load_secret(config.secret_file)
+    except SecretError as exc:
+        raise click.UsageError(str(exc)) from None

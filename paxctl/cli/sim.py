@@ -56,6 +56,10 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
             ("  replayed after failover / resyncs", f"{s.watch_replays:,} / {s.resyncs:,}"),
             ("digest audits passed", f"{s.digest_audits:,}"),
         ]
+    if s.garbage:
+        rows.append(
+            ("garbage messages / peer messages rejected", f"{s.garbage:,} / {s.rejected:,}")
+        )
     rows.append(("virtual time", f"{summary.virtual_ms / 1000:,.1f} s"))
     return rows
 
@@ -118,6 +122,20 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
 )
 @click.option("--no-faults", is_flag=True, help="No drops, duplicates, crashes or partitions.")
 @click.option(
+    "--garbage",
+    is_flag=True,
+    help="Add a garbage peer: well-typed but invalid node messages (absurd rounds, forged"
+    " ballots, unsolicited catch-up, a Forward posing as the reaper...) that must be dropped.",
+)
+@click.option(
+    "--snapshot-chunk",
+    type=click.IntRange(min=0),
+    metavar="BYTES",
+    default=0,
+    help="Bytes per state-transfer chunk (0: the default, 1 MiB); small values make every "
+    "snapshot transfer span many chunks.",
+)
+@click.option(
     "--plant-bug",
     "bugs",
     multiple=True,
@@ -149,6 +167,8 @@ def sim(
     safety_ms: int,
     liveness_ms: int,
     no_faults: bool,
+    garbage: bool,
+    snapshot_chunk: int,
     bugs: tuple[str, ...],
     trace: bool,
     jobs: int,
@@ -176,6 +196,8 @@ def sim(
         safety_ms=safety_ms,
         liveness_ms=liveness_ms,
         faults=not no_faults,
+        garbage=garbage,
+        snapshot_chunk=snapshot_chunk,
         bugs=frozenset(bugs),
         trace=trace,
     )

@@ -35,7 +35,6 @@ import functools
 import logging
 import os
 import random
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,9 +62,9 @@ from paxctl.client.session_types import (
 )
 from paxctl.client.watch import Watch, WatchEvent
 from paxctl.protocol.messages import ReadKind, WatchMode
+from paxctl.protocol.secrets import SECRET_BYTES
 from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError
 from paxctl.statemachine.ops import (
-    TEMP_CLIENT_BIT,
     Check,
     Create,
     Delete,
@@ -82,11 +81,10 @@ log = logging.getLogger("paxctl.client")
 ATTEMPT_TIMEOUT = 2.0
 
 
-def new_client_id() -> int:
-    """A random temporary id (``TEMP_CLIENT_BIT`` set): the connection's until the cluster
-    assigns it a session id (which never has that bit)."""
-    cid: int = TEMP_CLIENT_BIT | struct.unpack(">Q", os.urandom(8))[0] >> 2
-    return cid
+def new_secret() -> bytes:
+    """A fresh client secret from the OS's randomness: it names the temporary id and proves
+    the session (protocol/secrets.py)."""
+    return os.urandom(SECRET_BYTES)
 
 
 class Client:
@@ -97,7 +95,6 @@ class Client:
         self,
         servers: Sequence[tuple[str, int]] | str,
         timeout: float = 10.0,
-        client_id: int | None = None,
         session_timeout: float = 10.0,
         ping_interval: float | None = None,
     ) -> None:
@@ -108,8 +105,7 @@ class Client:
         self._session = ClientSession(
             [format_server(s) for s in parsed],
             rng=random.Random(),
-            new_client_id=new_client_id,
-            client_id=client_id,
+            new_secret=new_secret,
             session_timeout_ms=session_timeout * 1000,
             ping_interval_ms=None if ping_interval is None else ping_interval * 1000,
             attempt_timeout_ms=ATTEMPT_TIMEOUT * 1000,

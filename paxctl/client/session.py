@@ -44,9 +44,11 @@ from paxctl.client.session_types import (
     SessionState,
     StateChanged,
     WatchRecord,
+    hello_watch_bytes,
 )
 from paxctl.protocol.codec import ProtocolError, session_granted
 from paxctl.protocol.errors import ErrorCode
+from paxctl.protocol.framing import HELLO_WATCH_BYTES
 from paxctl.protocol.messages import (
     CloseSessionRequest,
     Failed,
@@ -68,6 +70,7 @@ from paxctl.protocol.messages import (
     WatchSpec,
     WriteRequest,
 )
+from paxctl.protocol.secrets import temporary_id
 from paxctl.statemachine.errors import MultiError, SessionExpired, error_from_code
 from paxctl.statemachine.ops import Op
 
@@ -83,8 +86,7 @@ class ClientSession:
         servers: Sequence[str],
         *,
         rng: random.Random,
-        new_client_id: Callable[[], int],
-        client_id: int | None = None,
+        new_secret: Callable[[], bytes],
         session_timeout_ms: float = 10_000,
         ping_interval_ms: float | None = None,
         watch_ping_ms: float | None = None,
@@ -97,8 +99,12 @@ class ClientSession:
         self.servers = list(servers)
         #: The next server to try (a counter: the driver takes it modulo its list).
         self.server = rng.randrange(max(1, len(self.servers)))
-        self.new_client_id = new_client_id
-        self.client_id = client_id or new_client_id()
+        self.new_secret = new_secret
+        # The secret proves every hello (protocol/secrets.py): the temporary id is derived from
+        # it, a session opened under that id is resumed with it. Kept until the session ends;
+        # never printed, logged or shown.
+        self._secret = new_secret()
+        self.client_id = temporary_id(self._secret)
         self.session = False
         self.state = SessionState.NONE
         self.session_timeout_ms = session_timeout_ms
@@ -400,12 +406,17 @@ class ClientSession:
         self._conn = ConnRecord(conn, self.server, now + self.attempt_timeout_ms)
         self._out.append(Connect(conn, self.server))
 
-    def _hello(self, c: ConnRecord, after: int) -> None:
+    def _hello(self, c: ConnRecord, after: int, probe: bool = True) -> None:
         watches = tuple(
             WatchSpec(wid, w.path, w.mode) for wid, w in self.watches.items() if w.armed
         )
+        # A node takes only a small frame before a hello: with many watches, say hello without
+        # them first, then (same ``after``) with them; nothing else comes in between.
+        c.probing = probe and hello_watch_bytes(watches) > HELLO_WATCH_BYTES
+        if c.probing:
+            watches = ()
         xid = self._xid(c, _HELLO)
-        c.hello = Hello(xid, self.client_id, self.session, after, watches)
+        c.hello = Hello(xid, self.client_id, self.session, after, watches, self._secret)
         self._out.append(Send(c.id, c.hello))
 
     def _xid(self, c: ConnRecord, what: int) -> int:
@@ -417,12 +428,17 @@ class ClientSession:
     def _hello_answered(self, now: float, c: ConnRecord, reply: Reply) -> None:
         assert c.hello is not None
         if isinstance(reply, Failed):
-            if reply.code == ErrorCode.SESSION_EXPIRED and c.hello.session:
+            lost = (ErrorCode.SESSION_EXPIRED, ErrorCode.AUTH_FAILED)
+            if reply.code in lost and c.hello.session:
+                # Ended, or (never, but for a bug) not ours: either way it cannot be resumed.
                 after = c.hello.after
-                self._lost(now, "its hello found the session ended", keep=c)
+                self._lost(now, f"its hello was refused ({reply.code})", keep=c)
                 self._hello(c, after)  # again, without the session, from the same zxid
             else:
                 self._failover(now, f"hello refused: {reply.message or reply.code}")
+            return
+        if c.probing:  # the node took the small hello: now the one with the watches
+            self._hello(c, c.hello.after, probe=False)
             return
         c.ready = c.greeted = True
         self._out.append(Link(True, c.id, c.server))
@@ -577,7 +593,8 @@ class ClientSession:
         old = self.epoch
         self.session = False
         self.epoch += 1
-        self.client_id = self.new_client_id()
+        self._secret = self.new_secret()  # a new temporary id: the old one opened a session
+        self.client_id = temporary_id(self._secret)
         self.seq = 0
         self.last_ack_sent = None
         self._ping = None

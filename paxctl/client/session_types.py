@@ -11,10 +11,11 @@ hands the session; it is all off everywhere else.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from paxctl.protocol.messages import Hello, Request, WatchEvent, WatchMode
+from paxctl.protocol.messages import Hello, Request, WatchEvent, WatchMode, WatchSpec
 
 
 class SessionState(enum.Enum):
@@ -123,6 +124,7 @@ class ConnRecord:
     hello: Hello | None = None
     ready: bool = False
     greeted: bool = False  # the hello took effect: this connection's zxids count as seen
+    probing: bool = False  # a hello without watches is out: the full one follows its answer
     next_xid: int = 1
     pending: dict[int, int] = field(default_factory=dict)  # xid -> call id, _HELLO, _PING
 
@@ -154,3 +156,8 @@ class WatchRecord:
     @property
     def one_shot(self) -> bool:
         return self.mode in (WatchMode.DATA, WatchMode.CHILDREN)
+
+
+def hello_watch_bytes(watches: Sequence[WatchSpec]) -> int:
+    """At least the bytes these watches take in a hello (each path plus a generous 26)."""
+    return sum(len(w.path.encode()) + 26 for w in watches)

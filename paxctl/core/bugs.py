@@ -26,6 +26,8 @@ class PlantedBugs:
     accept_lower_ballot: bool = False
     #: Reads served from the local state, without read-index.
     stale_reads: bool = False
+    #: Peer messages reach the core (and the engine) unchecked, as before issue 14.
+    no_peer_checks: bool = False
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> PlantedBugs:

@@ -22,6 +22,9 @@ class CatchUp:
         self._rng = rng
         self.target = 0  # the highest commit index a peer showed us
         self.sent_at: int | None = None  # when the request now outstanding went out
+        #: Peer -> the first slot asked of it, for each request not answered yet: a reply is
+        #: taken only from a peer asked, and only for the slots asked (``validate.py``).
+        self.asked: dict[int, int] = {}
 
     def request(
         self, now: int, commit: int, leader: int | None, source: int | None, their_commit: int
@@ -33,6 +36,7 @@ class CatchUp:
         self.target = max(self.target, their_commit)
         if self.target <= commit:
             self.sent_at = None
+            self.asked.clear()
             return None
         if self.sent_at is not None and now - self.sent_at < self._interval:
             return None
@@ -43,8 +47,11 @@ class CatchUp:
                 return None
             target = self._rng.choice(self._peers)
         self.sent_at = now
+        self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
         return target
 
-    def answered(self) -> None:
-        """A reply came: the next request may go at once."""
+    def answered(self, peer: int | None = None) -> None:
+        """A reply came (from ``peer``, whose request is settled): the next may go at once."""
         self.sent_at = None
+        if peer is not None:
+            self.asked.pop(peer, None)

@@ -19,7 +19,6 @@ from paxctl.core.messages import (
     CatchupReply,
     CatchupRequest,
     Forward,
-    InstallSnapshot,
     Message,
     Nack,
     Prepare,
@@ -29,14 +28,30 @@ from paxctl.core.messages import (
     ReadIndex,
     ReadIndexReply,
     Relay,
+    SnapshotChunk,
+    SnapshotOffer,
+    SnapshotRequest,
 )
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 #: Bumped whenever the encoding of any message changes incompatibly.
-CODEC_VERSION = 2  # 2: snapshots no longer carry the core's exactly-once table
+CODEC_VERSION = 3  # 3: snapshots travel in chunks (offer, request, chunk), not in one message
 
 #: The largest integer any field may hold (client ids and sequence numbers included).
 MAX_UINT = 2**63 - 1
+
+
+#: msgpack's limits when decoding a peer's message, so hostile bytes cannot make the decoder
+#: build huge containers: arrays far above what the core sends (batches of ``max_batch``
+#: commands, ``max_entries`` entries, the votes of an alpha window), no maps or strings beyond
+#: a little, bytes up to the peer frame limit (a snapshot).
+PEER_UNPACK_LIMITS: dict[str, int] = {
+    "max_array_len": 1 << 16,
+    "max_map_len": 64,
+    "max_str_len": 64 * 1024,
+    "max_bin_len": 64 * 1024 * 1024,
+    "max_ext_len": 0,
+}
 
 
 class CodecError(ValueError):
@@ -82,6 +97,10 @@ def decode_value(x: Any) -> Value:
             raise CodecError("command data: expected bytes")
         out.append(Command(_check_int(client, "client"), _check_int(seq, "seq"), data))
     return tuple(out)
+
+
+def _dec_voters(x: Any) -> tuple[int, ...]:
+    return tuple(_check_int(v, "voter") for v in _check_list(x, "voters"))
 
 
 def encode_snapshot(snap: Snapshot) -> list[Any]:
@@ -130,6 +149,8 @@ def _dec_slots(x: Any) -> tuple[int, ...]:
 _Field = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 _INT: _Field = (lambda v: v, lambda x: _check_int(x, "field"))
 _BALLOT: _Field = (_enc_ballot, _dec_ballot)
+_BYTES: _Field = (bytes, _check_bytes)
+_VOTERS: _Field = (list, _dec_voters)
 _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Prepare: (1, (_BALLOT, _INT)),
     Promise: (2, (_BALLOT, _INT, (_enc_votes, _dec_votes), _INT, _INT)),
@@ -139,12 +160,14 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Forward: (6, ((encode_value, decode_value),)),
     CatchupRequest: (7, (_INT,)),
     CatchupReply: (8, ((_enc_chosen, _dec_chosen), _INT)),
-    InstallSnapshot: (9, ((encode_snapshot, decode_snapshot),)),
     ReadIndex: (10, (_INT,)),
     ReadIndexReply: (11, (_INT, _INT, _INT)),
     PreVote: (12, (_INT,)),
     PreVoteReply: (13, (_INT, _INT)),
-    Relay: (14, (_INT, (bytes, _check_bytes))),
+    Relay: (14, (_INT, _BYTES)),
+    SnapshotOffer: (15, (_INT, _VOTERS, _INT, _BYTES)),
+    SnapshotRequest: (16, (_INT, _INT, _INT)),
+    SnapshotChunk: (17, (_INT, _INT, _BYTES)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
 #: Each kind's own fields after ``frm`` and ``to``, in declaration order.
@@ -164,7 +187,9 @@ def encode(msg: Message) -> bytes:
 def decode(data: bytes) -> Message:
     """Decode bytes from the network, or raise ``CodecError`` saying what is wrong."""
     try:
-        raw = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+        raw = msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True, **PEER_UNPACK_LIMITS
+        )
     except Exception as exc:  # msgpack raises several unrelated types on bad input
         raise CodecError(f"not msgpack: {exc}") from None
     items = _check_list(raw, "message")

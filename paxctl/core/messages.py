@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
+from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +100,33 @@ class CatchupReply(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class InstallSnapshot(Message):
-    """State transfer: the asker's missing slots were compacted away behind this snapshot."""
+class SnapshotOffer(Message):
+    """State transfer, step 1: the slots asked for were compacted away behind this snapshot of
+    ``size`` bytes (sha256 ``digest``). Sent only in answer to the receiver's own request; the
+    receiver pulls the bytes in chunks (``core/snapshot_transfer.py``)."""
 
-    snapshot: Snapshot
+    slot: int
+    voters: tuple[int, ...]
+    size: int
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest(Message):
+    """State transfer, step 2: ``length`` bytes from ``offset`` of the snapshot at ``slot``."""
+
+    slot: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk(Message):
+    """The bytes a ``SnapshotRequest`` asked for, cut from the snapshot the sender holds."""
+
+    slot: int
+    offset: int
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +211,12 @@ def describe(msg: Message) -> str:
         return f"{head} ctx={msg.ctx}"
     if isinstance(msg, ReadIndexReply):
         return f"{head} ctx={msg.ctx} index={msg.index} ok={msg.ok}"
-    if isinstance(msg, InstallSnapshot):
-        return f"{head} slot={msg.snapshot.slot} bytes={len(msg.snapshot.app)}"
+    if isinstance(msg, SnapshotOffer):
+        return f"{head} slot={msg.slot} size={msg.size} digest={msg.digest.hex()[:12]}"
+    if isinstance(msg, SnapshotRequest):
+        return f"{head} slot={msg.slot} offset={msg.offset} length={msg.length}"
+    if isinstance(msg, SnapshotChunk):
+        return f"{head} slot={msg.slot} offset={msg.offset} bytes={len(msg.data)}"
     if isinstance(msg, CatchupReply):
         return f"{head} commit={msg.commit} slots={[e.slot for e in msg.entries]}"
     if isinstance(msg, Relay):

@@ -14,13 +14,13 @@ state change only in ``become_follower``, ``become_candidate`` and ``become_lead
 
 from __future__ import annotations
 
+from paxctl.core import validate
 from paxctl.core.messages import (
     Accept,
     Accepted,
     CatchupReply,
     CatchupRequest,
     Forward,
-    InstallSnapshot,
     Message,
     Nack,
     Prepare,
@@ -29,6 +29,9 @@ from paxctl.core.messages import (
     Promise,
     ReadIndex,
     ReadIndexReply,
+    SnapshotChunk,
+    SnapshotOffer,
+    SnapshotRequest,
 )
 from paxctl.core.quorum import has_quorum
 from paxctl.core.roles import Role as Role  # re-exported: drivers check a node's role
@@ -46,6 +49,9 @@ from paxctl.core.types import (
 #: The most slots a follower checks against a leader's commit index per message, so that a node
 #: far behind does bounded work per heartbeat and catches up by request instead.
 _MAX_COMMIT_SCAN = 1024
+
+#: Reads asked of a leader and not answered yet, remembered at most (the oldest go first).
+_MAX_READ_ASKS = 65536
 
 
 def _command_size(command: Command) -> int:
@@ -66,15 +72,40 @@ class Node(Roles):
             self.become_candidate()
         elif self.role is Role.CANDIDATE and self._timer.elapsed % self.config.heartbeat_ticks == 0:
             self._send_prepares(p for p in self._peers if p not in self.proposer.promises)
+        for req in self._snap_in.tick(self.now):
+            self._send(req)
+        self._snap_out.tick(self.now, self.learner.snapshot)
         self._maybe_request_catchup(None)
         self._drain_local()
 
     def step(self, msg: Message) -> None:
-        """Handle one message from a peer (the shell has decoded and checked it)."""
-        if msg.to != self.id or (msg.frm not in self._voters and not isinstance(msg, Forward)):
+        """Handle one message from a peer (the shell has decoded it and checked its sender).
+
+        It is checked against this node's state first (``validate.check``): a message that
+        makes no sense here is dropped, counted and kept in ``rejections`` for the shell to
+        log. A peer's bytes never stop the node.
+        """
+        if not self._bugs.no_peer_checks:
+            rejection = validate.check(self, msg)
+            if rejection is not None:
+                self.reject(msg, rejection)
+                return
+        elif msg.to != self.id or (msg.frm not in self._voters and not isinstance(msg, Forward)):
             return
         self._handle(msg)
         self._drain_local()
+
+    def reject(self, msg: Message, rejection: validate.Rejection) -> None:
+        """Count a dropped peer message and keep why for the shell (the engine's checks too)."""
+        self.counters["rejected"] += 1
+        self.counters[f"rejected_{type(msg).__name__}"] += 1
+        self.rejections.append((msg, rejection))
+
+    def take_rejections(self) -> list[tuple[Message, validate.Rejection]]:
+        """The rejections since the last call (the most recent 64), oldest first."""
+        out = list(self.rejections)
+        self.rejections.clear()
+        return out
 
     def propose(self, command: Command) -> bool:
         """Ask the cluster to decide ``command``; False if this node cannot take it now.
@@ -98,6 +129,9 @@ class Node(Roles):
             self._queue_read(ctx, self.id)
         elif self.leader is not None and self.leader != self.id:
             self._send(ReadIndex(self.id, self.leader, ctx))
+            self.read_asks[ctx] = self.leader
+            if len(self.read_asks) > _MAX_READ_ASKS:
+                del self.read_asks[next(iter(self.read_asks))]
         else:
             self._read_results.append(ReadState(ctx, None))
         self._drain_local()
@@ -139,6 +173,7 @@ class Node(Roles):
         The node forgets its votes and chosen values up to there; the driver stores the snapshot
         it returns, then may drop the log behind it. Laggards get this snapshot by catch-up.
         """
+        self._snap_out.replaced(self.now, self.learner.snapshot)
         snapshot = self.learner.compact(slot, app, self.config.voters)
         self.acceptor.compact(slot)
         return snapshot
@@ -189,8 +224,12 @@ class Node(Roles):
             self._on_catchup_request(msg)
         elif isinstance(msg, CatchupReply):
             self._on_catchup_reply(msg)
-        elif isinstance(msg, InstallSnapshot):
-            self._on_install_snapshot(msg)
+        elif isinstance(msg, SnapshotOffer):
+            self._on_snapshot_offer(msg)
+        elif isinstance(msg, SnapshotRequest):
+            self._on_snapshot_request(msg)
+        elif isinstance(msg, SnapshotChunk):
+            self._on_snapshot_chunk(msg)
         elif isinstance(msg, PreVote):
             alive = self.role is Role.LEADER or (self._leader_is_fresh() and self.leader != msg.frm)
             self._send(PreVoteReply(self.id, msg.frm, msg.round, int(not alive)))
@@ -202,6 +241,7 @@ class Node(Roles):
             else:
                 self._send(ReadIndexReply(self.id, msg.frm, msg.ctx, 0, 0))
         elif isinstance(msg, ReadIndexReply):
+            self.read_asks.pop(msg.ctx, None)
             self._read_results.append(ReadState(msg.ctx, msg.index if msg.ok else None))
 
     def _drain_local(self) -> None:
@@ -227,9 +267,12 @@ class Node(Roles):
     def _on_promise(self, msg: Promise) -> None:
         if self.role is not Role.CANDIDATE or msg.ballot != self.ballot:
             return
-        if msg.compacted >= self.proposer.campaign_from:
-            # That acceptor dropped votes we would need to see: this node is too far behind to
-            # lead. Catch up (by snapshot) first; a later campaign starts above the gap.
+        top = max([msg.commit, *(v.slot for v in msg.accepted)])
+        far = top > self.learner.commit + self.config.accept_window
+        if msg.compacted >= self.proposer.campaign_from or (far and not self._bugs.no_peer_checks):
+            # That acceptor dropped votes we would need to see, or learned so much more that
+            # adopting it would mean proposing thousands of slots: this node is too far behind
+            # to lead. Catch up first; a later campaign starts above the gap.
             self.become_follower(None)
             self._maybe_request_catchup(msg.frm, max(msg.commit, msg.compacted))
             return
@@ -272,7 +315,14 @@ class Node(Roles):
         self._send(Promise(self.id, msg.frm, msg.ballot, msg.from_slot, votes, commit, compacted))
 
     def _on_accept(self, msg: Accept) -> None:
-        slots = self.acceptor.accept(msg.ballot, msg.entries)
+        entries = msg.entries
+        limit = self.learner.commit + self.config.accept_window
+        if not self._bugs.no_peer_checks and any(e.slot > limit for e in entries):
+            # No vote so far ahead (a flood of them would fill memory): the leader retransmits
+            # what is not acknowledged, and this node catches up by request meanwhile.
+            entries = tuple(e for e in entries if e.slot <= limit)
+            self.counters["accepts_beyond_window"] += len(msg.entries) - len(entries)
+        slots = self.acceptor.accept(msg.ballot, entries)
         if slots is None:
             self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))
             return
@@ -385,14 +435,18 @@ class Node(Roles):
 
     def _maybe_request_catchup(self, source: int | None, their_commit: int = 0) -> None:
         commit = self.learner.commit
-        peer = self._catchup.request(self.now, commit, self.leader, source, their_commit)
+        self._snap_in.cancel_through(commit)
+        if self._snap_in.active:  # a snapshot is on its way: the log after it comes next
+            return
+        peer = self.catchup.request(self.now, commit, self.leader, source, their_commit)
         if peer is not None:
             self._send(CatchupRequest(self.id, peer, commit + 1))
 
     def _on_catchup_request(self, msg: CatchupRequest) -> None:
         snapshot = self.learner.snapshot
         if msg.from_slot <= self.learner.base and snapshot is not None:
-            self._send(InstallSnapshot(self.id, msg.frm, snapshot))
+            # Those slots are compacted away: offer the snapshot; the asker pulls it in chunks.
+            self._send(self._snap_out.offer(self.id, msg.frm, snapshot))
             self.counters["snapshots_sent"] += 1
             return
         entries = self.learner.entries_from(
@@ -402,28 +456,65 @@ class Node(Roles):
             self._send(CatchupReply(self.id, msg.frm, entries, self.learner.commit))
             self.counters["catchups_served"] += 1
 
-    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
-        installable = msg.snapshot.slot > self.learner.commit
-        if (
-            self.role is Role.LEADER
-            and installable
-            and msg.snapshot.slot >= self.proposer.campaign_from
-        ):
-            # Slots this leader owns were decided elsewhere: a higher ballot is out there.
-            self.become_follower(None)
-        if self.learner.install(msg.snapshot):
-            self.acceptor.compact(msg.snapshot.slot)
-            self._installed = msg.snapshot
+    # ------------------------------------------------------------------ state transfer
+
+    def _on_snapshot_request(self, msg: SnapshotRequest) -> None:
+        answer = self._snap_out.answer(self.now, msg, self.learner.snapshot)
+        if isinstance(answer, str):
+            self.counters[answer] += 1
+            return
+        self._send(answer)
+        self.counters[
+            "snapshot_chunks_sent" if isinstance(answer, SnapshotChunk) else "snapshots_sent"
+        ] += 1
+
+    def _on_snapshot_offer(self, msg: SnapshotOffer) -> None:
+        """Only the peer this node asked (or the one it pulls from) may offer a snapshot."""
+        catchup = self.catchup
+        asked = msg.frm if msg.frm in catchup.asked else None
+        step = self._snap_in.on_offer(self.now, msg, asked, self.learner.commit)
+        if step is not None:
+            catchup.answered(msg.frm)
+            self._transfer_step(step, msg.frm)
+
+    def _on_snapshot_chunk(self, msg: SnapshotChunk) -> None:
+        step = self._snap_in.on_chunk(self.now, msg)
+        if step is not None:
+            self.counters["snapshot_chunks_received"] += 1
+            self._transfer_step(step, msg.frm)
+
+    def _transfer_step(self, step: list[SnapshotRequest] | Snapshot, source: int) -> None:
+        if isinstance(step, Snapshot):
+            self._install(step, source)
+        else:
+            for req in step:
+                self._send(req)
+
+    def _install(self, snapshot: Snapshot, source: int) -> None:
+        """A whole snapshot pulled from ``source``, its digest checked: install it if it is
+        still news and the application accepts its bytes (decoded and checked, before it is
+        persisted or applied)."""
+        if snapshot.slot <= self.learner.commit:
+            self.counters["snapshot_stale"] += 1
+        elif not self.check_snapshot(snapshot):
+            self.counters["snapshot_rejected"] += 1
+        else:
+            if self.role is Role.LEADER and snapshot.slot >= self.proposer.campaign_from:
+                # Slots this leader owns were decided elsewhere: a higher ballot is out there.
+                self.become_follower(None)
+            self._snap_out.replaced(self.now, self.learner.snapshot)
+            self.learner.install(snapshot)
+            self.acceptor.compact(snapshot.slot)
+            self._installed = snapshot
             self.counters["snapshots_installed"] += 1
-        self._catchup.answered()
-        self._maybe_request_catchup(msg.frm)
+        self._maybe_request_catchup(source)
 
     def _on_catchup_reply(self, msg: CatchupReply) -> None:
         before = self.learner.commit
         for entry in msg.entries:
             self._learn(entry.slot, entry.value, own_quorum=False)
-        self._catchup.answered()
         # Ask the same peer again only while it helps; two laggards missing the same slot
         # must not keep asking each other (ask the leader, or anyone, instead).
         helped = self.learner.commit > before or msg.commit > self.learner.commit
+        self.catchup.answered(msg.frm)
         self._maybe_request_catchup(msg.frm if helped else None, msg.commit)

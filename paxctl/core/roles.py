@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from paxctl.core.acceptor import Acceptor
@@ -27,6 +27,7 @@ from paxctl.core.messages import (
 from paxctl.core.proposer import Proposal, Proposer
 from paxctl.core.quorum import has_quorum, majority
 from paxctl.core.reads import PendingRead, ReadTracker
+from paxctl.core.snapshot_transfer import SnapshotReceiver, SnapshotSender
 from paxctl.core.state import Config, DurableState, HardState, ReadState
 from paxctl.core.types import (
     AcceptedEntry,
@@ -37,9 +38,14 @@ from paxctl.core.types import (
     chunks,
     value_size,
 )
+from paxctl.core.validate import MAX_ROUND, Rejection
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
     import random
+
+
+def _accept_any(snapshot: Snapshot) -> bool:
+    return True
 
 
 class Role(enum.Enum):
@@ -92,10 +98,30 @@ class Roles:
         self._reads = ReadTracker()
         self._commit_sent = 0  # the commit index the last Accept carried
         self._read_results: list[ReadState] = []
-        self._catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
+        self.catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
+        #: Read ctx -> the node a ReadIndex for it went to (a reply is taken only from there).
+        self.read_asks: dict[int, int] = {}
+        #: Peer messages dropped by ``validate.check``, with why, for the shell to log.
+        self.rejections: deque[tuple[Message, Rejection]] = deque(maxlen=64)
 
         #: How often each rare path ran: for status pages, and for tests that must see them run.
         self.counters: Counter[str] = Counter()
+        # State transfer in chunks, both sides (``snapshot_transfer.py``).
+        self._snap_out = SnapshotSender(config.max_message_bytes - 1024, 4 * config.election_ticks)
+        self._snap_in = SnapshotReceiver(
+            self.id,
+            config.voters,
+            chunk=config.snapshot_chunk_bytes,
+            window=config.snapshot_window,
+            retry_ticks=max(1, config.election_ticks // 2),  # TCP rarely loses: not too eager
+            give_up_ticks=4 * config.election_ticks,
+            max_bytes=config.max_snapshot_bytes,
+            counters=self.counters,
+        )
+        #: The application's check of a pulled snapshot's bytes (decode and verify them): a
+        #: snapshot it refuses is never persisted nor applied. The shell sets it.
+        self.check_snapshot: Callable[[Snapshot], bool] = _accept_any
+
         self._local: deque[Message] = deque()  # messages to self, handled before returning
         self._outbox: list[Message] = []
         self._in_ready = False
@@ -159,6 +185,9 @@ class Roles:
                     self._send(PreVote(self.id, peer, self._prevote_round))
                 return
         self._prevote_round = 0
+        if self._next_round() > MAX_ROUND:
+            self.counters["round_cap"] += 1  # unreachable: peers' rounds are bounded on receipt
+            return
         for cmd in self.proposer.take_undecided():
             self._offer(cmd)
         self.max_round = self._next_round()
@@ -203,9 +232,18 @@ class Roles:
         else:
             self._outbox.append(msg)
 
-    def _next_round(self) -> int:
+    def known_round(self) -> int:
+        """The highest round this node has issued, promised, followed or seen."""
         return max(self.max_round, self.acceptor.promised.round, self.ballot.round,
-                   self._seen_round) + 1  # fmt: skip
+                   self._seen_round)  # fmt: skip
+
+    @property
+    def heartbeat_round(self) -> int:
+        """The leader's latest heartbeat round (an Accepted may acknowledge up to it)."""
+        return self._reads.round
+
+    def _next_round(self) -> int:
+        return self.known_round() + 1
 
     def _send_prepares(self, to: Iterable[int]) -> None:
         for peer in to:

@@ -22,6 +22,9 @@ from paxctl.core.types import (
     Value,
 )
 
+#: The default cap on a snapshot pulled from a peer (see README, "Snapshots and state transfer").
+MAX_SNAPSHOT_BYTES = 8 * 1024**3
+
 
 @dataclass(frozen=True)
 class Config:
@@ -41,10 +44,20 @@ class Config:
     max_pending: int = 10_000
     #: Chosen values sent in one catch-up reply, and accepts sent in one message.
     max_entries: int = 64
+    #: An acceptor votes only for slots up to its commit index plus this (a leader proposes
+    #: within ``window`` of its own commit; a follower further behind catches up by request).
+    accept_window: int = 1024
     #: Bytes of commands in one slot, and of entries in one message (a bigger single command
     #: still goes, alone): keeps every message well inside the transport's frame limit.
     max_batch_bytes: int = 1024 * 1024
     max_message_bytes: int = 2 * 1024 * 1024
+    #: State transfer (``core/snapshot_transfer.py``): bytes asked for per chunk, and chunks
+    #: in flight at once. A chunk must fit in a message (``max_message_bytes``).
+    snapshot_chunk_bytes: int = 1024 * 1024
+    snapshot_window: int = 4
+    #: The largest snapshot this node will pull from a peer; a bigger offer is refused. Bytes
+    #: are held only as they arrive (nothing is allocated from a peer's claim).
+    max_snapshot_bytes: int = MAX_SNAPSHOT_BYTES
     #: After N failed campaigns in a row, the timeout range is stretched by min(2**N, this).
     max_backoff: int = 8
     #: Ask a majority before campaigning (off only in tests of the campaign itself).
@@ -61,6 +74,12 @@ class Config:
             raise ValueError("heartbeat_ticks must be positive and below election_ticks")
         if self.window < 1 or self.max_batch < 1 or self.max_entries < 1:
             raise ValueError("window, max_batch and max_entries must be positive")
+        if self.accept_window < self.window:
+            raise ValueError("accept_window must be at least the window")
+        if not 0 < self.snapshot_chunk_bytes <= self.max_message_bytes - 1024:
+            raise ValueError("snapshot_chunk_bytes must be positive and fit in a message")
+        if self.snapshot_window < 1:
+            raise ValueError("snapshot_window must be positive")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,11 +22,16 @@ class ErrorCode(StrEnum):
     DATA_TOO_LARGE = "DataTooLarge"
     SESSION_EXPIRED = "SessionExpired"
     FENCE_REJECTED = "FenceRejected"
+    #: The connection has as many watches as the node allows one connection.
+    TOO_MANY_WATCHES = "TooManyWatches"
     # What happened to the request itself.
     #: Not served now (no leader, overloaded): nothing was done; retry.
     UNAVAILABLE = "Unavailable"
     #: A write that took effect earlier, whose result the cluster no longer keeps.
     INDETERMINATE = "Indeterminate"
+    #: A hello resuming a session without its secret (ZooKeeper's bad session password): the
+    #: session is untouched, and this connection cannot speak for it.
+    AUTH_FAILED = "AuthFailed"
 
 
 #: Codes whose request certainly did not take effect and may be retried as it is.

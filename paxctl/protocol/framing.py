@@ -15,9 +15,18 @@ import zlib
 PROTOCOL_VERSION = 1
 #: The largest payload a client may send or receive: room for a 1 MiB znode and its stat.
 MAX_FRAME = 4 * 1024 * 1024
-#: The largest payload between nodes: batches and votes are kept near 2 MiB by the core, but
-#: a snapshot travels in one message (so snapshots are limited to about this size for now).
+#: The largest payload between nodes. Snapshots no longer bound it: they travel in chunks of
+#: ``Config.snapshot_chunk_bytes`` (1 MiB), and batches, catch-up replies and forwards are kept
+#: near ``Config.max_message_bytes`` (2 MiB) but for one command of up to a client frame. What
+#: needs it is a ``Promise``: the votes for every open slot above the candidate's commit, up to
+#: a window (16) of slots of up to one client frame each. Lowering it to a few MiB needs the
+#: Promise split in parts first (tests/unit/test_message_sizes.py checks the arithmetic).
 MAX_PEER_FRAME = 64 * 1024 * 1024
+#: A client whose hello would carry more than this many bytes of watches first says hello
+#: without them (a node takes only small frames before a hello), then again with them.
+HELLO_WATCH_BYTES = 2048
+#: The smallest pre-hello frame limit a node may be given: room for any hello so sent.
+MIN_HELLO_FRAME = 4096
 _HEADER = struct.Struct(">IIB")
 HEADER_SIZE = _HEADER.size
 
@@ -38,7 +47,9 @@ def encode_frame(payload: bytes, max_frame: int = MAX_FRAME) -> bytes:
 class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
-        self._max = max_frame
+        #: The largest frame accepted; the owner may change it between feeds (e.g. a client's
+        #: small limit before its hello).
+        self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every complete payload, in order."""
@@ -48,8 +59,8 @@ class FrameDecoder:
             length, crc, version = _HEADER.unpack_from(self._buf)
             if version != PROTOCOL_VERSION:
                 raise FrameError(f"unknown protocol version {version}")
-            if length > self._max:
-                raise FrameError(f"frame of {length} bytes exceeds the {self._max}-byte limit")
+            if length > self.max_frame:
+                raise FrameError(f"frame of {length} bytes exceeds the {self.max_frame}-byte limit")
             end = HEADER_SIZE + length
             if len(self._buf) < end:
                 break
@@ -63,3 +74,13 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def max_frame(self) -> int:
+        return self._max
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        """Change the limit for the frames still to come (a peer connection starts with a small
+        one and raises it once the peer is authenticated)."""
+        self._max = value

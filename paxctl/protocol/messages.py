@@ -12,7 +12,7 @@ push carries ``zxid``, the last transaction the serving node had applied when it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -59,13 +59,17 @@ class WatchSpec:
 @dataclass(frozen=True, slots=True)
 class Hello:
     """Name the connection's client; with ``session``, resume that session (and ``watches``,
-    replaying their events after ``after``) once the node has applied up to ``after``."""
+    replaying their events after ``after``) once the node has applied up to ``after``.
+
+    ``secret`` proves the name (protocol/secrets.py): the session's secret, or for a connection
+    without a session the one its temporary ``client`` id is derived from. Never printed."""
 
     xid: int
     client: int
     session: bool = False
     after: int = 0
     watches: tuple[WatchSpec, ...] = ()
+    secret: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)

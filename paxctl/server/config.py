@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from paxctl.server.limits import LIMIT_KEYS, Limits
+
 
 class ConfigError(ValueError):
     """The settings are wrong; the message says which one and why."""
@@ -64,6 +66,12 @@ class NodeConfig:
     max_session_ms: int = 120_000
     #: Watch events each node keeps for clients that resume their watches after a failover.
     watch_history: int = 100_000
+    #: The cluster secret file (``--secret-file``); the node loads ``secret`` from it before it
+    #: starts (``paxctl node start`` refuses to start without one).
+    secret_file: str = ""
+    secret: bytes = field(default=b"", repr=False)
+    #: The client port's limits (server/limits.py; README "Limits").
+    limits: Limits = field(default_factory=Limits)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -126,7 +134,19 @@ class NodeConfig:
             min_session_ms=_number(v, "min_session_ms", 1000, 1, None),
             max_session_ms=_number(v, "max_session_ms", 120_000, 1, None),
             watch_history=_number(v, "watch_history", 100_000, 1, None),
+            secret_file=_text(v, "secret_file", ""),
+            limits=_limits(v),
         )
+
+
+def _limits(v: dict[str, Any]) -> Limits:
+    """The ``Limits`` keys present in ``v`` (the rest keep their defaults)."""
+    defaults = Limits()
+    values = {key: _number(v, key, getattr(defaults, key), 1, None) for key in LIMIT_KEYS}
+    try:
+        return Limits(**values)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _text(v: dict[str, Any], key: str, default: str) -> str:

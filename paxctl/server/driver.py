@@ -83,6 +83,7 @@ class Driver(Generic[O]):
         self._waiting: list[tuple[int, int, Callable[[], None], Hashable | None]] = []
         self._seq = 0
         self._gone: set[Hashable] = set()
+        self._owned: dict[Hashable, int] = {}  # owner -> how many of its waiters are parked
 
     # ------------------------------------------------------------------ waiting for a slot
 
@@ -96,6 +97,18 @@ class Driver(Generic[O]):
         else:
             self._seq += 1
             heapq.heappush(self._waiting, (slot, self._seq, serve, owner))
+            if owner is not None:
+                self._owned[owner] = self._owned.get(owner, 0) + 1
+
+    def waiting_of(self, owner: Hashable) -> int:
+        """How many waiters of ``owner`` are parked (the engine caps them per connection)."""
+        return self._owned.get(owner, 0)
+
+    def known_chosen(self) -> int:
+        """The highest slot this node knows is chosen: its commit, or more that a peer showed
+        it. A slot far beyond it was named by no honest client (their zxids come from some
+        node's applied state)."""
+        return max(self.node.learner.commit, self.node.catchup.target)
 
     def forget(self, owner: Hashable) -> None:
         """``owner`` (a connection) is gone: its waiters are dropped at the next pass."""
@@ -110,13 +123,23 @@ class Driver(Generic[O]):
             gone, self._gone = self._gone, set()
             self._waiting = [w for w in self._waiting if w[3] is None or w[3] not in gone]
             heapq.heapify(self._waiting)
+            for owner in gone:
+                self._owned.pop(owner, None)
 
     def _serve_waiting(self) -> None:
         self._purge()
         applied = self.node.learner.applied
         due = []
         while self._waiting and self._waiting[0][0] <= applied:
-            due.append(heapq.heappop(self._waiting))
+            waiter = heapq.heappop(self._waiting)
+            due.append(waiter)
+            owner = waiter[3]
+            if owner is not None:
+                left = self._owned[owner] - 1
+                if left:
+                    self._owned[owner] = left
+                else:
+                    del self._owned[owner]
         for _, _, serve, _ in sorted(due, key=lambda w: w[1]):  # in the order they came
             serve()
 

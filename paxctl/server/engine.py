@@ -28,13 +28,15 @@ from paxctl.core.messages import Forward, Message, Relay
 from paxctl.core.node import Node, Role
 from paxctl.core.state import ReadState, Ready
 from paxctl.core.types import Applied, Command, Snapshot
+from paxctl.core.validate import Rejection
 from paxctl.protocol.messages import Request
 from paxctl.server.driver import Disk, Driver, Pass
 from paxctl.server.liveness import Duties
+from paxctl.server.peercheck import check_forward, check_relay
 from paxctl.server.replica import Replica
 from paxctl.server.requests import ClientRequests, Frame
 from paxctl.server.watches import Event
-from paxctl.server.zxid import zxid_of
+from paxctl.server.zxid import slot_of, zxid_of
 from paxctl.statemachine.errors import ZnodeError
 from paxctl.statemachine.machine import Outcome, StateMachine
 from paxctl.statemachine.ops import FIRST_CLIENT_ID, restamp_command
@@ -57,6 +59,8 @@ class EngineConfig:
     watch_history: int = 100_000
     min_session_ms: int = 1000
     max_session_ms: int = 120_000
+    #: Watches one client connection may hold (``TooManyWatches`` beyond; server/limits.py).
+    max_watches_per_connection: int = 100_000
     #: A number new to each process start (relay rounds of an earlier run are not this one's).
     incarnation: int = 0
     planted_bugs: frozenset[str] = frozenset()
@@ -117,6 +121,10 @@ class NodeEngine:
             watch_history=config.watch_history,
             planted_bugs=config.planted_bugs,
         )
+        # A snapshot pulled from a peer is decoded and checked here before the core installs
+        # it; the machine decoded then is the one installed (a big tree is decoded once).
+        self._checked: tuple[bytes, StateMachine] | None = None
+        node.check_snapshot = self.check_snapshot
         self.driver: Driver[Frame] = Driver(
             node,
             disk,
@@ -138,16 +146,36 @@ class NodeEngine:
         return self.driver.take()
 
     def receive(self, msg: Message, now_ms: int, wall_ms: int) -> list[Output]:
-        """A peer's message, decoded and checked against its sender by the shell."""
+        """A peer's message, decoded and checked against its sender by the shell.
+
+        Forward and Relay are checked here (``peercheck.py``), every other kind by the core;
+        ``take_rejections`` then says what was dropped and why.
+        """
+        checks = not self.node.config.planted_bugs.no_peer_checks
         if isinstance(msg, Relay):  # the keeper's own traffic; the core never sees it
-            if msg.to == self.id:
+            rejection = check_relay(self.node, msg) if checks else None
+            if rejection is not None:
+                self.node.reject(msg, rejection)
+            elif msg.to == self.id:
                 keeper = self.replica.keeper
                 self._do(keeper.on_relay(msg, self.node, self.machine, now_ms))
             return self.driver.take()
+        if isinstance(msg, Forward) and checks:
+            rejection = check_forward(self.node, msg)
+            if rejection is not None:
+                self.node.reject(msg, rejection)
+                if rejection.code != "system-client":
+                    return self.driver.take()
+                kept = tuple(c for c in msg.commands if c.client >= FIRST_CLIENT_ID)
+                msg = Forward(msg.frm, msg.to, kept)  # the clients' commands still count
         if isinstance(msg, Forward) and self._restamp:
             msg = Forward(msg.frm, msg.to, tuple(self.stamp(c, wall_ms) for c in msg.commands))
         self.node.step(msg)
         return self.driver.take()
+
+    def take_rejections(self) -> list[tuple[Message, Rejection]]:
+        """Peer messages dropped since the last call, and why (for the shell's log)."""
+        return self.node.take_rejections()
 
     def stamp(self, cmd: Command, wall_ms: int) -> Command:
         """Stamp a forwarded client command with this node's clock, so that znode times and
@@ -182,7 +210,11 @@ class NodeEngine:
     def process(self) -> Pass[Frame]:
         """One pass of the Ready loop (``driver.py``); the shell sends its outputs in order,
         then saves its snapshot, and runs another pass if ``more``."""
-        return self.driver.run()
+        done = self.driver.run()
+        checks = not self.node.config.planted_bugs.no_peer_checks  # off: the old behaviour
+        if checks and any(isinstance(out, Forward) for out in done.outputs):
+            done.outputs = [o for o in map(_without_own_commands, done.outputs) if o is not None]
+        return done
 
     def _do(self, duties: Duties) -> None:
         """Carry out what the session keeper asked for: send, propose, answer pings."""
@@ -198,8 +230,22 @@ class NodeEngine:
 
     # ------------------------------------------------------------------ the Application
 
+    def check_snapshot(self, snapshot: Snapshot) -> bool:
+        """Whether a snapshot pulled from a peer is a state machine this node can run from:
+        it decodes and passes the machine's own checks, and applies nothing beyond its slot."""
+        try:
+            machine = StateMachine.restore(snapshot.app)
+        except Exception:  # SnapshotError, or anything a hostile encoding could provoke
+            return False
+        if slot_of(machine.last_zxid) > snapshot.slot:
+            return False
+        self._checked = (snapshot.app, machine)
+        return True
+
     def install(self, snapshot: Snapshot) -> None:
-        self.replica.install(snapshot.app, snapshot.slot)
+        checked, self._checked = self._checked, None
+        machine = checked[1] if checked is not None and checked[0] is snapshot.app else None
+        self.replica.install(snapshot.app, snapshot.slot, machine)
 
     def apply(self, applied: Applied) -> None:
         self.observer.applying(applied)
@@ -249,3 +295,15 @@ class NodeEngine:
             }
         )
         return doc
+
+
+def _without_own_commands(out: Output) -> Output | None:
+    """A deposed leader hands its waiting commands to the next one, but the audit's and the
+    reaper's are its own to propose (the next leader refuses them from a peer, and its own
+    keeper and audit take over): they stay behind, and a Forward left empty is not sent."""
+    if not isinstance(out, Forward):
+        return out
+    kept = tuple(c for c in out.commands if c.client >= FIRST_CLIENT_ID)
+    if len(kept) == len(out.commands):
+        return out
+    return Forward(out.frm, out.to, kept) if kept else None

@@ -18,24 +18,30 @@ import os
 import random
 import signal
 import time
-
-import msgpack
+from collections.abc import Callable
 
 from paxctl.core import codec
-from paxctl.core.messages import Message
+from paxctl.core.messages import Message, SnapshotChunk, SnapshotOffer, SnapshotRequest
 from paxctl.core.node import Node
+from paxctl.core.snapshot_transfer import REFUSALS
 from paxctl.core.state import Config, Ready
 from paxctl.protocol.codec import (
     BadRequest,
     NotARequest,
     decode_request,
-    encode_push,
     encode_reply,
 )
-from paxctl.protocol.framing import MAX_PEER_FRAME
-from paxctl.protocol.messages import Failed, Ok
+from paxctl.protocol.errors import ErrorCode
+from paxctl.protocol.messages import Failed, Ok, OpenSessionRequest
+from paxctl.protocol.peer_auth import SECRET_SIZE
+from paxctl.protocol.pushes import encode_pushes
+from paxctl.server import descriptors
+from paxctl.server.client_conn import ClientConnection, ClientPort
 from paxctl.server.config import NodeConfig
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
+from paxctl.server.exposure import unencrypted_warnings
+from paxctl.server.logthrottle import Throttle
+from paxctl.server.peers import PeerAuth, PeerConnection
 from paxctl.server.requests import Frame
 from paxctl.server.transport import FramedProtocol, PeerLink
 from paxctl.storage.fs import OsFileSystem
@@ -83,17 +89,21 @@ class NodeServer:
             watch_history=config.watch_history,
             min_session_ms=config.min_session_ms,
             max_session_ms=config.max_session_ms,
+            max_watches_per_connection=config.limits.max_watches_per_connection,
             incarnation=int.from_bytes(os.urandom(4), "big"),
         )
         self.engine = NodeEngine(engine_config, node, self.storage, snap, describe=self._describe)
         self.node = node
         self._links: dict[int, PeerLink] = {}
         self._servers: list[asyncio.Server] = []
-        self._clients: dict[int, FramedProtocol] = {}  # connection number -> its transport
+        self._clients: dict[int, ClientConnection] = {}  # connection number -> its transport
         self._next_conn = 0
+        self.client_port: ClientPort | None = None
         self._scheduled = False
+        self._throttle = Throttle(log)  # lines a peer's messages can cause
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
+        self._rejections = Throttle(log)  # a peer can send thousands of bad messages a second
         log.info(
             "node %d: recovered promise %s, commit %d, snapshot %s",
             config.node_id,
@@ -105,33 +115,34 @@ class NodeServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
+        if len(self.config.secret) != SECRET_SIZE:  # `paxctl node start` loads it before this
+            raise ValueError("a node needs the cluster secret to authenticate its peers")
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         listen = self.config.listen
         assert listen is not None
-        self._servers.append(
-            await loop.create_server(
-                lambda: FramedProtocol(
-                    self._on_peer_payload, label="peer inbound", max_frame=MAX_PEER_FRAME
-                ),
-                *listen,
-            )
+        auth = PeerAuth(
+            self.config.secret, self.config.cluster_id, self.config.node_id, self.config.peers
         )
         self._servers.append(
-            await loop.create_server(
-                lambda: FramedProtocol(self._on_client_payload, self._on_client_lost, "client"),
-                *self.config.client,
-            )
+            await loop.create_server(lambda: PeerConnection(auth, self._on_peer_payload), *listen)
         )
-        hello = msgpack.packb(
-            {"node": self.config.node_id, "cluster": self.config.cluster_id}, use_bin_type=True
+        self.client_port = ClientPort(
+            self.config.limits,
+            descriptors.budget(self.config.limits, len(self.config.peers)),
+            self._on_client_payload,
+            self._on_client_lost,
+            session_slack_ms=self.config.max_session_ms,
+            refusal=_refusal,
         )
+        descriptors.quiet_accept_errors(loop, self.client_port.throttle)
+        self.client_port.listen(*self.config.client)
         rng = random.Random(os.urandom(8))
         for peer, (host, port) in sorted(self.config.peers.items()):
             if peer != self.config.node_id:
-                link = PeerLink(peer, host, port, hello, self._on_peer_payload, rng)
+                link = PeerLink(peer, host, port, self._outbound(auth, peer), rng)
                 link.start()
                 self._links[peer] = link
         log.info(
@@ -140,6 +151,8 @@ class NodeServer:
             *listen,
             *self.config.client,
         )
+        for warning in unencrypted_warnings(listen, self.config.client):
+            log.warning("%s", warning)
         ticker = loop.create_task(self._tick_forever())
         try:
             await self._stopping.wait()
@@ -148,6 +161,8 @@ class NodeServer:
             ticker.cancel()
             for server in self._servers:
                 server.close()
+            if self.client_port is not None:
+                self.client_port.close()
             for link in self._links.values():
                 await link.stop()
             self.storage.close()
@@ -165,21 +180,17 @@ class NodeServer:
 
     # ------------------------------------------------------------------ inputs
 
+    def _outbound(self, auth: PeerAuth, peer: int) -> Callable[[], PeerConnection]:
+        def connection() -> PeerConnection:
+            link = self._links[peer]
+            return PeerConnection(
+                auth, self._on_peer_payload, lambda _: link.connection_lost(), peer
+            )
+
+        return connection
+
     def _on_peer_payload(self, conn: FramedProtocol, payload: bytes) -> None:
-        if conn.state is None:  # the first frame names the peer
-            try:
-                hello = msgpack.unpackb(payload, raw=False)
-                peer, cluster = hello["node"], hello["cluster"]
-                if type(peer) is not int or type(cluster) is not bytes:
-                    raise TypeError
-            except Exception:  # any malformed hello: this is not a peer of ours
-                conn.close("peer connection without a valid hello")
-                return
-            if cluster != self.config.cluster_id or peer not in self.config.peers:
-                conn.close(f"hello from node {peer} of another cluster or not a member")
-                return
-            conn.state = peer
-            return
+        """A message from an authenticated member: ``conn.state`` is its node id."""
         try:
             msg = codec.decode(payload)
         except codec.CodecError as exc:
@@ -188,10 +199,41 @@ class NodeServer:
         if msg.frm != conn.state:
             conn.close(f"node {conn.state} sent a message signed as node {msg.frm}")
             return
+        transfer = isinstance(msg, SnapshotOffer | SnapshotRequest | SnapshotChunk)
+        before = self._transfer_refusals() if transfer else {}
         self._carry_out(self.engine.receive(msg, _now_ms(), _wall_ms()))
+        for bad, why in self.engine.take_rejections():
+            kind = type(bad).__name__
+            self._rejections.warning(
+                ("rejected", kind, why.code, bad.frm),
+                "rejected %s from node %d (%s): %s",
+                kind,
+                bad.frm,
+                why.code,
+                why.detail,
+            )
+        if transfer:
+            self._log_transfer_refusals(before, msg)
         self.kick()
 
-    def _on_client_payload(self, conn: FramedProtocol, payload: bytes) -> None:
+    def _transfer_refusals(self) -> dict[str, int]:
+        counters = self.node.counters
+        return {name: counters[name] for name in REFUSALS}
+
+    def _log_transfer_refusals(self, before: dict[str, int], msg: Message) -> None:
+        """A state-transfer message the core dropped: say so, at most once per interval."""
+        for name, count in self._transfer_refusals().items():
+            if count > before[name]:
+                self._throttle.log(
+                    logging.INFO,
+                    ("transfer", name, msg.frm),
+                    "dropped a %s from node %d (%s)",
+                    type(msg).__name__,
+                    msg.frm,
+                    name,
+                )
+
+    def _on_client_payload(self, conn: ClientConnection, payload: bytes) -> None:
         if conn.state is None:  # its first request: number the connection
             self._next_conn += 1
             conn.state = self._next_conn
@@ -201,16 +243,20 @@ class NodeServer:
         assert isinstance(number, int)
         try:
             req = decode_request(payload)
-        except NotARequest:  # bytes that are not a request at all: nobody to answer
-            conn.close("malformed client request")
+        except NotARequest as exc:  # bytes that are not a request at all: nobody to answer
+            conn.close(f"malformed client request: {exc}", key="malformed", tell=True)
             return
         except BadRequest as exc:
             self._carry_out(self.engine.reject(number, exc.xid, exc.error))
             return
+        # A hello lifts the pre-hello limits only once the engine accepts it (``_to_client``):
+        # a refused or never-answered one leaves the connection under them.
+        if isinstance(req, OpenSessionRequest):
+            conn.opening_session()
         self._carry_out(self.engine.request(number, req, _wall_ms()))
         self.kick()
 
-    def _on_client_lost(self, conn: FramedProtocol) -> None:
+    def _on_client_lost(self, conn: ClientConnection) -> None:
         number = conn.state
         if isinstance(number, int) and self._clients.pop(number, None) is conn:
             self.engine.connection_closed(number)
@@ -234,13 +280,17 @@ class NodeServer:
         conn = self._clients.get(out.conn)
         if conn is None or not conn.open:
             return
+        if out.greets is not None:  # its hello accepted: the full frame limit from now on
+            conn.hello(out.greets)
         frame = out.frame
         # A reply too large for a frame becomes DataTooLarge rather than a frame the client
-        # would wait for until its timeout (e.g. the stats of ~26,000 children).
-        payload = encode_reply(frame) if isinstance(frame, Ok | Failed) else encode_push(frame)
-        if not conn.send(payload) and conn.open:
-            # Cut off rather than silently skipped: it resumes from its last zxid elsewhere.
-            conn.close("client cannot keep up; it will resume from its last zxid elsewhere")
+        # would wait for until its timeout (e.g. the stats of ~26,000 children); a push too
+        # large is split into several frames.
+        payloads = [encode_reply(frame)] if isinstance(frame, Ok | Failed) else encode_pushes(frame)
+        for payload in payloads:
+            if not conn.send(payload):
+                # Dropped (it does not read): it resumes from its last zxid elsewhere.
+                return
 
     # ------------------------------------------------------------------ the Ready loop
 
@@ -255,6 +305,11 @@ class NodeServer:
         self._scheduled = False
         try:
             done = self.engine.process()  # persists through self.storage: one fsync
+            if done.ready is not None and done.ready.snapshot is not None:
+                snap = done.ready.snapshot
+                log.info(
+                    "installed a peer's snapshot at slot %d (%d bytes)", snap.slot, len(snap.app)
+                )
             self._carry_out(done.outputs)
             if done.snapshot is not None:
                 self.storage.save_snapshot(done.snapshot)
@@ -284,14 +339,34 @@ class NodeServer:
             "client_address": f"{self.config.client[0]}:{self.config.client[1]}",
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started, 1),
+            **self._connection_counts(),
+        }
+
+    def _connection_counts(self) -> dict[str, object]:
+        """Client connections open, refused at accept and dropped for a limit (README
+        "Limits"), once the client port is up."""
+        port = self.client_port
+        if port is None:
+            return {}
+        conns = port.connections
+        return {
+            "client_connections": conns.total,
+            "client_refused": conns.refused,
+            "client_dropped": port.dropped,
         }
 
     def status(self) -> dict[str, object]:
         return self.engine.status()
 
 
+def _refusal(message: str) -> bytes:
+    """What a refused client connection is told before it is closed (xid 0: no request)."""
+    return encode_reply(Failed(0, 0, ErrorCode.UNAVAILABLE, message))
+
+
 def run_node(config: NodeConfig) -> None:
     """Run a node in the foreground until SIGTERM/SIGINT."""
+    soft, hard = descriptors.raise_open_file_limit()
     try:
         import uvloop  # type: ignore[import-not-found]
 
@@ -299,6 +374,8 @@ def run_node(config: NodeConfig) -> None:
     except ImportError:
         pass
     server = NodeServer(config)
+    # Said once the data directory has opened: a node that cannot start says only why.
+    log.info("open-file limit %d (hard limit %d)", soft, hard)
     asyncio.run(server.run())
 
 

@@ -70,9 +70,10 @@ class Replica:
         )
         self.audit = DigestAudit(digest_every)
 
-    def install(self, app: bytes, slot: int) -> None:
-        """A peer's snapshot replaced our state: watchers here missed what it skipped."""
-        self.machine = StateMachine.restore(app)
+    def install(self, app: bytes, slot: int, machine: StateMachine | None = None) -> None:
+        """A peer's snapshot replaced our state: watchers here missed what it skipped.
+        ``machine``: ``app`` decoded already (when it was checked)."""
+        self.machine = machine if machine is not None else StateMachine.restore(app)
         self.machine.plant(self._machine_bugs)
         self.applied_zxid = max(zxid_of(slot, 0), self.machine.last_zxid)  # see __init__
         for conn, fired in self.watches.reset_history(self.applied_zxid).items():

@@ -13,13 +13,27 @@ watches "after z" in its hello, and the new node replays the missed ones from it
 
 Writes are proposed as commands carrying the client's ``(client, seq)``, stamped with this
 node's wall clock (the leader stamps them again: ``NodeEngine.receive``), so a retry after a lost
-answer takes effect once and gets the first attempt's answer.
+answer takes effect once and gets the first attempt's answer. A ``seq`` too far ahead of the
+client's last is refused here already (the state machine refuses it again, at apply).
+
+Who a connection speaks for is proven, never claimed (protocol/secrets.py): its hello carries
+the client's secret, a session is resumed only with the secret it was opened with (the node
+waits until it has applied the session's open, whose zxid is the session id, then compares the
+hashes), and a connection without a session speaks under the temporary id its secret derives.
+A refused hello changes nothing: no heartbeat, no registration, the session untouched.
+
+What waits is bounded (README "Limits"): a hello or local read naming a zxid not applied here
+waits, but only if its slot is at most ``MAX_SLOTS_AHEAD`` beyond the highest slot this node knows
+is chosen, while the connection has fewer than ``MAX_WAITERS_PER_CONNECTION`` such waiters, and
+only one hello per connection at a time; otherwise it is refused at once (``Unavailable``: the
+client tries another node). The reply that accepts a hello says so (``Frame.greets``): only then
+does the shell lift its pre-hello frame limit and hello deadline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from paxctl.core.types import Command
@@ -47,10 +61,11 @@ from paxctl.protocol.messages import (
     WatchRequest,
     WriteRequest,
 )
-from paxctl.server.watches import Event
+from paxctl.protocol.secrets import session_hash, temporary_id
+from paxctl.server.watches import Event, ReplayBudget
 from paxctl.server.zxid import slot_of
-from paxctl.statemachine.errors import BadArguments, SessionExpired, ZnodeError
-from paxctl.statemachine.machine import Outcome
+from paxctl.statemachine.errors import BadArguments, SessionExpired, TooManyWatches, ZnodeError
+from paxctl.statemachine.machine import MAX_SEQ_AHEAD, Outcome
 from paxctl.statemachine.ops import CloseSession, Op, OpenSession, encode_command, is_session_id
 
 if TYPE_CHECKING:
@@ -58,12 +73,26 @@ if TYPE_CHECKING:
     from paxctl.statemachine.tree import DataTree
 
 
+#: Slots beyond the highest this node knows is chosen that a hello or read may wait for. A
+#: client's zxids come from some node's applied state, so an honest one is at most as far ahead
+#: as this node lags behind a peer it has not heard from yet (~a million slots: hours of writes);
+#: further is made up (2**62), and would park its request for ever.
+MAX_SLOTS_AHEAD = 1 << 20
+
+#: Hellos and reads of one connection that may wait for a slot to be applied: a client that
+#: waits for its answers has a few; each waiter holds its decoded request (a hello may carry
+#: 100,000 watches), and a node that never answers them never sees backpressure.
+MAX_WAITERS_PER_CONNECTION = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A reply or push for the client connection numbered ``conn``."""
+    """A reply or push for the client connection numbered ``conn``; ``greets`` is set (to
+    whether it resumed a session) on the reply that accepts the connection's hello."""
 
     conn: int
     frame: FromServer
+    greets: bool | None = None
 
 
 @dataclass
@@ -71,8 +100,10 @@ class ClientConn:
     """What a node knows about one client connection (``client`` is None before its hello)."""
 
     client: int | None = None
-    session: bool = False  # the hello claimed an open session (checked against the table)
+    session: bool = False  # the hello resumed an open session, proving its secret
     opening: tuple[int, int] | None = None  # (seq, granted ms) of its open_session in flight
+    secret_hash: bytes = field(default=b"", repr=False)  # a session it opens keeps this
+    hello_waiting: bool = False  # a hello waits for its slot: another is refused meanwhile
 
 
 def stat_reply(tree: DataTree, path: str) -> dict[str, Any]:
@@ -144,9 +175,9 @@ class ClientRequests:
 
     # ------------------------------------------------------------------ frames
 
-    def send(self, conn: int, frame: FromServer) -> None:
+    def send(self, conn: int, frame: FromServer, greets: bool | None = None) -> None:
         if conn in self._conns:
-            self.e.driver.out.append(Frame(conn, frame))
+            self.e.driver.out.append(Frame(conn, frame, greets))
 
     def reply(self, conn: int, xid: int, value: Any = None) -> None:
         self.send(conn, Ok(xid, self.e.replica.applied_zxid, to_wire(value)))
@@ -225,34 +256,88 @@ class ClientRequests:
     # ------------------------------------------------------------------ sessions
 
     def _hello(self, conn: int, req: Hello) -> None:
-        """Name the client; with ``session``, resume it (and its watches) on this node."""
+        """Name the client; with ``session``, resume it (and its watches) on this node, once its
+        secret is proven; without, speak under the temporary id its secret derives."""
         if req.session and not is_session_id(req.client):  # sessions are named by the cluster
             raise BadArguments("a session id is one the cluster assigned (below 2**62)")
+        if not req.session and req.client != temporary_id(req.secret):
+            raise BadArguments("without a session, a client's id is the one its secret derives")
+        if self._conns[conn].hello_waiting:
+            message = "a hello is already waiting on this connection: wait for its answer"
+            self.fail(conn, req.xid, ErrorCode.BAD_ARGUMENTS, message)
+            return
+        proof = session_hash(req.secret)
 
         def resume() -> None:
-            # Caught up with everything the client saw: its session, if it has one, is known.
+            # Caught up with everything the client saw, and with the session's own open (its id
+            # is that command's zxid): a session unknown here now is unknown to the cluster.
             state = self._conns.get(conn)
             if state is None:
                 return
-            if req.session and not self.e.replica.machine.has_session(req.client):
+            state.hello_waiting = False
+            machine = self.e.replica.machine
+            if req.session and not machine.has_session(req.client):
                 message = f"session {req.client:#x} ended"
                 self.fail(conn, req.xid, ErrorCode.SESSION_EXPIRED, message)
                 return
-            state.client, state.session = req.client, req.session
+            if req.session and not machine.session_proven(req.client, proof):
+                message = f"session {req.client:#x} was opened with another secret"
+                self.fail(conn, req.xid, ErrorCode.AUTH_FAILED, message)
+                return
+            if not self._watch_room(conn, [w.wid for w in req.watches]):
+                self.fail(conn, req.xid, ErrorCode.TOO_MANY_WATCHES, self._too_many())
+                return
+            if state.client is not None and self._by_client.get(state.client) == conn:
+                del self._by_client[state.client]  # a second hello renames the connection
+            state.client, state.session, state.secret_hash = req.client, req.session, proof
             self._by_client[req.client] = conn
+            budget = ReplayBudget()  # the hello's watches share one replay budget
             for w in req.watches:
-                self._register(conn, w.wid, w.path, str(w.mode), req.after)
-            self.reply(conn, req.xid, {"node": self.e.id})
+                self._register(conn, w.wid, w.path, str(w.mode), req.after, budget)
+            ok = Ok(req.xid, self.e.replica.applied_zxid, {"node": self.e.id})
+            self.send(conn, ok, greets=req.session)  # the shell lifts its pre-hello limits
 
-        self.e.driver.when_applied(slot_of(req.after), resume, conn)
+        opened = slot_of(req.client) if req.session else 0
+        if self._park(conn, req.xid, max(slot_of(req.after), opened), resume):
+            self._conns[conn].hello_waiting = True
+
+    def _park(self, conn: int, xid: int, slot: int, serve: Callable[[], None]) -> bool:
+        """Serve once ``slot`` (one the client named) is applied here: now, or later if it may
+        wait (``MAX_SLOTS_AHEAD``, ``MAX_WAITERS_PER_CONNECTION``), else refuse. True: it
+        waits."""
+        driver = self.e.driver
+        if slot <= self.e.node.learner.applied:
+            serve()
+            return False
+        known = driver.known_chosen()
+        if slot > known + MAX_SLOTS_AHEAD:
+            message = (
+                f"the zxid names slot {slot}, more than {MAX_SLOTS_AHEAD} slots beyond slot "
+                f"{known}, the highest this node knows is chosen; try another node"
+            )
+            self.fail(conn, xid, ErrorCode.UNAVAILABLE, message)
+            return False
+        if driver.waiting_of(conn) >= MAX_WAITERS_PER_CONNECTION:
+            message = (
+                f"a connection may have at most {MAX_WAITERS_PER_CONNECTION} hellos and reads "
+                "waiting for a zxid; wait for their answers"
+            )
+            self.fail(conn, xid, ErrorCode.UNAVAILABLE, message)
+            return False
+        driver.when_applied(slot, serve, conn)
+        return True
 
     def _open_session(self, conn: int, req: OpenSessionRequest) -> None:
         state = self._client(conn)
         assert state.client is not None
         lo, hi = self.e.config.min_session_ms, self.e.config.max_session_ms
         granted = min(max(req.timeout_ms, lo), hi)
-        state.opening = (req.seq, granted)
-        self._propose(conn, req.xid, req.seq, OpenSession(granted))
+        before, state.opening = state.opening, (req.seq, granted)
+        try:
+            self._propose(conn, req.xid, req.seq, OpenSession(granted, state.secret_hash))
+        except ZnodeError:
+            state.opening = before  # e.g. an open with this seq is still in flight
+            raise
 
     def _close_session(self, conn: int, req: CloseSessionRequest) -> None:
         state = self._client(conn)
@@ -282,12 +367,24 @@ class ClientRequests:
     def _propose(self, conn: int, xid: int, seq: int, op: Op) -> None:
         client = self._client(conn).client
         assert client is not None
+        if not self.e.replica.machine.seq_in_window(client, seq):
+            ahead = f"more than {MAX_SEQ_AHEAD} ahead of the client's last"
+            raise BadArguments(f"seq {seq} is {ahead}; nothing was done")
         cmd = Command(client, seq, encode_command(self._wall_ms, op))
         self.e.observer.submitted(cmd)
         machine = self.e.replica.machine
         if machine.is_applied(client, seq):
             self._answer(conn, xid, machine.cached(client, seq))
             return
+        earlier = self._pending.get((client, seq))
+        if earlier is not None and earlier[0] == conn:
+            # The same seq twice on one connection: the first keeps its answer.
+            raise BadArguments(f"seq {seq} is already in flight on this connection")
+        if earlier is not None:
+            # A retry on another connection (after a reconnect the node has not noticed yet)
+            # takes the answer over; the first hears that it will not get it here.
+            message = f"seq {seq} was retried on another connection"
+            self.fail(earlier[0], earlier[1], ErrorCode.INDETERMINATE, message)
         self._pending[(client, seq)] = (conn, xid)
         if not self.e.node.propose(cmd):
             del self._pending[(client, seq)]
@@ -313,7 +410,10 @@ class ClientRequests:
                 return
             if req.watch is not None:  # atomic with the read: the watch sees every later change
                 mode = str(READ_WATCH_MODE[req.kind])
-                self._register(conn, req.watch, req.path, mode, self.e.replica.applied_zxid)
+                zxid = self.e.replica.applied_zxid
+                if not self._register(conn, req.watch, req.path, mode, zxid):
+                    self.fail(conn, req.xid, ErrorCode.TOO_MANY_WATCHES, self._too_many())
+                    return
             self.reply(conn, req.xid, result)
 
         self._when_consistent(conn, req.xid, req.local, req.min_zxid, serve)
@@ -341,19 +441,43 @@ class ClientRequests:
             result["stats"] = {n: stat_reply(tree, f"{path.rstrip('/')}/{n}") for n in names}
         return result
 
-    def _register(self, conn: int, wid: int, path: str, mode: str, after: int) -> None:
+    def _watch_room(self, conn: int, wids: list[int]) -> bool:
+        """Whether ``conn`` may hold these watches too (re-registering a wid costs nothing)."""
+        watches = self.e.replica.watches
+        new = len({w for w in wids if not watches.has(conn, w)})
+        return watches.count_of(conn) + new <= self.e.config.max_watches_per_connection
+
+    def _too_many(self) -> str:
+        limit = self.e.config.max_watches_per_connection
+        return f"a connection may hold at most {limit} watches (--max-watches-per-connection)"
+
+    def _register(
+        self,
+        conn: int,
+        wid: int,
+        path: str,
+        mode: str,
+        after: int,
+        budget: ReplayBudget | None = None,
+    ) -> bool:
+        """Register (and replay, within ``budget``: watches.REPLAY_BUDGET) a watch; False if
+        the connection is at its watch limit."""
         if conn not in self._conns:  # it closed while the read waited: its watches are gone
-            return
+            return True
+        if not self._watch_room(conn, [wid]):
+            return False
         replica = self.e.replica
-        now = replica.watches.register(conn, wid, path, mode, after, replica.applied_zxid)
+        now = replica.watches.register(conn, wid, path, mode, after, replica.applied_zxid, budget)
         self.e.observer.replayed(now)
         self.push_events(conn, [(wid, e) for e in now])
+        return True
 
     def _watch(self, conn: int, req: WatchRequest) -> None:
         """Register a watch without a read; ``after`` replays history from that zxid."""
         self._client(conn)
         after = self.e.replica.applied_zxid if req.after is None else req.after
-        self._register(conn, req.wid, req.path, str(req.mode), after)
+        if not self._register(conn, req.wid, req.path, str(req.mode), after):
+            raise TooManyWatches(self._too_many())
         self.reply(conn, req.xid)
 
     def _unwatch(self, conn: int, req: UnwatchRequest) -> None:
@@ -368,7 +492,7 @@ class ClientRequests:
         """Serve linearizably (read-index), or locally but never older than the client saw."""
         driver = self.e.driver
         if local:
-            driver.when_applied(slot_of(min_zxid), serve, conn)
+            self._park(conn, xid, slot_of(min_zxid), serve)
             return
 
         def on_index(index: int | None) -> None:

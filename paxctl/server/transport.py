@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 from paxctl.protocol.framing import (
     MAX_FRAME,
-    MAX_PEER_FRAME,
     FrameDecoder,
     FrameError,
     encode_frame,
@@ -103,15 +102,13 @@ class PeerLink:
         peer_id: int,
         host: str,
         port: int,
-        hello: bytes,
-        on_payload: Callable[[FramedProtocol, bytes], None],
+        make_connection: Callable[[], FramedProtocol],
         rng: random.Random,
     ) -> None:
         self.peer_id = peer_id
         self.host = host
         self.port = port
-        self._hello = hello
-        self._on_payload = on_payload
+        self._make_connection = make_connection  # it authenticates itself, then sends
         self._rng = rng
         self._conn: FramedProtocol | None = None
         self._lost = asyncio.Event()
@@ -139,25 +136,16 @@ class PeerLink:
         while True:
             self._lost.clear()
             try:
-                _, proto = await loop.create_connection(
-                    lambda: FramedProtocol(
-                        self._on_payload,
-                        self._connection_lost,
-                        f"peer {self.peer_id}",
-                        MAX_PEER_FRAME,
-                    ),
-                    self.host,
-                    self.port,
-                )
+                _, proto = await loop.create_connection(self._make_connection, self.host, self.port)
             except OSError:
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.05
-            proto.send(self._hello)
             self._conn = proto
             await self._lost.wait()
             self._conn = None
 
-    def _connection_lost(self, proto: FramedProtocol) -> None:
+    def connection_lost(self) -> None:
+        """To be called by the connection ``make_connection`` made when it is lost."""
         self._lost.set()

@@ -9,9 +9,11 @@ over to another node re-registers there and gets exactly the events it missed, r
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Hashable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 
 #: What a replicated command reports it did: (kind, path), kind one of :data:`KINDS`.
 Change = tuple[str, str]
@@ -21,6 +23,25 @@ KINDS = ("created", "deleted", "changed", "children")
 RESYNC = "resync"
 
 MODES = ("data", "children", "persistent", "recursive")
+
+#: History events one registration batch (a hello's watches, or one watch request) may walk and
+#: replay, in all. Without it a hello of 100,000 watches "after" an old zxid would walk the whole
+#: history (``watch_history``, 100,000 events) once per watch: ~10**10 steps and as many replayed
+#: events for one unauthenticated frame. Both the events a walk passes and those it replays
+#: count: twice the default history, so one watch can still walk and replay all of it, and a
+#: failover hello of many watches replays the usual small gap for each (watches with the same
+#: path, mode and ``after`` share one walk). A watch whose replay no longer fits gets ``resync``
+#: (it must re-read), as when history is gone.
+REPLAY_BUDGET = 200_000
+
+#: (watch, event) pairs one applied command may deliver to one connection. Identical watches of a
+#: connection (same path and mode) are matched once per event, but each still costs a pair when
+#: delivered: 100,000 watches on "/" and a multi of 1,000 creates would be 10**8 pairs. Twice the
+#: default ``--max-watches-per-connection``, so one event still reaches every watch a connection
+#: may hold (pushes are split across frames; a client that does not read them is dropped by the
+#: queue limits). A connection past it gets, from the event that passes it on, one ``resync`` per
+#: affected watch (at most its watch count) instead: it must re-read, as after a gap in history.
+MAX_FIRED_PER_CONNECTION = 200_000
 
 #: Test only: a bug the simulator plants to prove its watch validator bites (never set otherwise).
 PLANTED_WATCH_BUGS = frozenset({"skip_watch_replay"})  # registration replays no missed event
@@ -108,17 +129,40 @@ class EventHistory:
                 self.horizon = old
         return stamped
 
-    def since(self, after_zxid: int, upto: int | None = None) -> list[Event] | None:
-        """Events with ``after_zxid < zxid (<= upto)`` in order, or ``None`` if some are gone."""
+    def since(
+        self, after_zxid: int, upto: int | None = None, limit: int | None = None
+    ) -> list[Event] | None:
+        """Events with ``after_zxid < zxid (<= upto)`` in order, or ``None`` if some are gone
+        or if walking to them passes more than ``limit`` events (it stops there)."""
+        return self.walk(after_zxid, upto, limit)[0]
+
+    def walk(
+        self, after_zxid: int, upto: int | None = None, limit: int | None = None
+    ) -> tuple[list[Event] | None, int]:
+        """:meth:`since`, and how many events the walk passed (at most ``limit`` + one entry)."""
         if after_zxid < self.horizon:
-            return None
+            return None, 0
         newest_first: list[tuple[Event, ...]] = []
+        walked = 0
         for zxid, events in reversed(self._entries):  # replays are short: walk from the end
             if zxid <= after_zxid:
                 break
+            walked += len(events)
+            if limit is not None and walked > limit:
+                return None, walked
             if upto is None or zxid <= upto:
                 newest_first.append(events)
-        return [event for events in reversed(newest_first) for event in events]
+        return [event for events in reversed(newest_first) for event in events], walked
+
+
+@dataclass
+class ReplayBudget:
+    """What one registration batch may still walk and replay (:data:`REPLAY_BUDGET`), and the
+    replays it already computed: watches of one batch with the same path, mode and ``after``
+    share one walk of the history."""
+
+    left: int = REPLAY_BUDGET
+    walks: dict[tuple[str, str, int, int], list[Event] | None] = field(default_factory=dict)
 
 
 class _Watch:
@@ -138,6 +182,23 @@ class _Watch:
         return event.kind in _FIRES_ON[self.mode] and _covers(self.path, self.mode, event.path)
 
 
+def _seq_of(watch: _Watch) -> int:
+    return watch.seq
+
+
+class _Group:
+    """The watches of one connection on one path in one mode: matched once per event."""
+
+    __slots__ = ("conn", "gid", "mode", "path", "watches")
+
+    def __init__(self, conn: Hashable, path: str, mode: str, gid: int) -> None:
+        self.conn = conn
+        self.path = path
+        self.mode = mode
+        self.gid = gid
+        self.watches: dict[int, _Watch] = {}  # by wid, in registration (seq) order
+
+
 Delivery = dict[Hashable, list[tuple[int, Event]]]
 
 
@@ -145,7 +206,8 @@ class WatchRegistry:
     """The watches of this node's connections, indexed so that firing costs O(path depth).
 
     Exact-path watches (data, children, persistent) are found by one dict lookup of the event's
-    path; recursive ones by looking up each ancestor. Nothing scans all watches.
+    path; recursive ones by looking up each ancestor. Nothing scans all watches, and identical
+    watches of one connection (same path and mode) form one group, matched once per event.
     """
 
     def __init__(
@@ -157,20 +219,31 @@ class WatchRegistry:
         self._skip_replay = "skip_watch_replay" in planted_bugs
         self.history = history if history is not None else EventHistory()
         self._by_conn: dict[Hashable, dict[int, _Watch]] = {}
-        self._exact: dict[str, dict[tuple[Hashable, int], _Watch]] = {}
-        self._recursive: dict[str, dict[tuple[Hashable, int], _Watch]] = {}
+        # path -> (conn, mode) -> group
+        self._exact: dict[str, dict[tuple[Hashable, str], _Group]] = {}
+        self._recursive: dict[str, dict[tuple[Hashable, str], _Group]] = {}
         self._seq = 0
+        self._gid = 0
 
     # ------------------------------------------------------------------ registration
 
     def register(
-        self, conn: Hashable, wid: int, path: str, mode: str, after_zxid: int, applied_zxid: int
+        self,
+        conn: Hashable,
+        wid: int,
+        path: str,
+        mode: str,
+        after_zxid: int,
+        applied_zxid: int,
+        budget: ReplayBudget | None = None,
     ) -> list[Event]:
         """Watch ``path`` for every matching event after ``after_zxid``; returns the replay.
 
         Events in ``(after_zxid, applied_zxid]`` already happened here and are returned now
         (a one-shot watch then is used up). Replay also reaches any event already fired beyond
         ``applied_zxid``, since such an event would otherwise never reach the new watch.
+        ``budget`` is shared by the watches of one batch (a hello); without one, the watch has
+        a batch of its own. A replay beyond what is left of it is answered ``resync``.
         """
         if mode not in _FIRES_ON:
             raise ValueError(f"unknown watch mode {mode!r} (expected one of {', '.join(MODES)})")
@@ -181,19 +254,32 @@ class WatchRegistry:
         if after_zxid >= upto or self._skip_replay:
             self._add(watch)
             return []
-        replay = self.history.since(after_zxid, upto)
-        if replay is None:  # the events are gone: the client must re-read
+        if budget is None:
+            budget = ReplayBudget()
+        key = (path, mode, after_zxid, upto)
+        if key in budget.walks:
+            hits = budget.walks[key]
+        else:
+            replay, walked = self.history.walk(after_zxid, upto, budget.left)
+            budget.left = max(0, budget.left - walked)
+            if replay is None:
+                hits = None
+            else:
+                hits = list(dict.fromkeys(e for e in replay if watch.fires_on(e)))
+            budget.walks[key] = hits
+        if hits is not None and mode in ONE_SHOT:
+            hits = hits[:1]
+        if hits is not None and len(hits) > budget.left:
+            hits = None  # more replayed events than the batch may still send
+        if hits is None:  # the events are gone, or too many: the client must re-read
             if mode not in ONE_SHOT:
                 self._add(watch)
             return [Event(RESYNC, path, upto)]
-        hits = [event for event in replay if watch.fires_on(event)]
-        if mode in ONE_SHOT:
-            if hits:
-                return hits[:1]
-        else:
-            hits = list(dict.fromkeys(hits))  # each event once, order kept
+        budget.left -= len(hits)
+        if mode in ONE_SHOT and hits:
+            return list(hits)
         self._add(watch)
-        return hits
+        return list(hits)
 
     def remove(self, conn: Hashable, wid: int) -> bool:
         watches = self._by_conn.get(conn)
@@ -213,6 +299,13 @@ class WatchRegistry:
             self._discard(watch)
         return len(doomed)
 
+    def count_of(self, conn: Hashable) -> int:
+        """Watches ``conn`` holds now."""
+        return len(self._by_conn.get(conn, ()))
+
+    def has(self, conn: Hashable, wid: int) -> bool:
+        return wid in self._by_conn.get(conn, {})
+
     def count(self) -> int:
         return sum(len(watches) for watches in self._by_conn.values())
 
@@ -228,18 +321,46 @@ class WatchRegistry:
 
         Per connection (in order of its first hit), ``(wid, Event)`` pairs in event order; for
         one event, watches in registration order. A one-shot watch fires once and is removed.
+        A connection that would get more than :data:`MAX_FIRED_PER_CONNECTION` pairs gets, from
+        the event that passes it on, one ``resync`` per watch still affected instead.
         """
         out: Delivery = {}
-        seen: set[tuple[int, Event]] = set()
+        spent: dict[Hashable, int] = {}  # watches walked per connection
+        flooded: dict[Hashable, dict[int, _Group]] = {}  # connection -> groups to resync
+        seen: set[tuple[int, Event]] = set()  # (gid, event): one change reported twice
         for event in self.history.add(zxid, events):
-            for watch in self._candidates(event):
-                if watch.after >= zxid or not watch.fires_on(event):
-                    continue
-                key = (watch.seq, event)
-                if key in seen:  # the same change reported twice by one command
+            by_conn: dict[Hashable, list[_Group]] = {}
+            for group in self._candidates(event):
+                key = (group.gid, event)
+                if key in seen:
                     continue
                 seen.add(key)
-                out.setdefault(watch.conn, []).append((watch.wid, event))
+                affected = flooded.get(group.conn)
+                if affected is not None:
+                    affected.setdefault(group.gid, group)
+                else:
+                    by_conn.setdefault(group.conn, []).append(group)
+            heads = {conn: min(_head(g) for g in groups) for conn, groups in by_conn.items()}
+            for conn in sorted(by_conn, key=heads.__getitem__):
+                groups = by_conn[conn]
+                left = MAX_FIRED_PER_CONNECTION - spent.get(conn, 0)
+                streams = [iter(g.watches.values()) for g in groups]
+                merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_seq_of)
+                picked = list(islice(merged, left + 1))
+                if len(picked) > left:
+                    flooded[conn] = {g.gid: g for g in groups}
+                    continue
+                spent[conn] = spent.get(conn, 0) + len(picked)
+                for watch in picked:
+                    if watch.after >= zxid:
+                        continue
+                    out.setdefault(conn, []).append((watch.wid, event))
+                    if watch.mode in ONE_SHOT:
+                        self._discard(watch)
+        for conn, affected in flooded.items():
+            behind = [w for g in affected.values() for w in g.watches.values() if w.after < zxid]
+            for watch in sorted(behind, key=_seq_of):
+                out.setdefault(conn, []).append((watch.wid, Event(RESYNC, watch.path, zxid)))
                 if watch.mode in ONE_SHOT:
                     self._discard(watch)
         return out
@@ -258,7 +379,7 @@ class WatchRegistry:
             for watch in watches.values()
             if watch.after < horizon
         ]
-        for watch in sorted(behind, key=lambda w: w.seq):
+        for watch in sorted(behind, key=_seq_of):
             out.setdefault(watch.conn, []).append((watch.wid, Event(RESYNC, watch.path, horizon)))
             if watch.mode in ONE_SHOT:
                 self._discard(watch)
@@ -268,19 +389,26 @@ class WatchRegistry:
 
     # ------------------------------------------------------------------ internals
 
-    def _candidates(self, event: Event) -> list[_Watch]:
+    def _candidates(self, event: Event) -> list[_Group]:
+        """The groups ``event`` fires: one dict lookup for its path, one per ancestor."""
         found = list(self._exact.get(event.path, {}).values())
         for path in ancestors(event.path):
             found.extend(self._recursive.get(path, {}).values())
-        found.sort(key=lambda w: w.seq)
-        return found
+        return [g for g in found if event.kind in _FIRES_ON[g.mode]]
 
-    def _index(self, mode: str) -> dict[str, dict[tuple[Hashable, int], _Watch]]:
+    def _index(self, mode: str) -> dict[str, dict[tuple[Hashable, str], _Group]]:
         return self._recursive if mode == "recursive" else self._exact
 
     def _add(self, watch: _Watch) -> None:
         self._by_conn.setdefault(watch.conn, {})[watch.wid] = watch
-        self._index(watch.mode).setdefault(watch.path, {})[(watch.conn, watch.wid)] = watch
+        at_path = self._index(watch.mode).setdefault(watch.path, {})
+        group = at_path.get((watch.conn, watch.mode))
+        if group is None:
+            self._gid += 1
+            group = at_path[(watch.conn, watch.mode)] = _Group(
+                watch.conn, watch.path, watch.mode, self._gid
+            )
+        group.watches[watch.wid] = watch
 
     def _discard(self, watch: _Watch) -> None:
         watches = self._by_conn.get(watch.conn)
@@ -291,6 +419,14 @@ class WatchRegistry:
             del self._by_conn[watch.conn]
         index = self._index(watch.mode)
         at_path = index[watch.path]
-        del at_path[(watch.conn, watch.wid)]
-        if not at_path:
-            del index[watch.path]
+        group = at_path[(watch.conn, watch.mode)]
+        del group.watches[watch.wid]
+        if not group.watches:
+            del at_path[(watch.conn, watch.mode)]
+            if not at_path:
+                del index[watch.path]
+
+
+def _head(group: _Group) -> int:
+    """The registration number of the group's oldest watch (groups are never empty)."""
+    return next(iter(group.watches.values())).seq

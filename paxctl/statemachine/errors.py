@@ -108,6 +108,13 @@ class SnapshotError(ValueError):
     """
 
 
+class TooManyWatches(ZnodeError):
+    """The connection holds as many watches as a node allows one connection (a node limit,
+    ``--max-watches-per-connection``, not a fact about the tree)."""
+
+    code = "TooManyWatches"
+
+
 #: Every code a client may receive, mapped to its class (``MultiError`` travels as its cause's
 #: code plus an index, see ``machine.Outcome``).
 ERRORS: dict[str, type[ZnodeError]] = {
@@ -122,6 +129,7 @@ ERRORS: dict[str, type[ZnodeError]] = {
         DataTooLarge,
         SessionExpired,
         FenceRejected,
+        TooManyWatches,
     )
 }
 

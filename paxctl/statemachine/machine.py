@@ -27,6 +27,9 @@ timeout (ZooKeeper behaves the same).
 Everything here is part of the replicated state: the table, the session table and the last
 applied time travel in snapshots and count in the digest, so a replica restored from a snapshot
 answers retries and stamps times exactly as one that applied the whole log.
+
+Sequence numbers are bounded (``MAX_SEQ_AHEAD``) and a session's secret hash is kept with it,
+for the node that serves a hello to check (``session_proven``).
 """
 
 from __future__ import annotations
@@ -64,8 +67,16 @@ from paxctl.statemachine.stat import Stat
 from paxctl.statemachine.tree import DataTree, Event, Result, SubResult
 
 #: Bumped whenever the state machine's snapshot encoding changes incompatibly (2: sessions;
-#: 3: the exactly-once table is only here, and session ids are zxids the cluster assigned).
-MACHINE_SNAPSHOT_FORMAT = 3
+#: 3: the exactly-once table is only here, and session ids are zxids the cluster assigned;
+#: 4: each session keeps the hash of its secret).
+MACHINE_SNAPSHOT_FORMAT = 4
+
+#: How far a client's ``seq`` may run ahead of the last one applied for it (0 for a client
+#: without an entry). A client sends one write at a time and skips a number only for a write
+#: it gave up on, so it never comes near; a ``seq`` beyond it is refused, changes nothing and is
+#: not recorded, so it cannot make every later write of the client look like an old retry (as
+#: ``seq`` 2**63-1 once did). The cluster's own ids (below ``FIRST_CLIENT_ID``) are not bound.
+MAX_SEQ_AHEAD = 1 << 20
 
 #: Test only: bugs ``paxctl sim --plant-bug`` may plant in the state machine, to prove the
 #: simulator's exactly-once check bites. Never set outside the simulator.
@@ -249,6 +260,11 @@ class StateMachine:
             self.last_fresh = False
             return previous[1] if seq == previous[0] else None
         self.last_fresh = True
+        if not self.seq_in_window(client, seq):
+            # Refused before anything else, and not recorded: it must not poison later seqs.
+            last = previous[0] if previous is not None else 0
+            ahead = f"more than {MAX_SEQ_AHEAD} ahead of the client's last ({last})"
+            return Outcome.failure(BadArguments(f"seq {seq} is {ahead}"))
         try:
             time_ms, op = decode_command(cmd_data)
         except ZnodeError as e:
@@ -283,6 +299,14 @@ class StateMachine:
         previous = self._last.get(client)
         return previous is not None and seq <= previous[0]
 
+    def seq_in_window(self, client: int, seq: int) -> bool:
+        """Whether ``seq`` is at most ``MAX_SEQ_AHEAD`` past ``client``'s last applied one
+        (always, for the cluster's own ids). A node checks it before proposing, too."""
+        if client < FIRST_CLIENT_ID:
+            return True
+        previous = self._last.get(client)
+        return seq <= (previous[0] if previous is not None else 0) + MAX_SEQ_AHEAD
+
     def _apply(self, op: Op, zxid: int, time_ms: int, client: int) -> Result:
         """Check that ``client`` may issue ``op``, then apply it; raises a ``ZnodeError``."""
         if isinstance(op, OpenSession):
@@ -290,7 +314,7 @@ class StateMachine:
                 raise BadArguments(f"a session is opened under a temporary id, not {client}")
             if not is_session_id(zxid) or zxid in self._sessions:  # never, with real zxids
                 raise BadArguments(f"zxid {zxid:#x} cannot name a new session")
-            self._sessions.open(zxid, op.timeout_ms)
+            self._sessions.open(zxid, op.timeout_ms, op.secret_hash)
             self.last_opened = zxid
             return zxid
         if isinstance(op, CloseSession):
@@ -318,6 +342,11 @@ class StateMachine:
     def has_session(self, session: int) -> bool:
         """Whether ``session`` is open (cheap: for every ping and hello)."""
         return session in self._sessions
+
+    def session_proven(self, session: int, secret_hash: bytes) -> bool:
+        """Whether ``session`` is open and was opened with the secret ``secret_hash`` hashes
+        (what a hello resuming it must show; compared in constant time)."""
+        return self._sessions.proven(session, secret_hash)
 
     def sessions(self) -> dict[int, int]:
         """A copy of the open sessions, ``session -> timeout_ms`` (for the leader's liveness

@@ -12,7 +12,7 @@ operation over the limits), never another exception and never a half-built opera
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -32,15 +32,17 @@ MAX_MULTI_OPS = 1000
 MAX_REQUEST_BYTES = MAX_DATA + MAX_MULTI_OPS * (MAX_PATH_BYTES + 64)
 
 #: Bumped whenever the encoding of a command changes incompatibly (2: sessions, containers,
-#: TTL nodes and reaping; 3: ``OpenSession`` names no session, the cluster assigns its id).
-COMMAND_FORMAT = 3
+#: TTL nodes and reaping; 3: ``OpenSession`` names no session, the cluster assigns its id;
+#: 4: ``OpenSession`` carries the hash of the session's secret).
+COMMAND_FORMAT = 4
 
 #: Client ids below this are the cluster's own and need no session; client sessions start here.
 FIRST_CLIENT_ID = 1 << 16
 
-#: Client ids with this bit set are temporary: a connection's own, random id, under which it
-#: opens its session (and which it uses when it has none). Session ids are assigned by the
-#: cluster (the zxid of the ``OpenSession`` that created them) and lie below it, so the two
+#: Client ids with this bit set are temporary: a client's own id, derived from its secret
+#: (protocol/secrets.py), under which it opens its session (and which it uses when it has
+#: none). Session ids are assigned by the cluster (the zxid of the ``OpenSession`` that created
+#: them) and lie below it, so the two
 #: never meet: ``FIRST_CLIENT_ID <= session < TEMP_CLIENT_BIT <= temporary id < 2**63``.
 TEMP_CLIENT_BIT = 1 << 62
 
@@ -53,6 +55,15 @@ def is_session_id(client: int) -> bool:
 def is_temporary_id(client: int) -> bool:
     """Whether ``client`` is a connection's temporary id (see ``TEMP_CLIENT_BIT``)."""
     return TEMP_CLIENT_BIT <= client <= _MAX_INT
+
+
+#: Bytes of the hash of a session's secret that the cluster keeps (see protocol/secrets.py):
+#: the secret itself never leaves the client, so neither logs nor snapshots can leak it.
+SECRET_HASH_BYTES = 16
+
+#: The hash of a session opened without one: no secret hashes to it (but with odds of
+#: 2**-128), so such a session is never resumed by a hello. Only tests open them.
+NO_SECRET_HASH = bytes(SECRET_HASH_BYTES)
 
 
 #: The digest audit's client id (the server keeps its own copy of this value).
@@ -241,12 +252,20 @@ class OpenSession:
     the new session's id. Replicating the table is what lets a new leader keep expiring the
     sessions the old one tracked, and lets every replica refuse writes from a session already
     closed.
+
+    ``secret_hash`` is the hash of the secret the opening client holds: a hello resuming the
+    session must prove that secret (as ZooKeeper's session password), so a session id that
+    anyone can list is no key to the session.
     """
 
     timeout_ms: int
+    secret_hash: bytes = field(default=NO_SECRET_HASH, repr=False)
 
     def __post_init__(self) -> None:
         _check_int(self.timeout_ms, 1, MAX_SESSION_TIMEOUT_MS, "timeout_ms")
+        h = self.secret_hash
+        if type(h) is not bytes or len(h) != SECRET_HASH_BYTES:
+            raise BadArguments(f"secret_hash must be {SECRET_HASH_BYTES} bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +317,7 @@ def _op_to_wire(op: object) -> list[Any]:
     if isinstance(op, CloseSession):
         return ["close", op.session]
     if isinstance(op, OpenSession):
-        return ["open", op.timeout_ms]
+        return ["open", op.timeout_ms, op.secret_hash]
     if isinstance(op, Reap):
         return ["reap", list(op.paths)]
     raise BadArguments(f"not an operation: {type(op).__name__}")
@@ -344,8 +363,8 @@ def _op_from_wire(x: Any) -> Op:
         (session,) = _fields(x, 2, kind)
         return CloseSession(session)
     if kind == "open":
-        (timeout_ms,) = _fields(x, 2, kind)
-        return OpenSession(timeout_ms)
+        timeout_ms, secret_hash = _fields(x, 3, kind)
+        return OpenSession(timeout_ms, secret_hash)
     if kind == "reap":
         (paths,) = _fields(x, 2, kind)
         if type(paths) is not list:

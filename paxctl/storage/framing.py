@@ -27,8 +27,10 @@ MAX_RECORD = 64 * 1024 * 1024
 FILE_MAGIC = b"PXST"
 #: Bumped whenever what the files hold changes meaning, not only their framing: a node must refuse
 #: files it would read differently. 2: commands and snapshots of cluster-assigned sessions
-#: (an old log replayed by new code would silently drop the writes of its sessions).
-FORMAT_VERSION = 2
+#: (an old log replayed by new code would silently drop the writes of its sessions). 3: sessions
+#: carry the hash of their secret (an old ``OpenSession`` names none, so its session could
+#: never be resumed).
+FORMAT_VERSION = 3
 _HDR = struct.Struct(">4sHH16sQQI")
 FILE_HEADER = _HDR.size
 

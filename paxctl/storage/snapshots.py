@@ -46,39 +46,55 @@ def write_snapshot(
 ) -> None:
     """Write, sync, rename and verify one snapshot; raise if it does not read back intact."""
     body = msgpack.packb(encode_snapshot(snap), use_bin_type=True)
+    view = memoryview(body)  # pieces are views of the body: a big snapshot is not copied again
     tmp = f"{SNAP_DIR}/{snap.slot:020d}.tmp"
     header = FileHeader(KIND_SNAP, identity.cluster_id, identity.node_id, snap.slot)
     f = fs.create(tmp)
     try:
         f.write(header.encode())
-        pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
+        starts = range(0, len(body), chunk) or range(1)
         offset = FILE_HEADER
-        for piece in pieces:
-            record = frame(_REC_CHUNK, piece, at=offset)
+        for start in starts:
+            record = frame(_REC_CHUNK, view[start : start + chunk], at=offset)  # type: ignore[arg-type]
             f.write(record)
             offset += len(record)
-        f.write(frame(_REC_END, _END.pack(len(body), zlib.crc32(body), len(pieces)), at=offset))
+        f.write(frame(_REC_END, _END.pack(len(body), zlib.crc32(body), len(starts)), at=offset))
         f.sync()
     finally:
         f.close()
     fs.rename(tmp, snapshot_name(snap.slot))
     fs.sync_dir(SNAP_DIR)
-    if read_snapshot(fs, identity, snap.slot, label) != snap:
+    if _read_body(fs, identity, snap.slot, label) != body:
         raise CorruptionError(f"{label}/{snapshot_name(snap.slot)}: did not read back intact")
 
 
 def read_snapshot(fs: FileSystem, identity: Identity, slot: int, label: str) -> Snapshot:
+    where = f"{label}/{snapshot_name(slot)}"
+    body = _read_body(fs, identity, slot, label)
+    try:
+        snap = decode_snapshot(msgpack.unpackb(body, raw=False))
+    except (ValueError, TypeError, CodecError) as exc:
+        raise CorruptionError(f"{where}: snapshot does not decode: {exc}") from None
+    if snap.slot != slot:
+        raise CorruptionError(f"{where}: holds slot {snap.slot}, named for slot {slot}")
+    return snap
+
+
+def _read_body(fs: FileSystem, identity: Identity, slot: int, label: str) -> bytes:
+    """The snapshot file's body, every record and the whole checked (pieces are views of the
+    file's bytes until they are joined: one copy, not two)."""
     path = snapshot_name(slot)
     where = f"{label}/{path}"
-    data = fs.read(path)
-    header = FileHeader.decode(data, where)
+    raw = fs.read(path)
+    data = memoryview(raw)
+    header = FileHeader.decode(raw, where)
     check_identity(header, identity, where)
     if header.kind != KIND_SNAP or header.first != slot:
         raise CorruptionError(f"{where}: header says kind {header.kind}, slot {header.first}")
     pieces = []
     offset = FILE_HEADER
     while True:
-        rec = parse_at(data, offset)
+        rec = parse_at(data, offset)  # type: ignore[arg-type]
         if rec is None:
             raise CorruptionError(f"{where}: bad or truncated chunk at offset {offset}")
         if rec.rtype == _REC_END:
@@ -89,10 +105,4 @@ def read_snapshot(fs: FileSystem, identity: Identity, slot: int, label: str) -> 
     body = b"".join(pieces)
     if len(body) != length or zlib.crc32(body) != crc or len(pieces) != count:
         raise CorruptionError(f"{where}: chunks do not add up to the recorded length/checksum")
-    try:
-        snap = decode_snapshot(msgpack.unpackb(body, raw=False))
-    except (ValueError, TypeError, CodecError) as exc:
-        raise CorruptionError(f"{where}: snapshot does not decode: {exc}") from None
-    if snap.slot != slot:
-        raise CorruptionError(f"{where}: holds slot {snap.slot}, named for slot {slot}")
-    return snap
+    return body

@@ -30,6 +30,7 @@ from paxctl_procs import closed_ports, paxctl_proc, spawned
 from paxctl.cli import exits
 from paxctl.cli.docs import EXIT_CODES
 from paxctl.client import ClientError, SyncClient
+from paxctl.server.secret import create_secret
 from paxctl.statemachine.ops import MAX_DATA
 
 pytestmark = pytest.mark.integration
@@ -239,6 +240,14 @@ def sim_violation(w: World) -> subprocess.CompletedProcess[str]:
     return w.run("sim", "--seeds", "1", "--plant-bug", "minority_quorum", servers=None)
 
 
+def secret_file(w: World) -> str:
+    """A cluster secret for a node this case starts by hand (nodes need one to start)."""
+    path = w.tmp / "cluster.secret"
+    if not path.exists():
+        create_secret(str(path))
+    return str(path)
+
+
 def storage_failure(w: World) -> subprocess.CompletedProcess[str]:
     """A node whose data directory cannot be read: ``wal`` is a file, not a directory."""
     data = w.tmp / "broken-node"
@@ -252,7 +261,7 @@ def storage_failure(w: World) -> subprocess.CompletedProcess[str]:
     return w.run(
         "node", "start", "--id", "1", "--data", str(data),
         "--peers", f"1={HOST}:{peer}", "--client", f"{HOST}:{client}",
-        servers=None, timeout=30,
+        "--secret-file", secret_file(w), servers=None, timeout=30,
     )  # fmt: skip
 
 
@@ -275,7 +284,7 @@ def storage_failure_while_running(w: World) -> subprocess.CompletedProcess[str]:
     node = subprocess.Popen(
         argv("node", "start", "--id", "1", "--data", str(data), "--bootstrap",
              "--peers", f"1={HOST}:{peer}", "--client", f"{HOST}:{client}",
-             "--snapshot-every", "1"),
+             "--snapshot-every", "1", "--secret-file", secret_file(w)),
         env=user_env(None), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -113,9 +113,13 @@ def test_a_deposed_leaders_expiry_cannot_land_after_a_newer_leader_said_alive(se
     2640 ms, 53 ms after a ping n2 confirmed). Rare, so pinned here: 3 of 2,000 seeds then; 2
     of the first 7,000 once session ids came from the cluster; 2 of about 7,500 since the
     simulated clients run the real client session (seed 3866: session 0x20000 expired at
-    2031 ms, a ping sent at 1879 ms having been answered alive)."""
+    2031 ms, a ping sent at 1879 ms having been answered alive). Since issue 14 a node also
+    refuses a Forward carrying the reaper's commands, which closes the path these seeds found
+    (they pass with the fence planted away); with that check planted away too, the fence is
+    all that is left, and these seeds show it is needed."""
     assert run_seed(spec(seed)).ok
-    broken = run_seed(spec(seed, bugs=frozenset({"no_reaper_fence"})))
+    assert run_seed(spec(seed, bugs=frozenset({"no_reaper_fence"}))).ok
+    broken = run_seed(spec(seed, bugs=frozenset({"no_reaper_fence", "no_peer_checks"})))
     assert not broken.ok and "expiry safety" in broken.error
 
 
@@ -135,9 +139,10 @@ def test_the_planted_zxid_rule_loses_watch_events():
     refused (SessionExpired); if the hello it sends next is cut off too, it resumes its watches
     after that zxid and the events in between are lost (seed 634: client 1's hello is refused
     at 15.0, the retry's connection breaks, the next hello says after=15.0, and the create of
-    /n4 at 14.0 is never delivered)."""
-    assert run_seed(spec(634)).ok
-    broken = run_seed(spec(634, bugs=frozenset({"zxid_from_failed_hello"})))
+    /n4 at 14.0 is never delivered). Since snapshots travel in chunks the runs differ: seed 654
+    shows it now (client 3 misses the create of /n4 at 28.0)."""
+    assert run_seed(spec(654)).ok
+    broken = run_seed(spec(654, bugs=frozenset({"zxid_from_failed_hello"})))
     assert not broken.ok and "watch of client" in broken.error
 
 

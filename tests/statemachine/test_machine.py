@@ -33,7 +33,7 @@ from paxctl.statemachine import (
     encode_command,
 )
 from paxctl.statemachine.machine import MACHINE_SNAPSHOT_FORMAT
-from paxctl.statemachine.ops import COMMAND_FORMAT
+from paxctl.statemachine.ops import COMMAND_FORMAT, SECRET_HASH_BYTES
 
 
 def test_a_successful_command_yields_its_result():
@@ -319,6 +319,7 @@ EPHEMERAL = [2, [TREE[1][0], ["/e", b"", 1, 1, 1, 1, 1, 0, 0, C1, 0, 0]]]
 F = MACHINE_SNAPSHOT_FORMAT
 Z = 2**40  # a last zxid past every session id used below
 OK = [True, [0]]
+H = bytes(SECRET_HASH_BYTES)  # a session's secret hash
 BAD = [
     b"",
     b"\xc1",
@@ -333,24 +334,27 @@ BAD = [
     pack([F, TREE, 0, 0, [[1, 1, [True, [7]]]], []]),
     pack([F, TREE, 0, Z, [], {}]),
     pack([F, TREE, 0, Z, [], [[C1]]]),
-    pack([F, TREE, 0, Z, [], [[C1, 0]]]),  # no timeout
-    pack([F, TREE, 0, Z, [], [[C1, 2**31 + 1]]]),
-    pack([F, TREE, 0, Z, [], [[C1, True]]]),
-    pack([F, TREE, 0, Z, [], [[FIRST_CLIENT_ID - 1, 10]]]),  # not a client id
-    pack([F, TREE, 0, 2**63 - 1, [], [[TEMP_CLIENT_BIT, 10]]]),  # a temporary id, no session
-    pack([F, TREE, 0, Z, [], [[C2, 10], [C1, 10]]]),  # unordered
-    pack([F, TREE, 0, Z, [], [[C1, 10], [C1, 11]]]),  # repeated
-    pack([F, TREE, 0, C1 - 1, [], [[C1, 10]]]),  # a session id is a zxid applied already
+    pack([F, TREE, 0, Z, [], [[C1, 0, H]]]),  # no timeout
+    pack([F, TREE, 0, Z, [], [[C1, 2**31 + 1, H]]]),
+    pack([F, TREE, 0, Z, [], [[C1, True, H]]]),
+    pack([F, TREE, 0, Z, [], [[C1, 10]]]),  # no secret hash (format 3)
+    pack([F, TREE, 0, Z, [], [[C1, 10, H[:-1]]]]),  # a hash too short
+    pack([F, TREE, 0, Z, [], [[C1, 10, H.hex()]]]),  # a hash that is no bytes
+    pack([F, TREE, 0, Z, [], [[FIRST_CLIENT_ID - 1, 10, H]]]),  # not a client id
+    pack([F, TREE, 0, 2**63 - 1, [], [[TEMP_CLIENT_BIT, 10, H]]]),  # a temporary id, no session
+    pack([F, TREE, 0, Z, [], [[C2, 10, H], [C1, 10, H]]]),  # unordered
+    pack([F, TREE, 0, Z, [], [[C1, 10, H], [C1, 11, H]]]),  # repeated
+    pack([F, TREE, 0, C1 - 1, [], [[C1, 10, H]]]),  # a session id is a zxid applied already
     pack([F, TREE, 0, Z, [[C1, 1, OK]], []]),  # a reply kept for a session that ended
     pack([F, TREE, 0, Z, [[TEMP_CLIENT_BIT, 1, OK]], []]),  # ... or for a temporary id
     pack([F, EPHEMERAL, 0, Z, [], []]),  # an ephemeral of a closed session
-    pack([F, EPHEMERAL, 0, Z, [], [[C2, 10]]]),
-    pack([F - 1, TREE, 0, 0, [], []]),  # format 2: ids were the clients' own, replies too
+    pack([F, EPHEMERAL, 0, Z, [], [[C2, 10, H]]]),
+    pack([F - 1, TREE, 0, 0, [], []]),  # format 3: sessions had no secret hash
 ]
 
 
 def test_a_consistent_hand_made_snapshot_restores():
-    sm = StateMachine.restore(pack([F, EPHEMERAL, 0, C1, [[2, 1, OK], [C1, 1, OK]], [[C1, 10]]]))
+    sm = StateMachine.restore(pack([F, EPHEMERAL, 0, C1, [[2, 1, OK], [C1, 1, OK]], [[C1, 10, H]]]))
     assert sm.sessions() == {C1: 10}
     assert sm.tree.ephemerals(C1) == ["/e"]
     assert sm.cached(C1, 1) == sm.cached(2, 1) == Outcome(True, None)

@@ -81,6 +81,9 @@ def pack(x) -> bytes:
         lambda: OpenSession(2**31 + 1),
         lambda: OpenSession(1000.0),
         lambda: OpenSession("1000"),
+        lambda: OpenSession(1000, b"short"),
+        lambda: OpenSession(1000, "x" * 16),  # type: ignore[arg-type]
+        lambda: OpenSession(1000, bytearray(16)),  # type: ignore[arg-type]
         lambda: Reap("/a"),
         lambda: Reap(("/a/",)),
         lambda: Reap((b"/a",)),
@@ -213,6 +216,10 @@ MALFORMED_OPS = [
     pack(["open", 2**31 + 1]),
     pack(["open", True]),
     pack(["open", "1000"]),
+    pack(["open", 1000]),  # format 3: no secret hash
+    pack(["open", 1000, b"x" * 15]),
+    pack(["open", 1000, "x" * 16]),
+    pack(["open", 1000, b"x" * 16, 0]),
     pack(["reap"]),
     pack(["reap", "/a"]),
     pack(["reap", ["/a"], 0]),

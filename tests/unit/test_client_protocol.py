@@ -38,12 +38,13 @@ from paxctl.protocol.messages import (
     WatchSpec,
     WriteRequest,
 )
+from paxctl.protocol.secrets import MAX_SECRET_BYTES, MIN_SECRET_BYTES
 from paxctl.statemachine.errors import ERRORS
 from paxctl.statemachine.ops import FIRST_CLIENT_ID, Create, SetData
 
 REQUESTS = [
-    Hello(1, FIRST_CLIENT_ID),
-    Hello(2, 2**62 + 5, True, 99, (WatchSpec(3, "/a", WatchMode.RECURSIVE),)),
+    Hello(1, FIRST_CLIENT_ID, secret=b"s" * MIN_SECRET_BYTES),
+    Hello(2, 2**62 + 5, True, 99, (WatchSpec(3, "/a", WatchMode.RECURSIVE),), b"s" * 64),
     OpenSessionRequest(3, 1, 5000),
     CloseSessionRequest(4, 7),
     Ping(5),
@@ -113,6 +114,22 @@ def test_bytes_that_are_no_request_say_so(payload):
         ({"op": "hello"}, "BadArguments", "missing field 'client'"),
         ({"op": "hello", "client": 5}, "BadArguments", "client must be an integer"),
         ({"op": "hello", "client": FIRST_CLIENT_ID, "session": 1}, "BadArguments", "session"),
+        ({"op": "hello", "client": FIRST_CLIENT_ID}, "BadArguments", "missing field 'secret'"),
+        (
+            {"op": "hello", "client": FIRST_CLIENT_ID, "secret": b"s" * (MIN_SECRET_BYTES - 1)},
+            "BadArguments",
+            "secret must be 16 to 64 bytes",
+        ),
+        (
+            {"op": "hello", "client": FIRST_CLIENT_ID, "secret": b"s" * (MAX_SECRET_BYTES + 1)},
+            "BadArguments",
+            "secret must be",
+        ),
+        (
+            {"op": "hello", "client": FIRST_CLIENT_ID, "secret": "s" * MIN_SECRET_BYTES},
+            "BadArguments",
+            "secret must be",
+        ),
         (
             {"op": "hello", "client": FIRST_CLIENT_ID, "watches": [[1, "/a"]]},
             "BadArguments",

@@ -43,10 +43,12 @@ from paxctl.protocol.messages import (
     WatchSpec,
     WriteRequest,
 )
+from paxctl.protocol.secrets import temporary_id
 from paxctl.statemachine.errors import NoNode, SessionExpired
 from paxctl.statemachine.ops import FIRST_CLIENT_ID, TEMP_CLIENT_BIT, Create, SetData
 
-TEMP = TEMP_CLIENT_BIT | 1  # the id a client opens its session under
+SECRET = b"first secret of this client!...."  # the client's own: its driver draws it
+TEMP = temporary_id(SECRET)  # the id a client opens its session under
 CID = FIRST_CLIENT_ID + 1  # the session id the cluster names
 GRANTED = {"session": CID, "timeout_ms": 3000}
 NO_BUGS = ClientBugs()
@@ -54,13 +56,12 @@ SERVERS = ["a:1", "b:2", "c:3"]
 
 
 def session(bugs=NO_BUGS, **kw) -> ClientSession:
-    ids = iter(range(TEMP + 100, TEMP + 200))
+    secrets = iter([SECRET] + [b"later secret %03d of the client" % i for i in range(100)])
     kw.setdefault("session_timeout_ms", 3000)
     return ClientSession(
         SERVERS,
         rng=random.Random(1),
-        new_client_id=lambda: next(ids),
-        client_id=TEMP,
+        new_secret=lambda: next(secrets),
         bugs=bugs,
         **kw,
     )
@@ -105,7 +106,8 @@ def test_a_call_connects_and_says_hello_first():
     assert connect_ == Connect(1, s.server)
     s.connected(1, 1)
     (hello,) = sent(s.take())
-    assert hello == Hello(1, TEMP, False, 0, ())  # no session yet: its temporary id
+    assert hello == Hello(1, TEMP, False, 0, (), SECRET)  # no session yet: its temporary id
+    assert TEMP >= TEMP_CLIENT_BIT and SECRET.hex() not in repr(hello) and "secret" not in repr(s)
     s.frame(2, 1, Ok(1, 7, {"node": 2}))
     outs = s.take()
     assert Link(True, 1, s.server) in outs
@@ -149,6 +151,41 @@ def test_a_write_is_resent_with_the_same_seq_after_a_failover():
     s.write(120, SetData("/a", b"y"))
     (nxt,) = sent(s.take())
     assert nxt.seq == 3
+
+
+def test_the_session_is_resumed_with_its_secret_and_a_new_one_follows_its_end():
+    s, conn = opened()
+    s.connection_lost(20, conn)
+    s.tick(100)
+    _, hello, _ = connect(s, 100)
+    assert (hello.client, hello.session, hello.secret) == (CID, True, SECRET)
+    s.frame(110, s.conn, SessionEnded(120, CID))
+    s.watch(130, s.new_watch("/w", WatchMode.PERSISTENT), None)  # something to reconnect for
+    s.tick(200)
+    _, hello, _ = connect(s, 200)
+    assert not hello.session and hello.secret not in (b"", SECRET)
+    assert hello.client == temporary_id(hello.secret) != TEMP  # the old id opened a session
+
+
+def test_a_resume_refused_for_its_secret_loses_the_session_and_goes_on_without_it():
+    """AuthFailed never happens to an honest client, but if it did (a bug), retrying the same
+    hello for ever would help nobody: the session is as good as lost to this client."""
+    s, conn = opened()
+    call = s.write(10, Create("/a"))
+    s.connection_lost(20, conn)
+    s.tick(100)
+    (c,) = of(s.take(), Connect)
+    s.connected(100, c.conn)
+    (hello,) = sent(s.take())
+    assert hello.session and hello.secret == SECRET
+    s.frame(110, c.conn, Failed(hello.xid, 50, ErrorCode.AUTH_FAILED, "another secret"))
+    outs = s.take()
+    assert StateChanged(SessionState.LOST) in outs
+    (failed,) = of(outs, CallFailed)
+    assert failed.call == call and isinstance(failed.error, SessionExpired)
+    (again,) = sent(outs)
+    assert isinstance(again, Hello) and not again.session and again.secret != SECRET
+    assert again.client == temporary_id(again.secret)
 
 
 def test_a_write_times_out_on_one_server_and_moves_on():
@@ -369,7 +406,7 @@ def test_shutdown_fails_what_is_pending_and_closes():
 @pytest.mark.parametrize("seed", [1, 2])
 def test_same_inputs_same_outputs(seed):
     def play():
-        s = ClientSession(SERVERS, rng=random.Random(seed), new_client_id=lambda: TEMP + 1)
+        s = ClientSession(SERVERS, rng=random.Random(seed), new_secret=lambda: SECRET)
         s.open_session(0)
         log = []
         for now in range(0, 5000, 250):

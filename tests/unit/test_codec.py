@@ -19,7 +19,6 @@ from paxctl.core.messages import (
     CatchupReply,
     CatchupRequest,
     Forward,
-    InstallSnapshot,
     Message,
     Nack,
     Prepare,
@@ -29,8 +28,11 @@ from paxctl.core.messages import (
     ReadIndex,
     ReadIndexReply,
     Relay,
+    SnapshotChunk,
+    SnapshotOffer,
+    SnapshotRequest,
 )
-from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot
+from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command
 
 MAX = 2**63 - 1
 
@@ -58,16 +60,16 @@ messages = st.one_of(
     st.builds(CatchupRequest, ints, ints, ints),
     st.builds(CatchupReply, ints, ints, chosen, ints),
     st.builds(
-        InstallSnapshot,
+        SnapshotOffer,
         ints,
         ints,
-        st.builds(
-            Snapshot,
-            ints,
-            st.lists(ints, max_size=5).map(tuple),
-            st.binary(max_size=64),
-        ),
+        ints,
+        st.lists(ints, max_size=5).map(tuple),
+        ints,
+        st.binary(max_size=32),
     ),
+    st.builds(SnapshotRequest, ints, ints, ints, ints, ints),
+    st.builds(SnapshotChunk, ints, ints, ints, ints, st.binary(max_size=64)),
 )
 
 B = Ballot(3, 2)
@@ -86,7 +88,10 @@ EXAMPLES: list[Message] = [
     CatchupRequest(2, 1, 9),
     CatchupReply(1, 2, (ChosenEntry(9, V),), 9),
     CatchupReply(1, 2, (), 0),
-    InstallSnapshot(1, 2, Snapshot(40, (1, 2, 3), b"state")),
+    SnapshotOffer(1, 2, 40, (1, 2, 3), 5, b"\x01" * 32),
+    SnapshotRequest(2, 1, 40, 0, 1024),
+    SnapshotChunk(1, 2, 40, 0, b"state"),
+    SnapshotChunk(1, 2, 40, 5, b""),
     Accept(1, 2, B, (), 3, 17),  # a heartbeat of round 17
     ReadIndex(2, 1, 99),
     ReadIndexReply(1, 2, 99, 12, 1),
@@ -103,7 +108,7 @@ def test_examples_cover_every_message_type():
         for obj in vars(messages_module).values()
         if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
     }
-    assert len(kinds) == 14
+    assert len(kinds) == 16
     assert {type(m) for m in EXAMPLES} == kinds
 
 
@@ -297,7 +302,9 @@ FIELD_KINDS: dict[type[Message], tuple[str, ...]] = {
     Forward: ("value",),
     CatchupRequest: ("int",),
     CatchupReply: ("chosen", "int"),
-    InstallSnapshot: ("snapshot",),
+    SnapshotOffer: ("int", "voters", "int", "bytes"),
+    SnapshotRequest: ("int", "int", "int"),
+    SnapshotChunk: ("int", "int", "bytes"),
     ReadIndex: ("int",),
     ReadIndexReply: ("int", "int", "int"),
     PreVote: ("int",),
@@ -321,8 +328,6 @@ def record_paths(msg: Message) -> Iterator[tuple[int, ...]]:
             for j, (_, value) in enumerate(field):
                 yield (*p, j)
                 yield from ((*p, j, 1, k) for k in range(len(value)))
-        elif kind == "snapshot":
-            yield p
         elif kind == "votes":
             for j, (_, _, value) in enumerate(field):
                 yield (*p, j)

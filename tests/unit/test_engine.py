@@ -25,15 +25,20 @@ from paxctl.protocol.messages import (
     WatchEvents,
     WatchMode,
     WatchRequest,
+    WatchSpec,
     WriteRequest,
 )
+from paxctl.protocol.secrets import temporary_id
 from paxctl.server.engine import EngineConfig, NodeEngine, Observer
-from paxctl.server.requests import Frame
+from paxctl.server.requests import MAX_SLOTS_AHEAD, MAX_WAITERS_PER_CONNECTION, Frame
 from paxctl.server.zxid import zxid_of
 from paxctl.statemachine.errors import BadArguments
-from paxctl.statemachine.ops import TEMP_CLIENT_BIT, Create, decode_command, encode_command
+from paxctl.statemachine.ops import Create, decode_command, encode_command
 
-CLIENT = TEMP_CLIENT_BIT | 7  # a connection's own id, until the cluster names its session
+SECRET = b"the secret of the first client.."  # a client's own; its hello proves it
+CLIENT = temporary_id(SECRET)  # a connection's own id, until the cluster names its session
+OTHER_SECRET = b"the secret of the other client.."
+OTHER = temporary_id(OTHER_SECRET)
 WALL = 1_700_000_000_000  # the wall clock's reading at virtual time 0
 
 
@@ -117,7 +122,7 @@ class Harness:
     def session(self, conn: int = 1) -> int:
         """Open a session on ``conn``; returns the id the cluster gave it."""
         self.engine.connection_opened(conn)
-        self.request(conn, lambda x: Hello(x, CLIENT))
+        self.request(conn, lambda x: Hello(x, CLIENT, secret=SECRET))
         xid = self.request(conn, lambda x: OpenSessionRequest(x, 1, 5000))
         granted = self.reply(conn, xid)
         assert isinstance(granted, Ok) and granted.value["timeout_ms"] == 5000
@@ -175,10 +180,10 @@ def test_a_hello_waits_until_the_node_has_applied_what_the_client_saw():
     h.lead()
     applied = h.node.learner.applied
     h.engine.connection_opened(1)
-    xid = h.request(1, lambda x: Hello(x, CLIENT, after=zxid_of(applied + 2, 0)))
+    xid = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=zxid_of(applied + 2, 0)))
     assert h.log.frames(1) == []
     h.engine.connection_opened(2)
-    h.request(2, lambda x: Hello(x, CLIENT + 1))
+    h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET))
     h.request(2, lambda x: OpenSessionRequest(x, 1, 5000))  # one slot
     assert h.log.frames(1) == []
     h.request(2, lambda x: WriteRequest(x, 2, Create("/b", b"")))  # and the next
@@ -189,11 +194,108 @@ def test_a_closed_connections_waiters_are_dropped():
     h = Harness()
     h.lead()
     h.engine.connection_opened(1)
-    h.request(1, lambda x: Hello(x, CLIENT, after=zxid_of(10**6, 0)))  # never reached
+    h.request(
+        1, lambda x: Hello(x, CLIENT, secret=SECRET, after=zxid_of(10**6, 0))
+    )  # never reached
     assert h.engine.status()["waiting_reads"] == 1
     h.engine.connection_closed(1)
     h.tick()
     assert h.engine.status()["waiting_reads"] == 0
+
+
+def test_hellos_and_reads_naming_a_made_up_zxid_are_refused_at_once_and_nothing_waits():
+    """Before: each hello or local read with ``after``/``min_zxid`` far ahead (2**62, or a
+    made-up session id) stayed parked, with its decoded request, until the connection closed."""
+    h = Harness()
+    h.lead()
+    known = h.node.learner.commit
+    far = zxid_of(known + MAX_SLOTS_AHEAD + 1, 0)
+    h.engine.connection_opened(1)
+    for after in (2**62, far):
+        xid = h.request(1, lambda x, a=after: Hello(x, CLIENT, secret=SECRET, after=a))
+        refused = h.reply(1, xid)
+        assert isinstance(refused, Failed) and refused.code == ErrorCode.UNAVAILABLE
+        assert f"more than {MAX_SLOTS_AHEAD} slots beyond slot {known}" in refused.message
+    made_up = zxid_of(2**40, 0)  # a session id whose open is nowhere near chosen
+    xid = h.request(1, lambda x: Hello(x, made_up, session=True, secret=SECRET))
+    assert h.reply(1, xid).code == ErrorCode.UNAVAILABLE
+    assert h.engine.status()["waiting_reads"] == 0
+    h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
+    for _ in range(3):
+        xid = h.request(1, lambda x: ReadRequest(x, ReadKind.GET, "/", local=True, min_zxid=far))
+        assert h.reply(1, xid).code == ErrorCode.UNAVAILABLE
+    assert h.engine.status()["waiting_reads"] == 0
+
+
+def test_a_flood_of_waiting_reads_is_capped_per_connection():
+    h = Harness()
+    h.lead()
+    h.engine.connection_opened(1)
+    h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
+    ahead = zxid_of(h.node.learner.applied + 2, 0)  # near: may wait
+    xids = [
+        h.request(1, lambda x: ReadRequest(x, ReadKind.EXISTS, "/", local=True, min_zxid=ahead))
+        for _ in range(MAX_WAITERS_PER_CONNECTION + 5)
+    ]
+    assert h.engine.status()["waiting_reads"] == MAX_WAITERS_PER_CONNECTION
+    for xid in xids[MAX_WAITERS_PER_CONNECTION:]:
+        refused = h.reply(1, xid)
+        assert isinstance(refused, Failed) and refused.code == ErrorCode.UNAVAILABLE
+        assert f"at most {MAX_WAITERS_PER_CONNECTION} hellos and reads" in refused.message
+    # Another connection has its own budget.
+    h.engine.connection_opened(2)
+    h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET))
+    xid = h.request(2, lambda x: ReadRequest(x, ReadKind.EXISTS, "/", local=True, min_zxid=ahead))
+    assert all(getattr(f, "xid", None) != xid for f in h.log.frames(2))  # waits
+    # Once the slots are applied, every waiter is answered and the budget is back.
+    h.request(2, lambda x: OpenSessionRequest(x, 1, 5000))
+    h.request(2, lambda x: WriteRequest(x, 2, Create("/n", b"")))
+    assert all(isinstance(h.reply(1, x), Ok) for x in xids[:MAX_WAITERS_PER_CONNECTION])
+    assert isinstance(h.reply(2, xid), Ok)
+    assert h.engine.status()["waiting_reads"] == 0
+    assert h.engine.driver.waiting_of(1) == 0
+
+
+def test_a_second_hello_while_one_waits_is_refused_and_the_first_is_served():
+    h = Harness()
+    h.lead()
+    ahead = zxid_of(h.node.learner.applied + 2, 0)  # an honest resume, a little ahead
+    h.engine.connection_opened(1)
+    first = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=ahead))
+    second = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=ahead))
+    refused = h.reply(1, second)
+    assert isinstance(refused, Failed) and refused.code == ErrorCode.BAD_ARGUMENTS
+    assert "a hello is already waiting" in refused.message
+    assert h.engine.status()["waiting_reads"] == 1
+    h.engine.connection_opened(2)
+    h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET))
+    h.request(2, lambda x: OpenSessionRequest(x, 1, 5000))
+    h.request(2, lambda x: WriteRequest(x, 2, Create("/b", b"")))
+    assert isinstance(h.reply(1, first), Ok)
+    # Answered: the connection may say hello again (as a client with many watches does).
+    again = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=ahead))
+    assert isinstance(h.reply(1, again), Ok)
+
+
+def test_only_the_reply_accepting_a_hello_tells_the_shell_to_lift_its_pre_hello_limits():
+    h = Harness()
+    h.lead()
+    h.engine.connection_opened(1)
+    refused = h.request(1, lambda x: Hello(x, OTHER, secret=SECRET))  # not its secret's id
+    far = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET, after=2**62))
+    status = h.request(1, lambda x: StatusRequest(x))
+    accepted = h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
+
+    def greets(xid: int) -> object:
+        (out,) = [
+            o
+            for k, o in h.log.events
+            if k == "out" and isinstance(o, Frame) and getattr(o.frame, "xid", None) == xid
+        ]
+        return out.greets
+
+    assert [greets(x) for x in (refused, far, status)] == [None, None, None]
+    assert greets(accepted) is False  # accepted, without a session
 
 
 def test_requests_before_hello_are_refused_and_bad_ones_answered_with_their_code():
@@ -209,7 +311,7 @@ def test_requests_before_hello_are_refused_and_bad_ones_answered_with_their_code
 def test_a_node_that_cannot_queue_a_write_answers_unavailable():
     h = Harness(voters=(1, 2, 3), max_pending=0)  # no leader, no room
     h.engine.connection_opened(1)
-    h.request(1, lambda x: Hello(x, CLIENT))
+    h.request(1, lambda x: Hello(x, CLIENT, secret=SECRET))
     xid = h.request(1, lambda x: WriteRequest(x, 1, Create("/a", b"")))
     failed = h.reply(1, xid)
     assert isinstance(failed, Failed) and failed.code == ErrorCode.UNAVAILABLE
@@ -247,7 +349,7 @@ def test_a_forwarded_write_is_stamped_with_the_receiving_nodes_clock():
         msg = Forward(2, 1, (Command(CLIENT, 1, data), Command(1, 1, data)))
         h.out(h.engine.receive(msg, 123, WALL + 123))
         pending = list(h.node.proposer.pending)
-        assert [decode_command(c.data)[0] for c in pending] == [expected, 5]  # not the reaper's
+        assert [decode_command(c.data)[0] for c in pending] == [expected]  # (the reaper's: refused)
         if not bugs:
             assert h.proposals.commands == [pending[0]]  # the stamped command is reported
 
@@ -284,3 +386,101 @@ def test_status_puts_what_the_shell_knows_among_what_the_engine_knows():
     keys = list(status.value)
     assert keys.index("zxid") < keys.index("pid") < keys.index("digest")
     assert status.value["role"] == Role.LEADER.value and status.value["pid"] == 42
+
+
+def test_a_forward_under_the_reaper_or_audit_id_is_refused_the_clients_commands_go_on():
+    from paxctl.server.liveness import TOUCH, TOUCH_ACK, encode_touch
+    from paxctl.statemachine.ops import REAPER_CLIENT, CloseSession
+
+    h = Harness(voters=(1, 2, 3))
+    close = encode_command(5, CloseSession(1 << 20))
+    ok = encode_command(5, Create("/f", b""))
+    msg = Forward(2, 1, (Command(REAPER_CLIENT, 2**63 - 1, close), Command(0, 7, ok)))
+    h.out(h.engine.receive(Forward(2, 1, (*msg.commands, Command(CLIENT, 1, ok))), 0, WALL))
+    assert [c.client for c in h.node.proposer.pending] == [CLIENT]
+    ((got, why),) = h.engine.take_rejections()
+    assert isinstance(got, Forward) and why.code == "system-client"
+    assert h.node.counters["rejected_Forward"] == 1
+    # Relays: from a stranger, of an unknown kind, an ack from a node this one does not follow.
+    keeper_saw: list[object] = []
+    h.engine.replica.keeper.on_relay = lambda *a: keeper_saw.append(a)  # type: ignore[method-assign]
+    for relay, code in (
+        (Relay(9, 1, TOUCH, encode_touch(1, [1 << 20])), "not-member"),
+        (Relay(2, 1, 7, b""), "bad-kind"),
+        (Relay(2, 1, TOUCH_ACK, encode_touch(1, [])), "not-leader"),
+        (Relay(2, 3, TOUCH, encode_touch(1, [])), "misaddressed"),
+    ):
+        h.out(h.engine.receive(relay, 0, WALL))
+        ((got, why),) = h.engine.take_rejections()
+        assert got == relay and why.code == code
+    assert not keeper_saw and h.node.counters["rejected_Relay"] == 4
+
+
+def test_without_the_checks_a_forward_posing_as_the_reaper_is_proposed():
+    from paxctl.core.bugs import PlantedBugs
+    from paxctl.statemachine.ops import REAPER_CLIENT, CloseSession
+
+    h = Harness(voters=(1, 2, 3), planted_bugs=PlantedBugs(no_peer_checks=True))
+    close = encode_command(5, CloseSession(1 << 20))
+    h.out(h.engine.receive(Forward(2, 1, (Command(REAPER_CLIENT, 2**63 - 1, close),)), 0, WALL))
+    assert [c.client for c in h.node.proposer.pending] == [REAPER_CLIENT]
+
+
+def test_a_deposed_leader_keeps_the_cluster_s_own_commands_out_of_its_forwards():
+    """Review of issue 14: the next leader refuses the audit's and the reaper's commands from a
+    peer, so the node handing over its waiting commands must not send them (nor log noise)."""
+    from paxctl.core.messages import Forward
+    from paxctl.server.engine import _without_own_commands
+    from paxctl.statemachine.ops import FIRST_CLIENT_ID
+
+    own = Command(FIRST_CLIENT_ID - 1, 5, b"reap")
+    client = Command(FIRST_CLIENT_ID + 7, 1, b"set")
+    assert _without_own_commands(Forward(1, 2, (own, client))) == Forward(1, 2, (client,))
+    assert _without_own_commands(Forward(1, 2, (own,))) is None
+    assert _without_own_commands(Forward(1, 2, (client,))) == Forward(1, 2, (client,))
+
+
+def test_a_hellos_watches_share_one_replay_budget_and_resync_past_it(monkeypatch):
+    """Issue 14: one hello's watches walk history once per (path, mode) and replay at most
+    the budget; the watches past it get resync instead (the client re-reads)."""
+    from paxctl.server import requests as requests_module
+    from paxctl.server.watches import ReplayBudget
+
+    h = Harness()
+    h.lead()
+    h.session()
+    for seq, path in enumerate(("/a", "/b", "/c"), start=2):
+        h.request(1, lambda x, s=seq, p=path: WriteRequest(x, s, Create(p, b"")))
+    history = h.engine.replica.watches.history
+    walked = len(history.since(0) or [])
+    # Enough to walk the history and replay the three creates once, not twice.
+    monkeypatch.setattr(requests_module, "ReplayBudget", lambda: ReplayBudget(left=walked + 3))
+    specs = tuple(WatchSpec(wid, "/", WatchMode.RECURSIVE) for wid in range(20))
+    h.engine.connection_opened(2)
+    xid = h.request(2, lambda x: Hello(x, OTHER, secret=OTHER_SECRET, watches=specs))
+    assert isinstance(h.reply(2, xid), Ok)
+    pushed = [e for f in h.log.frames(2) if isinstance(f, WatchEvents) for e in f.events]
+    first = [(e.kind, e.path) for e in pushed if e.wid == 0]
+    assert first == [("created", "/a"), ("created", "/b"), ("created", "/c")]
+    rest = [(e.wid, e.kind, e.path) for e in pushed if e.wid != 0]
+    assert rest == [(wid, "resync", "/") for wid in range(1, 20)]
+    assert h.engine.replica.watches.count_of(2) == 20  # recursive watches stay registered
+
+
+def test_a_command_firing_past_the_per_connection_cap_sends_resync_instead(monkeypatch):
+    from paxctl.server import watches as watches_module
+
+    monkeypatch.setattr(watches_module, "MAX_FIRED_PER_CONNECTION", 3)
+    h = Harness()
+    h.lead()
+    h.session()
+    for wid in range(1, 6):
+        h.request(1, lambda x, w=wid: WatchRequest(x, w, "/", WatchMode.RECURSIVE))
+    xid = h.request(1, lambda x: WriteRequest(x, 2, Create("/w", b"")))
+    frames = h.log.frames(1)
+    reply = next(i for i, f in enumerate(frames) if isinstance(f, Ok) and f.xid == xid)
+    pushed = frames[reply - 1]
+    assert isinstance(pushed, WatchEvents)
+    assert [(e.wid, e.kind, e.path) for e in pushed.events] == [
+        (wid, "resync", "/") for wid in range(1, 6)
+    ]

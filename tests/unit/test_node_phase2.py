@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from helpers import accept, cmd, drain, make_node, of_type, promise, tick_until_campaign, val, vote
 
 from paxctl.core.bugs import PlantedBugs
-from paxctl.core.learner import SafetyViolation
 from paxctl.core.messages import (
     Accept,
     Accepted,
@@ -180,7 +178,7 @@ def test_planted_count_across_ballots_is_caught():
     drain(node)
     b = node.ballot
     node.step(Accepted(2, 1, b, (1,), 0))
-    node.step(Accepted(3, 1, Ballot(0, 3), (1,), 0))
+    node.step(Accepted(3, 1, Ballot(0, 1), (1,), 0))  # an older ballot of ours
     assert node.learner.is_chosen(1)  # what the test above forbids
 
 
@@ -219,8 +217,7 @@ def test_planted_count_across_ballots_makes_the_follower_learn_a_stale_vote():
     disk = DurableState(promised=Ballot(2, 1), votes={1: vote(1, Ballot(1, 2), A)})
     node = make_node(3, state=disk, planted_bugs=PlantedBugs(count_across_ballots=True))
     node.step(accept(1, 3, Ballot(2, 1), commit=1))
-    with pytest.raises(SafetyViolation):  # the stale vote was taken as chosen
-        node.step(CatchupReply(1, 3, (ChosenEntry(1, C),), 1))
+    assert node.learner.chosen.get(1) == A  # the stale vote was taken as chosen
 
 
 def test_follower_behind_requests_catchup_and_learns_from_the_reply():
@@ -299,6 +296,10 @@ def test_a_catchup_reply_that_did_not_help_sends_the_next_request_to_the_leader(
     node = make_node(3, n=5)
     node.step(accept(1, 3, Ballot(1, 1), commit=5))  # the leader says slots up to 5 are chosen
     drain(node)
-    node.step(CatchupReply(5, 3, (), 0))  # another laggard: nothing new
+    other = 1
+    while other == 1:  # the leader does not answer: after a heartbeat the node asks anyone
+        node.tick()
+        other = next((r.to for r in of_type(drain(node), CatchupRequest)), 1)
+    node.step(CatchupReply(other, 3, (), 0))  # another laggard: nothing new
     requests = of_type(drain(node), CatchupRequest)
     assert [r.to for r in requests] == [1]

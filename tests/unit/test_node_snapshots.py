@@ -30,18 +30,46 @@ from paxctl.core.messages import (
     Accepted,
     CatchupReply,
     CatchupRequest,
-    InstallSnapshot,
     Message,
     Nack,
     Promise,
+    SnapshotOffer,
+    SnapshotRequest,
 )
 from paxctl.core.node import Node, Role
+from paxctl.core.snapshot_transfer import SnapshotSender
 from paxctl.core.state import DurableState, Ready
 from paxctl.core.types import NOOP, ZERO_BALLOT, Ballot, ChosenEntry, Command, Snapshot, Value
 
 A = val(cmd(1, 1))
 B = val(cmd(2, 1))
 C = val(cmd(3, 1))
+
+# ------------------------------------------------------------------ pulling a snapshot by hand
+
+
+def pull(node: Node, frm: int, snap: Snapshot) -> None:
+    """Node ``frm`` shows it knows more, the node asks it, and ``frm`` serves ``snap`` in
+    chunks until the node has it all (the Ready with the snapshot is left for the test)."""
+    # An Accepted names a ballot this node issued (peer messages are checked, validate.py).
+    ours = node.ballot if node.ballot.node == node.id else Ballot(node.max_round, node.id)
+    node.step(Accepted(frm, node.id, ours, (), snap.slot))
+    r = drain(node)
+    assert [m.to for m in of_type(r, CatchupRequest)] == [frm]
+    sender = SnapshotSender(1 << 20)
+    installed = node.counters["snapshots_installed"]
+    node.step(sender.offer(frm, node.id, snap))
+    for _ in range(1000):
+        if node.counters["snapshots_installed"] > installed or not snap.app:
+            return
+        requests = of_type(drain(node), SnapshotRequest)
+        assert requests, "the transfer stalled"
+        for req in requests:
+            answer = sender.answer(0, req, snap)
+            assert not isinstance(answer, str)
+            node.step(answer)
+    raise AssertionError("the transfer did not end")
+
 
 # ------------------------------------------------------------------ a tiny application
 
@@ -328,7 +356,7 @@ def test_node_compact_refuses_any_slot_but_the_last_applied():
 # ------------------------------------------------------------------ catch-up and InstallSnapshot
 
 
-def test_catchup_request_at_or_below_the_snapshot_is_answered_with_install_snapshot():
+def test_catchup_request_at_or_below_the_snapshot_is_answered_with_an_offer():
     node = follower_with_chosen({1: A, 2: B, 3: C})
     snap = node.compact(3, b"three")
     node.step(accept(2, 1, Ballot(1, 2), {4: NOOP}))
@@ -337,7 +365,8 @@ def test_catchup_request_at_or_below_the_snapshot_is_answered_with_install_snaps
     for from_slot in (1, 3):
         node.step(CatchupRequest(3, 1, from_slot))
         r = drain(node)
-        assert r.messages == (InstallSnapshot(1, 3, snap),)
+        digest = SnapshotSender(1).digest(snap)
+        assert r.messages == (SnapshotOffer(1, 3, 3, (1, 2, 3), len(b"three"), digest),)
     node.step(CatchupRequest(3, 1, 4))  # above it: the log
     r = drain(node)
     assert r.messages == (CatchupReply(1, 3, (ChosenEntry(4, NOOP),), 4),)
@@ -347,7 +376,7 @@ def test_catchup_request_at_or_below_the_snapshot_is_answered_with_install_snaps
 def test_install_snapshot_sets_ready_snapshot_and_jumps_commit_and_applied():
     node = make_node(3)
     snap = Snapshot(5, (1, 2, 3), b"five")
-    node.step(InstallSnapshot(1, 3, snap))
+    pull(node, 1, snap)
     assert node.learner.commit == node.learner.applied == 5
     r = drain(node)
     assert r.snapshot == snap
@@ -362,8 +391,8 @@ def test_install_snapshot_makes_the_acceptor_forget_the_votes_it_covers():
     b = Ballot(1, 1)
     node.step(accept(1, 3, b, {2: A, 4: B, 6: C}))
     drain(node)
-    snap = Snapshot(5, (1, 2, 3), b"")
-    node.step(InstallSnapshot(1, 3, snap))
+    snap = Snapshot(5, (1, 2, 3), b"x")
+    pull(node, 1, snap)
     drain(node)
     assert node.acceptor.compacted == 5
     assert sorted(node.acceptor.votes) == [6]
@@ -387,7 +416,8 @@ def test_install_snapshot_then_asks_for_the_log_after_it():
     node.step(accept(1, 3, Ballot(1, 1), {}, commit=9))
     (req,) = of_type(drain(node), CatchupRequest)
     assert (req.to, req.from_slot) == (1, 1)
-    node.step(InstallSnapshot(1, 3, Snapshot(6, (1, 2, 3), b"")))
+    offer = SnapshotSender(1).offer(1, 3, Snapshot(6, (1, 2, 3), b""))
+    node.step(offer)  # (an empty snapshot is complete at once)
     r = drain(node)
     assert r.snapshot is not None
     (req,) = of_type(r, CatchupRequest)
@@ -401,8 +431,13 @@ def test_install_snapshot_then_asks_for_the_log_after_it():
 
 def test_stale_install_snapshot_changes_nothing():
     node = follower_with_chosen({1: A, 2: B, 3: C})
-    node.step(InstallSnapshot(2, 1, Snapshot(2, (1, 2, 3), b"old")))
+    ours = Ballot(node.max_round, node.id)  # an Accepted answers a ballot of this node's
+    node.step(Accepted(2, 1, ours, (), 4))  # so that node 2 was asked
+    drain(node)
+    node.step(SnapshotSender(1).offer(2, 1, Snapshot(2, (1, 2, 3), b"old")))
     r = drain(node)
+    assert node.counters["snapshot_stale"] == 1
+    assert of_type(r, SnapshotRequest) == []
     assert r.snapshot is None
     assert node.learner.commit == node.learner.applied == 3
     assert node.acceptor.compacted == 0
@@ -450,7 +485,7 @@ def test_leader_that_installs_a_snapshot_covering_its_slots_steps_down():
     drain(node)
     assert 1 in node.proposer.inflight
     snap = Snapshot(3, (1, 2, 3), b"three")
-    node.step(InstallSnapshot(2, 1, snap))
+    pull(node, 2, snap)
     assert node.role is Role.FOLLOWER
     assert node.leader is None
     assert node.learner.commit == node.learner.applied == 3
@@ -466,7 +501,9 @@ def test_leader_ignores_a_snapshot_below_its_first_slot():
     state = DurableState(chosen={1: A, 2: B, 3: C})
     node = make_leader(state=state)  # commit 3: campaigned from slot 4
     drain(node)
-    node.step(InstallSnapshot(2, 1, Snapshot(3, (1, 2, 3), b"")))
+    node.step(Accepted(2, 1, node.ballot, (), 4))  # node 2 knows more: the leader asks it
+    drain(node)
+    node.step(SnapshotSender(1).offer(2, 1, Snapshot(3, (1, 2, 3), b"")))
     assert node.role is Role.LEADER
     assert drain(node).snapshot is None
 
@@ -581,8 +618,8 @@ def test_partitioned_node_catches_up_by_snapshot_then_log(seed, extra):
         assert cl.clients(i) == {100: 3, 101: 3, 102: 2}, i
         assert cl.nodes[i].learner.commit == cl.nodes[i].learner.applied
     # The lagger got the snapshot (the driver saw it in a Ready) and then the log after it.
-    installs = cl.received(lagger, InstallSnapshot)
-    assert installs and installs[0].snapshot.slot == base
+    installs = cl.received(lagger, SnapshotOffer)
+    assert installs and installs[0].slot == base
     seen = [r.snapshot for r in cl.readies[lagger] if r.snapshot is not None]
     assert seen == [snaps[leader]]
     assert cl.nodes[lagger].learner.snapshot == snaps[leader]
@@ -633,7 +670,7 @@ def test_lagging_candidate_does_not_lead_over_compacted_acceptors_and_catches_up
     assert not [m for m in cl.sent if isinstance(m, Accept) and m.ballot == ballot]
     # It caught up instead: by the snapshot, then (the promiser's commit told it how far the
     # cluster got) by the chosen slots after it.
-    assert [m.snapshot.slot for m in cl.received(lagger, InstallSnapshot)] == [base]
+    assert {m.slot for m in cl.received(lagger, SnapshotOffer)} == {base}
     assert [r.snapshot.slot for r in cl.readies[lagger] if r.snapshot] == [base]
     assert cl.nodes[lagger].learner.commit == cl.nodes[lagger].learner.applied == top
     assert cl.nodes[lagger].acceptor.compacted == base

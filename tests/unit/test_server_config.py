@@ -383,3 +383,24 @@ def test_from_toml_missing_settings_are_named(tmp_path):
         NodeConfig.from_toml(write(tmp_path, 'data = "/d"\n'), {})
     for name in ("id", "peers", "client"):
         assert_names(exc, name)
+
+
+# ------------------------------------------------------------------ the cluster secret (issue 14)
+
+
+def test_secret_file_is_a_setting_but_never_the_secret_itself(tmp_path):
+    assert NodeConfig.from_values(BASE).secret_file == ""
+    config = NodeConfig.from_values({**BASE, "secret_file": "/etc/paxctl/cluster.secret"})
+    assert config.secret_file == "/etc/paxctl/cluster.secret"
+    assert config.secret == b""  # loaded by `paxctl node start`, which checks the file
+    path = write(tmp_path, 'secret_file = "s.secret"\n' + TOML)
+    assert NodeConfig.from_toml(path, {}).secret_file == "s.secret"
+    assert NodeConfig.from_toml(path, {"secret_file": "flag.secret"}).secret_file == "flag.secret"
+    with pytest.raises(ConfigError, match="secret_file: must be a string"):
+        NodeConfig.from_values({**BASE, "secret_file": 5})
+
+
+def test_the_secret_is_not_in_the_config_repr():
+    config = NodeConfig.from_values(BASE)
+    config.secret = b"\x01" * 32
+    assert "secret=" not in repr(config)

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from paxctl.server.watches import Event, EventHistory, WatchRegistry, ancestors
+from paxctl.server import watches as watches_module
+from paxctl.server.watches import (
+    MAX_FIRED_PER_CONNECTION,
+    REPLAY_BUDGET,
+    RESYNC,
+    Event,
+    EventHistory,
+    ReplayBudget,
+    WatchRegistry,
+    ancestors,
+)
 
 A, B = "conn-a", "conn-b"
 
@@ -458,6 +468,152 @@ def test_many_watches_fire_without_scanning_them_all():
     out = w.fire(1, [("changed", "/n42/deep/x"), ("changed", "/n7")])
     assert out == {42: [(2, ev("changed", "/n42/deep/x", 1))], 7: [(1, ev("changed", "/n7", 1))]}
     assert calls == 2
+
+
+# ---------------------------------------------------------------------- bounds (issue 14)
+
+
+def full_history_world() -> WatchRegistry:
+    """A default-sized history (100,000 events) full of creates, no watches yet."""
+    w = registry(limit=100_000)
+    for z in range(1, 1001):
+        w.fire(z, [("created", f"/n{z}_{k}") for k in range(100)])
+    assert len(w.history) == 100_000 and w.history.horizon == 0
+    return w
+
+
+def counting_walks(w: WatchRegistry) -> list[int]:
+    walked: list[int] = []
+    original = w.history.walk
+
+    def walk(
+        after: int, upto: int | None = None, limit: int | None = None
+    ) -> tuple[list[Event] | None, int]:
+        replay, n = original(after, upto, limit)
+        walked.append(n)
+        return replay, n
+
+    w.history.walk = walk  # type: ignore[method-assign]
+    return walked
+
+
+def test_a_hello_of_identical_watches_walks_history_once_and_replays_within_the_budget():
+    w = full_history_world()
+    walked = counting_walks(w)
+    budget = ReplayBudget()
+    replies = [w.register(A, wid, "/", "recursive", 0, 1000, budget) for wid in range(1000)]
+    assert walked == [100_000]  # one walk for all 1,000 (was one per watch: 10**8 steps)
+    assert len(replies[0]) == 100_000 and replies[0][0] == ev("created", "/n1_0", 1)
+    assert all(r == [Event(RESYNC, "/", 1000)] for r in replies[1:])  # the budget is spent
+    assert sum(len(r) for r in replies) <= REPLAY_BUDGET + 1000
+    assert w.count() == 1000  # persistent kinds stay registered after a resync
+    assert w.fire(1001, [("changed", "/x")])[A][:2] == [
+        (0, ev("changed", "/x", 1001)),
+        (1, ev("changed", "/x", 1001)),
+    ]
+
+
+def test_a_hello_of_distinct_watches_walks_at_most_the_budget():
+    w = full_history_world()
+    walked = counting_walks(w)
+    budget = ReplayBudget()
+    replies = [w.register(A, i, f"/n{i}_0", "persistent", 0, 1000, budget) for i in range(1000)]
+    assert replies[0] == []  # /n0_0 never existed: the walk spent 100,000 of the budget
+    assert replies[1] == [Event(RESYNC, "/n1_0", 1000)]  # its one hit no longer fits
+    assert walked[:2] == [100_000, 100_000]
+    # each later walk stops at once: it passes at most one command's events (100 here)
+    assert walked[2:] == [100] * 998 and sum(walked) <= REPLAY_BUDGET + 100 * len(walked)
+    assert all(r == [Event(RESYNC, f"/n{i}_0", 1000)] for i, r in enumerate(replies) if i)
+
+
+def test_one_watch_request_replays_the_whole_default_history():
+    w = full_history_world()
+    assert len(w.register(A, 1, "/", "recursive", 0, 1000)) == 100_000
+    assert len(w.register(A, 2, "/", "recursive", 0, 1000)) == 100_000  # a batch of its own
+
+
+def test_a_small_budget_answers_resync_and_one_shots_are_used_up():
+    w = failover_world()
+    budget = ReplayBudget(left=6)  # zxids 3..6 hold 6 events: the walk alone spends it
+    assert w.register(A, 1, "/a", "persistent", 2, 6, budget) == [ev(RESYNC, "/a", 6)]
+    assert w.register(A, 2, "/a", "data", 2, 6, budget) == [ev(RESYNC, "/a", 6)]
+    assert w.watches_of(A) == [(1, "/a", "persistent")]
+    roomy = ReplayBudget(left=7)
+    assert w.register(B, 1, "/a", "data", 2, 6, roomy) == [ev("changed", "/a", 4)]
+    assert roomy.left == 0 and w.count_of(B) == 0
+
+
+def test_identical_watches_of_a_connection_are_matched_once_per_event():
+    w = registry()
+    for wid in range(1000):
+        w.register(A, wid, "/", "recursive", 0, 0)
+    w.register(B, 7, "/", "recursive", 0, 0)
+    matched = 0
+    original = w._candidates
+
+    def counting(event: Event) -> list[object]:
+        nonlocal matched
+        found = original(event)
+        matched += len(found)
+        return found
+
+    w._candidates = counting  # type: ignore[method-assign]
+    out = w.fire(1, [("created", f"/c{i}") for i in range(10)])
+    assert matched == 20  # one group per connection and event, not one check per watch
+    assert out[A] == [(wid, ev("created", f"/c{i}", 1)) for i in range(10) for wid in range(1000)]
+    assert out[B] == [(7, ev("created", f"/c{i}", 1)) for i in range(10)]
+
+
+def test_a_connection_past_the_fire_cap_gets_resync_per_affected_watch_instead():
+    w = registry()
+    for wid in range(100_000):  # the default --max-watches-per-connection
+        w.register(A, wid, "/", "recursive", 0, 0)
+    w.register(B, 1, "/", "recursive", 0, 0)
+    w.register(A, 100_000, "/elsewhere", "data", 0, 0)
+    out = w.fire(1, [("created", f"/c{i}") for i in range(1000)])  # was 10**8 pairs
+    assert MAX_FIRED_PER_CONNECTION == 200_000  # two events reach all 100,000, the third not
+    delivered = [(wid, ev("created", f"/c{i}", 1)) for i in range(2) for wid in range(100_000)]
+    assert out[A] == delivered + [(wid, ev(RESYNC, "/", 1)) for wid in range(100_000)]
+    assert len(out[A]) <= MAX_FIRED_PER_CONNECTION + w.count_of(A)
+    assert out[B] == [(1, ev("created", f"/c{i}", 1)) for i in range(1000)]  # B is not cut
+    assert w.count_of(A) == 100_001  # persistent watches stay, the data watch was not hit
+    again = w.fire(2, [("changed", "/elsewhere")])  # one event reaches every watch
+    assert again[B] == [(1, ev("changed", "/elsewhere", 2))]
+    assert len(again[A]) == 100_001 and again[A][-1] == (100_000, ev("changed", "/elsewhere", 2))
+    assert w.count_of(A) == 100_000  # the one-shot watch fired and is used up
+
+
+def test_the_fire_cap_keeps_what_was_delivered_and_resyncs_the_rest(monkeypatch):
+    monkeypatch.setattr(watches_module, "MAX_FIRED_PER_CONNECTION", 5)
+    w = registry()
+    w.register(A, 1, "/a", "persistent", 0, 0)
+    w.register(A, 2, "/a", "persistent", 0, 0)
+    w.register(A, 3, "/b", "data", 0, 0)
+    w.register(A, 4, "/c", "persistent", 0, 0)
+    w.register(A, 5, "/d", "data", 0, 0)
+    events = [("changed", "/a"), ("changed", "/b"), ("deleted", "/a"), ("created", "/a")]
+    out = w.fire(1, [*events, ("changed", "/d")])
+    assert out == {
+        A: [
+            (1, ev("changed", "/a", 1)),
+            (2, ev("changed", "/a", 1)),
+            (3, ev("changed", "/b", 1)),
+            (1, ev("deleted", "/a", 1)),
+            (2, ev("deleted", "/a", 1)),
+            # "created /a" would pass 5 pairs: from there on, resync for each affected watch
+            (1, ev(RESYNC, "/a", 1)),
+            (2, ev(RESYNC, "/a", 1)),
+            (5, ev(RESYNC, "/d", 1)),
+        ]
+    }
+    assert w.watches_of(A) == [
+        (1, "/a", "persistent"),
+        (2, "/a", "persistent"),
+        (4, "/c", "persistent"),
+    ]
+    assert w.fire(2, [("changed", "/a")]) == {
+        A: [(1, ev("changed", "/a", 2)), (2, ev("changed", "/a", 2))]
+    }
 
 
 def test_module_is_pure():

@@ -98,6 +98,13 @@ class ChainReplica:
         self.on_state = on_state  # the oracle's check of the state after each slot
         self.driver: Driver[Answer | Served] | None = None
 
+    def check(self, snapshot: Snapshot) -> bool:
+        """The application's check of a pulled snapshot: it decodes, and is of its slot."""
+        try:
+            return ChainApp.from_snapshot(snapshot).slot == snapshot.slot
+        except Exception:
+            return False
+
     def install(self, snapshot: Snapshot) -> None:
         self.state = ChainApp.from_snapshot(snapshot)
 

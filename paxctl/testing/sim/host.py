@@ -10,6 +10,7 @@ code paths. The chain workload's application is ``ChainReplica``; the znodes wor
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from paxctl.core.bugs import PlantedBugs
@@ -51,6 +52,7 @@ class SimHost:
         self.node: Node | None = None
         self.storage: Storage | None = None
         self.driver: Driver[Any] | None = None  # the production Ready loop, one per boot
+        self.snapshot_chunk = 0  # bytes per state-transfer chunk (0: the core's default)
         self.counters: dict[str, int] = {}
         self.warnings: list[str] = []
 
@@ -75,6 +77,8 @@ class SimHost:
         rng = random.Random(f"{self.seed}/{self.id}/{self.incarnation}")
         bugs = PlantedBugs.from_names(self.core_bugs)
         config = Config(self.id, self.voters, planted_bugs=bugs)
+        if self.snapshot_chunk:
+            config = replace(config, snapshot_chunk_bytes=self.snapshot_chunk)
         self.node = Node(config, rng, state)
         self.storage = storage
         self._restore_app(state.snapshot)
@@ -94,6 +98,7 @@ class SimHost:
             on_persisted=self._persisted,
         )
         app.driver = driver
+        self.node.check_snapshot = app.check
         self.driver = driver
 
     def _persisted(self, ready: Ready) -> None:

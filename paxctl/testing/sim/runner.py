@@ -50,6 +50,10 @@ def replay_command(spec: SimSpec) -> str:
         parts += ["--liveness-ms", str(spec.liveness_ms)]
     if not spec.faults:
         parts.append("--no-faults")
+    if spec.garbage:
+        parts.append("--garbage")
+    if spec.snapshot_chunk:
+        parts += ["--snapshot-chunk", str(spec.snapshot_chunk)]
     for bug in sorted(spec.bugs):
         parts += ["--plant-bug", bug]
     parts.append("--trace")

@@ -31,6 +31,7 @@ from paxctl.core.types import Command
 from paxctl.storage.framing import CorruptionError
 from paxctl.testing.sim.app import Answer, Served
 from paxctl.testing.sim.faults import Faults
+from paxctl.testing.sim.garbage import GarbagePeer, Maker
 from paxctl.testing.sim.host import SimHost
 from paxctl.testing.sim.oracle import InvariantViolation, Oracle
 from paxctl.testing.simfs import SimulatedCrash
@@ -82,6 +83,9 @@ class Stats:
     watch_replays: int = 0  # events a node replayed on registration (after a failover)
     resyncs: int = 0
     digest_audits: int = 0
+    # The garbage peer (``--garbage``): messages it injected, and peer messages nodes rejected.
+    garbage: int = 0
+    rejected: int = 0
 
     def add(self, other: Stats) -> None:
         for name in self.__dataclass_fields__:
@@ -114,6 +118,11 @@ class SimSpec:
     #: "chain": the consensus core with a hash-chain application (the original workload);
     #: "znodes": the production Replica (znode tree, sessions, watches) with session clients.
     workload: str = "chain"
+    #: Add the garbage peer (garbage.py): well-typed but invalid messages to every node.
+    garbage: bool = False
+    #: Bytes per state-transfer chunk (0: the core's default). A few bytes make every
+    #: snapshot transfer span many chunks, each of them subject to the faults.
+    snapshot_chunk: int = 0
 
 
 @dataclass
@@ -145,12 +154,15 @@ class World:
         self._heap: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
         self._healed = False
+        self.garbage = GarbagePeer(spec.seed, self.voters) if spec.garbage else None
 
         core_bugs = spec.bugs & PLANTED_BUGS
         self.hosts = {
             n: self._make_host(n, core_bugs, spec.bugs - core_bugs - self.shell_bugs)
             for n in self.voters
         }
+        for host in self.hosts.values():
+            host.snapshot_chunk = spec.snapshot_chunk
         self.tick_ms = {
             n: TICK_MS * (1 + self.rng.uniform(-self.faults.tick_drift, self.faults.tick_drift))
             for n in self.voters
@@ -169,6 +181,8 @@ class World:
         if self.faults.partition_every_ms:
             self._at(self._exp(self.faults.partition_every_ms), self._partition)
         self._at(spec.safety_ms, self._heal)
+        if self.garbage is not None:
+            self._at(self.garbage.next_delay(), self._inject_garbage)
 
     #: Planted bugs of the shell around the core (the znodes workload's), not storage's.
     shell_bugs: frozenset[str] = frozenset()
@@ -367,6 +381,11 @@ class World:
 
     def _send(self, src: int, dst: int, data: bytes) -> None:
         self.stats.sent += 1
+        if dst not in self.hosts:  # an answer to the garbage peer's stranger
+            self.stats.dropped += 1
+            return
+        if self.garbage is not None:
+            self.garbage.overheard(src, dst, data)
         f = self.faults
         if (src, dst) in self.blocked or self.rng.random() < f.drop:
             self.stats.dropped += 1
@@ -389,6 +408,26 @@ class World:
         was_leader = node.role is Role.LEADER
         node.step(msg)
         self._drive(dst, node, was_leader, msg)
+
+    def _inject_garbage(self) -> None:
+        """The garbage peer hands one node one invalid message, delivered at once (so that
+        what made it invalid still holds when it arrives); it goes on through the whole run."""
+        assert self.garbage is not None
+        up = [n for n in self.voters if self.hosts[n].up]
+        target = self.garbage.pick_target(up)
+        node = self._node(target) if target is not None else None
+        if target is not None and node is not None:
+            made = self.garbage.make(node, self._garbage_kinds(target))
+            if made is not None:
+                src, dst, data = made
+                self.stats.garbage += 1
+                self._log(f"GARBAGE n{src}->n{dst} {describe(codec.decode(data))}")
+                self._deliver(src, dst, data)
+        self._at(self.garbage.next_delay(), self._inject_garbage)
+
+    def _garbage_kinds(self, target: int) -> list[Maker]:
+        """Kinds of garbage only this workload's hosts understand (none in the chain one)."""
+        return []
 
     def _partition(self) -> None:
         if self._healed:

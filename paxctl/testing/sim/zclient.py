@@ -17,6 +17,7 @@ the same class the asyncio ``Client`` drives. This module is only its driver and
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,10 +93,12 @@ def _describe(frame: FromServer) -> str:
     return f"{what} z={_z(frame.zxid)}"
 
 
-def client_id(index: int, generation: int) -> int:
-    """The temporary id a client connects and opens a session with; once the open is
-    answered, ``cid`` is the session id the cluster assigned (as the real client does)."""
-    return TEMP_CLIENT_BIT | (generation << 8) | index
+def client_secret(seed: int, index: int, generation: int) -> bytes:
+    """The secret client ``index`` holds in its ``generation``-th life (a new one after each
+    session ends, as the real client draws one): seeded bytes, so a run replays exactly, and
+    drawn without touching the world's random stream. Its temporary id derives from it; once
+    an open is answered, ``cid`` is the session id the cluster assigned."""
+    return hashlib.sha256(b"paxctl sim client %d %d %d" % (seed, index, generation)).digest()
 
 
 class ZClient:
@@ -106,8 +109,7 @@ class ZClient:
         self.s = ClientSession(
             [f"n{v}" for v in world.voters],
             rng=world.rng,
-            new_client_id=self._next_id,
-            client_id=client_id(index, 0),
+            new_secret=self._next_secret,
             attempt_timeout_ms=WRITE_TIMEOUT_MS,
             hello_timeout_ms=HELLO_TIMEOUT_MS,
             reconnect_ms=RECONNECT_MS,
@@ -152,9 +154,10 @@ class ZClient:
     def active(self) -> bool:
         return not self.silent
 
-    def _next_id(self) -> int:
+    def _next_secret(self) -> bytes:
+        secret = client_secret(self.w.spec.seed, self.index, self.gen)
         self.gen += 1
-        return client_id(self.index, self.gen)
+        return secret
 
     def _sid(self, conn: SimConn) -> int | None:
         sid = self.s.conn

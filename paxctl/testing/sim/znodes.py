@@ -41,9 +41,11 @@ from paxctl.server.engine import PLANTED_ENGINE_BUGS, Output
 from paxctl.server.replica import PLANTED_REPLICA_BUGS
 from paxctl.server.requests import Frame
 from paxctl.statemachine.ops import REAPER_CLIENT
+from paxctl.testing.sim.garbage import Maker
 from paxctl.testing.sim.oracle import InvariantViolation
 from paxctl.testing.sim.world import TICK_MS, SimSpec, World
 from paxctl.testing.sim.zclient import SessionRec, ZClient
+from paxctl.testing.sim.zgarbage import ZnodeGarbage
 from paxctl.testing.sim.zhost import MAX_PASSES, SimConn, ZnodeHost
 from paxctl.testing.sim.zoracle import ZnodeOracle
 from paxctl.testing.simfs import SimulatedCrash
@@ -182,6 +184,14 @@ class ZnodeWorld(World):
         was_leader = node.role is Role.LEADER
         self._carry_out(host.engine.receive(msg, self.local_ms(dst), self.wall_ms(dst)))
         self._drive(dst, node, was_leader, msg)
+
+    def _garbage_kinds(self, target: int) -> list[Maker]:
+        """The engine's own kinds: Forwards posing as the reaper or the audit, Relays from a
+        stranger or from a member that does not lead."""
+        engine = self._host(target).engine
+        if self.garbage is None or engine is None:
+            return []
+        return ZnodeGarbage(self.garbage, engine.machine, self.wall_ms(target)).makers
 
     def send_message(self, msg: Message) -> None:
         self._send_message(msg)
