@@ -67,6 +67,8 @@ class NodeServer:
             OsFileSystem(config.data_dir),
             identity,
             bootstrap=config.bootstrap,
+            # Used only if the directory is empty: a joiner's data is named by a fresh disk id.
+            join_disk=random.SystemRandom().randrange(1, 2**63) if config.join else 0,
             label=config.data_dir,
         )
         for warning in recovered.warnings:
