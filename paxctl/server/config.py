@@ -93,6 +93,8 @@ class NodeConfig:
                 raise ConfigError("--join needs --listen HOST:PORT (this node's peer address)")
             if not self.cluster_id:
                 raise ConfigError("--join needs --cluster-id (the cluster's, 32 hex digits)")
+            if not set(self.peers) - {self.node_id}:
+                raise ConfigError("--join needs --peers naming at least one other member")
             if self.peers.get(self.node_id, self.listen) != self.listen:
                 raise ConfigError(
                     f"--peers gives node {self.node_id} another address than --listen"
