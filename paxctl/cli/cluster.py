@@ -40,6 +40,7 @@ from paxctl.cli.cluster_nodes import (
     save_cluster,
     secret_path,
     start_node,
+    start_remote_nodes,
     stop_nodes,
 )
 from paxctl.cli.connect import (
@@ -156,8 +157,8 @@ def up(
         refuse_changes(directory, doc, given, _start_over(directory))
         refuse_host_changes(directory, doc, far, remote_dir, _start_over(directory))
         keep_remote_paxctl(doc, remote_paxctl)
-    pids = member_pids(directory, doc["nodes"])
-    down_now = [m for m in doc["nodes"] if pids[m["id"]] is None]
+    pids = {} if fresh else member_pids(directory, doc["nodes"])  # a new cluster runs nowhere
+    down_now = [m for m in doc["nodes"] if pids.get(m["id"]) is None]
     here = {m["id"] for m in down_now if not remote.is_remote(m)}  # other hosts' ports: theirs
     cluster_checks.refuse_taken(
         directory, doc, here, fresh, saved_base(doc), _start_over(directory)
@@ -170,6 +171,9 @@ def up(
     except click.ClickException:
         if fresh and made_secret:
             os.remove(secret_path(directory))
+        if fresh:  # the hosts readied already forget this cluster (their data stays)
+            with contextlib.suppress(click.ClickException):
+                remote.forget([m for m in doc["nodes"] if remote.is_remote(m)], data=False)
         raise
     if not fresh:
         save_cluster(directory, doc)  # a remote paxctl given anew
@@ -241,12 +245,18 @@ def _bring_up(
     nodes = doc["nodes"]
     with _err().status("starting nodes") as progress:
         for member in members:
+            if remote.is_remote(member):
+                continue
             log_path = node_paths(directory, member["id"])[1]
             marks[member["id"]] = os.path.getsize(log_path) if os.path.exists(log_path) else 0
             pid = start_node(directory, doc, member, prepared=True)
             started.append(member["id"])
-            on = f" on {member['ssh']}" if remote.is_remote(member) else ""
-            progress.update(f"started node {member['id']}{on} (pid {pid})")
+            progress.update(f"started node {member['id']} (pid {pid})")
+        far = [m for m in members if remote.is_remote(m)]
+        for member, pid in start_remote_nodes(directory, doc, far):
+            started.append(member["id"])
+            progress.update(f"started node {member['id']} on {member['ssh']} (pid {pid})")
+        started.sort()
         progress.update("waiting for a leader and a first write")
         deadline = time.monotonic() + wait
         committed = False
@@ -349,7 +359,8 @@ def status(
     answer), and the cluster has a quorum when it confirms a linearizable read.
 
     JSON: {"quorum": bool, "nodes": [{"id", "role", "alive", "pid", "ballot", "chosen",
-    "applied", "lag", "leader", "client_address", "peer_address"}]}; ndjson: one node per line.
+    "applied", "lag", "leader", "client_address", "peer_address", "ssh"}]} ("ssh": the
+    [user@]host of a node on another host, else null); ndjson: one node per line.
     """
     remote = _remote_servers(ctx, directory, servers)
     if remote is None:
@@ -453,6 +464,7 @@ def _row(
         "chosen": st["chosen"] if st else None,
         "applied": st["applied"] if st else None,
         "leader": st["leader"] if st else None,
+        "ssh": None,  # [user@]host for a node of DIR's cluster on another host
     }
 
 
@@ -465,8 +477,7 @@ def _local_row(member: dict[str, Any], pid: int | None, timeout: float) -> dict[
         pid = st.get("pid")
     client = f"{member['host']}:{member['client_port']}"
     row = _row(member["id"], client, f"{member['host']}:{member['peer_port']}", pid, st)
-    if far:
-        row["ssh"] = member["ssh"]
+    row["ssh"] = member["ssh"] if far else None
     return row
 
 

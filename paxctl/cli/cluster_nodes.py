@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import click
@@ -183,6 +184,18 @@ def start_node(
     with open(pid_path, "w") as f:
         f.write(f"{proc.pid}\n")
     return proc.pid
+
+
+def start_remote_nodes(
+    directory: str, doc: dict[str, Any], members: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], int]]:
+    """Start these members on their hosts (readied by ``prepare_remote``) all at once: each
+    ssh round trip is slow, and the hosts do not wait on each other. Each with its pid."""
+    if not members:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(members), 16)) as pool:
+        pids = list(pool.map(lambda m: start_node(directory, doc, m, prepared=True), members))
+    return list(zip(members, pids, strict=True))
 
 
 def node_status(member: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:

@@ -259,7 +259,8 @@ exit 0
 )
 
 # $1 ticks of 0.05 s to wait after SIGTERM, $2 dir, $3... node ids: "stopped ID" for each
-# that ran. SIGKILL for those still running after the wait; their pid files go.
+# that ran. SIGKILL for those still running after the wait (and up to 2 s for it to land);
+# their pid files go.
 _STOP = (
     _ALIVE
     + """
@@ -279,6 +280,13 @@ while [ $k -lt "$t" ]; do
   sleep 0.05; k=$((k+1))
 done
 for i in $ran; do p=$(cat "node-$i.pid"); alive "$p" && kill -KILL "$p" 2>/dev/null; done
+k=0
+while [ $k -lt 100 ]; do  # SIGKILL takes a moment on a busy host
+  left=0
+  for i in $ran; do alive "$(cat "node-$i.pid")" && left=1; done
+  [ $left = 0 ] && break
+  sleep 0.02; k=$((k+1))
+done
 for i in "$@"; do rm -f "node-$i.pid"; done
 for i in $ran; do echo "stopped $i"; done
 exit 0
@@ -293,11 +301,14 @@ m=$(cat "node-$2.mark" 2>/dev/null || echo 0)
 exit 0
 """
 
-# $1 dir, $2... node ids: remove their data directories (a first `up` that failed).
+# $1 dir, $2... node ids: remove their data directories (a first `up` that failed), then the
+# cluster's marks when no node's data is left, so that a corrected `up` finds none.
 _FORGET = """
 d=$1; shift
 cd "$d" 2>/dev/null || exit 0
 for i in "$@"; do rm -rf "node-$i"; done
+for n in node-*; do [ -d "$n" ] && exit 0; done
+rm -f cluster.id cluster.secret
 """
 
 
@@ -435,10 +446,11 @@ def put_file(member: dict[str, Any], name: str, data: bytes) -> None:
         raise RemoteSetupError(f"cannot write {where(member)}/{name}: {said}")
 
 
-def forget(members: Sequence[dict[str, Any]]) -> None:
-    """Remove these members' data directories on their hosts (a first start that failed)."""
+def forget(members: Sequence[dict[str, Any]], data: bool = True) -> None:
+    """Undo a first start that failed on these members' hosts: remove their data directories
+    (unless not ``data``), and the cluster's id and secret where no node's data is left."""
     calls = [
-        (dest, _FORGET, [d, *(str(m["id"]) for m in ms)], b"")
+        (dest, _FORGET, [d, *(str(m["id"]) for m in ms if data)], b"")
         for (dest, d), ms in _groups(members).items()
     ]
     run_all(calls)
