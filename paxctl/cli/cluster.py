@@ -267,7 +267,8 @@ def _bring_up(
                     c.multi([Check("/", -1)])  # a real write through consensus, changing nothing
                 committed = True
             except ClientError:
-                dead = [n for n in nodes if member_pid(directory, n) is None]
+                alive = member_pids(directory, nodes)  # one ssh per host, all at once
+                dead = [n for n in nodes if alive[n["id"]] is None]
                 if len(dead) > len(nodes) - majority(len(nodes)):
                     raise _NotUp(_why_dead(directory, dead, marks)) from None
                 if time.monotonic() >= deadline:
@@ -304,7 +305,7 @@ def _why_dead(directory: str, members: list[dict[str, Any]], marks: dict[int, in
     here = [m["id"] for m in members if not remote.is_remote(m)]
     far = [m for m in members if remote.is_remote(m)]
     logs = {i: (node_paths(directory, i)[1], marks.get(i, 0)) for i in here}
-    why = cluster_checks.why_dead(logs, {m["id"]: remote.log_since_start(m) for m in far})
+    why = cluster_checks.why_dead(logs, remote.logs_since_start(far))
     see = [f"{directory}/node-*.log"] if here else []
     see += sorted({f"{remote.where(m)}/node-{m['id']}.log" for m in far})
     return f"{why} (see {', '.join(see)})"

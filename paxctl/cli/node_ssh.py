@@ -148,7 +148,7 @@ def _await(member: dict[str, Any], client: str, pid: int, log: str) -> None:
         except ClientError:
             pass
         if remote.pids([member])[member["id"]] is None:
-            why = exit_reason(remote.log_since_start(member), here=False)
+            why = exit_reason(remote.logs_since_start([member])[member["id"]], here=False)
             click.echo(f"paxctl: node {member['id']} did not start: {why} (see {log})", err=True)
             sys.exit(exits.UNAVAILABLE)
         time.sleep(0.2)

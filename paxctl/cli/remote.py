@@ -197,13 +197,12 @@ alive() {
 """
 
 # $1 paxctl, $2 dir, $3 cluster id (may be empty), $4... node ids; the secret on stdin
-# (nothing: keep the one there). Exits 90: no paxctl; 91: it does not run; 92: the directory
-# is unusable; 93: it holds another cluster.
+# (nothing: keep the one there). Exits 90: no paxctl; 92: the directory is unusable; 93: it
+# holds another cluster. (Not `paxctl --version`: a Python start-up per host and command; a
+# paxctl that is there but broken says so in the node's log.)
 _PREPARE = """
 p=$1 d=$2 cid=$3; shift 3
 command -v "$p" >/dev/null 2>&1 || exit 90
-v=$("$p" --version 2>&1) || { printf '%s\\n' "$v" >&2; exit 91; }
-echo "version $v"
 umask 077
 mkdir -p "$d" && cd "$d" || exit 92
 if [ -n "$cid" ]; then
@@ -327,9 +326,6 @@ def _prepare_failure(member: dict[str, Any], done: Done) -> RemoteError:
     dest, paxctl = done.dest, remote_paxctl(member)
     if done.returncode == 90:
         return _missing_paxctl(dest, paxctl)
-    if done.returncode == 91:
-        said = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return RemoteSetupError(f"paxctl on {dest} ({paxctl}) does not run: {said}")
     if done.returncode == 93:
         other = done.stdout.strip().rpartition(" ")[2]
         return RemoteSetupError(
@@ -426,10 +422,14 @@ def stop(members: Sequence[dict[str, Any]], grace: float) -> list[int]:
     return sorted(stopped)
 
 
-def log_since_start(member: dict[str, Any]) -> list[str]:
-    """The lines the member's node logged since it was last started (for why it exited)."""
-    done = run(str(member["ssh"]), _LOG, [remote_dir(member), str(member["id"])])
-    return done.stdout.splitlines()
+def logs_since_start(members: Sequence[dict[str, Any]]) -> dict[int, list[str]]:
+    """What each member's node logged since it was last started (for why it exited); the
+    hosts are asked all at once."""
+    calls = [(str(m["ssh"]), _LOG, [remote_dir(m), str(m["id"])], b"") for m in members]
+    return {
+        int(m["id"]): done.stdout.splitlines()
+        for m, done in zip(members, run_all(calls), strict=True)
+    }
 
 
 _PUT = """

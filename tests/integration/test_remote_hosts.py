@@ -136,22 +136,36 @@ def test_cluster_up_on_three_hosts_serves_and_is_managed_over_ssh(
         kill_leftovers(remote_dir)  # all the "hosts" are this one
 
 
-def test_a_host_without_paxctl_is_named_and_nothing_starts(sshd: Sshd, tmp_path: Path) -> None:
+def test_a_first_up_that_fails_on_the_hosts_says_why_and_keeps_nothing(
+    sshd: Sshd, tmp_path: Path
+) -> None:
     remote_dir = tmp_path / "on-the-hosts"
     base = find_base_port()
     hosts = ",".join(sshd.dest(h) for h in HOSTS)
+    up = ("cluster", "up", "--dir", "c", "--base-port", str(base), "--hosts", hosts)
+    up += ("--remote-dir", str(remote_dir))
     missing = str(tmp_path / "no-such" / "paxctl")
     try:
-        up = run(
-            sshd, "cluster", "up", "--dir", "c", "--base-port", str(base), "--hosts", hosts,
-            "--remote-dir", str(remote_dir), "--remote-paxctl", missing, cwd=tmp_path,
-        )  # fmt: skip
-        assert up.returncode == 2, up.stderr
-        assert "paxctl is not installed on " in up.stderr and missing in up.stderr
-        assert any(f"on {sshd.dest(h)}:" in up.stderr for h in HOSTS)
-        assert "Traceback" not in up.stderr
+        # no paxctl on the hosts: named, and nothing starts
+        no_paxctl = run(sshd, *up, "--remote-paxctl", missing, cwd=tmp_path)
+        assert no_paxctl.returncode == 2, no_paxctl.stderr
+        assert "paxctl is not installed on " in no_paxctl.stderr and missing in no_paxctl.stderr
+        assert any(f"on {sshd.dest(h)}:" in no_paxctl.stderr for h in HOSTS)
+        assert "Traceback" not in no_paxctl.stderr
         assert not (tmp_path / "c" / "cluster.json").exists()
         assert not list(remote_dir.glob("node-*"))
+
+        # nodes that exit at once: why, from their logs on the hosts; their data, the
+        # cluster's id and secret are gone there, so that a corrected `up` starts afresh
+        dying = run(sshd, *up, "--remote-paxctl", str(PAXCTL), "--", "--tick-ms", "0", cwd=tmp_path)
+        assert dying.returncode == 5, dying.stderr
+        assert "--tick-ms" in dying.stderr and "starts afresh" in dying.stderr, dying.stderr
+        assert f"{sshd.dest(HOSTS[0])}:{remote_dir}/node-1.log" in dying.stderr
+        assert not (tmp_path / "c" / "cluster.json").exists()
+        assert not list(remote_dir.glob("node-*/")) and not list(remote_dir.glob("node-*.pid"))
+        assert not (remote_dir / "cluster.id").exists()
+        assert not (remote_dir / "cluster.secret").exists()
+        assert list(remote_dir.glob("node-*.log"))  # kept: they say why
     finally:
         kill_leftovers(remote_dir)
 
