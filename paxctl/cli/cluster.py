@@ -173,12 +173,12 @@ def up(
             os.remove(secret_path(directory))
         if fresh:  # the hosts readied already forget this cluster (their data stays)
             with contextlib.suppress(click.ClickException):
-                remote.forget([m for m in doc["nodes"] if remote.is_remote(m)], data=False)
+                readied = [m for m in doc["nodes"] if remote.is_remote(m)]
+                remote.forget(readied, str(doc["cluster_id"]), data=False)
         raise
-    if not fresh:
-        save_cluster(directory, doc)  # a remote paxctl given anew
-    if fresh:  # saved before any node starts, so that `cluster down` finds them meanwhile
-        save_cluster(directory, doc)
+    # Saved before any node starts: a new cluster's, so that `cluster down` finds its nodes
+    # meanwhile; an old one's, for a remote paxctl given anew.
+    save_cluster(directory, doc)
     try:
         started = _bring_up(directory, doc, down_now, wait)
     except _NotUp as exc:
@@ -321,7 +321,7 @@ def _forget(directory: str, doc: dict[str, Any], had_data: set[int], made_secret
         if not remote.is_remote(member):
             shutil.rmtree(node_paths(directory, member["id"])[0], ignore_errors=True)
     with contextlib.suppress(click.ClickException):  # a host gone meanwhile keeps its files
-        remote.forget([m for m in founded if remote.is_remote(m)])
+        remote.forget([m for m in founded if remote.is_remote(m)], str(doc["cluster_id"]))
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(directory, CLUSTER_FILE))
     if made_secret:

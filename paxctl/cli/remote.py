@@ -300,14 +300,16 @@ m=$(cat "node-$2.mark" 2>/dev/null || echo 0)
 exit 0
 """
 
-# $1 dir, $2... node ids: remove their data directories (a first `up` that failed), then the
-# cluster's marks when no node's data is left, so that a corrected `up` finds none.
+# $1 dir, $2 cluster id, $3... node ids: remove their data directories (a first `up` that
+# failed), then the cluster's marks when they are this cluster's and no node's data is left,
+# so that a corrected `up` finds none.
 _FORGET = """
-d=$1; shift
+d=$1 cid=$2; shift 2
 cd "$d" 2>/dev/null || exit 0
 for i in "$@"; do rm -rf "node-$i"; done
 for n in node-*; do [ -d "$n" ] && exit 0; done
-rm -f cluster.id cluster.secret
+[ "$(cat cluster.id 2>/dev/null)" = "$cid" ] && rm -f cluster.id cluster.secret
+exit 0
 """
 
 
@@ -446,11 +448,12 @@ def put_file(member: dict[str, Any], name: str, data: bytes) -> None:
         raise RemoteSetupError(f"cannot write {where(member)}/{name}: {said}")
 
 
-def forget(members: Sequence[dict[str, Any]], data: bool = True) -> None:
+def forget(members: Sequence[dict[str, Any]], cluster_id: str, data: bool = True) -> None:
     """Undo a first start that failed on these members' hosts: remove their data directories
-    (unless not ``data``), and the cluster's id and secret where no node's data is left."""
+    (unless not ``data``), and the cluster's id and secret where no node's data is left (not
+    another cluster's)."""
     calls = [
-        (dest, _FORGET, [d, *(str(m["id"]) for m in ms if data)], b"")
+        (dest, _FORGET, [d, cluster_id, *(str(m["id"]) for m in ms if data)], b"")
         for (dest, d), ms in _groups(members).items()
     ]
     run_all(calls)

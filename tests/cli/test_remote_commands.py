@@ -201,16 +201,18 @@ def test_prepare_start_pids_stop_through_the_scripts(here: Path) -> None:
     assert not list(far.glob("*.pid"))
     assert remote.stop(members, grace=0) == []
     assert remote.stop([], grace=0) == [] and remote.pids([]) == {}
-    remote.forget([])  # nothing to do is no error
+    remote.forget([], "c0ffee")  # nothing to do is no error
 
-    remote.forget(members, data=False)  # no node's data there: the cluster's marks go
+    remote.forget(members, "c0ffee", data=False)  # no node's data there: the cluster's marks go
     assert not (far / "cluster.id").exists() and not (far / "cluster.secret").exists()
     remote.prepare(members, "c0ffee", secret)
     (far / "node-1").mkdir()
-    remote.forget(members, data=False)  # node 1's data stays, and so do the marks
+    remote.forget(members, "c0ffee", data=False)  # node 1's data stays, and so do the marks
     assert (far / "node-1").is_dir() and (far / "cluster.id").exists()
-    remote.forget(members)
-    assert not (far / "node-1").exists() and not (far / "cluster.id").exists()
+    remote.forget(members, "beef")  # another cluster's id: its marks are not ours to remove
+    assert not (far / "node-1").exists() and (far / "cluster.id").exists()
+    remote.forget(members, "c0ffee")
+    assert not (far / "cluster.id").exists()
     assert not (far / "cluster.secret").exists()
 
 
