@@ -33,9 +33,7 @@ from paxctl.statemachine.ops import REAPER_CLIENT
 CLUSTER_SECRET = bytes(range(32))
 
 
-def change(
-    kind: str, node: int, secret: bytes = CLUSTER_SECRET, **fields: Any
-) -> Any:
+def change(kind: str, node: int, secret: bytes = CLUSTER_SECRET, **fields: Any) -> Any:
     proof = reconfig_proof(secret, kind, node, **fields)
     return lambda xid: ReconfigRequest(xid, kind, node, proof=proof, **fields)
 
@@ -197,3 +195,31 @@ def test_a_snapshot_a_peer_wants_is_taken_at_the_next_pass_even_an_idle_one():
     assert h.node.snapshot_wanted is False and h.node.learner.base == applied
     h.node.snapshot_wanted = True  # nothing applied since: no snapshot of the same slot again
     assert h.engine.process().snapshot is None and h.node.snapshot_wanted is False
+
+
+def test_the_shell_stops_a_removed_node_and_says_why(tmp_path, monkeypatch, caplog):
+    """node_server: once the core says this node is in no configuration in force, the process
+    logs it and stops cleanly (``run`` returns: exit 0)."""
+    import asyncio
+    import logging
+
+    from paxctl.core.node import Node
+    from paxctl.server.config import NodeConfig
+    from paxctl.server.node_server import NodeServer
+
+    config = NodeConfig.from_values(
+        {"id": 1, "data": str(tmp_path / "d"), "peers": "1=127.0.0.1:1", "client": "h:2",
+         "bootstrap": True}
+    )  # fmt: skip
+    server = NodeServer(config)
+    server._stopping = asyncio.Event()
+    server._follow_members()
+    assert not server._stopping.is_set()
+    monkeypatch.setattr(Node, "removed", property(lambda self: True))
+    with caplog.at_level(logging.INFO, logger="paxctl.node"):
+        server._follow_members()
+    assert server._stopping.is_set()
+    assert "node 1 was removed from the cluster (configuration epoch 0); shutting down" in (
+        caplog.text
+    )
+    server.storage.close()
