@@ -376,7 +376,8 @@ class NodeServer:
         return wanted
 
     def _relink(self, auth: PeerAuth, wanted: dict[int, tuple[str, int]]) -> None:
-        auth.members = frozenset(wanted)
+        # This node too: a hello claiming to be it is then refused as exactly that.
+        auth.members = frozenset(wanted) | {self.config.node_id}
         for peer, link in list(self._links.items()):
             if wanted.get(peer) != (link.host, link.port):
                 del self._links[peer]
