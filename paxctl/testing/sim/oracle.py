@@ -184,10 +184,23 @@ class Oracle:
         if isinstance(msg, Promise):
             acks.promised = max(acks.promised, msg.ballot)
         elif isinstance(msg, Accepted):
-            acks.promised = max(acks.promised, msg.ballot)
+            if msg.slots or self._votes_after(node, msg.commit):
+                # (A node that votes nowhere near its commit index, a learner, acknowledges
+                # a leader's proposals without a promise: no leader counts it.)
+                acks.promised = max(acks.promised, msg.ballot)
             for slot in msg.slots:
                 if acks.votes.get(slot, ZERO_BALLOT) < msg.ballot:
                     acks.votes[slot] = msg.ballot
+
+    def _votes_after(self, node: int, commit: int) -> bool:
+        """Whether ``node`` (with its disk) is a voter of a configuration governing a slot a
+        leader may propose beyond ``commit``, the sender's commit index (as far as the chosen
+        prefix tells; beyond it, assume so)."""
+        if commit > self.timeline.through:
+            return True
+        disk = self.disks[node]
+        configs = self.timeline.in_force(commit + 1, commit + ALPHA)
+        return any(c.votes_here(node, disk) for c in configs)
 
     def _vote(self, node: int, slot: int, ballot: Ballot, value: Value) -> None:
         key = (slot, ballot)
