@@ -50,6 +50,16 @@ class CatchUp:
         self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
         return target
 
+    def poll(self, now: int, commit: int) -> int | None:
+        """A random peer to ask for the slots after ``commit`` though none showed it knows
+        more (a node that hears no leader and may not campaign); None if a request is out."""
+        if not self._peers or (self.sent_at is not None and now - self.sent_at < self._interval):
+            return None
+        target = self._rng.choice(self._peers)
+        self.sent_at = now
+        self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
+        return target
+
     def set_peers(self, peers: tuple[int, ...]) -> None:
         """The members to ask changed (a configuration took effect)."""
         self._peers = peers

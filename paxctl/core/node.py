@@ -81,7 +81,9 @@ class Node(Roles):
                 # No leader heard, and this node may not campaign; but it may be a voter that
                 # has not learned of its promotion yet, whose promise candidates need: ask a
                 # member for the slots after its commit index.
-                self._maybe_request_catchup(None, self.learner.commit + 1)
+                peer = self.catchup.poll(self.now, self.learner.commit)
+                if peer is not None and not self._snap_in.active:
+                    self._send(CatchupRequest(self.id, peer, self.learner.commit + 1))
         elif self.role is Role.CANDIDATE and self._timer.elapsed % self.config.heartbeat_ticks == 0:
             self._send_prepares(p for p in self._voter_peers() if p not in self.proposer.promises)
         for req in self._snap_in.tick(self.now):
