@@ -182,6 +182,9 @@ class Reconfig:
             self.lost.add(target)
             self.w.stats.nodes_lost += 1
             self.w.power_off_for_good(target, "its disk died; the operator replaces it")
+            up = [u for u in self.w.live if self.w.hosts[u].up]
+            if n == target and up:  # it was the node asked: ask another
+                n = self.rng.choice(up)
         self.asked = _Asked(cmd, f"{what} {change}")
         self.w._log(f"operator -> n{n} asks {what}: {change} (seq {self.seq})")
         self._send(n, cmd)
