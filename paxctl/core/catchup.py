@@ -25,6 +25,7 @@ class CatchUp:
         #: Peer -> the first slot asked of it, for each request not answered yet: a reply is
         #: taken only from a peer asked, and only for the slots asked (``validate.py``).
         self.asked: dict[int, int] = {}
+        self.polling = False  # a ``poll`` is out: its answer is awaited though nobody knew more
 
     def request(
         self, now: int, commit: int, leader: int | None, source: int | None, their_commit: int
@@ -35,8 +36,9 @@ class CatchUp:
         """
         self.target = max(self.target, their_commit)
         if self.target <= commit:
-            self.sent_at = None
-            self.asked.clear()
+            if not self.polling:
+                self.sent_at = None
+                self.asked.clear()
             return None
         if self.sent_at is not None and now - self.sent_at < self._interval:
             return None
@@ -50,6 +52,17 @@ class CatchUp:
         self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
         return target
 
+    def poll(self, now: int, commit: int) -> int | None:
+        """A random peer to ask for the slots after ``commit`` though none showed it knows
+        more (a node that hears no leader and may not campaign); None if a request is out."""
+        if not self._peers or (self.sent_at is not None and now - self.sent_at < self._interval):
+            return None
+        target = self._rng.choice(self._peers)
+        self.sent_at = now
+        self.polling = True
+        self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
+        return target
+
     def set_peers(self, peers: tuple[int, ...]) -> None:
         """The members to ask changed (a configuration took effect)."""
         self._peers = peers
@@ -57,5 +70,6 @@ class CatchUp:
     def answered(self, peer: int | None = None) -> None:
         """A reply came (from ``peer``, whose request is settled): the next may go at once."""
         self.sent_at = None
+        self.polling = False
         if peer is not None:
             self.asked.pop(peer, None)
