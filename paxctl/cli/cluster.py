@@ -19,11 +19,13 @@ import click
 from click.core import ParameterSource
 from rich.console import Console
 
-from paxctl.cli import cluster_checks, exits
+from paxctl.cli import cluster_checks, cluster_health, exits
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
 from paxctl.cli.cluster_nodes import (
     answers_as_ours,
+    dir_option,
     ensure_secret_in,
+    live_members,
     new_cluster,
     node_paths,
     node_pid,
@@ -56,16 +58,6 @@ def _err() -> Console:
 @click.group()
 def cluster() -> None:
     """Run a local cluster of paxctl nodes in the background."""
-
-
-dir_option = click.option(
-    "--dir",
-    "directory",
-    default=CLUSTER_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where the cluster keeps its data, logs and pid files.",
-)
 
 
 @cluster.command()
@@ -136,7 +128,7 @@ def up(
         if node_args:
             given["node_args"] = list(node_args)
         refuse_changes(directory, doc, given, _start_over(directory))
-    down_now = [m for m in doc["nodes"] if node_pid(directory, m["id"]) is None]
+    down_now = [m for m in live_members(doc) if node_pid(directory, m["id"]) is None]
     cluster_checks.refuse_taken(
         directory, doc, {m["id"] for m in down_now}, fresh, saved_base(doc), _start_over(directory)
     )
@@ -161,10 +153,10 @@ def up(
         raise
     err = _err()
     servers = _connect_string(doc)
-    count = len(doc["nodes"])
+    count = len(live_members(doc))
     err.print(f"cluster of {count} {plural(count, 'node')} is up ({len(started)} started now)")
     out.emit(
-        {"servers": servers, "dir": directory, "nodes": len(doc["nodes"]), "started": started},
+        {"servers": servers, "dir": directory, "nodes": count, "started": started},
         lambda: click.echo(f"servers: {servers}"),
     )
     if os.path.abspath(directory) == os.path.abspath(CLUSTER_DIR):
@@ -179,7 +171,7 @@ def up(
 
 
 def _connect_string(doc: dict[str, Any]) -> str:
-    return ",".join(f"{n['host']}:{n['client_port']}" for n in doc["nodes"])
+    return ",".join(f"{n['host']}:{n['client_port']}" for n in live_members(doc))
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -208,7 +200,7 @@ def _bring_up(
     few nodes are left to ever make a quorum)."""
     started: list[int] = []
     marks: dict[int, int] = {}
-    nodes = doc["nodes"]
+    nodes = live_members(doc)
     with _err().status("starting nodes") as progress:
         for member in members:
             log_path = node_paths(directory, member["id"])[1]
@@ -308,8 +300,15 @@ def status(
     is asked over the client protocol: one row per server given (no answer when it does not
     answer), and the cluster has a quorum when it confirms a linearizable read.
 
+    Under the table: the configuration (its epoch, voters, learners, the change in flight),
+    and a warning when the cluster survives fewer failures than its voters suggest (a voter
+    down, or more than 1000 slots behind).
+
     JSON: {"quorum": bool, "nodes": [{"id", "role", "alive", "pid", "ballot", "chosen",
-    "applied", "lag", "leader", "client_address", "peer_address"}]}; ndjson: one node per line.
+    "applied", "lag", "leader", "client_address", "peer_address", "member"}],
+    "configuration": {"epoch", "active", "leader", "next_id", "voters", "learners",
+    "in_flight", "members"} or null, "warnings": [str]}; ndjson: one node per line.
+    "member" is "voter", "learner" or null.
     """
     remote = _remote_servers(ctx, directory, servers)
     if remote is None:
@@ -319,15 +318,17 @@ def status(
                 f"no cluster in {directory} (start one with `paxctl cluster up`, "
                 "or ask any running cluster with -s HOST:PORT,...)"
             )
-        rows = [_local_row(directory, member, timeout) for member in doc["nodes"]]
+        rows = [_local_row(directory, member, timeout) for member in live_members(doc)]
         alive = sum(r["alive"] for r in rows)
         quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
         title, shortfall = f"paxctl cluster in {directory}", f"{alive} of {len(rows)} nodes answer"
+        asked = _connect_string(doc)
     else:
         rows = [_remote_row(address, timeout) for address in _addresses(remote)]
         alive = sum(r["alive"] for r in rows)
         quorum = alive > 0 and _confirms_reads(remote, timeout)
         title = f"paxctl cluster at {remote}"
+        asked = remote
         shortfall = (
             f"no read confirmed by a majority within {timeout:g}s "
             f"({alive} of {len(rows)} servers answer)"
@@ -335,6 +336,13 @@ def status(
     top = max((r["chosen"] for r in rows if r["chosen"] is not None), default=0)
     for r in rows:
         r["lag"] = top - r["applied"] if r["applied"] is not None else None
+
+    def probe(client: str) -> dict[str, Any]:
+        row = _remote_row(_addresses(client)[0], timeout)
+        row["lag"] = top - row["applied"] if row["applied"] is not None else None
+        return row
+
+    config, warnings = cluster_health.gather(asked, rows, probe, timeout)
 
     def text() -> None:
         colours = {
@@ -360,10 +368,16 @@ def status(
             ],
             title=title,
         )
+        for line in cluster_health.describe(config) if config else ():
+            click.echo(line)
+        for warning in warnings:
+            _err().print(f"[yellow]warning[/yellow]: {warning}", soft_wrap=True)
         if not quorum:
             _err().print(f"[red]no quorum[/red]: {shortfall}")
 
-    out.emit({"nodes": rows, "quorum": quorum}, text, items=rows)
+    summary = cluster_health.summary(config) if config else None
+    doc_out = {"nodes": rows, "quorum": quorum, "configuration": summary, "warnings": warnings}
+    out.emit(doc_out, text, items=rows)
     if not quorum:
         sys.exit(exits.UNAVAILABLE)
 
@@ -469,6 +483,8 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
     member = next((n for n in doc["nodes"] if n["id"] == node_id), None)
     if member is None:
         raise click.UsageError(f"no node {node_id} in {directory}")
+    if member.get("removed"):
+        raise click.UsageError(f"node {node_id} was removed from the cluster in {directory}")
     pid = node_pid(directory, node_id)
     if pid is not None:
         _err().print(f"node {node_id} is already running")
@@ -530,3 +546,10 @@ def secret_cmd(file: str) -> None:
         click.echo(f"paxctl: {exc}", err=True)
         sys.exit(exits.USAGE)
     _err().print(f"wrote a new cluster secret to {file}; copy it (mode 0600) to every node")
+
+
+# `cluster add/remove/replace` live in their own module (it uses the helpers above).
+from paxctl.cli.cluster_change import add, remove, replace  # noqa: E402
+
+for _command in (add, remove, replace):
+    cluster.add_command(_command)
