@@ -47,13 +47,14 @@ from paxctl.client import ClientError, SyncClient
 from paxctl.protocol.errors import ErrorCode
 from paxctl.server.config import ConfigError, parse_address
 from paxctl.server.secret import HOW_TO_GET, SecretError, load_secret
+from paxctl.statemachine.errors import ZnodeError
 from paxctl.statemachine.ops import Check
 
 #: How the commands reach the cluster (tests put a fake in its place).
 connect: Callable[..., Any] = SyncClient
 
 #: Errors that say nothing about the change itself: the cluster did not answer.
-_NOT_ANSWERED = {ErrorCode.UNAVAILABLE, ErrorCode.INDETERMINATE, "ConnectionLost"}
+_NOT_ANSWERED = {ErrorCode.UNAVAILABLE, ErrorCode.INDETERMINATE}
 
 #: The keys of a cluster.json member that say where it runs (its host, and for a member on
 #: another host how to reach it there): a replacement runs where the node it replaces ran.
@@ -166,30 +167,38 @@ def _member(config: dict[str, Any], node: int) -> dict[str, Any] | None:
     return next((m for m in config["members"] if int(m["id"]) == node), None)
 
 
-def _refused(what: str, exc: ClientError) -> None:
+def _refused(what: str, exc: ZnodeError | ClientError) -> None:
     """A change the cluster refused: one line, and the exit code of a refusal (a changed
-    configuration, a change in flight, an id given out: 4, as a failed compare-and-set)."""
+    configuration, a change in flight, an id given out: 4, as a failed compare-and-set). A
+    proof the cluster does not accept is the secret's fault: exit 2, fix --secret-file."""
+    if exc.code == ErrorCode.AUTH_FAILED:
+        click.echo(
+            f"paxctl: {what}: the cluster does not accept the secret (wrong --secret-file?): {exc}",
+            err=True,
+        )
+        sys.exit(exits.USAGE)
     click.echo(f"paxctl: {what}: refused: {exc}", err=True)
-    sys.exit(exits.BY_ERROR_CODE.get(exc.code, exits.CONFLICT))
+    sys.exit(exits.CONFLICT)
 
 
 def _change(
     conn: Any, what: str, done: Callable[[dict[str, Any]], bool], **kwargs: Any
 ) -> dict[str, Any]:
-    """Ask for one change; the configuration it made. A refusal whose effect is already there
-    (a retried request that took effect the first time) is taken as done."""
+    """Ask for one change; the configuration it made. A change whose answer was lost, or
+    refused because it already took effect, is taken as done when the configuration shows it;
+    an unanswered one (no quorum, no connection) is the usual exit 5."""
     try:
         config: dict[str, Any] = conn.reconfigure(**kwargs)
         return config
-    except ClientError as exc:
-        if exc.code in _NOT_ANSWERED:
-            raise
+    except (ZnodeError, ClientError) as exc:
         try:
             now: dict[str, Any] = conn.members()
         except ClientError:
             now = {}
         if now and done(now):
             return now
+        if isinstance(exc, ClientError) or exc.code in _NOT_ANSWERED:
+            raise
         _refused(what, exc)
         raise  # not reached
 

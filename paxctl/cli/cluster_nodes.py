@@ -151,6 +151,7 @@ def start_node(directory: str, doc: dict[str, Any], member: dict[str, Any]) -> i
     cmd += [str(a) for a in doc.get("node_args", [])]
     if member.get("join"):  # added by `cluster add/replace`: it joins the running cluster
         cmd += ["--join", "--listen", f"{member['host']}:{member['peer_port']}"]
+        cmd += ["--learner"] if member.get("learner") else []
     elif not member["initialized"]:
         cmd.append("--bootstrap")
     with open(log_path, "ab") as log:

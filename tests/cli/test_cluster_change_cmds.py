@@ -13,12 +13,17 @@ import pytest
 
 from paxctl.cli import cluster_change, cluster_nodes, exits
 from paxctl.cli.main import run
-from paxctl.client import ClientError
+from paxctl.client.errors import Indeterminate
 from paxctl.server.secret import create_secret
+from paxctl.statemachine.errors import ZnodeError
 
 
-class Refusal(ClientError):
-    code = "ConfigRefused"
+class Refusal(ZnodeError):
+    code = "ReconfigRefused"
+
+
+class WrongSecret(ZnodeError):
+    code = "AuthFailed"
 
 
 class FakeCluster:
@@ -77,6 +82,8 @@ class FakeCluster:
 
     def reconfigure(self, kind: str, node: int, **kw: Any) -> dict[str, Any]:
         self.asked.append({"kind": kind, "node": node, **kw})
+        if self.refuse == "secret":
+            raise WrongSecret("the proof does not match")
         if self.refuse:
             raise Refusal(self.refuse)
         if kind == "remove":
@@ -168,6 +175,31 @@ def test_a_refused_change_exits_4_and_says_why(
     )  # fmt: skip
     assert code == exits.CONFLICT
     assert "cannot add node 4: refused: a change is in flight" in err
+
+
+def test_a_secret_the_cluster_does_not_accept_exits_2(
+    fake: FakeCluster, secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.refuse = "secret"
+    code, _, err = paxctl(capsys, "cluster", "remove", "2", *REMOTE, "--secret-file", secret)
+    assert code == exits.USAGE and "does not accept the secret" in err
+
+
+def test_a_lost_answer_of_a_change_that_took_effect_is_success(
+    fake: FakeCluster, secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = fake.reconfigure
+
+    def lost(kind: str, node: int, **kw: Any) -> dict[str, Any]:
+        real(kind, node, **kw)
+        raise Indeterminate("the answer was lost")
+
+    fake.reconfigure = lost  # type: ignore[method-assign]
+    code, _, err = paxctl(capsys, "cluster", "remove", "2", *REMOTE, "--secret-file", secret)
+    assert code == 0, err
+    fake.reconfigure = lambda *a, **k: (_ for _ in ()).throw(Indeterminate("lost"))  # type: ignore[method-assign]
+    code, _, err = paxctl(capsys, "cluster", "remove", "3", *REMOTE, "--secret-file", secret)
+    assert code == exits.INDETERMINATE, err
 
 
 def test_a_promotion_that_never_comes_times_out_with_exit_5(
