@@ -343,6 +343,8 @@ def status(
         return row
 
     config, warnings = cluster_health.gather(asked, rows, probe, timeout)
+    if remote is None and config is not None:  # learners answer, but are no quorum
+        quorum = cluster_health.has_quorum(config, rows)
 
     def text() -> None:
         colours = {

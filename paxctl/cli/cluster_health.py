@@ -51,6 +51,13 @@ def role_of(config: dict[str, Any] | None, node_id: int | None) -> str | None:
     return None
 
 
+def has_quorum(config: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+    """Whether a majority of the voters answer and one of them leads (learners never count)."""
+    ids = voters(config)
+    up = [r for r in rows if r["id"] in ids and r["alive"]]
+    return len(up) >= majority(len(ids)) and any(r["role"] == "leader" for r in up)
+
+
 def in_flight(config: dict[str, Any]) -> str | None:
     """The change in flight, in words: a configuration chosen but not governing yet, and
     learners waiting to be promoted (each a change the leader will make)."""

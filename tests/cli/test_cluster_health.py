@@ -83,3 +83,12 @@ def test_describe_names_voters_learners_and_the_change_in_flight() -> None:
     summary = cluster_health.summary(c)
     assert summary["voters"] == [1, 3, 4] and summary["learners"] == [6]
     assert cluster_health.role_of(c, 6) == "learner" and cluster_health.role_of(c, 2) is None
+
+
+def test_learners_answering_are_no_quorum() -> None:
+    c = config([1, 2, 3], learners=(4, 5))
+    row = {"alive": True, "role": "follower"}
+    up = [{**row, "id": 1, "role": "leader"}, {**row, "id": 4}, {**row, "id": 5}]
+    assert not cluster_health.has_quorum(c, up)
+    assert cluster_health.has_quorum(c, [*up, {**row, "id": 2}])
+    assert not cluster_health.has_quorum(c, [{**row, "id": 2}, {**row, "id": 3}])  # no leader
