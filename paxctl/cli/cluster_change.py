@@ -28,7 +28,7 @@ import click
 from rich.console import Console
 
 from paxctl.cli import cluster_health, exits
-from paxctl.cli.cluster_checks import port_free, saved_base
+from paxctl.cli.cluster_checks import port_free, saved_base, why_exited
 from paxctl.cli.cluster_nodes import (
     dir_option,
     live_members,
@@ -207,11 +207,16 @@ class _TimedOut(Exception):
     pass
 
 
+class _Died(_TimedOut):
+    """A node this command started exited while it waited."""
+
+
 def _await(
     client: Any,
     done: Callable[[dict[str, Any]], bool],
     wait: float,
     progress: Callable[[dict[str, Any] | None], str],
+    exited: Callable[[], str] = lambda: "",
 ) -> dict[str, Any]:
     """Poll the configuration until ``done`` holds and no change is in flight (the new one
     governs). While a change waits for its window of slots to pass, a write that changes
@@ -224,6 +229,9 @@ def _await(
                 config = client.members()
             except ClientError:
                 config = None  # a leader handing over: ask again
+            why = exited()
+            if why:  # a node we started died: waiting on would only time out
+                raise _Died(why)
             if config is not None and done(config):
                 if not config.get("in_flight"):
                     return config
@@ -243,8 +251,9 @@ def _catching_up(client_address: str) -> str:
     return f"applied slot {st.get('applied')}"
 
 
-def _timed_out(what: str, why: str, wait: float, hint: str) -> None:
-    click.echo(f"paxctl: {what} is not done after {wait:g}s: {why}; {hint}", err=True)
+def _timed_out(what: str, exc: _TimedOut, wait: float, hint: str) -> None:
+    state = "failed" if isinstance(exc, _Died) else f"is not done after {wait:g}s"
+    click.echo(f"paxctl: {what} {state}: {exc}; {hint}", err=True)
     sys.exit(exits.UNAVAILABLE)
 
 
@@ -291,9 +300,9 @@ def _edit(directory: str, edit: Callable[[dict[str, Any]], None]) -> None:
     save_cluster(directory, doc)
 
 
-def _start_local(directory: str, member: dict[str, Any]) -> int:
+def _start_local(directory: str, member: dict[str, Any]) -> tuple[int, Callable[[], str]]:
     """Record ``member`` in cluster.json and start it (here, or on its host) as `cluster up`
-    starts every node; its pid."""
+    starts every node; its pid, and what says why it exited if it did ("" while it runs)."""
     _edit(directory, lambda doc: doc["nodes"].append(member))
     doc = require_cluster(directory)
     log_path = node_paths(directory, member["id"])[1]
@@ -301,7 +310,13 @@ def _start_local(directory: str, member: dict[str, Any]) -> int:
     pid = start_node(directory, doc, member)
     _await_answer(directory, member, mark)
     _err().print(f"started node {member['id']} (pid {pid})")
-    return pid
+
+    def exited() -> str:
+        if member.get("ssh") or node_pid(directory, member["id"]) is not None:
+            return ""  # a node on another host is judged by its answers, not here
+        return f"node {member['id']} {why_exited(log_path, mark)} (see {log_path})"
+
+    return pid, exited
 
 
 def _retire_local(directory: str, node: int, grace: float = 5.0) -> bool:
@@ -319,6 +334,10 @@ def _retire_local(directory: str, node: int, grace: float = 5.0) -> bool:
 
     _edit(directory, mark)
     return stopped
+
+
+def _running() -> str:
+    return ""
 
 
 def _emit(out: Output, result: dict[str, Any], config: dict[str, Any], line: str) -> None:
@@ -391,7 +410,9 @@ def add(
             learner=learner,
         )
         _err().print(f"node {node} is a member now, as a learner")
-        pid = _start_local(target.directory, member) if member and target.directory else None
+        pid, exited = None, _running
+        if member and target.directory:
+            pid, exited = _start_local(target.directory, member)
 
         def done(c: dict[str, Any]) -> bool:
             if learner:
@@ -402,10 +423,10 @@ def add(
             return f"node {node} is catching up: {_catching_up(client_address)}"
 
         try:
-            config = _await(client, done, wait, progress)
+            config = _await(client, done, wait, progress, exited)
         except _TimedOut as exc:
             hint = f"see `paxctl cluster status`; `paxctl cluster remove {node}` takes it out"
-            _timed_out(f"adding node {node}", str(exc), wait, hint)
+            _timed_out(f"adding node {node}", exc, wait, hint)
     line = f"node {node} is a {'learner' if learner else 'voter'}"
     _emit(out, {"id": node, "learner": learner, "pid": pid}, config, line)
 
@@ -447,7 +468,7 @@ def remove(
         try:
             config = _await(client, gone, wait, lambda c: "waiting for the removal to govern")
         except _TimedOut as exc:
-            _timed_out(f"removing node {node}", str(exc), wait, "see `paxctl cluster status`")
+            _timed_out(f"removing node {node}", exc, wait, "see `paxctl cluster status`")
     stopped = _retire_local(target.directory, node) if target.directory else False
     _err().print(f"node {node} left the cluster" + (" and was stopped" if stopped else ""))
     _emit(out, {"id": node, "stopped": stopped}, config, f"node {node} was removed")
@@ -509,7 +530,9 @@ def replace(
         )
         _err().print(f"node {node} is a member now; it votes in node {old}'s place "
                               "once it has caught up")  # fmt: skip
-        pid = _start_local(target.directory, member) if member and target.directory else None
+        pid, exited = None, _running
+        if member and target.directory:
+            pid, exited = _start_local(target.directory, member)
 
         def swapped(c: dict[str, Any]) -> bool:
             return cluster_health.role_of(c, node) == "voter" and _member(c, old) is None
@@ -518,10 +541,10 @@ def replace(
             return f"node {node} is catching up: {_catching_up(client_address)}"
 
         try:
-            config = _await(client, swapped, wait, progress)
+            config = _await(client, swapped, wait, progress, exited)
         except _TimedOut as exc:
             hint = f"see `paxctl cluster status`; `paxctl cluster remove {node}` takes it out"
-            _timed_out(f"replacing node {old}", str(exc), wait, hint)
+            _timed_out(f"replacing node {old}", exc, wait, hint)
     stopped = _retire_local(target.directory, old) if target.directory else False
     line = f"node {node} votes in place of node {old}" + (" (stopped)" if stopped else "")
     _emit(out, {"id": node, "replaced": old, "pid": pid, "stopped": stopped}, config, line)

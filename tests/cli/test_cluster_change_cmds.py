@@ -293,7 +293,30 @@ def local(
     monkeypatch.setattr(cluster_change, "start_node", start)
     monkeypatch.setattr(cluster_change, "_await_answer", lambda *a: None)
     monkeypatch.setattr(cluster_change, "port_free", lambda *a: True)
+    monkeypatch.setattr(cluster_change, "node_pid", lambda d, i: 4242 if i >= 4 else None)
     return directory, started
+
+
+def test_a_started_node_that_dies_fails_the_command_at_once(
+    local: tuple[Path, list[dict[str, Any]]],
+    fake: FakeCluster,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    directory, _ = local
+    fake.promote_after = 10**9
+    (directory / "node-4.log").write_text("an earlier run's error: not this one\n")
+
+    def start(d: str, doc: dict[str, Any], member: dict[str, Any]) -> int:
+        with open(directory / "node-4.log", "a") as log:
+            log.write("paxctl: error: the data directory is damaged\n")
+        return 4242
+
+    monkeypatch.setattr(cluster_change, "start_node", start)
+    monkeypatch.setattr(cluster_change, "node_pid", lambda d, i: None)
+    code, _, err = paxctl(capsys, "cluster", "add", "--dir", str(directory))
+    assert code == exits.UNAVAILABLE
+    assert "adding node 4 failed: node 4 exited: error: the data directory is damaged" in err
 
 
 def test_local_add_starts_the_next_id_and_records_it(
