@@ -28,6 +28,12 @@ class PlantedBugs:
     stale_reads: bool = False
     #: Peer messages reach the core (and the engine) unchecked, as before issue 14.
     no_peer_checks: bool = False
+    #: A new leader's phase 1 asks only the latest configuration's majority (issue 15).
+    p1_new_config_only: bool = False
+    #: A second configuration change takes effect while one is in flight.
+    two_changes_in_flight: bool = False
+    #: Acknowledgements of voters a change removed still count toward a slot's quorum.
+    count_removed: bool = False
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> PlantedBugs:

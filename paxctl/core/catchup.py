@@ -50,6 +50,10 @@ class CatchUp:
         self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
         return target
 
+    def set_peers(self, peers: tuple[int, ...]) -> None:
+        """The members to ask changed (a configuration took effect)."""
+        self._peers = peers
+
     def answered(self, peer: int | None = None) -> None:
         """A reply came (from ``peer``, whose request is settled): the next may go at once."""
         self.sent_at = None

@@ -13,12 +13,14 @@ from typing import Any
 
 import msgpack
 
+from paxctl.core.membership import ChangeError, Membership, decode_memberships, encode_memberships
 from paxctl.core.messages import (
     Accept,
     Accepted,
     CatchupReply,
     CatchupRequest,
     Forward,
+    Handover,
     Message,
     Nack,
     Prepare,
@@ -35,7 +37,7 @@ from paxctl.core.messages import (
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot, Value
 
 #: Bumped whenever the encoding of any message changes incompatibly.
-CODEC_VERSION = 3  # 3: snapshots travel in chunks (offer, request, chunk), not in one message
+CODEC_VERSION = 4  # 4: configurations (membership changes, issue 15); 3: snapshots in chunks
 
 #: The largest integer any field may hold (client ids and sequence numbers included).
 MAX_UINT = 2**63 - 1
@@ -99,20 +101,22 @@ def decode_value(x: Any) -> Value:
     return tuple(out)
 
 
-def _dec_voters(x: Any) -> tuple[int, ...]:
-    return tuple(_check_int(v, "voter") for v in _check_list(x, "voters"))
+def _dec_configs(x: Any) -> tuple[Membership, ...]:
+    try:
+        return decode_memberships(x)
+    except ChangeError as exc:
+        raise CodecError(str(exc)) from None
 
 
 def encode_snapshot(snap: Snapshot) -> list[Any]:
-    return [snap.slot, list(snap.voters), snap.app]
+    return [snap.slot, encode_memberships(snap.configs), snap.app]
 
 
 def decode_snapshot(x: Any) -> Snapshot:
-    slot, voters, app = _check_list(x, "snapshot", 3)
+    slot, configs, app = _check_list(x, "snapshot", 3)
     if type(app) is not bytes:
         raise CodecError("snapshot app: expected bytes")
-    members = tuple(_check_int(v, "voter") for v in _check_list(voters, "voters"))
-    return Snapshot(_check_int(slot, "slot"), members, app)
+    return Snapshot(_check_int(slot, "slot"), _dec_configs(configs), app)
 
 
 def _enc_chosen(entries: tuple[ChosenEntry, ...]) -> list[list[Any]]:
@@ -150,13 +154,13 @@ _Field = tuple[Callable[[Any], Any], Callable[[Any], Any]]
 _INT: _Field = (lambda v: v, lambda x: _check_int(x, "field"))
 _BALLOT: _Field = (_enc_ballot, _dec_ballot)
 _BYTES: _Field = (bytes, _check_bytes)
-_VOTERS: _Field = (list, _dec_voters)
+_CONFIGS: _Field = (encode_memberships, _dec_configs)
 _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Prepare: (1, (_BALLOT, _INT)),
     Promise: (2, (_BALLOT, _INT, (_enc_votes, _dec_votes), _INT, _INT)),
     Nack: (3, (_BALLOT, _BALLOT)),
     Accept: (4, (_BALLOT, (_enc_chosen, _dec_chosen), _INT, _INT)),
-    Accepted: (5, (_BALLOT, (list, _dec_slots), _INT, _INT)),
+    Accepted: (5, (_BALLOT, (list, _dec_slots), _INT, _INT, _INT)),
     Forward: (6, ((encode_value, decode_value),)),
     CatchupRequest: (7, (_INT,)),
     CatchupReply: (8, ((_enc_chosen, _dec_chosen), _INT)),
@@ -165,9 +169,10 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     PreVote: (12, (_INT,)),
     PreVoteReply: (13, (_INT, _INT)),
     Relay: (14, (_INT, _BYTES)),
-    SnapshotOffer: (15, (_INT, _VOTERS, _INT, _BYTES)),
+    SnapshotOffer: (15, (_INT, _CONFIGS, _INT, _BYTES)),
     SnapshotRequest: (16, (_INT, _INT, _INT)),
     SnapshotChunk: (17, (_INT, _INT, _BYTES)),
+    Handover: (18, (_INT,)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
 #: Each kind's own fields after ``frm`` and ``to``, in declaration order.

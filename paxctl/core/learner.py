@@ -6,6 +6,7 @@ broken somewhere; the learner refuses it loudly instead of applying either.
 
 from __future__ import annotations
 
+from paxctl.core.membership import Membership
 from paxctl.core.types import Applied, ChosenEntry, Snapshot, Value, value_size
 
 
@@ -45,11 +46,11 @@ class Learner:
     def is_chosen(self, slot: int) -> bool:
         return slot <= self.base or slot in self.chosen
 
-    def compact(self, slot: int, app: bytes, voters: tuple[int, ...]) -> Snapshot:
+    def compact(self, slot: int, app: bytes, configs: tuple[Membership, ...]) -> Snapshot:
         """Sum up every slot up to ``slot`` (the last applied one) in a snapshot; drop them."""
         if slot != self.applied or slot <= self.base:
             raise ValueError(f"can only snapshot at the applied slot {self.applied}, not {slot}")
-        self.snapshot = Snapshot(slot, voters, app)
+        self.snapshot = Snapshot(slot, configs, app)
         self._drop_through(slot)
         return self.snapshot
 

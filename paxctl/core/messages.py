@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paxctl.core.membership import Membership
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Value
 
 
@@ -75,6 +76,9 @@ class Accepted(Message):
     slots: tuple[int, ...]
     commit: int
     hb: int = 0
+    #: The sender's data directory (``membership.Member.disk``): a leader promotes a learner
+    #: with the disk it caught up on, so a voter that lost its disk is not that voter any more.
+    disk: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +110,7 @@ class SnapshotOffer(Message):
     receiver pulls the bytes in chunks (``core/snapshot_transfer.py``)."""
 
     slot: int
-    voters: tuple[int, ...]
+    configs: tuple[Membership, ...]
     size: int
     digest: bytes
 
@@ -222,3 +226,12 @@ def describe(msg: Message) -> str:
     if isinstance(msg, Relay):
         return f"{head} kind={msg.kind} bytes={len(msg.body)}"
     return head
+
+
+@dataclass(frozen=True, slots=True)
+class Handover(Message):
+    """A leader that a change removed steps down and names ``target``, a voter of the new
+    configuration, to campaign at once; its followers let that campaign through (Raft's
+    TimeoutNow, sent to every follower so none waits out its timer to promise it)."""
+
+    target: int

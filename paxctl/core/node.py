@@ -15,12 +15,14 @@ state change only in ``become_follower``, ``become_candidate`` and ``become_lead
 from __future__ import annotations
 
 from paxctl.core import validate
+from paxctl.core.membership import ALPHA, CONFIG_CLIENT, Promote, encode_change
 from paxctl.core.messages import (
     Accept,
     Accepted,
     CatchupReply,
     CatchupRequest,
     Forward,
+    Handover,
     Message,
     Nack,
     Prepare,
@@ -37,8 +39,10 @@ from paxctl.core.quorum import has_quorum
 from paxctl.core.roles import Role as Role  # re-exported: drivers check a node's role
 from paxctl.core.roles import Roles
 from paxctl.core.state import HardState, ReadState, Ready
+from paxctl.core.timeline import Timeline
 from paxctl.core.types import (
     COMMAND_OVERHEAD,
+    AcceptedEntry,
     Ballot,
     Command,
     Snapshot,
@@ -52,6 +56,9 @@ _MAX_COMMIT_SCAN = 1024
 
 #: Reads asked of a leader and not answered yet, remembered at most (the oldest go first).
 _MAX_READ_ASKS = 65536
+
+#: Sequence numbers of the promotions a leader proposes (clients' changes use lower ones).
+_PROMOTE_SEQ = 1 << 62
 
 
 def _command_size(command: Command) -> int:
@@ -71,7 +78,7 @@ class Node(Roles):
         elif self._timer.tick():
             self.become_candidate()
         elif self.role is Role.CANDIDATE and self._timer.elapsed % self.config.heartbeat_ticks == 0:
-            self._send_prepares(p for p in self._peers if p not in self.proposer.promises)
+            self._send_prepares(p for p in self._voter_peers() if p not in self.proposer.promises)
         for req in self._snap_in.tick(self.now):
             self._send(req)
         self._snap_out.tick(self.now, self.learner.snapshot)
@@ -90,7 +97,9 @@ class Node(Roles):
             if rejection is not None:
                 self.reject(msg, rejection)
                 return
-        elif msg.to != self.id or (msg.frm not in self._voters and not isinstance(msg, Forward)):
+        elif msg.to != self.id or (
+            msg.frm not in self.members.member_ids() and not isinstance(msg, Forward)
+        ):
             return
         self._handle(msg)
         self._drain_local()
@@ -174,7 +183,8 @@ class Node(Roles):
         it returns, then may drop the log behind it. Laggards get this snapshot by catch-up.
         """
         self._snap_out.replaced(self.now, self.learner.snapshot)
-        snapshot = self.learner.compact(slot, app, self.config.voters)
+        self.members.prune(slot + 1)
+        snapshot = self.learner.compact(slot, app, self.members.as_of(slot))
         self.acceptor.compact(slot)
         return snapshot
 
@@ -202,6 +212,12 @@ class Node(Roles):
             "applied": self.learner.applied,
             "pending": len(self.proposer.pending),
             "inflight": len(self.proposer.inflight),
+            "epoch": self.members.latest.epoch,
+            "voters": sorted(self.members.latest.voters),
+            "learners": sorted(self.members.latest.learners),
+            "in_flight": self.members.in_flight(self.learner.commit),
+            "voter": self.may_campaign,
+            "known": self.members.known,
         }
 
     # ------------------------------------------------------------------ message dispatch
@@ -232,7 +248,8 @@ class Node(Roles):
             self._on_snapshot_chunk(msg)
         elif isinstance(msg, PreVote):
             alive = self.role is Role.LEADER or (self._leader_is_fresh() and self.leader != msg.frm)
-            self._send(PreVoteReply(self.id, msg.frm, msg.round, int(not alive)))
+            voter = msg.frm in self.members.latest.voters and self.may_campaign
+            self._send(PreVoteReply(self.id, msg.frm, msg.round, int(voter and not alive)))
         elif isinstance(msg, PreVoteReply):
             self._on_pre_vote_reply(msg)
         elif isinstance(msg, ReadIndex):
@@ -243,6 +260,11 @@ class Node(Roles):
         elif isinstance(msg, ReadIndexReply):
             self.read_asks.pop(msg.ctx, None)
             self._read_results.append(ReadState(msg.ctx, msg.index if msg.ok else None))
+        elif isinstance(msg, Handover):
+            self._handover = (msg.target, self.now)
+            if msg.target == self.id and self.role is not Role.LEADER:
+                self.counters["handovers_taken"] += 1
+                self.become_candidate(pre_voted=True)
 
     def _drain_local(self) -> None:
         while self._local:
@@ -261,7 +283,7 @@ class Node(Roles):
         if not msg.granted or msg.round != self._prevote_round or self.role is Role.LEADER:
             return
         self._prevotes.add(msg.frm)
-        if has_quorum(self._prevotes, self._voters, self._quorum):
+        if self._quorum_in(self._prevotes, self._campaign_configs()):
             self.become_candidate(pre_voted=True)
 
     def _on_promise(self, msg: Promise) -> None:
@@ -277,7 +299,7 @@ class Node(Roles):
             self._maybe_request_catchup(msg.frm, max(msg.commit, msg.compacted))
             return
         self.proposer.promises[msg.frm] = msg
-        if has_quorum(self.proposer.promises, self._voters, self._quorum):
+        if self._quorum_in(self.proposer.promises, self._campaign_configs()):
             self.become_leader()
 
     def _on_nack(self, msg: Nack) -> None:
@@ -294,8 +316,15 @@ class Node(Roles):
     # ------------------------------------------------------------------ acceptor side
 
     def _on_prepare(self, msg: Prepare) -> None:
+        configs = self._p1_configs()
+        if not any(c.votes_here(self.id, self.disk) for c in configs) or not self.members.known:
+            return  # a learner (or a voter without its disk) promises nothing
+        if msg.ballot.node not in {v for c in configs for v in c.voters}:
+            self.counters["prepare_from_non_voter"] += 1  # R-cfg6: never for a non-member
+            return
         if msg.frm != self.id and (
-            self.role is Role.LEADER or (self._leader_is_fresh() and self.leader != msg.frm)
+            self.role is Role.LEADER
+            or (self._leader_is_fresh() and self.leader != msg.frm and not self._handed_to(msg.frm))
         ):
             # Stay with a leader that is alive (check-quorum deposes one that is not); the
             # candidate times out. This keeps a node that was cut off from disrupting the cluster.
@@ -322,24 +351,39 @@ class Node(Roles):
             # what is not acknowledged, and this node catches up by request meanwhile.
             entries = tuple(e for e in entries if e.slot <= limit)
             self.counters["accepts_beyond_window"] += len(msg.entries) - len(entries)
-        slots = self.acceptor.accept(msg.ballot, entries)
+        slots: tuple[int, ...] | None = ()
+        members = self.members
+        if members.known:
+            # R-cfg6: no vote for a ballot of a node that is no voter of the slot's
+            # configuration (as far as this node knows it).
+            mine = [e for e in entries if msg.ballot.node in members.config_for(e.slot).voters]
+            self.counters["accepts_from_non_voter"] += len(entries) - len(mine)
+            entries = tuple(mine)
+        voting = tuple(e for e in entries if self._votes_at(e.slot))
+        if voting or any(c.votes_here(self.id, self.disk) for c in self._p1_configs()):
+            slots = self.acceptor.accept(msg.ballot, voting)
         if slots is None:
             self._send(Nack(self.id, msg.frm, msg.ballot, self.acceptor.promised))
             return
+        commit = self.learner.commit
+        for e in entries:  # a learner's copy of the rest, to learn them from the commit index
+            if e.slot > commit and not self._votes_at(e.slot):
+                self._tentative[e.slot] = AcceptedEntry(e.slot, msg.ballot, e.value)
         if msg.frm != self.id:
             if self.role is not Role.FOLLOWER and msg.ballot > self.ballot:
                 self.become_follower(None)  # a higher ballot leads now
             self.become_follower(msg.frm, msg.ballot)
             self._learn_from_commit(msg.ballot, msg.commit)
             self._maybe_request_catchup(msg.frm, msg.commit)
-        self._send(Accepted(self.id, msg.frm, msg.ballot, slots, self.learner.commit, msg.hb))
+        commit = self.learner.commit
+        self._send(Accepted(self.id, msg.frm, msg.ballot, slots, commit, msg.hb, self.disk))
 
     def _learn_from_commit(self, ballot: Ballot, commit: int) -> None:
         """Slots up to a leader's commit that we voted for at its ballot hold the chosen value."""
         votes = self.acceptor.votes
         hi = min(commit, self.learner.commit + _MAX_COMMIT_SCAN)
         for slot in range(self.learner.commit + 1, hi + 1):
-            vote = votes.get(slot)
+            vote = votes.get(slot) or self._tentative.get(slot)
             if vote is not None and (vote.ballot == ballot or self._bugs.count_across_ballots):
                 self._learn(slot, vote.value, own_quorum=False)
 
@@ -350,6 +394,12 @@ class Node(Roles):
         a read round that is due starts, and followers hear of a new commit index at once (so a
         client waiting on one of them is answered now rather than at the next heartbeat)."""
         self._batch_commands()
+        if self.role is Role.LEADER and self._released < self.learner.commit + ALPHA:
+            limit = self.learner.commit + ALPHA
+            held = {s: p for s, p in self.proposer.inflight.items() if self._released < s <= limit}
+            self._released = limit
+            if held:  # adopted in phase 1 beyond the window: their configuration is known now
+                self._send_accepts(held, (self.id, *self._peers))
         if self._reads.broadcast_due:
             self._heartbeat()
         elif self.role is Role.LEADER and self.learner.commit > self._commit_sent:
@@ -387,8 +437,10 @@ class Node(Roles):
         e = self.config.election_ticks
         if self.now - self._leader_since >= e:
             alive = [p for p, at in self._heard.items() if self.now - at < e]
-            if not has_quorum((self.id, *alive), self._voters, self._quorum):
+            if not self._quorum_in((self.id, *alive), self._p1_configs()):
                 self.become_follower(None)
+                return
+        self._maybe_promote()
 
     def _on_accepted(self, msg: Accepted) -> None:
         if msg.commit > self.learner.commit:
@@ -398,14 +450,19 @@ class Node(Roles):
         if msg.ballot != self.ballot and not self._bugs.count_across_ballots:
             return
         self._heard[msg.frm] = self.now  # only replies to this ballot prove we still lead
+        self._progress[msg.frm] = msg.commit
+        self._disks[msg.frm] = msg.disk
         if self._reads.acknowledge(msg.frm, msg.hb):
             self._confirm_reads()
         for slot in msg.slots:
             proposal = self.proposer.inflight.get(slot)
-            if proposal is None:
+            if proposal is None or self.role is not Role.LEADER:
                 continue
+            config, voters = self._slot_voters(slot)
+            if not config.votes_here(msg.frm, msg.disk) and not self._bugs.count_removed:
+                continue  # not a voter of that slot (or not with the disk it was made one with)
             proposal.acks.add(msg.frm)
-            if has_quorum(proposal.acks, self._voters, self._quorum):
+            if has_quorum(proposal.acks, voters, self._majority(config)):
                 self._learn(slot, proposal.value, own_quorum=True)
 
     def _queue_read(self, ctx: int, requester: int) -> None:
@@ -413,8 +470,34 @@ class Node(Roles):
         self._reads.queue(ctx, index, requester)
 
     def _confirm_reads(self) -> None:
-        for read in self._reads.confirmed(self.id, self._voters, self._quorum):
+        configs = self._p1_configs()
+        for read in self._reads.confirmed(self.id, lambda acks: self._quorum_in(acks, configs)):
             self._release_read(read, read.index)
+
+    def _maybe_promote(self) -> None:
+        """Propose making a caught-up learner a voter (one that asked to be promoted), with
+        the disk it reports: one change at a time, only once this leader is ready."""
+        commit, members = self.learner.commit, self.members
+        if not self.leader_ready or members.in_flight(commit):
+            return
+        if (
+            self._promote_at is not None
+            and self.now - self._promote_at < 2 * self.config.election_ticks
+        ):
+            return
+        latest = members.latest
+        for m in latest.members:
+            disk, seen = self._disks.get(m.id, 0), self._progress.get(m.id)
+            if m.voter or not m.promote or not disk or seen is None:
+                continue
+            if seen + self.config.max_entries < commit:
+                continue  # still catching up
+            change = Promote(latest.epoch, m.id, disk, m.replaces)
+            seq = _PROMOTE_SEQ | (latest.epoch % (1 << 40)) << 20 | (m.id % (1 << 20))
+            self._promote_at = self.now
+            self.counters["promotions_proposed"] += 1
+            self._offer(Command(CONFIG_CLIENT, seq, encode_change(change)))
+            return
 
     # ------------------------------------------------------------------ learner side
 
@@ -430,8 +513,11 @@ class Node(Roles):
             # Another ballot decided a slot this leader owns: a higher ballot is out there.
             # Step down before any heartbeat could claim this slot's commit at our ballot.
             self.become_follower(None)
+        if not self.members.known:
+            return  # joined empty: only a snapshot tells it the configurations to judge by
         self.proposer.settle(slot)
-        self.learner.learn(slot, value)
+        if self.learner.learn(slot, value):
+            self._judge_commits()
 
     def _maybe_request_catchup(self, source: int | None, their_commit: int = 0) -> None:
         commit = self.learner.commit
@@ -452,6 +538,10 @@ class Node(Roles):
         entries = self.learner.entries_from(
             msg.from_slot, self.config.max_entries, self.config.max_message_bytes
         )
+        if msg.from_slot == 1 and snapshot is None and self.learner.applied > 0:
+            # The asker knows nothing: it may have joined empty, and needs the configurations
+            # a snapshot carries before it can judge the log. Have one made; it asks again.
+            self.snapshot_wanted = True
         if entries or self.learner.commit >= msg.from_slot:
             self._send(CatchupReply(self.id, msg.frm, entries, self.learner.commit))
             self.counters["catchups_served"] += 1
@@ -505,11 +595,27 @@ class Node(Roles):
             self._snap_out.replaced(self.now, self.learner.snapshot)
             self.learner.install(snapshot)
             self.acceptor.compact(snapshot.slot)
+            before = self.members.latest
+            self.members = Timeline(
+                snapshot.configs,
+                snapshot.slot,
+                one_at_a_time=not self._bugs.two_changes_in_flight,
+            )
+            self._judge_commits()
+            if before.voters != self.members.latest.voters:
+                self._configuration_changed(before)
+            self.catchup.set_peers(tuple(sorted(self.members.member_ids() - {self.id})))
             self._installed = snapshot
             self.counters["snapshots_installed"] += 1
         self._maybe_request_catchup(source)
 
     def _on_catchup_reply(self, msg: CatchupReply) -> None:
+        if not self.members.known:
+            # Joined empty: only a snapshot can tell it the configurations; the peer makes one
+            # on being asked from slot 1, and the next request (on the timer) gets its offer.
+            self.catchup.answered(msg.frm)
+            self.catchup.sent_at = self.now
+            return
         before = self.learner.commit
         for entry in msg.entries:
             self._learn(entry.slot, entry.value, own_quorum=False)

@@ -8,9 +8,8 @@ together share one round.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from paxctl.core.quorum import has_quorum
 
 
 @dataclass(frozen=True)
@@ -48,12 +47,12 @@ class ReadTracker:
         self._acked[peer] = round_
         return True
 
-    def confirmed(self, me: int, voters: frozenset[int], quorum: int) -> list[PendingRead]:
-        """Take the reads a quorum has now confirmed."""
+    def confirmed(self, me: int, is_quorum: Callable[[list[int]], bool]) -> list[PendingRead]:
+        """Take the reads a quorum (of every configuration in force) has now confirmed."""
         done, waiting = [], []
         for read in self._pending:
             acks = [me, *(p for p, r in self._acked.items() if r >= read.round)]
-            if read.round <= self.round and has_quorum(acks, voters, quorum):
+            if read.round <= self.round and is_quorum(acks):
                 done.append(read)
             else:
                 waiting.append(read)

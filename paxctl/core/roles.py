@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from paxctl.core.acceptor import Acceptor
-from paxctl.core.adoption import adopt
+from paxctl.core.adoption import Adoption, adopt
 from paxctl.core.catchup import CatchUp
 from paxctl.core.election import ElectionTimer
 from paxctl.core.learner import Learner
+from paxctl.core.membership import ALPHA, Membership, founding
 from paxctl.core.messages import (
     Accept,
+    Handover,
     Message,
     Prepare,
     PreVote,
@@ -29,7 +31,9 @@ from paxctl.core.quorum import has_quorum, majority
 from paxctl.core.reads import PendingRead, ReadTracker
 from paxctl.core.snapshot_transfer import SnapshotReceiver, SnapshotSender
 from paxctl.core.state import Config, DurableState, HardState, ReadState
+from paxctl.core.timeline import Timeline
 from paxctl.core.types import (
+    NOOP,
     AcceptedEntry,
     Ballot,
     ChosenEntry,
@@ -63,11 +67,12 @@ class Roles:
         state = state or DurableState()
         self.config = config
         self.id = config.node_id
+        self.disk = config.disk
         self._bugs = config.planted_bugs
-        self._voters = frozenset(config.voters)
-        self._peers = tuple(sorted(v for v in config.voters if v != self.id))
-        n = len(config.voters)
-        self._quorum = n // 2 if self._bugs.minority_quorum else majority(n)
+        #: The configurations this node knows of, slot by slot (``core/timeline.py``).
+        self.members = _timeline(config, state)
+        #: Every voter any configuration this node knew named (for a planted bug only).
+        self._ever_voters = set(self.members.latest.voters)
 
         self.acceptor = Acceptor(
             state.promised,
@@ -99,6 +104,18 @@ class Roles:
         self._commit_sent = 0  # the commit index the last Accept carried
         self._read_results: list[ReadState] = []
         self.catchup = CatchUp(self.id, self._peers, config.heartbeat_ticks, rng)
+        # Membership (issue 15). A learner keeps the leader's proposals here, not as votes, to
+        # learn them from the commit index; a leader tracks how far each member has learned
+        # and with which disk (to promote learners), and the last slot it sent (alpha window).
+        self._tentative: dict[int, AcceptedEntry] = {}
+        self._progress: dict[int, int] = {}
+        self._disks: dict[int, int] = {}
+        self._released = 0
+        self._promote_at: int | None = None
+        self._handover: tuple[int, int] | None = None  # (the node a leader named, when)
+        #: A peer asked for the log from slot 1 and this node has no snapshot: the driver
+        #: takes one now, so that a node that joined empty starts from the cluster's state.
+        self.snapshot_wanted = False
         #: Read ctx -> the node a ReadIndex for it went to (a reply is taken only from there).
         self.read_asks: dict[int, int] = {}
         #: Peer messages dropped by ``validate.check``, with why, for the shell to log.
@@ -110,7 +127,6 @@ class Roles:
         self._snap_out = SnapshotSender(config.max_message_bytes - 1024, 4 * config.election_ticks)
         self._snap_in = SnapshotReceiver(
             self.id,
-            config.voters,
             chunk=config.snapshot_chunk_bytes,
             window=config.snapshot_window,
             retry_ticks=max(1, config.election_ticks // 2),  # TCP rarely loses: not too eager
@@ -127,6 +143,7 @@ class Roles:
         self._in_ready = False
         self._installed: Snapshot | None = None  # a peer's snapshot for the next Ready
         self._deferred: tuple[HardState | None, list[AcceptedEntry]] = (None, [])  # planted bug
+        self._judge_commits()
 
     def _offer(self, command: Command) -> bool:
         """Queue ``command`` for a slot (or for the leader); False if the queue is full.
@@ -173,6 +190,9 @@ class Roles:
         Unless ``pre_voted``, first only ask whether a majority would follow (a pre-vote), so a
         node cut off from the cluster raises nothing durable and disrupts nobody on return.
         """
+        if not self.may_campaign:
+            self._timer.restart()  # a learner, a removed node, or a voter without its disk
+            return
         if not pre_voted:
             if self._prevote_round or self.role is Role.CANDIDATE:
                 self._timer.failed_campaigns += 1  # the last attempt got nowhere: back off
@@ -180,8 +200,10 @@ class Roles:
             self._prevote_round = self._next_round()
             self._prevotes = {self.id}
             self.counters["pre_votes"] += 1
-            if self.config.pre_vote and not has_quorum(self._prevotes, self._voters, self._quorum):
-                for peer in self._peers:
+            if self.config.pre_vote and not self._quorum_in(
+                self._prevotes, self._campaign_configs()
+            ):
+                for peer in self._voter_peers():
                     self._send(PreVote(self.id, peer, self._prevote_round))
                 return
         self._prevote_round = 0
@@ -199,7 +221,7 @@ class Roles:
         self.proposer.campaign(self.learner.commit + 1)
         self.counters["campaigns"] += 1
         self._timer.restart()
-        self._send_prepares((self.id, *self._peers))
+        self._send_prepares((self.id, *self._voter_peers()))
 
     def become_leader(self) -> None:
         """A quorum promised our ballot: adopt what it voted for and start phase 2."""
@@ -208,6 +230,8 @@ class Roles:
         self._timer.failed_campaigns = 0
         self._leader_since = self.now
         self._heard = {}
+        self._progress = {}
+        self._released = 0
         self._reads.new_term()
         for cmd in self.proposer.take_undecided():  # (none: a candidate has nothing in flight)
             self._offer(cmd)
@@ -215,7 +239,9 @@ class Roles:
         votes = () if self._bugs.skip_adoption else (v for p in promises for v in p.accepted)
         learner = self.learner
         first = self.proposer.campaign_from
-        plan = adopt(votes, first, learner.commit, learner.chosen.keys(), learner.base)
+        plan = self._fill_to_activation(
+            adopt(votes, first, learner.commit, learner.chosen.keys(), learner.base)
+        )
         self.counters["elected"] += 1
         if plan.adopted:
             self.counters["adopted"] += plan.adopted
@@ -223,6 +249,153 @@ class Roles:
             self.counters["noop_fills"] += plan.filled
         self.proposer.lead(plan)
         self._send_accepts(self.proposer.inflight, (self.id, *self._peers))
+
+    # ------------------------------------------------------------------ membership
+
+    @property
+    def _peers(self) -> tuple[int, ...]:
+        """Every other member of a configuration in force from the commit index on: they hear
+        the leader's proposals and heartbeats (a learner too; a member being removed until the
+        slots it governs are decided)."""
+        commit = self.learner.commit
+        ids = {i for c in self.members.in_force(commit, commit + ALPHA) for i in c.ids}
+        ids.discard(self.id)
+        return tuple(sorted(ids))
+
+    def _p1_configs(self) -> list[Membership]:
+        """The configurations a leader's phase 1 (and a pre-vote, a read's confirmation, the
+        check that a leader still leads) needs a majority of each of: every one in force over
+        the slots a new leader may touch, from the first unchosen slot to the alpha window's
+        end (at most two: one change is in flight at a time)."""
+        lo = self.learner.commit + 1
+        return self.members.in_force(lo, lo + ALPHA - 1)
+
+    def _campaign_configs(self) -> list[Membership]:
+        """Whose majorities a campaign needs (``_p1_configs``; a planted bug asks fewer)."""
+        configs = self._p1_configs()
+        return configs[-1:] if self._bugs.p1_new_config_only else configs
+
+    def _voter_peers(self) -> tuple[int, ...]:
+        ids = {v for c in self._p1_configs() for v in c.voters}
+        ids.discard(self.id)
+        return tuple(sorted(ids))
+
+    def _majority(self, config: Membership) -> int:
+        n = len(config.voters)
+        return n // 2 if self._bugs.minority_quorum else majority(n)
+
+    def _quorum_in(self, acks: Iterable[int], configs: Iterable[Membership]) -> bool:
+        """Whether ``acks`` hold a majority of the voters of every one of ``configs``."""
+        have = frozenset(acks)
+        return all(has_quorum(have, c.voters, self._majority(c)) for c in configs)
+
+    def _slot_voters(self, slot: int) -> tuple[Membership, frozenset[int]]:
+        """The configuration of ``slot`` and whose acknowledgements count toward it."""
+        config = self.members.config_for(slot)
+        if self._bugs.count_removed:
+            return config, frozenset(self._ever_voters)
+        return config, config.voters
+
+    def _votes_at(self, slot: int) -> bool:
+        """Whether this node (with its disk) is a voter of ``slot``'s configuration."""
+        return self.members.known and self.members.config_for(slot).votes_here(self.id, self.disk)
+
+    @property
+    def may_campaign(self) -> bool:
+        """A voter of the latest configuration, with the disk it was made a voter with."""
+        return self.members.known and self.members.latest.votes_here(self.id, self.disk)
+
+    @property
+    def removed(self) -> bool:
+        """This node is in no configuration in force any more: every slot of one that named it
+        is decided. The shell may stop it."""
+        m = self.members
+        return (
+            m.known and self.id not in m.latest.ids and self.learner.commit + 1 >= m.latest.active
+        )
+
+    def _judge_commits(self) -> None:
+        """Judge the configuration changes of newly committed slots, in slot order, as every
+        replica does; react if one took effect."""
+        members, learner = self.members, self.learner
+        if not members.known:
+            return
+        before = members.latest
+        took = False
+        while members.through < learner.commit:
+            slot = members.through + 1
+            value = learner.chosen.get(slot)
+            if value is None:  # behind the snapshot: its configurations cover it
+                members.skip_to(learner.base)
+                continue
+            took = members.commit(slot, value) or took
+        members.prune(learner.applied + 1)
+        if self._tentative:
+            self._tentative = {s: e for s, e in self._tentative.items() if s > learner.commit}
+        if took:
+            self._configuration_changed(before)
+
+    def _configuration_changed(self, before: Membership) -> None:
+        latest = self.members.latest
+        self.counters["configurations"] += 1
+        self._ever_voters |= latest.voters
+        self.catchup.set_peers(tuple(sorted(self.members.member_ids() - {self.id})))
+        if self.role is Role.LEADER and latest.voters == before.voters:
+            self._fill_now()  # learners changed: quorums did not; let the change govern soon
+            return
+        if self.role is Role.FOLLOWER or latest.voters == before.voters:
+            return
+        # Phase 1 covered the configurations known when it ran; the slots from the new one's
+        # activation on need a majority of its voters too: run phase 1 again, at once (or hand
+        # over, when this node is no voter of it).
+        if self.may_campaign:
+            self.become_candidate(pre_voted=True)
+        elif self.role is Role.LEADER:
+            self._hand_over()
+        else:
+            self.become_follower(None)
+
+    def _hand_over(self) -> None:
+        """Step down, naming the most caught-up voter of the latest configuration."""
+        voters = sorted(self.members.latest.voters - {self.id})
+        target = max(voters, key=lambda v: (self._progress.get(v, -1), -v), default=None)
+        peers = self._peers
+        self.become_follower(None)
+        self.counters["handovers"] += 1
+        if target is not None:
+            for peer in peers:
+                self._send(Handover(self.id, peer, target))
+
+    def _handed_to(self, node: int) -> bool:
+        """The leader named ``node`` to take over, recently."""
+        h = self._handover
+        return h is not None and h[0] == node and self.now - h[1] < self.config.election_ticks
+
+    def _fill_now(self) -> None:
+        """Propose no-ops up to the slot before the latest change governs (a leader)."""
+        proposer, active = self.proposer, self.members.latest.active
+        new = {}
+        while proposer.next_slot < active:
+            proposer.propose(proposer.next_slot, NOOP)
+            new[proposer.next_slot] = proposer.inflight[proposer.next_slot]
+            proposer.next_slot += 1
+        if new:
+            self.counters["noop_fills"] += len(new)
+            self._send_accepts(new, (self.id, *self._peers))
+
+    def _fill_to_activation(self, plan: Adoption) -> Adoption:
+        """With a change in flight, propose no-ops up to the slot before it governs, so that it
+        takes effect now rather than after the next alpha commands."""
+        active = self.members.latest.active
+        if active - 1 <= plan.top:
+            return plan
+        proposals = dict(plan.proposals)
+        filled = 0
+        for slot in range(plan.top + 1, active):
+            if not self.learner.is_chosen(slot):
+                proposals[slot] = NOOP
+                filled += 1
+        return Adoption(proposals, plan.adopted, plan.filled + filled, active - 1)
 
     # ------------------------------------------------------------------ what the transitions use
 
@@ -250,7 +423,12 @@ class Roles:
             self._send(Prepare(self.id, peer, self.ballot, self.proposer.campaign_from))
 
     def _send_accepts(self, proposals: dict[int, Proposal], to: Iterable[int]) -> None:
-        entries = [ChosenEntry(s, proposals[s].value) for s in sorted(proposals)]
+        # Only slots whose configuration this node knows: up to its commit + ALPHA. Those
+        # beyond (adopted in phase 1) wait until the commit index moves up.
+        limit = self.learner.commit + ALPHA
+        entries = [ChosenEntry(s, proposals[s].value) for s in sorted(proposals) if s <= limit]
+        if entries:
+            self._released = max(self._released, entries[-1].slot)
         runs = chunks(
             entries,
             self.config.max_entries,
@@ -269,3 +447,14 @@ class Roles:
         else:
             ok = int(index is not None)
             self._send(ReadIndexReply(self.id, read.requester, read.ctx, index or 0, ok))
+
+
+def _timeline(config: Config, state: DurableState) -> Timeline:
+    """The configurations a node starts with: its snapshot's, else the founding one (for a
+    node that joins, a stand-in naming only whom to ask: it knows nothing yet)."""
+    one_at_a_time = not config.planted_bugs.two_changes_in_flight
+    if state.snapshot is not None:
+        return Timeline(state.snapshot.configs, state.snapshot.slot, one_at_a_time=one_at_a_time)
+    addresses = dict(config.addresses)
+    start = founding({v: addresses.get(v, "") for v in config.voters})
+    return Timeline([start], 0, known=not config.join, one_at_a_time=one_at_a_time)

@@ -4,7 +4,7 @@ A snapshot's bytes (``Snapshot.app``, encoded once by the application at compact
 larger than any message, so a node that is behind the sender's compaction point pulls them:
 
 1. it asks for the log (``CatchupRequest``); a peer that compacted those slots away answers with
-   a ``SnapshotOffer`` naming the snapshot: slot, voters, size and a sha256 of the bytes;
+   a ``SnapshotOffer`` naming the snapshot: slot, configurations, size and a sha256 of the bytes;
 2. the asker, if that peer is the one it asked and the offer is news, pulls the bytes with
    ``SnapshotRequest(slot, offset, length)``, a few chunks in flight at once (``window``);
    each answer is a ``SnapshotChunk`` cut from the bytes the sender already holds;
@@ -24,6 +24,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from paxctl.core.membership import Membership
 from paxctl.core.messages import SnapshotChunk, SnapshotOffer, SnapshotRequest
 from paxctl.core.types import Snapshot
 
@@ -31,7 +32,7 @@ from paxctl.core.types import Snapshot
 REFUSALS = (
     "snapshot_unsolicited",  # an offer or chunk from a node this one did not ask
     "snapshot_stale",  # an offer of nothing new (at or below what this node has)
-    "snapshot_bad_offer",  # voters not ours, or a size over the limit
+    "snapshot_bad_offer",  # a size over the limit, or no configuration
     "snapshot_bad_chunk",  # a chunk of another slot, off the grid, outside the window, or short
     "snapshot_bad_request",  # a request for bytes the sender does not hold, or too many
     "snapshot_digest_mismatch",  # all bytes in, but not the bytes offered
@@ -67,7 +68,7 @@ class SnapshotSender:
 
     def offer(self, me: int, to: int, snapshot: Snapshot) -> SnapshotOffer:
         size = len(snapshot.app)
-        return SnapshotOffer(me, to, snapshot.slot, snapshot.voters, size, self.digest(snapshot))
+        return SnapshotOffer(me, to, snapshot.slot, snapshot.configs, size, self.digest(snapshot))
 
     def replaced(self, now: int, old: Snapshot | None) -> None:
         """This node's snapshot ``old`` was replaced by a newer one: pin it if peers pull it."""
@@ -108,7 +109,7 @@ class Transfer:
 
     source: int | None  # None: abandoned, kept to resume if the same snapshot is offered again
     slot: int
-    voters: tuple[int, ...]
+    configs: tuple[Membership, ...]
     size: int
     digest: bytes
     data: bytearray = field(default_factory=bytearray)
@@ -118,7 +119,8 @@ class Transfer:
     progress_at: int = 0  # the tick a chunk last added to it
 
     def same_snapshot(self, offer: SnapshotOffer) -> bool:
-        return (self.slot, self.size, self.digest) == (offer.slot, offer.size, offer.digest)
+        mine = (self.slot, self.configs, self.size, self.digest)
+        return mine == (offer.slot, tuple(offer.configs), offer.size, offer.digest)
 
 
 class SnapshotReceiver:
@@ -127,7 +129,6 @@ class SnapshotReceiver:
     def __init__(
         self,
         me: int,
-        voters: tuple[int, ...],
         *,
         chunk: int,
         window: int,
@@ -139,7 +140,6 @@ class SnapshotReceiver:
         if chunk < 1 or window < 1 or retry_ticks < 1 or give_up_ticks < retry_ticks:
             raise ValueError("chunk, window and retry ticks must be positive")
         self.me = me
-        self.voters = tuple(sorted(voters))
         self.chunk = chunk
         self.window = window
         self.retry_ticks = retry_ticks
@@ -173,7 +173,7 @@ class SnapshotReceiver:
         if offer.slot <= commit or (from_source and t is not None and offer.slot <= t.slot):
             self.refuse("snapshot_stale")
             return None
-        if tuple(sorted(offer.voters)) != self.voters or offer.size > self.max_bytes:
+        if not offer.configs or offer.size > self.max_bytes:
             self.refuse("snapshot_bad_offer")
             return None
         if t is not None and t.same_snapshot(offer):
@@ -181,7 +181,7 @@ class SnapshotReceiver:
             t.asked.clear()
         else:
             t = self.transfer = Transfer(
-                offer.frm, offer.slot, tuple(offer.voters), offer.size, bytes(offer.digest)
+                offer.frm, offer.slot, tuple(offer.configs), offer.size, bytes(offer.digest)
             )
         t.progress_at = now
         if t.size == 0:
@@ -264,4 +264,4 @@ class SnapshotReceiver:
         if t.hasher.digest() != t.digest:
             self.refuse("snapshot_digest_mismatch")
             return None
-        return Snapshot(t.slot, t.voters, bytes(t.data))
+        return Snapshot(t.slot, t.configs, bytes(t.data))

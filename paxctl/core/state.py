@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from paxctl.core.bugs import NO_BUGS, PlantedBugs
 from paxctl.core.bugs import PLANTED_BUGS as PLANTED_BUGS  # re-exported: the names
+from paxctl.core.membership import ALPHA
 from paxctl.core.messages import Message
 from paxctl.core.types import (
     ZERO_BALLOT,
@@ -31,6 +32,8 @@ class Config:
     """Static settings of one node; times are in ticks of the driver's clock."""
 
     node_id: int
+    #: The founding voters (the configuration until the log or a snapshot says otherwise). For
+    #: a node that ``join``s, only the members it asks for the cluster's state.
     voters: tuple[int, ...]
     #: A follower that hears no leader for a random time in [E, 2E) ticks starts a campaign.
     election_ticks: int = 10
@@ -62,18 +65,34 @@ class Config:
     max_backoff: int = 8
     #: Ask a majority before campaigning (off only in tests of the campaign itself).
     pre_vote: bool = True
+    #: This node's data directory (``membership.Member.disk``): 0 for a founding member's
+    #: bootstrapped one; a node whose directory was made to join has a random one.
+    disk: int = 0
+    #: A node added to a running cluster: it knows no configuration until it has the
+    #: cluster's state (a snapshot), and votes only where one names it with its ``disk``.
+    join: bool = False
+    #: The founding members' peer addresses (``host:port``), for the founding configuration.
+    addresses: tuple[tuple[int, str], ...] = ()
     #: Test only: known bugs to plant (see ``core/bugs.py``).
     planted_bugs: PlantedBugs = NO_BUGS
 
     def __post_init__(self) -> None:
-        if self.node_id not in self.voters:
-            raise ValueError(f"node {self.node_id} is not among the voters {self.voters}")
-        if min(self.voters) < 1 or len(set(self.voters)) != len(self.voters):
+        if self.join == (self.node_id in self.voters):
+            raise ValueError(
+                f"node {self.node_id} must be among the voters {self.voters}"
+                if not self.join
+                else f"a joining node {self.node_id} cannot be one of its seeds {self.voters}"
+            )
+        if not self.voters or min(self.voters) < 1 or len(set(self.voters)) != len(self.voters):
             raise ValueError("voter ids must be distinct positive integers")
+        if not 0 <= self.disk < 2**63 or (self.join and not self.disk):
+            raise ValueError("a joining node needs a nonzero disk id")
         if not 0 < self.heartbeat_ticks < self.election_ticks:
             raise ValueError("heartbeat_ticks must be positive and below election_ticks")
         if self.window < 1 or self.max_batch < 1 or self.max_entries < 1:
             raise ValueError("window, max_batch and max_entries must be positive")
+        if self.window > ALPHA:
+            raise ValueError(f"window must be at most ALPHA ({ALPHA}): see core/membership.py")
         if self.accept_window < self.window:
             raise ValueError("accept_window must be at least the window")
         if not 0 < self.snapshot_chunk_bytes <= self.max_message_bytes - 1024:

@@ -27,7 +27,13 @@ _MAX_OUTCOMES = 1024
 
 
 class Timeline:
-    def __init__(self, configs: Iterable[Membership], through: int, known: bool = True) -> None:
+    def __init__(
+        self,
+        configs: Iterable[Membership],
+        through: int,
+        known: bool = True,
+        one_at_a_time: bool = True,
+    ) -> None:
         #: In the order they govern; the first governs every slot before the second's ``active``.
         self.configs: list[Membership] = list(configs)
         if not self.configs:
@@ -39,6 +45,7 @@ class Timeline:
         self.known = known
         #: Change seq -> "" if it took effect, or why it was refused.
         self.outcomes: OrderedDict[int, str] = OrderedDict()
+        self._one_at_a_time = one_at_a_time  # False: a planted bug (core/bugs.py)
 
     @property
     def latest(self) -> Membership:
@@ -78,7 +85,7 @@ class Timeline:
             if cmd.client != CONFIG_CLIENT:
                 continue
             try:
-                new = apply_change(self.latest, decode_change(cmd.data), slot)
+                new = apply_change(self.latest, decode_change(cmd.data), slot, self._one_at_a_time)
             except ChangeError as exc:
                 self._outcome(cmd.seq, str(exc) or "refused")
                 continue

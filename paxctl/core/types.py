@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    from paxctl.core.membership import Membership
 
 T = TypeVar("T")
 
@@ -108,11 +111,12 @@ class Applied:
 class Snapshot:
     """The application's state after applying every slot up to ``slot``.
 
-    It carries what a node needs to continue from there without the log behind it: the voters
-    and the application's own bytes (which hold the exactly-once table too: it is the state
-    machine's, see ``paxctl.statemachine.machine``).
+    It carries what a node needs to continue from there without the log behind it: the
+    configurations chosen up to ``slot`` that govern a later slot, and the application's own
+    bytes (which hold the exactly-once table too: it is the state machine's, see
+    ``paxctl.statemachine.machine``).
     """
 
     slot: int
-    voters: tuple[int, ...]
+    configs: tuple[Membership, ...]
     app: bytes

@@ -27,6 +27,7 @@ from paxctl.core.messages import (
     Accept,
     Accepted,
     CatchupReply,
+    Handover,
     Message,
     Nack,
     Prepare,
@@ -59,7 +60,7 @@ def check(node: Roles, msg: Message) -> Rejection | None:
         return Rejection("misaddressed", f"addressed to node {msg.to}")
     if msg.frm == node.id:
         return Rejection("self", "a peer's message claiming to come from this node")
-    if msg.frm not in node.config.voters:
+    if msg.frm not in node.members.member_ids():
         return Rejection("not-member", f"node {msg.frm} is not a member")
     rule = _RULES.get(type(msg))
     return rule(node, msg) if rule is not None else None
@@ -93,6 +94,20 @@ def _own_ballot(node: Roles, b: Ballot, what: str) -> Rejection | None:
     return None
 
 
+def _ever_member(node: Roles, ident: int) -> bool:
+    """An id the cluster gave out at some time (a vote or promise may be that old)."""
+    return 1 <= ident < node.members.latest.next_id
+
+
+def _handover(node: Roles, msg: Any) -> Rejection | None:
+    m: Handover = msg
+    if m.frm != node.leader:
+        return Rejection("not-leader", f"handover from node {m.frm}, not the leader")
+    if m.target not in node.members.latest.voters:
+        return Rejection("not-voter", f"handover to node {m.target}, not a voter")
+    return None
+
+
 def _prepare(node: Roles, msg: Any) -> Rejection | None:
     m: Prepare = msg
     if m.from_slot < 1:
@@ -119,7 +134,7 @@ def _promise(node: Roles, msg: Any) -> Rejection | None:
     for vote in m.accepted:  # (votes far ahead: the node is behind, see ``_on_promise``)
         if vote.slot < m.from_slot:
             return Rejection("bad-slot", f"promise reports a vote for slot {vote.slot}")
-        if vote.ballot > m.ballot or vote.ballot.node not in node.config.voters:
+        if vote.ballot > m.ballot or not _ever_member(node, vote.ballot.node):
             return Rejection("bad-ballot", f"promise reports a vote at ballot {vote.ballot}")
     return None
 
@@ -129,7 +144,7 @@ def _nack(node: Roles, msg: Any) -> Rejection | None:
     bad = _own_ballot(node, m.ballot, "refusal")
     if bad is not None:
         return bad
-    if m.promised <= m.ballot or m.promised.node not in node.config.voters:
+    if m.promised <= m.ballot or not _ever_member(node, m.promised.node):
         return Rejection("bad-ballot", f"refusal of {m.ballot} names promise {m.promised}")
     return round_ok(node, m.promised.round, "refusal's promise")
 
@@ -199,4 +214,5 @@ _RULES: dict[type[Message], Callable[[Roles, Any], Rejection | None]] = {
     ReadIndexReply: _read_index_reply,
     PreVote: _pre_vote,
     PreVoteReply: _pre_vote_reply,
+    Handover: _handover,
 }

@@ -12,8 +12,14 @@ from paxctl.testing.sim.world import SimSpec
 #: Seeds tried per bug before the test gives up; every bug is caught well inside this today.
 BUDGET = 300
 
+#: Bugs of membership changes: only runs that change the configuration show them, so they are
+#: pinned by the reconfiguration sweep (tests/sim/test_reconfig.py), not by this one.
+RECONFIGURATION_BUGS = frozenset({"p1_new_config_only", "two_changes_in_flight", "count_removed"})
 
-@pytest.mark.parametrize("bug", sorted(PLANTED_BUGS | PLANTED_STORAGE_BUGS))
+
+@pytest.mark.parametrize(
+    "bug", sorted((PLANTED_BUGS | PLANTED_STORAGE_BUGS) - RECONFIGURATION_BUGS)
+)
 @pytest.mark.parametrize("nodes", [3, 5])
 def test_planted_bug_is_caught(bug, nodes):
     garbage = bug == "no_peer_checks"  # only a peer that sends invalid messages shows it

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from paxctl.core.membership import founding
 from paxctl.core.state import DurableState, HardState, Ready
 from paxctl.core.types import ZERO_BALLOT, AcceptedEntry, Ballot, ChosenEntry, Command, Snapshot
 from paxctl.storage.framing import FILE_HEADER, Record, parse_at
@@ -21,7 +22,7 @@ from paxctl.testing.simfs import SimFileSystem, SimulatedCrash
 
 CLUSTER = bytes(range(16))
 IDENT = Identity(CLUSTER, 1)
-VOTERS = (1, 2, 3)
+VOTERS = (founding({1: "", 2: "", 3: ""}),)  # the configurations a snapshot carries
 LABEL = "data"
 
 # ---------------------------------------------------------------------- values

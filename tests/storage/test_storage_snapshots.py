@@ -20,11 +20,14 @@ from storage_helpers import (
     vote,
 )
 
+from paxctl.core.membership import founding
 from paxctl.core.state import Ready
 from paxctl.core.types import Ballot, Snapshot
 from paxctl.storage.snapshots import read_snapshot, snapshot_name, write_snapshot
 from paxctl.storage.wal import segment_name
 from paxctl.testing.simfs import SimFileSystem
+
+CFG3 = (founding({1: "", 2: "", 3: ""}),)
 
 B = Ballot(4, 2)
 #: A one-vote record is ~46 bytes and a header 44: every batch starts a new segment.
@@ -143,7 +146,7 @@ def test_a_snapshot_not_newer_than_the_newest_stored_is_ignored():
     storage.save_snapshot(snap(3))
     ops = fs.ops
     storage.save_snapshot(snap(2))
-    storage.save_snapshot(Snapshot(3, (1, 2, 3), b"another state at 3"))
+    storage.save_snapshot(Snapshot(3, CFG3, b"another state at 3"))
     assert fs.ops == ops
     storage.close()
     _, rec = open_storage(fs)
@@ -164,7 +167,7 @@ def test_a_snapshot_from_a_peer_is_stored_with_the_votes_of_its_ready():
 def test_snapshots_in_many_chunks_read_back_intact():
     fs = SimFileSystem()
     fs.makedirs("snap")
-    big = Snapshot(9, (1, 2, 3), bytes(range(256)) * 9)
+    big = Snapshot(9, CFG3, bytes(range(256)) * 9)
     write_snapshot(fs, IDENT, big, LABEL, chunk=100)
     assert read_snapshot(fs, IDENT, 9, LABEL) == big
     assert fs.size(snapshot_name(9)) > 100 * 20

@@ -60,9 +60,10 @@ def tick_until_campaign(node: Node, limit: int | None = None) -> int:
     raise AssertionError(f"node {node.id} did not campaign within {limit} ticks")
 
 
-def justification_errors(disk: DurableState, ready: Ready) -> list[str]:
+def justification_errors(disk: DurableState, ready: Ready, voter: bool = True) -> list[str]:
     """P1: every Promise/Accepted in ``ready`` must be backed by ``disk`` (state persisted by
-    earlier batches) or by the hard state / votes this very Ready persists."""
+    earlier batches) or by the hard state / votes this very Ready persists. (A learner's
+    Accepted with no slots only reports progress: it promises nothing.)"""
     errors: list[str] = []
     promised = disk.promised
     if ready.hard_state is not None:
@@ -78,7 +79,7 @@ def justification_errors(disk: DurableState, ready: Ready) -> list[str]:
         if isinstance(m, Promise) and promised < m.ballot:
             errors.append(f"{m} sent while persisted promise is only {promised}")
         if isinstance(m, Accepted):
-            if promised < m.ballot:
+            if promised < m.ballot and (m.slots or voter):
                 errors.append(f"{m} sent while persisted promise is only {promised}")
             for s in m.slots:
                 v = votes.get(s)
@@ -121,7 +122,8 @@ class Cluster:
     def ready(self, i: int) -> Ready:
         node = self.nodes[i]
         r = node.ready()
-        errors = justification_errors(self.disks[i], r)
+        voter = any(c.votes_here(node.id, node.disk) for c in node.members.configs)
+        errors = justification_errors(self.disks[i], r, voter)
         assert not errors, errors
         self.disks[i].persist(r)
         self.network.extend(r.messages)
@@ -142,8 +144,8 @@ class Cluster:
         kinds = tuple(keep) if keep is not None else None
         count = 0
         for m in batch:
-            if m.to in self.down or m.frm in self.down:
-                continue
+            if m.to in self.down or m.frm in self.down or m.to not in self.nodes:
+                continue  # (a node not started yet: lost, as on a network)
             if kinds is not None and not isinstance(m, kinds):
                 continue
             self.nodes[m.to].step(m)

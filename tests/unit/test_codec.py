@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from paxctl.core import messages as messages_module
 from paxctl.core.codec import CODEC_VERSION, CodecError, decode, encode
+from paxctl.core.membership import founding
 from paxctl.core.messages import (
     Accept,
     Accepted,
     CatchupReply,
     CatchupRequest,
     Forward,
+    Handover,
     Message,
     Nack,
     Prepare,
@@ -51,7 +53,9 @@ messages = st.one_of(
     st.builds(Promise, ints, ints, ballots, ints, votes, ints, ints),
     st.builds(Nack, ints, ints, ballots, ballots),
     st.builds(Accept, ints, ints, ballots, chosen, ints, ints),
-    st.builds(Accepted, ints, ints, ballots, st.lists(ints, max_size=6).map(tuple), ints, ints),
+    st.builds(
+        Accepted, ints, ints, ballots, st.lists(ints, max_size=6).map(tuple), ints, ints, ints
+    ),
     st.builds(ReadIndex, ints, ints, ints),
     st.builds(PreVote, ints, ints, ints),
     st.builds(PreVoteReply, ints, ints, ints, ints),
@@ -64,10 +68,13 @@ messages = st.one_of(
         ints,
         ints,
         ints,
-        st.lists(ints, max_size=5).map(tuple),
+        st.sampled_from([1, 3, 5]).map(
+            lambda n: (founding({i: f"h:{i}" for i in range(1, n + 1)}),)
+        ),
         ints,
         st.binary(max_size=32),
     ),
+    st.builds(Handover, ints, ints, ints),
     st.builds(SnapshotRequest, ints, ints, ints, ints, ints),
     st.builds(SnapshotChunk, ints, ints, ints, ints, st.binary(max_size=64)),
 )
@@ -88,7 +95,9 @@ EXAMPLES: list[Message] = [
     CatchupRequest(2, 1, 9),
     CatchupReply(1, 2, (ChosenEntry(9, V),), 9),
     CatchupReply(1, 2, (), 0),
-    SnapshotOffer(1, 2, 40, (1, 2, 3), 5, b"\x01" * 32),
+    SnapshotOffer(1, 2, 40, (founding({1: "h:1", 2: "h:2", 3: "h:3"}),), 5, b"\x01" * 32),
+    Handover(1, 2, 3),
+    Accepted(3, 1, B, (4,), 3, 7, 12345),
     SnapshotRequest(2, 1, 40, 0, 1024),
     SnapshotChunk(1, 2, 40, 0, b"state"),
     SnapshotChunk(1, 2, 40, 5, b""),
@@ -108,7 +117,7 @@ def test_examples_cover_every_message_type():
         for obj in vars(messages_module).values()
         if isinstance(obj, type) and issubclass(obj, Message) and obj is not Message
     }
-    assert len(kinds) == 16
+    assert len(kinds) == 17
     assert {type(m) for m in EXAMPLES} == kinds
 
 
@@ -272,6 +281,10 @@ def mutations(msg: Message) -> Iterator[tuple[str, list[Any]]]:
             wrong = WRONG_FOR_LIST
         elif type(obj) is bytes:
             wrong = WRONG_FOR_BYTES
+        elif type(obj) is bool:  # a member's flags (configurations)
+            wrong = [1, "yes", b"", None, []]
+        elif type(obj) is str:  # a member's addresses
+            wrong = [1, b"h:1", None, [], "x" * 300]
         else:  # pragma: no cover
             raise AssertionError(f"unexpected {obj!r}")
         for w in wrong:
@@ -298,11 +311,11 @@ FIELD_KINDS: dict[type[Message], tuple[str, ...]] = {
     Promise: ("ballot", "int", "votes", "int", "int"),
     Nack: ("ballot", "ballot"),
     Accept: ("ballot", "chosen", "int", "int"),
-    Accepted: ("ballot", "slots", "int", "int"),
+    Accepted: ("ballot", "slots", "int", "int", "int"),
     Forward: ("value",),
     CatchupRequest: ("int",),
     CatchupReply: ("chosen", "int"),
-    SnapshotOffer: ("int", "voters", "int", "bytes"),
+    SnapshotOffer: ("int", "configs", "int", "bytes"),
     SnapshotRequest: ("int", "int", "int"),
     SnapshotChunk: ("int", "int", "bytes"),
     ReadIndex: ("int",),
@@ -310,6 +323,7 @@ FIELD_KINDS: dict[type[Message], tuple[str, ...]] = {
     PreVote: ("int",),
     PreVoteReply: ("int", "int"),
     Relay: ("int", "bytes"),
+    Handover: ("int",),
 }
 
 
@@ -328,6 +342,10 @@ def record_paths(msg: Message) -> Iterator[tuple[int, ...]]:
             for j, (_, value) in enumerate(field):
                 yield (*p, j)
                 yield from ((*p, j, 1, k) for k in range(len(value)))
+        elif kind == "configs":
+            for j, (_, _, members, _) in enumerate(field):
+                yield (*p, j)
+                yield from ((*p, j, 2, k) for k in range(len(members)))
         elif kind == "votes":
             for j, (_, _, value) in enumerate(field):
                 yield (*p, j)

@@ -17,9 +17,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paxctl.core.codec import CodecError, decode, encode
+from paxctl.core.membership import founding
 from paxctl.core.messages import Message
 
-derive = Derive()
+#: Configurations as peers send them: valid ones (the codec refuses the rest, tested apart).
+configs = st.lists(
+    st.sampled_from([1, 2, 3, 5, 7]).map(
+        lambda n: founding({i: f"10.0.0.{i}:7000" for i in range(1, n + 1)})
+    ),
+    min_size=1,
+    max_size=1,
+).map(tuple)
+derive = Derive(by_name={"configs": configs})
 ids = [kind.__name__ for kind in MESSAGE_KINDS]
 
 

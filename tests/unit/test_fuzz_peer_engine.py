@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from paxctl.core.codec import MAX_UINT, CodecError, decode, encode
+from paxctl.core.membership import founding
 from paxctl.core.messages import CatchupReply, Message, Prepare, SnapshotChunk, SnapshotOffer
 from paxctl.core.snapshot_transfer import digest_of
 from paxctl.core.types import Ballot, ChosenEntry, Command
@@ -97,7 +98,16 @@ derive = Derive(
         "compacted": slots,
         "index": slots,
         "round": rounds,
-        "voters": st.one_of(st.just(NODES), st.lists(nodes, max_size=4).map(tuple)),
+        "configs": st.one_of(
+            st.just((founding({n: f"127.0.0.1:{7000 + n}" for n in NODES}),)),
+            st.lists(nodes, min_size=1, max_size=4).map(
+                lambda ids: (
+                    founding({n: f"h:{n}" for n in sorted(set(ids)) if n > 0} or {9: "h:9"}),
+                )
+            ),
+        ),
+        "target": nodes,
+        "disk": st.one_of(st.just(0), st.integers(0, 2**63 - 1)),
         "app": st.one_of(st.sampled_from(NODES).map(CTX.app), st.binary(max_size=16)),
         "body": st.one_of(
             st.builds(

@@ -25,6 +25,7 @@ from helpers import (
 
 from paxctl.core.acceptor import Acceptor
 from paxctl.core.learner import Learner
+from paxctl.core.membership import founding
 from paxctl.core.messages import (
     Accept,
     Accepted,
@@ -40,6 +41,8 @@ from paxctl.core.node import Node, Role
 from paxctl.core.snapshot_transfer import SnapshotSender
 from paxctl.core.state import DurableState, Ready
 from paxctl.core.types import NOOP, ZERO_BALLOT, Ballot, ChosenEntry, Command, Snapshot, Value
+
+CFG3 = (founding({1: "", 2: "", 3: ""}),)
 
 A = val(cmd(1, 1))
 B = val(cmd(2, 1))
@@ -227,18 +230,18 @@ def test_learner_compacts_only_at_the_applied_slot():
     lrn = Learner({1: A, 2: B, 3: C, 5: NOOP})
     lrn.take_new_chosen()
     with pytest.raises(ValueError):
-        lrn.compact(2, b"x", (1, 2, 3))  # nothing applied yet
+        lrn.compact(2, b"x", CFG3)  # nothing applied yet
     assert [a.slot for a in lrn.take_committed()] == [1, 2, 3]
     with pytest.raises(ValueError):
-        lrn.compact(2, b"x", (1, 2, 3))  # below the applied slot
-    snap = lrn.compact(3, b"app", (1, 2, 3))
-    assert snap == Snapshot(3, (1, 2, 3), b"app")
+        lrn.compact(2, b"x", CFG3)  # below the applied slot
+    snap = lrn.compact(3, b"app", CFG3)
+    assert snap == Snapshot(3, CFG3, b"app")
     assert lrn.snapshot == snap
     assert lrn.base == 3
     assert set(lrn.chosen) == {5}
     assert lrn.commit == lrn.applied == 3
     with pytest.raises(ValueError):
-        lrn.compact(3, b"again", (1, 2, 3))  # already compacted there
+        lrn.compact(3, b"again", CFG3)  # already compacted there
 
 
 def test_learner_after_compaction_treats_old_slots_as_chosen_and_serves_the_rest():
@@ -260,7 +263,7 @@ def test_learner_install_jumps_commit_and_applied():
     lrn.take_new_chosen()
     assert lrn.commit == 1
     lrn.take_committed()
-    snap = Snapshot(6, (1, 2, 3), b"six")
+    snap = Snapshot(6, CFG3, b"six")
     assert lrn.install(snap)
     assert lrn.snapshot == snap
     assert lrn.base == 6
@@ -270,13 +273,13 @@ def test_learner_install_jumps_commit_and_applied():
     out = lrn.take_committed()
     assert [a.slot for a in out] == [7, 8]
     assert out[0].commands == B
-    assert not lrn.install(Snapshot(5, (1, 2, 3), b"old"))  # covers nothing new
-    assert not lrn.install(Snapshot(8, (1, 2, 3), b"known"))
+    assert not lrn.install(Snapshot(5, CFG3, b"old"))  # covers nothing new
+    assert not lrn.install(Snapshot(8, CFG3, b"known"))
     assert lrn.snapshot == snap
 
 
 def test_learner_built_from_a_snapshot_starts_at_its_slot():
-    snap = Snapshot(4, (1, 2, 3), b"four")
+    snap = Snapshot(4, CFG3, b"four")
     lrn = Learner({2: A, 5: B, 6: C}, snap)
     assert lrn.base == lrn.applied == 4
     assert set(lrn.chosen) == {5, 6}  # slot 2 is behind the snapshot
@@ -295,24 +298,24 @@ def test_durable_state_install_keeps_the_newest_snapshot_and_drops_what_it_cover
         votes={s: vote(s, Ballot(2, 1), A) for s in (3, 4, 5)},
         chosen={3: A, 4: A, 5: A},
     )
-    snap = Snapshot(4, (1, 2, 3), b"four")
+    snap = Snapshot(4, CFG3, b"four")
     d.install(snap)
     assert d.snapshot == snap
     assert d.compacted == 4
     assert set(d.votes) == {5}
     assert set(d.chosen) == {5}
     assert d.promised == Ballot(2, 1) and d.max_round == 2
-    d.install(Snapshot(3, (1, 2, 3), b"older"))  # older: ignored
+    d.install(Snapshot(3, CFG3, b"older"))  # older: ignored
     assert d.snapshot == snap and d.compacted == 4
     copy = d.copy()
-    d.install(Snapshot(6, (1, 2, 3), b"six"))
+    d.install(Snapshot(6, CFG3, b"six"))
     assert d.compacted == 6 and d.votes == {} and d.chosen == {}
     assert copy.snapshot == snap and copy.compacted == 4 and set(copy.votes) == {5}
 
 
 def test_durable_state_persist_installs_a_peers_snapshot_before_the_log_of_the_same_ready():
     d = DurableState(chosen={1: A, 2: B})
-    snap = Snapshot(5, (1, 2, 3), b"five")
+    snap = Snapshot(5, CFG3, b"five")
     d.persist(Ready(snapshot=snap, chosen=(ChosenEntry(6, C),)))
     assert d.snapshot == snap and d.compacted == 5
     assert d.chosen == {6: C}
@@ -326,7 +329,7 @@ def test_node_compact_returns_a_snapshot_and_forgets_votes_and_chosen_values():
     node.step(accept(2, 1, Ballot(1, 2), {4: NOOP}))  # a vote beyond the applied slot
     drain(node)
     snap = node.compact(3, b"app")
-    assert snap == Snapshot(3, (1, 2, 3), b"app")
+    assert snap == Snapshot(3, CFG3, b"app")
     assert node.learner.snapshot == snap
     assert node.acceptor.compacted == 3
     assert sorted(node.acceptor.votes) == [4]
@@ -366,7 +369,7 @@ def test_catchup_request_at_or_below_the_snapshot_is_answered_with_an_offer():
         node.step(CatchupRequest(3, 1, from_slot))
         r = drain(node)
         digest = SnapshotSender(1).digest(snap)
-        assert r.messages == (SnapshotOffer(1, 3, 3, (1, 2, 3), len(b"three"), digest),)
+        assert r.messages == (SnapshotOffer(1, 3, 3, CFG3, len(b"three"), digest),)
     node.step(CatchupRequest(3, 1, 4))  # above it: the log
     r = drain(node)
     assert r.messages == (CatchupReply(1, 3, (ChosenEntry(4, NOOP),), 4),)
@@ -375,7 +378,7 @@ def test_catchup_request_at_or_below_the_snapshot_is_answered_with_an_offer():
 
 def test_install_snapshot_sets_ready_snapshot_and_jumps_commit_and_applied():
     node = make_node(3)
-    snap = Snapshot(5, (1, 2, 3), b"five")
+    snap = Snapshot(5, CFG3, b"five")
     pull(node, 1, snap)
     assert node.learner.commit == node.learner.applied == 5
     r = drain(node)
@@ -391,7 +394,7 @@ def test_install_snapshot_makes_the_acceptor_forget_the_votes_it_covers():
     b = Ballot(1, 1)
     node.step(accept(1, 3, b, {2: A, 4: B, 6: C}))
     drain(node)
-    snap = Snapshot(5, (1, 2, 3), b"x")
+    snap = Snapshot(5, CFG3, b"x")
     pull(node, 1, snap)
     drain(node)
     assert node.acceptor.compacted == 5
@@ -416,7 +419,7 @@ def test_install_snapshot_then_asks_for_the_log_after_it():
     node.step(accept(1, 3, Ballot(1, 1), {}, commit=9))
     (req,) = of_type(drain(node), CatchupRequest)
     assert (req.to, req.from_slot) == (1, 1)
-    offer = SnapshotSender(1).offer(1, 3, Snapshot(6, (1, 2, 3), b""))
+    offer = SnapshotSender(1).offer(1, 3, Snapshot(6, CFG3, b""))
     node.step(offer)  # (an empty snapshot is complete at once)
     r = drain(node)
     assert r.snapshot is not None
@@ -434,7 +437,7 @@ def test_stale_install_snapshot_changes_nothing():
     ours = Ballot(node.max_round, node.id)  # an Accepted answers a ballot of this node's
     node.step(Accepted(2, 1, ours, (), 4))  # so that node 2 was asked
     drain(node)
-    node.step(SnapshotSender(1).offer(2, 1, Snapshot(2, (1, 2, 3), b"old")))
+    node.step(SnapshotSender(1).offer(2, 1, Snapshot(2, CFG3, b"old")))
     r = drain(node)
     assert node.counters["snapshot_stale"] == 1
     assert of_type(r, SnapshotRequest) == []
@@ -484,7 +487,7 @@ def test_leader_that_installs_a_snapshot_covering_its_slots_steps_down():
     node.propose(cmd(4, 1))
     drain(node)
     assert 1 in node.proposer.inflight
-    snap = Snapshot(3, (1, 2, 3), b"three")
+    snap = Snapshot(3, CFG3, b"three")
     pull(node, 2, snap)
     assert node.role is Role.FOLLOWER
     assert node.leader is None
@@ -503,7 +506,7 @@ def test_leader_ignores_a_snapshot_below_its_first_slot():
     drain(node)
     node.step(Accepted(2, 1, node.ballot, (), 4))  # node 2 knows more: the leader asks it
     drain(node)
-    node.step(SnapshotSender(1).offer(2, 1, Snapshot(3, (1, 2, 3), b"")))
+    node.step(SnapshotSender(1).offer(2, 1, Snapshot(3, CFG3, b"")))
     assert node.role is Role.LEADER
     assert drain(node).snapshot is None
 
@@ -512,7 +515,7 @@ def test_leader_ignores_a_snapshot_below_its_first_slot():
 
 
 def test_restarted_node_starts_at_the_snapshot_and_hands_a_retry_on_to_the_application():
-    snap = Snapshot(5, (1, 2, 3), b"five")
+    snap = Snapshot(5, CFG3, b"five")
     disk = DurableState(promised=Ballot(2, 2), max_round=1)
     disk.install(snap)
     node = make_node(1, state=disk)
@@ -532,7 +535,7 @@ def test_restarted_node_starts_at_the_snapshot_and_hands_a_retry_on_to_the_appli
 
 
 def test_restarted_leader_from_a_snapshot_proposes_after_it_what_it_is_given():
-    snap = Snapshot(5, (1, 2, 3), b"five")
+    snap = Snapshot(5, CFG3, b"five")
     disk = DurableState()
     disk.install(snap)
     node = make_leader(state=disk)

@@ -15,6 +15,7 @@ from helpers import drain, make_node, of_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paxctl.core.membership import founding
 from paxctl.core.messages import (
     Accepted,
     CatchupRequest,
@@ -31,14 +32,13 @@ from paxctl.core.snapshot_transfer import (
 )
 from paxctl.core.types import Ballot, Snapshot
 
-VOTERS = (1, 2, 3)
+VOTERS = (founding({1: "", 2: "", 3: ""}),)  # the configurations a snapshot carries
 SNAP = Snapshot(40, VOTERS, bytes(range(256)) * 4 + b"tail")  # 1028 bytes
 
 
 def receiver(chunk: int = 100, window: int = 3, max_bytes: int = 1 << 20) -> SnapshotReceiver:
     return SnapshotReceiver(
         3,
-        VOTERS,
         chunk=chunk,
         window=window,
         retry_ticks=2,
@@ -68,7 +68,7 @@ def refusals(rx: SnapshotReceiver) -> dict[str, int]:
 def test_sender_cuts_chunks_from_the_bytes_it_holds_and_hashes_once():
     tx = SnapshotSender(64)
     o = tx.offer(1, 3, SNAP)
-    assert (o.slot, o.voters, o.size, o.digest) == (40, VOTERS, 1028, digest_of(SNAP.app))
+    assert (o.slot, o.configs, o.size, o.digest) == (40, VOTERS, 1028, digest_of(SNAP.app))
     assert tx.answer(0, SnapshotRequest(3, 1, 40, 1000, 64), SNAP) == SnapshotChunk(
         1, 3, 40, 1000, SNAP.app[1000:]
     )
@@ -177,7 +177,7 @@ def test_a_chunk_without_any_transfer_is_unsolicited():
         ({"asked": None}, "snapshot_unsolicited"),  # nobody asked
         ({"asked": 2}, "snapshot_unsolicited"),  # asked another node
         ({"commit": 40}, "snapshot_stale"),  # nothing new
-        ({"snap": Snapshot(40, (1, 2, 4), b"x")}, "snapshot_bad_offer"),  # not our voters
+        ({"snap": Snapshot(40, (), b"x")}, "snapshot_bad_offer"),  # no configuration
         ({"max_bytes": 1000}, "snapshot_bad_offer"),  # over the cap
     ],
 )
@@ -247,7 +247,6 @@ def test_any_loss_duplication_and_order_ends_with_exactly_the_bytes(size, chunk,
     snap = Snapshot(9, VOTERS, rng.randbytes(size))
     rx = SnapshotReceiver(
         3,
-        VOTERS,
         chunk=chunk,
         window=window,
         retry_ticks=1,

@@ -200,7 +200,8 @@ class GarbagePeer:
         frm = self.rng.choice(unasked) if unasked else self.stranger
         slot = node.learner.commit + self.rng.choice([1, 10, 10**9])
         size = self.rng.choice([1, 1 << 20, TOP_ROUND])
-        return SnapshotOffer(frm, node.id, slot, self.voters, size, self.rng.randbytes(32))
+        configs = tuple(node.members.configs)
+        return SnapshotOffer(frm, node.id, slot, configs, size, self.rng.randbytes(32))
 
     def _stray_chunk(self, node: Node) -> Message:
         """Bytes of a snapshot transfer the target never started (or at an offset off it)."""

@@ -1,0 +1,271 @@
+"""Membership changes in the core: the rules of one change (tables), the timeline of
+configurations, and whole clusters of cores adding, promoting, replacing and removing nodes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from helpers import Cluster, cmd
+
+from paxctl.core.membership import (
+    ALPHA,
+    CONFIG_CLIENT,
+    AddLearner,
+    ChangeError,
+    Member,
+    Membership,
+    Promote,
+    Remove,
+    apply_change,
+    decode_change,
+    decode_memberships,
+    encode_change,
+    encode_memberships,
+    founding,
+)
+from paxctl.core.node import Node, Role
+from paxctl.core.state import Config, DurableState
+from paxctl.core.timeline import Timeline
+from paxctl.core.types import Command
+
+F3 = founding({1: "h:1", 2: "h:2", 3: "h:3"})
+
+
+def learner(ident: int, promote: bool = True, replaces: int = 0) -> Member:
+    return Member(ident, False, f"h:{ident}", f"c:{ident}", promote=promote, replaces=replaces)
+
+
+# ---------------------------------------------------------------------------- one change
+
+
+def test_a_learner_joins_and_its_id_is_never_given_again():
+    c = apply_change(F3, AddLearner(0, learner(4)), 10)
+    assert (c.epoch, c.active, c.voters, c.learners, c.next_id) == (
+        10, 10 + ALPHA, frozenset({1, 2, 3}), frozenset({4}), 5,
+    )  # fmt: skip
+    later = apply_change(c, Remove(10, 4), 40)
+    with pytest.raises(ChangeError, match="given out already"):
+        apply_change(later, AddLearner(40, learner(4)), 80)
+
+
+@pytest.mark.parametrize(
+    ("change", "slot", "why"),
+    [
+        (AddLearner(0, learner(2)), 5, "given out already"),
+        (AddLearner(7, learner(4)), 5, "configuration changed"),
+        (AddLearner(0, Member(4, True, "h:4", "c:4")), 5, "joins as a learner"),
+        (AddLearner(0, Member(4, False, "h:1", "c:4")), 5, "has that address"),
+        (AddLearner(0, Member(4, False, "nohost", "c:4")), 5, "HOST:PORT"),
+        (AddLearner(0, learner(4, replaces=9)), 5, "not a voter to replace"),
+        (Promote(0, 2, 5), 5, "not a learner"),
+        (Remove(0, 9), 5, "not a member"),
+    ],
+)
+def test_changes_that_cannot_apply_are_refused_with_a_reason(change, slot, why):
+    with pytest.raises(ChangeError, match=why):
+        apply_change(F3, change, slot)
+
+
+def test_one_change_at_a_time_until_the_last_governs():
+    c = apply_change(F3, AddLearner(0, learner(4)), 10)
+    with pytest.raises(ChangeError, match="in flight"):
+        apply_change(c, Remove(10, 4), 10 + ALPHA - 1)
+    assert apply_change(c, Remove(10, 4), 10 + ALPHA).learners == frozenset()
+    # The planted bug lets the second one through.
+    assert apply_change(c, Remove(0, 4), 11, one_at_a_time=False).learners == frozenset()
+
+
+def test_a_promotion_binds_the_voter_to_its_disk_and_a_replacement_swaps_in_one_change():
+    c = apply_change(F3, AddLearner(0, learner(4, replaces=3)), 10)
+    with pytest.raises(ChangeError, match="names the data directory"):
+        apply_change(c, Promote(10, 4, 0, 3), 30)
+    p = apply_change(c, Promote(10, 4, 77, 3), 30)
+    assert p.voters == frozenset({1, 2, 4}) and p.learners == frozenset()
+    assert p.votes_here(4, 77) and not p.votes_here(4, 78) and not p.votes_here(3, 0)
+
+
+def test_the_last_voter_stays_and_removing_a_replaced_voter_leaves_a_plain_promotion():
+    one = founding({1: "h:1"})
+    with pytest.raises(ChangeError, match="last voter"):
+        apply_change(one, Remove(0, 1), 3)
+    c = apply_change(F3, AddLearner(0, learner(4, replaces=3)), 10)
+    r = apply_change(c, Remove(10, 3), 30)
+    assert r.member(4) == learner(4, replaces=0)
+
+
+def test_changes_and_configurations_round_trip_and_garbage_is_a_change_error():
+    for change in (AddLearner(3, learner(9)), Promote(1, 4, 2**62, 2), Remove(8, 1)):
+        assert decode_change(encode_change(change)) == change
+    configs = (F3, apply_change(F3, AddLearner(0, learner(4)), 10))
+    assert decode_memberships(encode_memberships(configs)) == configs
+    for junk in (b"", b"\x93\x01\x02\x03", b"\xc1", encode_change(Remove(0, 1))[:-1]):
+        with pytest.raises(ChangeError):
+            decode_change(junk)
+    with pytest.raises(ChangeError):
+        unsorted = [[2, True, "", "", 0, False, 0], [1, True, "", "", 0, False, 0]]
+        decode_memberships([[0, 1, unsorted, 3]])
+
+
+# ---------------------------------------------------------------------------- the timeline
+
+
+def change_cmd(change: object, seq: int = 1) -> Command:
+    return Command(CONFIG_CLIENT, seq, encode_change(change))  # type: ignore[arg-type]
+
+
+def test_the_timeline_gives_each_slot_its_configuration_and_records_outcomes():
+    t = Timeline([F3], 0)
+    assert not t.commit(1, [cmd(70000, 1)])
+    assert t.commit(2, [change_cmd(AddLearner(0, learner(4)), 5), change_cmd(Remove(0, 1), 6)])
+    assert t.outcomes[5] == "" and "in flight" in t.outcomes[6]
+    assert t.config_for(2 + ALPHA - 1) is F3 and t.config_for(2 + ALPHA).learners == {4}
+    assert t.in_force(3, 2 + ALPHA - 1) == [F3]
+    assert [c.epoch for c in t.in_force(3, 3 + ALPHA)] == [0, 2]
+    assert t.in_flight(2) and not t.in_flight(2 + ALPHA - 1)
+    assert t.as_of(1) == (F3,)  # a snapshot at slot 1 predates the change
+    assert [c.epoch for c in t.as_of(2)] == [0, 2]
+    t.prune(2 + ALPHA)
+    assert [c.epoch for c in t.configs] == [2]
+    assert not t.commit(2, [change_cmd(Remove(2, 4), 7)])  # judged already: ignored
+
+
+# ---------------------------------------------------------------------------- clusters of cores
+
+
+def run(cl: Cluster, ticks: int, app: bytes = b"app") -> None:
+    """Tick in lockstep; take a snapshot wherever a node asks for one (as the driver does)."""
+    for _ in range(ticks):
+        cl.tick()
+        for node in cl.nodes.values():
+            if node.snapshot_wanted and node.learner.applied > node.learner.base:
+                node.snapshot_wanted = False
+                cl.disks[node.id].install(node.compact(node.learner.applied, app))
+
+
+def propose_change(cl: Cluster, at: int, change: object, seq: int) -> None:
+    cl.nodes[at].propose(change_cmd(change, seq))
+
+
+def join(cl: Cluster, ident: int, disk: int) -> Node:
+    """Start a node that joins empty, knowing the founders as seeds."""
+    seeds = tuple(i for i in range(1, cl.n + 1))
+    settings = Config(
+        ident, seeds, election_ticks=10, heartbeat_ticks=2, pre_vote=False, join=True, disk=disk
+    )
+    node = Node(settings, random.Random(ident), None)
+    cl.nodes[ident] = node
+    cl.disks[ident] = DurableState()
+    cl.applied[ident] = []
+    cl.reads[ident] = []
+    return node
+
+
+def voters(node: Node) -> set[int]:
+    return set(node.members.latest.voters)
+
+
+def test_a_joiner_starts_from_a_snapshot_is_promoted_once_caught_up_and_then_counts():
+    cl = Cluster(3, seed=1)
+    leader = cl.run_until_leader()
+    for s in range(1, 6):
+        cl.nodes[leader].propose(cmd(70000, s))
+    run(cl, 3)
+    propose_change(cl, leader, AddLearner(0, learner(4)), 1)
+    run(cl, 3)
+    assert all(4 in n.members.latest.learners for n in cl.nodes.values())
+    node4 = join(cl, 4, disk=77)
+    assert not node4.members.known and not node4.may_campaign
+    run(cl, 60)
+    assert node4.members.known, node4.status()
+    assert all(voters(n) == {1, 2, 3, 4} for n in cl.nodes.values()), [
+        n.status() for n in cl.nodes.values()
+    ]
+    assert node4.may_campaign and node4.members.latest.member(4).disk == 77
+    # One founder down: 4's vote makes the majority of four (3 of 4).
+    cl.down = {3}
+    leader = cl.run_until_leader()
+    cl.nodes[leader].propose(cmd(70000, 99))
+    run(cl, 5)
+    assert cmd(70000, 99) in cl.applied_commands(4)
+    cl.down = {2, 3}
+    for n in (1, 4):
+        cl.nodes[n].propose(cmd(70000, 100 + n))
+    run(cl, 40)
+    late = {cmd(70000, 101), cmd(70000, 104)}
+    assert not late & set(cl.applied_commands(1) + cl.applied_commands(4))  # 2 of 4: no majority
+
+
+def test_removing_the_leader_hands_over_and_the_removed_node_knows_it():
+    cl = Cluster(3, seed=2)
+    leader = cl.run_until_leader()
+    propose_change(cl, leader, Remove(0, leader), 1)
+    run(cl, 30)
+    assert cl.nodes[leader].removed
+    assert cl.nodes[leader].counters["handovers"] == 1
+    others = [i for i in cl.nodes if i != leader]
+    new = cl.leaders()
+    assert new and new[0] in others
+    cl.down = {leader}
+    cl.nodes[new[0]].propose(cmd(70000, 7))
+    run(cl, 5)
+    assert all(cmd(70000, 7) in cl.applied_commands(i) for i in others)
+    assert all(voters(cl.nodes[i]) == set(others) for i in others)
+
+
+def test_replace_swaps_a_dead_voter_for_a_caught_up_learner_in_one_change():
+    cl = Cluster(3, seed=3)
+    leader = cl.run_until_leader()
+    dead = next(i for i in cl.nodes if i != leader)
+    cl.down = {dead}
+    propose_change(cl, leader, AddLearner(0, learner(4, replaces=dead)), 1)
+    run(cl, 3)
+    join(cl, 4, disk=5)
+    run(cl, 80)
+    live = [i for i in cl.nodes if i != dead]
+    assert all(voters(cl.nodes[i]) == {1, 2, 3, 4} - {dead} for i in live)
+    cl.nodes[leader].propose(cmd(70000, 1))
+    run(cl, 5)
+    assert all(cmd(70000, 1) in cl.applied_commands(i) for i in live)
+
+
+def test_a_voter_that_lost_its_disk_never_votes_under_its_old_id():
+    cl = Cluster(3, seed=4)
+    leader = cl.run_until_leader()
+    propose_change(cl, leader, AddLearner(0, learner(4)), 1)
+    run(cl, 3)
+    join(cl, 4, disk=77)
+    run(cl, 80)
+    assert voters(cl.nodes[1]) == {1, 2, 3, 4}
+    # Node 4's disk is gone; it comes back empty under its old id, with a new disk.
+    impostor = join(cl, 4, disk=99)
+    run(cl, 80)
+    assert impostor.members.known and not impostor.may_campaign
+    assert not impostor.acceptor.votes and impostor.acceptor.promised.round == 0
+    assert cl.disks[4].votes == {}
+
+
+def test_a_learner_that_was_not_asked_to_be_promoted_stays_a_learner_and_is_never_counted():
+    cl = Cluster(3, seed=5)
+    leader = cl.run_until_leader()
+    propose_change(cl, leader, AddLearner(0, learner(4, promote=False)), 1)
+    run(cl, 3)
+    node4 = join(cl, 4, disk=8)
+    run(cl, 80)
+    assert 4 in cl.nodes[leader].members.latest.learners
+    cl.down = {i for i in (1, 2, 3) if i != leader}
+    cl.nodes[leader].propose(cmd(70000, 5))
+    run(cl, 30)
+    assert cmd(70000, 5) not in cl.applied_commands(leader)  # the learner made no majority
+    assert node4.role is Role.FOLLOWER and not node4.acceptor.votes
+
+
+def test_config_changes_survive_a_restart_from_the_log():
+    cl = Cluster(3, seed=6)
+    leader = cl.run_until_leader()
+    propose_change(cl, leader, AddLearner(0, learner(4, promote=False)), 1)
+    run(cl, 5)
+    for i in (1, 2, 3):
+        node = cl.restart(i)
+        assert node.members.latest.learners == {4}, i
+        assert isinstance(node.members.latest, Membership)
