@@ -292,9 +292,9 @@ def status(
     ctx: click.Context, directory: str, servers: str | None, timeout: float, out: Output
 ) -> None:
     """Show each node: role, ballot, chosen and applied slots, lag behind the most advanced
-    node, pid. Exit 5 when the cluster has no quorum. A role is leader, follower or
-    candidate; down when no process runs; no answer when it runs but does not answer
-    (starting, stopped or stuck).
+    node, pid. Exit 5 when the cluster has no quorum. A role is leader, follower,
+    learner (a follower that never votes) or candidate; down when no process runs; no
+    answer when it runs but does not answer (starting, stopped or stuck).
 
     With -s (or $PAXCTL_SERVERS, or paxctl -s) naming another cluster than DIR's, each server
     is asked over the client protocol: one row per server given (no answer when it does not
@@ -358,7 +358,7 @@ def status(
             [
                 (
                     r["id"],
-                    Styled(r["role"], colours.get(r["role"], "")),
+                    Styled(_shown_role(r), colours.get(r["role"], "")),
                     r["client_address"],
                     r["ballot"],
                     r["chosen"],
@@ -382,6 +382,13 @@ def status(
     out.emit(doc_out, text, items=rows)
     if not quorum:
         sys.exit(exits.UNAVAILABLE)
+
+
+def _shown_role(row: dict[str, Any]) -> str:
+    """A learner follows like a follower; the table says which of the two it is."""
+    return (
+        "learner" if row["role"] == "follower" and row.get("member") == "learner" else row["role"]
+    )
 
 
 def _remote_servers(ctx: click.Context, directory: str, servers: str | None) -> str | None:
