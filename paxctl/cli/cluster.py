@@ -19,21 +19,30 @@ import click
 from click.core import ParameterSource
 from rich.console import Console
 
-from paxctl.cli import cluster_checks, cluster_health, exits
+from paxctl.cli import cluster_checks, cluster_health, exits, remote
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
+from paxctl.cli.cluster_hosts import (
+    host_options,
+    keep_remote_paxctl,
+    planned_hosts,
+    refuse_host_changes,
+)
 from paxctl.cli.cluster_nodes import (
     answers_as_ours,
     dir_option,
     ensure_secret_in,
     live_members,
+    member_pid,
+    member_pids,
     new_cluster,
     node_paths,
-    node_pid,
     node_status,
+    prepare_remote,
     require_cluster,
     save_cluster,
     secret_path,
     start_node,
+    start_remote_nodes,
     stop_nodes,
 )
 from paxctl.cli.connect import (
@@ -94,6 +103,7 @@ def cluster() -> None:
     show_default=True,
     help="Seconds to wait for a leader and a first write.",
 )
+@host_options
 @click.argument("node_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- NODE OPTIONS]")
 @output_options
 @click.pass_context
@@ -104,6 +114,9 @@ def up(
     base_port: int,
     snapshot_every: int,
     wait: float,
+    hosts: str | None,
+    remote_dir: str | None,
+    remote_paxctl: str | None,
     node_args: tuple[str, ...],
     out: Output,
 ) -> None:
@@ -116,11 +129,17 @@ def up(
     A first start that fails keeps nothing but the logs, so a corrected one starts afresh.
     DIR gets a cluster secret, DIR/cluster.secret (mode 0600), unless it has one: every node
     proves it holds it to its peers.
+
+    With --hosts, node N runs on the N-th host, started over ssh (see "Nodes on other hosts"
+    in the README): paxctl must be installed there; the secret is copied over ssh.
     """
     doc = load_cluster(directory)
     fresh = doc is None
+    far = planned_hosts(hosts, nodes, _given(ctx, "nodes"))
     if doc is None:
-        doc = new_cluster(nodes, base_port, snapshot_every)
+        size = len(far) if far else nodes
+        where = remote_dir if remote_dir is not None else remote.DEFAULT_REMOTE_DIR
+        doc = new_cluster(size, base_port, snapshot_every, far, where, remote_paxctl or "paxctl")
         doc["node_args"] = list(node_args)
     else:
         asked = {"nodes": nodes, "base_port": base_port, "snapshot_every": snapshot_every}
@@ -128,15 +147,30 @@ def up(
         if node_args:
             given["node_args"] = list(node_args)
         refuse_changes(directory, doc, given, _start_over(directory))
-    down_now = [m for m in live_members(doc) if node_pid(directory, m["id"]) is None]
+        refuse_host_changes(directory, doc, far, remote_dir, _start_over(directory))
+        keep_remote_paxctl(doc, remote_paxctl)
+    pids = {} if fresh else member_pids(directory, live_members(doc))  # a new cluster runs nowhere
+    down_now = [m for m in live_members(doc) if pids.get(m["id"]) is None]
+    here = {m["id"] for m in down_now if not remote.is_remote(m)}  # other hosts' ports: theirs
     cluster_checks.refuse_taken(
-        directory, doc, {m["id"] for m in down_now}, fresh, saved_base(doc), _start_over(directory)
+        directory, doc, here, fresh, saved_base(doc), _start_over(directory)
     )
     os.makedirs(directory, exist_ok=True)
     had_data = {m["id"] for m in doc["nodes"] if os.path.exists(node_paths(directory, m["id"])[0])}
     made_secret = ensure_secret_in(directory)
-    if fresh:  # saved before any node starts, so that `cluster down` finds them meanwhile
-        save_cluster(directory, doc)
+    try:  # every other host checked (paxctl there) and readied before any node starts
+        had_data |= prepare_remote(directory, doc, down_now)
+    except click.ClickException:
+        if fresh and made_secret:
+            os.remove(secret_path(directory))
+        if fresh:  # the hosts readied already forget this cluster (their data stays)
+            with contextlib.suppress(click.ClickException):
+                readied = [m for m in doc["nodes"] if remote.is_remote(m)]
+                remote.forget(readied, str(doc["cluster_id"]), data=False)
+        raise
+    # Saved before any node starts: a new cluster's, so that `cluster down` finds its nodes
+    # meanwhile; an old one's, for a remote paxctl given anew.
+    save_cluster(directory, doc)
     try:
         started = _bring_up(directory, doc, down_now, wait)
     except _NotUp as exc:
@@ -203,11 +237,18 @@ def _bring_up(
     nodes = live_members(doc)
     with _err().status("starting nodes") as progress:
         for member in members:
+            if remote.is_remote(member):
+                continue
             log_path = node_paths(directory, member["id"])[1]
             marks[member["id"]] = os.path.getsize(log_path) if os.path.exists(log_path) else 0
-            pid = start_node(directory, doc, member)
+            pid = start_node(directory, doc, member, prepared=True)
             started.append(member["id"])
             progress.update(f"started node {member['id']} (pid {pid})")
+        far = [m for m in members if remote.is_remote(m)]
+        for member, pid in start_remote_nodes(directory, doc, far):
+            started.append(member["id"])
+            progress.update(f"started node {member['id']} on {member['ssh']} (pid {pid})")
+        started.sort()
         progress.update("waiting for a leader and a first write")
         deadline = time.monotonic() + wait
         committed = False
@@ -218,7 +259,8 @@ def _bring_up(
                     c.multi([Check("/", -1)])  # a real write through consensus, changing nothing
                 committed = True
             except ClientError:
-                dead = [n["id"] for n in nodes if node_pid(directory, n["id"]) is None]
+                alive = member_pids(directory, nodes)  # one ssh per host, all at once
+                dead = [n for n in nodes if alive[n["id"]] is None]
                 if len(dead) > len(nodes) - majority(len(nodes)):
                     raise _NotUp(_why_dead(directory, dead, marks)) from None
                 if time.monotonic() >= deadline:
@@ -231,9 +273,10 @@ def _bring_up(
         progress.update("checking that every node answers")
         ours: dict[int, bool | None] = {}
         while True:
-            for member in nodes:
-                if ours.get(member["id"]) is None:
-                    ours[member["id"]] = answers_as_ours(directory, member)
+            pending = [m for m in nodes if ours.get(m["id"]) is None]
+            pids = member_pids(directory, pending)
+            for member in pending:
+                ours[member["id"]] = answers_as_ours(directory, member, pids[member["id"]])
             if None not in ours.values() or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
@@ -241,28 +284,36 @@ def _bring_up(
             if ours.get(member["id"]):
                 member["initialized"] = True
         save_cluster(directory, doc)
-        gone = sorted(node_id for node_id, ok in ours.items() if ok is False)
+        gone = [n for n in nodes if ours.get(n["id"]) is False]
         # Let ours finish dying (a failed bind takes a moment) so their logs say why.
-        while gone and time.monotonic() < deadline and any(node_pid(directory, i) for i in gone):
+        while gone and time.monotonic() < deadline and any(member_pids(directory, gone).values()):
             time.sleep(0.05)
     if gone:
         raise _NotUp(_why_dead(directory, gone, marks))
     return started
 
 
-def _why_dead(directory: str, node_ids: list[int], marks: dict[int, int]) -> str:
-    logs = {i: (node_paths(directory, i)[1], marks.get(i, 0)) for i in node_ids}
-    return f"{cluster_checks.why_dead(logs)} (see {directory}/node-*.log)"
+def _why_dead(directory: str, members: list[dict[str, Any]], marks: dict[int, int]) -> str:
+    here = [m["id"] for m in members if not remote.is_remote(m)]
+    far = [m for m in members if remote.is_remote(m)]
+    logs = {i: (node_paths(directory, i)[1], marks.get(i, 0)) for i in here}
+    why = cluster_checks.why_dead(logs, remote.logs_since_start(far))
+    see = [f"{directory}/node-*.log"] if here else []
+    see += sorted({f"{remote.where(m)}/node-{m['id']}.log" for m in far})
+    return f"{why} (see {', '.join(see)})"
 
 
 def _forget(directory: str, doc: dict[str, Any], had_data: set[int], made_secret: bool) -> None:
     """Undo a first `up` that failed: stop its nodes, remove the data they founded,
     cluster.json and the secret it made, so that no failed setting is taken for the cluster's
     own."""
-    stop_nodes(directory, [n["id"] for n in doc["nodes"]], grace=2.0)
-    for member in doc["nodes"]:
-        if member["id"] not in had_data:
+    stop_nodes(directory, [n["id"] for n in doc["nodes"]], grace=2.0, doc=doc)
+    founded = [m for m in doc["nodes"] if m["id"] not in had_data]
+    for member in founded:
+        if not remote.is_remote(member):
             shutil.rmtree(node_paths(directory, member["id"])[0], ignore_errors=True)
+    with contextlib.suppress(click.ClickException):  # a host gone meanwhile keeps its files
+        remote.forget([m for m in founded if remote.is_remote(m)], str(doc["cluster_id"]))
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(directory, CLUSTER_FILE))
     if made_secret:
@@ -305,10 +356,10 @@ def status(
     down, or more than 1000 slots behind).
 
     JSON: {"quorum": bool, "nodes": [{"id", "role", "alive", "pid", "ballot", "chosen",
-    "applied", "lag", "leader", "client_address", "peer_address", "member"}],
+    "applied", "lag", "leader", "client_address", "peer_address", "ssh", "member"}],
     "configuration": {"epoch", "active", "leader", "next_id", "voters", "learners",
-    "in_flight", "members"} or null, "warnings": [str]}; ndjson: one node per line.
-    "member" is "voter", "learner" or null.
+    "in_flight", "members"} or null, "warnings": [str]} ("ssh": the [user@]host of a node on
+    another host, else null; "member": "voter", "learner" or null); ndjson: one node per line.
     """
     remote = _remote_servers(ctx, directory, servers)
     if remote is None:
@@ -318,7 +369,11 @@ def status(
                 f"no cluster in {directory} (start one with `paxctl cluster up`, "
                 "or ask any running cluster with -s HOST:PORT,...)"
             )
-        rows = [_local_row(directory, member, timeout) for member in live_members(doc)]
+        unreached: list[str] = []
+        pids = member_pids(directory, live_members(doc), unreached)
+        for problem in unreached:
+            _err().print(f"[yellow]warning[/yellow]: {problem}", soft_wrap=True)
+        rows = [_local_row(member, pids[member["id"]], timeout) for member in live_members(doc)]
         alive = sum(r["alive"] for r in rows)
         quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
         title, shortfall = f"paxctl cluster in {directory}", f"{alive} of {len(rows)} nodes answer"
@@ -346,6 +401,8 @@ def status(
     if remote is None and config is not None:  # learners answer, but are no quorum
         quorum = cluster_health.has_quorum(config, rows)
 
+    hosts = any(r.get("ssh") for r in rows)  # a host column when some node runs elsewhere
+
     def text() -> None:
         colours = {
             "leader": "bold green",
@@ -354,7 +411,8 @@ def status(
             "no answer": "bold red",
         }
         table(
-            ("id", "role", "client", "ballot", "chosen", "applied", "lag", "pid"),
+            ("id", "role", "client", "ballot", "chosen", "applied", "lag", "pid")
+            + (("host",) if hosts else ()),
             [
                 (
                     r["id"],
@@ -366,6 +424,7 @@ def status(
                     Styled(str(r["lag"]), "yellow") if r["lag"] else r["lag"],
                     r["pid"],
                 )
+                + ((r.get("ssh") or "local",) if hosts else ())
                 for r in rows
             ],
             title=title,
@@ -428,14 +487,21 @@ def _row(
         "chosen": st["chosen"] if st else None,
         "applied": st["applied"] if st else None,
         "leader": st["leader"] if st else None,
+        "ssh": None,  # [user@]host for a node of DIR's cluster on another host
     }
 
 
-def _local_row(directory: str, member: dict[str, Any], timeout: float) -> dict[str, Any]:
-    pid = node_pid(directory, member["id"])
-    st = node_status(member, timeout) if pid is not None else None
+def _local_row(member: dict[str, Any], pid: int | None, timeout: float) -> dict[str, Any]:
+    """A node of the cluster in DIR (``pid``: its process's, if it runs). A node on another
+    host is asked even when ssh did not say it runs: its host may only be out of ssh's reach."""
+    far = remote.is_remote(member)
+    st = node_status(member, timeout) if pid is not None or far else None
+    if far and pid is None and st is not None:
+        pid = st.get("pid")
     client = f"{member['host']}:{member['client_port']}"
-    return _row(member["id"], client, f"{member['host']}:{member['peer_port']}", pid, st)
+    row = _row(member["id"], client, f"{member['host']}:{member['peer_port']}", pid, st)
+    row["ssh"] = member["ssh"] if far else None
+    return row
 
 
 def _remote_row(address: tuple[str, int], timeout: float) -> dict[str, Any]:
@@ -477,7 +543,7 @@ grace_option = click.option(
 def down(directory: str, grace: float, out: Output) -> None:
     """Stop every node (SIGTERM, then SIGKILL after the grace period); data stays."""
     doc = require_cluster(directory)
-    stopped = stop_nodes(directory, [n["id"] for n in doc["nodes"]], grace)
+    stopped = stop_nodes(directory, [n["id"] for n in doc["nodes"]], grace, doc)
     _err().print(f"stopped {len(stopped)} node(s)" + (f": {stopped}" if stopped else ""))
     out.emit({"stopped": stopped}, lambda: None)
 
@@ -494,18 +560,20 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
         raise click.UsageError(f"no node {node_id} in {directory}")
     if member.get("removed"):
         raise click.UsageError(f"node {node_id} was removed from the cluster in {directory}")
-    pid = node_pid(directory, node_id)
+    pid = member_pid(directory, member)
     if pid is not None:
         _err().print(f"node {node_id} is already running")
     else:
         start_over = _start_over(directory)
-        cluster_checks.refuse_taken(directory, doc, {node_id}, False, saved_base(doc), start_over)
+        here = set() if remote.is_remote(member) else {node_id}
+        cluster_checks.refuse_taken(directory, doc, here, False, saved_base(doc), start_over)
         log_path = node_paths(directory, node_id)[1]
         mark = os.path.getsize(log_path) if os.path.exists(log_path) else 0
         ensure_secret_in(directory)  # a cluster made before nodes needed one
         pid = start_node(directory, doc, member)
         _await_answer(directory, member, mark)
-        _err().print(f"started node {node_id} (pid {pid})")
+        on = f" on {member['ssh']}" if remote.is_remote(member) else ""
+        _err().print(f"started node {node_id}{on} (pid {pid})")
     out.emit({"id": node_id, "pid": pid}, lambda: None)
 
 
@@ -520,7 +588,7 @@ def _await_answer(directory: str, member: dict[str, Any], mark: int, wait: float
             return
         time.sleep(0.05)
     if not ours:
-        why = _why_dead(directory, [member["id"]], {member["id"]: mark})
+        why = _why_dead(directory, [member], {member["id"]: mark})
         click.echo(f"paxctl: node {member['id']} did not start: {why}", err=True)
         sys.exit(exits.UNAVAILABLE)
 
@@ -535,7 +603,7 @@ def stop_one(node_id: int, directory: str, grace: float, out: Output) -> None:
     doc = require_cluster(directory)
     if not any(n["id"] == node_id for n in doc["nodes"]):
         raise click.UsageError(f"no node {node_id} in {directory}")
-    stopped = stop_nodes(directory, [node_id], grace)
+    stopped = stop_nodes(directory, [node_id], grace, doc)
     _err().print(f"node {node_id} " + ("stopped" if stopped else "was not running"))
     out.emit({"stopped": stopped}, lambda: None)
 

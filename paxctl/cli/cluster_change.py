@@ -32,6 +32,7 @@ from paxctl.cli.cluster_checks import port_free, saved_base, why_exited
 from paxctl.cli.cluster_nodes import (
     dir_option,
     live_members,
+    member_pid,
     node_paths,
     node_pid,
     node_status,
@@ -322,10 +323,14 @@ def _start_local(directory: str, member: dict[str, Any]) -> tuple[int, Callable[
 def _retire_local(directory: str, node: int, grace: float = 5.0) -> bool:
     """Stop a node that left the cluster (it stops by itself once its removal governs: give it
     a moment) and mark it removed in cluster.json; whether it was still running."""
+    doc = require_cluster(directory)
+    member = next((n for n in doc["nodes"] if n["id"] == node), None)
+    if member is None:  # not one of DIR's processes (added with an address): nothing to stop
+        return False
     deadline = time.monotonic() + 3.0
-    while node_pid(directory, node) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stopped = bool(stop_nodes(directory, [node], grace))
+    while member_pid(directory, member) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stopped = bool(stop_nodes(directory, [node], grace, doc))
 
     def mark(doc: dict[str, Any]) -> None:
         for n in doc["nodes"]:

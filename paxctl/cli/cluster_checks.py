@@ -313,23 +313,32 @@ def why_exited(log_path: str, mark: int) -> str:
             lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         lines = []
+    return exit_reason(lines)
+
+
+def exit_reason(lines: list[str], here: bool = True) -> str:
+    """Why a node exited, from what it logged since it started; the holder of a port it
+    could not bind is looked up only ``here`` (not for a node on another host)."""
     errors = [ln.strip() for ln in lines if "error" in ln.lower() or ln.startswith("paxctl")]
     if not errors:
         return "exited"
     line = errors[-1].removeprefix("paxctl: ")
     bound = re.search(r", (\d+)\)[^(]*address already in use", line)
-    if bound:
+    if bound and here:
         port = int(bound.group(1))
         line = f"port {port} is in use by {holder(port)}"
     return f"exited: {line}"
 
 
-def why_dead(logs: dict[int, tuple[str, int]]) -> str:
-    """Why these nodes (id -> their log, and its size before they started) are not running;
-    nodes that say the same are named together."""
+def why_dead(logs: dict[int, tuple[str, int]], far: dict[int, list[str]] | None = None) -> str:
+    """Why these nodes (id -> their log, and its size before they started; ``far``: id -> the
+    lines logged since, for nodes on other hosts) are not running; nodes that say the same
+    are named together."""
+    reasons = {node_id: why_exited(path, mark) for node_id, (path, mark) in logs.items()}
+    reasons.update({node_id: exit_reason(lines, False) for node_id, lines in (far or {}).items()})
     by_reason: dict[str, list[int]] = {}
-    for node_id, (log_path, mark) in logs.items():
-        by_reason.setdefault(why_exited(log_path, mark), []).append(node_id)
+    for node_id, why in sorted(reasons.items()):
+        by_reason.setdefault(why, []).append(node_id)
     return "; ".join(
         f"node{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} {why}"
         for why, ids in by_reason.items()

@@ -53,6 +53,12 @@ ENVIRONMENT = [
     ("PAXCTL_SERVERS", "HOST:PORT,... of the cluster, when -s/--servers is not given"),
     ("NO_COLOR", "no colour in human output (there is none either when stdout is not a terminal)"),
     (
+        "PAXCTL_SSH",
+        "the ssh command that starts and stops nodes on other hosts (default ssh; e.g. "
+        "ssh -F FILE); -o BatchMode=yes is always added",
+    ),
+    ("PAXCTL_REMOTE_PAXCTL", "the paxctl to run on other hosts, over what cluster.json says"),
+    (
         "PAXCTL_HISTORY",
         "the history file of paxctl shell (default $XDG_STATE_HOME/paxctl/history, "
         "~/.local/state/paxctl/history)",

@@ -10,6 +10,7 @@ import click
 
 from paxctl.cli import exits
 from paxctl.cli.node_limits import limit_options
+from paxctl.cli.node_ssh import ssh_options, start_over_ssh
 from paxctl.server.config import ConfigError, NodeConfig
 from paxctl.server.limits import LIMIT_KEYS
 from paxctl.server.secret import HOW_TO_GET, SecretError, load_secret
@@ -94,8 +95,30 @@ def node() -> None:
 )
 @limit_options
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
-def start(config_file: str | None, verbose: bool, **flags: Any) -> None:
-    """Start a node in the foreground; SIGTERM or SIGINT stops it cleanly."""
+@ssh_options
+@click.pass_context
+def start(
+    ctx: click.Context,
+    /,
+    config_file: str | None,
+    verbose: bool,
+    ssh: str | None,
+    remote_dir: str | None,
+    remote_paxctl: str | None,
+    **flags: Any,
+) -> None:
+    """Start a node in the foreground; SIGTERM or SIGINT stops it cleanly.
+
+    With --ssh USER@HOST, start it on that host instead, in the background, through the
+    system's ssh ($PAXCTL_SSH replaces the ssh command): paxctl must be installed there. The
+    other options are passed on; --data and paths are the host's, under --remote-dir, and
+    --secret-file and --config are local files, copied there (mode 0600).
+    """
+    if ssh is not None:
+        start_over_ssh(ctx, ssh, remote_dir, remote_paxctl)
+        return
+    if remote_dir is not None or remote_paxctl is not None:
+        raise click.UsageError("--remote-dir and --remote-paxctl go with --ssh")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

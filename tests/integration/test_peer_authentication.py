@@ -21,9 +21,13 @@ from peer_client import PeerConn, open_peer
 
 from paxctl.client import SyncClient
 from paxctl.core import codec
+from paxctl.core.membership import founding
 from paxctl.core.messages import Accept, CatchupRequest, Message, Prepare, SnapshotOffer
 from paxctl.core.types import Ballot, ChosenEntry, Command
 from paxctl.statemachine.ops import Create, encode_op
+
+#: The configuration a forged snapshot offer names (any will do: it is refused unasked).
+FOUNDERS = (founding({1: "127.0.0.1:1", 2: "127.0.0.1:2", 3: "127.0.0.1:3"}),)
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +82,7 @@ ATTACKS = {
         frm, to, ballot_of(n), (ChosenEntry(int(n["chosen"]) + 1, forged_create()),),
         int(n["chosen"]) + 1,
     ),
-    "snapshot-offer": lambda n, frm, to: SnapshotOffer(frm, to, 10**6, (1, 2, 3), 13, bytes(32)),
+    "snapshot-offer": lambda n, frm, to: SnapshotOffer(frm, to, 10**6, FOUNDERS, 13, bytes(32)),
 }  # fmt: skip
 
 

@@ -16,11 +16,15 @@ from local_cluster import LocalCluster, paxctl, wait_until
 from peer_client import open_peer
 
 from paxctl.client import SyncClient
+from paxctl.core.membership import founding
 from paxctl.core.messages import Accept, SnapshotChunk, SnapshotOffer
 from paxctl.core.snapshot_transfer import digest_of
 from paxctl.core.types import Ballot
 from paxctl.statemachine.machine import StateMachine
 from paxctl.statemachine.ops import Create, encode_command
+
+#: The configuration a forged snapshot offer names (any will do: it is refused unasked).
+FOUNDERS = (founding({1: "127.0.0.1:1", 2: "127.0.0.1:2", 3: "127.0.0.1:3"}),)
 
 MIB = 1024 * 1024
 
@@ -107,7 +111,7 @@ def test_unsolicited_and_undecodable_snapshots_are_dropped_and_never_saved(clust
     # 1. A whole, valid snapshot of another tree, offered and sent unasked.
     app = forged_snapshot(commit + 1000)
     with open_peer(port, other, cid, credentials_dir=cluster_dir) as peer:
-        peer.send(SnapshotOffer(other, victim, commit + 1000, (1, 2, 3), len(app), digest_of(app)))
+        peer.send(SnapshotOffer(other, victim, commit + 1000, FOUNDERS, len(app), digest_of(app)))
         peer.send(SnapshotChunk(other, victim, commit + 1000, 0, app))
         assert not peer.closed_by_node(1.0)  # well-formed: dropped, not a protocol error
     wait_until(
@@ -126,7 +130,7 @@ def test_unsolicited_and_undecodable_snapshots_are_dropped_and_never_saved(clust
     ballot = Ballot(int(rnd), int(node))
     with open_peer(port, leader, cid, credentials_dir=cluster_dir) as peer:
         peer.send(Accept(leader, victim, ballot, (), slot))
-        peer.send(SnapshotOffer(leader, victim, slot, (1, 2, 3), len(garbage), digest_of(garbage)))
+        peer.send(SnapshotOffer(leader, victim, slot, FOUNDERS, len(garbage), digest_of(garbage)))
         peer.send(SnapshotChunk(leader, victim, slot, 0, garbage))
         assert not peer.closed_by_node(1.0)
     wait_until(
