@@ -14,6 +14,7 @@ from typing import Any
 
 from paxctl.client import ClientError, SyncClient
 from paxctl.core.quorum import majority
+from paxctl.statemachine.errors import ZnodeError
 
 #: A voter more slots behind the most advanced node than this counts as lost for the
 #: warning: it cannot vote on new slots until it has caught up (by log, or by snapshot).
@@ -159,7 +160,7 @@ def gather(
     try:
         with SyncClient(servers, timeout=timeout) as c:
             config: dict[str, Any] = c.members()
-    except ClientError:
+    except (ClientError, ZnodeError):  # ZnodeError: an older node that has no "members"
         for r in rows:
             r["member"] = None
         return None, []
