@@ -174,6 +174,8 @@ class Roles:
             for cmd in self.proposer.take_undecided():  # kept for the next leader
                 self._offer(cmd)
             self.role = Role.FOLLOWER
+        if leader != self.leader:
+            self._fail_read_asks(leader)
         self.leader = leader
         if ballot is not None:
             self.ballot = max(self.ballot, ballot)
@@ -216,6 +218,7 @@ class Roles:
         self._max_round_changed = True
         self.ballot = Ballot(self.max_round, self.id)
         self.role = Role.CANDIDATE
+        self._fail_read_asks(None)
         self.leader = None
         self._heard_leader_at = None
         self.proposer.campaign(self.learner.commit + 1)
@@ -440,6 +443,16 @@ class Roles:
                 commit = self._commit_sent = self.learner.commit
                 hb = self._reads.round
                 self._send(Accept(self.id, peer, self.ballot, tuple(run), commit, hb))
+
+    def _fail_read_asks(self, keep: int | None) -> None:
+        """Reads asked of a node no longer followed will never be answered by it: fail them
+        (the caller retries), except those asked of ``keep``."""
+        lost = [ctx for ctx, asked in self.read_asks.items() if asked != keep]
+        for ctx in lost:
+            del self.read_asks[ctx]
+            self._read_results.append(ReadState(ctx, None))
+        if lost:
+            self.counters["read_asks_failed"] += len(lost)
 
     def _release_read(self, read: PendingRead, index: int | None) -> None:
         if read.requester == self.id:

@@ -23,9 +23,13 @@ hashes), and a connection without a session speaks under the temporary id its se
 A refused hello changes nothing: no heartbeat, no registration, the session untouched.
 
 What waits is bounded (README "Limits"): a hello or local read naming a zxid not applied here
-waits, but only if its slot is at most ``MAX_SLOTS_AHEAD`` beyond the highest slot this node knows
+waits only for a slot that exists. A slot this node does not know is chosen may have been made up
+(a session id, an ``after``): the leader's read index, confirmed by a quorum after the request
+came, covers every slot chosen before it, and a client saw only chosen zxids, so a slot beyond
+that index is one no client saw and is refused (else, on a quiet cluster, it waited for ever).
+It waits only if its slot is at most ``MAX_SLOTS_AHEAD`` beyond the highest slot this node knows
 is chosen, while the connection has fewer than ``MAX_WAITERS_PER_CONNECTION`` such waiters, and
-only one hello per connection at a time; otherwise it is refused at once (``Unavailable``: the
+only one hello per connection at a time; otherwise it is refused (``Unavailable``: the
 client tries another node). The reply that accepts a hello says so (``Frame.greets``): only then
 does the shell lift its pre-hello frame limit and hello deadline.
 """
@@ -297,35 +301,77 @@ class ClientRequests:
             ok = Ok(req.xid, self.e.replica.applied_zxid, {"node": self.e.id})
             self.send(conn, ok, greets=req.session)  # the shell lifts its pre-hello limits
 
-        opened = slot_of(req.client) if req.session else 0
-        if self._park(conn, req.xid, max(slot_of(req.after), opened), resume):
-            self._conns[conn].hello_waiting = True
+        def refused() -> None:
+            state = self._conns.get(conn)
+            if state is not None:
+                state.hello_waiting = False
 
-    def _park(self, conn: int, xid: int, slot: int, serve: Callable[[], None]) -> bool:
-        """Serve once ``slot`` (one the client named) is applied here: now, or later if it may
-        wait (``MAX_SLOTS_AHEAD``, ``MAX_WAITERS_PER_CONNECTION``), else refuse. True: it
-        waits."""
+        def beyond(index: int) -> tuple[ErrorCode, str]:
+            if opened > index:  # its id is its open's zxid, which no leader ever chose
+                return ErrorCode.SESSION_EXPIRED, f"session {req.client:#x} unknown"
+            return ErrorCode.BAD_ARGUMENTS, _ahead(req.after, index)
+
+        opened = slot_of(req.client) if req.session else 0
+        self._conns[conn].hello_waiting = True  # until resume() or refused()
+        self._park(conn, req.xid, max(slot_of(req.after), opened), resume, beyond, refused)
+
+    def _park(
+        self,
+        conn: int,
+        xid: int,
+        slot: int,
+        serve: Callable[[], None],
+        beyond: Callable[[int], tuple[ErrorCode, str]],
+        refused: Callable[[], None] | None = None,
+    ) -> None:
+        """Serve once ``slot`` (one the client named) is applied here: now, or later if it
+        exists and may wait (``MAX_SLOTS_AHEAD``, ``MAX_WAITERS_PER_CONNECTION``); else refuse
+        (``refused`` is told), with ``beyond(index)``'s error for a slot past the leader's
+        read index: one no client saw, which a quiet cluster would never apply."""
         driver = self.e.driver
+
+        def refuse(code: ErrorCode, message: str) -> None:
+            if refused is not None:
+                refused()
+            self.fail(conn, xid, code, message)
+
+        def wait() -> None:
+            if driver.waiting_of(conn) >= MAX_WAITERS_PER_CONNECTION:
+                message = (
+                    f"a connection may have at most {MAX_WAITERS_PER_CONNECTION} hellos and "
+                    "reads waiting for a zxid; wait for their answers"
+                )
+                refuse(ErrorCode.UNAVAILABLE, message)
+            else:
+                driver.when_applied(slot, serve, conn)
+
+        def on_index(index: int | None) -> None:
+            if conn not in self._conns:
+                return  # closed meanwhile
+            if slot <= driver.known_chosen():
+                wait()  # chosen: it exists
+            elif index is None:
+                message = f"no leader confirmed that slot {slot} exists; try another node"
+                refuse(ErrorCode.UNAVAILABLE, message)
+            elif slot > index:
+                refuse(*beyond(index))
+            else:
+                wait()  # proposed before the read index: it will be chosen
+
         if slot <= self.e.node.learner.applied:
             serve()
-            return False
+            return
         known = driver.known_chosen()
         if slot > known + MAX_SLOTS_AHEAD:
             message = (
                 f"the zxid names slot {slot}, more than {MAX_SLOTS_AHEAD} slots beyond slot "
                 f"{known}, the highest this node knows is chosen; try another node"
             )
-            self.fail(conn, xid, ErrorCode.UNAVAILABLE, message)
-            return False
-        if driver.waiting_of(conn) >= MAX_WAITERS_PER_CONNECTION:
-            message = (
-                f"a connection may have at most {MAX_WAITERS_PER_CONNECTION} hellos and reads "
-                "waiting for a zxid; wait for their answers"
-            )
-            self.fail(conn, xid, ErrorCode.UNAVAILABLE, message)
-            return False
-        driver.when_applied(slot, serve, conn)
-        return True
+            refuse(ErrorCode.UNAVAILABLE, message)
+        elif slot <= known:
+            wait()
+        else:
+            self._ask_index(on_index)
 
     def _open_session(self, conn: int, req: OpenSessionRequest) -> None:
         state = self._client(conn)
@@ -492,7 +538,11 @@ class ClientRequests:
         """Serve linearizably (read-index), or locally but never older than the client saw."""
         driver = self.e.driver
         if local:
-            self._park(conn, xid, slot_of(min_zxid), serve)
+
+            def beyond(index: int) -> tuple[ErrorCode, str]:
+                return ErrorCode.BAD_ARGUMENTS, _ahead(min_zxid, index)
+
+            self._park(conn, xid, slot_of(min_zxid), serve, beyond)
             return
 
         def on_index(index: int | None) -> None:
@@ -501,7 +551,18 @@ class ClientRequests:
             else:
                 driver.when_applied(index, serve, conn)
 
+        self._ask_index(on_index)
+
+    def _ask_index(self, on_index: Callable[[int | None], None]) -> None:
+        """Ask the leader for a read index; ``on_index`` gets it (None: no leader gave one)."""
         ctx = self._next_ctx
         self._next_ctx += 1
         self._read_waiters[ctx] = on_index
         self.e.node.read_index(ctx)
+
+
+def _ahead(zxid: int, index: int) -> str:
+    return (
+        f"zxid {zxid:#x} is ahead of the cluster: it names slot {slot_of(zxid)}, and nothing "
+        f"beyond slot {index} was chosen when this request came"
+    )

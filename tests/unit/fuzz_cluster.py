@@ -31,10 +31,9 @@ from paxctl.protocol.codec import (
     encode_push,
     encode_reply,
 )
-from paxctl.protocol.messages import SEQUENCED, Failed, Hello, Ok, ReadRequest, SessionGranted
+from paxctl.protocol.messages import SEQUENCED, Failed, Hello, Ok, SessionGranted
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
 from paxctl.server.requests import Frame
-from paxctl.server.zxid import slot_of
 from paxctl.statemachine.machine import StateMachine
 
 WALL = 1_700_000_000_000  # the wall clock at virtual time 0
@@ -227,18 +226,9 @@ class FuzzCluster:
         return "request", self.run(conn.node, engine.request, number, req, WALL + self.now)
 
     def unanswered(self) -> list[tuple[int, Any]]:
-        """Requests on open connections still waiting, except those that may wait forever by
-        design: a hello or local read naming a zxid this node has not reached."""
-        out = []
-        for number, conn in self.conns.items():
-            applied = self.engines[conn.node].node.learner.applied
-            for req in conn.waiting.values():
-                if isinstance(req, Hello) and slot_of(req.after) > applied:
-                    continue
-                if isinstance(req, ReadRequest) and req.local and slot_of(req.min_zxid) > applied:
-                    continue
-                out.append((number, req))
-        return out
+        """Requests on open connections still waiting (none may wait for ever: a hello or
+        local read naming a zxid no node reached is refused once the leader says so)."""
+        return [(n, req) for n, conn in self.conns.items() for req in conn.waiting.values()]
 
     # ------------------------------------------------------------------ replicas
 

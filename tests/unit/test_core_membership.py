@@ -269,3 +269,16 @@ def test_config_changes_survive_a_restart_from_the_log():
         node = cl.restart(i)
         assert node.members.latest.learners == {4}, i
         assert isinstance(node.members.latest, Membership)
+
+
+def test_reads_asked_of_a_leader_that_is_gone_fail_so_the_caller_retries():
+    cl = Cluster(3, seed=7)
+    leader = cl.run_until_leader()
+    follower = next(i for i in cl.nodes if i != leader)
+    cl.down = {leader}
+    cl.nodes[follower].read_index(42)
+    assert cl.nodes[follower].read_asks == {42: leader}
+    cl.reads[follower].clear()
+    cl.run_until_leader()
+    assert not cl.nodes[follower].read_asks
+    assert any(r.ctx == 42 and r.index is None for r in cl.reads[follower])
