@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import click
-from click.core import ParameterSource
 from rich.console import Console
 
 from paxctl.cli import cluster_checks, cluster_health, exits, remote
@@ -45,12 +44,15 @@ from paxctl.cli.cluster_nodes import (
     start_remote_nodes,
     stop_nodes,
 )
+from paxctl.cli.cluster_where import await_answer as _await_answer
+from paxctl.cli.cluster_where import connect_string as _connect_string
+from paxctl.cli.cluster_where import given as _given
+from paxctl.cli.cluster_where import remote_servers as _remote_servers
+from paxctl.cli.cluster_where import why_dead as _why_dead
 from paxctl.cli.connect import (
     CLUSTER_DIR,
     CLUSTER_FILE,
-    GLOBAL_SERVERS,
     load_cluster,
-    resolve_servers,
 )
 from paxctl.cli.output import Output, Styled, console, output_options, plural, table
 from paxctl.client import ClientError, SyncClient
@@ -204,16 +206,6 @@ def up(
         err.print("      paxctl create /hello world && paxctl get /hello", soft_wrap=True)
 
 
-def _connect_string(doc: dict[str, Any]) -> str:
-    return ",".join(f"{n['host']}:{n['client_port']}" for n in live_members(doc))
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    """Whether the user typed option ``name`` (a default must not count as asking)."""
-    source = ctx.get_parameter_source(name)
-    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-
-
 def _start_over(directory: str) -> str:
     """How to start over, for every refusal and failure that needs it."""
     return (
@@ -291,16 +283,6 @@ def _bring_up(
     if gone:
         raise _NotUp(_why_dead(directory, gone, marks))
     return started
-
-
-def _why_dead(directory: str, members: list[dict[str, Any]], marks: dict[int, int]) -> str:
-    here = [m["id"] for m in members if not remote.is_remote(m)]
-    far = [m for m in members if remote.is_remote(m)]
-    logs = {i: (node_paths(directory, i)[1], marks.get(i, 0)) for i in here}
-    why = cluster_checks.why_dead(logs, remote.logs_since_start(far))
-    see = [f"{directory}/node-*.log"] if here else []
-    see += sorted({f"{remote.where(m)}/node-{m['id']}.log" for m in far})
-    return f"{why} (see {', '.join(see)})"
 
 
 def _forget(directory: str, doc: dict[str, Any], had_data: set[int], made_secret: bool) -> None:
@@ -450,21 +432,6 @@ def _shown_role(row: dict[str, Any]) -> str:
     )
 
 
-def _remote_servers(ctx: click.Context, directory: str, servers: str | None) -> str | None:
-    """The servers to ask over the network, or None for the cluster in DIR: -s; else, unless
-    --dir was given, $PAXCTL_SERVERS or the global -s when they name another cluster (the
-    precedence of every client command, through resolve_servers)."""
-    if servers:
-        return resolve_servers(servers)  # checked as every client command checks it
-    if _given(ctx, "directory"):
-        return None
-    if not (os.environ.get("PAXCTL_SERVERS") or ctx.meta.get(GLOBAL_SERVERS)):
-        return None
-    resolved = resolve_servers(None)
-    doc = load_cluster(directory)
-    return None if doc is not None and resolved == _connect_string(doc) else resolved
-
-
 def _addresses(servers: str) -> list[tuple[str, int]]:
     try:
         return list(dict.fromkeys(parse_servers(servers)))
@@ -575,22 +542,6 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
         on = f" on {member['ssh']}" if remote.is_remote(member) else ""
         _err().print(f"started node {node_id}{on} (pid {pid})")
     out.emit({"id": node_id, "pid": pid}, lambda: None)
-
-
-def _await_answer(directory: str, member: dict[str, Any], mark: int, wait: float = 10.0) -> None:
-    """Wait until a node just started answers as our process. A node that refuses to start
-    (damaged files, a port taken) exits at once: say why from its log (exit 5), rather than
-    report it started."""
-    deadline = time.monotonic() + wait
-    while (ours := answers_as_ours(directory, member)) is None:
-        if time.monotonic() >= deadline:
-            _err().print(f"node {member['id']} started but does not answer yet; see its log")
-            return
-        time.sleep(0.05)
-    if not ours:
-        why = _why_dead(directory, [member], {member["id"]: mark})
-        click.echo(f"paxctl: node {member['id']} did not start: {why}", err=True)
-        sys.exit(exits.UNAVAILABLE)
 
 
 @cluster.command("stop")

@@ -42,6 +42,8 @@ from paxctl.cli.cluster_nodes import (
     start_node,
     stop_nodes,
 )
+from paxctl.cli.cluster_where import await_answer as _await_answer
+from paxctl.cli.cluster_where import remote_servers as _remote_servers
 from paxctl.cli.connect import load_cluster
 from paxctl.cli.output import Output, console, output_options
 from paxctl.client import ClientError, SyncClient
@@ -64,18 +66,6 @@ _PLACE = ("host", "ssh", "remote_dir", "remote_paxctl")
 
 def _err() -> Console:
     return console(stderr=True)
-
-
-def _remote_servers(ctx: click.Context, directory: str, servers: str | None) -> str | None:
-    from paxctl.cli.cluster import _remote_servers as servers_of  # cluster.py imports this
-
-    return servers_of(ctx, directory, servers)
-
-
-def _await_answer(directory: str, member: dict[str, Any], mark: int) -> None:
-    from paxctl.cli.cluster import _await_answer as await_answer
-
-    await_answer(directory, member, mark)
 
 
 @dataclass
