@@ -26,6 +26,8 @@ class CatchUp:
         #: taken only from a peer asked, and only for the slots asked (``validate.py``).
         self.asked: dict[int, int] = {}
         self.polling = False  # a ``poll`` is out: its answer is awaited though nobody knew more
+        self._best: int | None = None  # the peer that showed the highest commit index
+        self._last: int | None = None  # the peer asked last
 
     def request(
         self, now: int, commit: int, leader: int | None, source: int | None, their_commit: int
@@ -34,6 +36,8 @@ class CatchUp:
 
         ``source`` showed it has chosen up to ``their_commit``; None: a timer asks.
         """
+        if source is not None and source != self._me and their_commit >= self.target:
+            self._best = source  # the peer that showed it knows the most
         self.target = max(self.target, their_commit)
         if self.target <= commit:
             if not self.polling:
@@ -45,10 +49,18 @@ class CatchUp:
         target = source if source is not None else leader
         unanswered = self.sent_at is not None
         if target is None or target == self._me or (source is None and unanswered):
-            if not self._peers:
+            # Ask someone else, but every other time the peer that showed it knows the most:
+            # a node far behind may know only members long gone, and a random one of those
+            # would keep it asking the dead (its timer fires before the leader's next word).
+            best = self._best
+            if best is not None and self._last != best:
+                target = best
+            elif self._peers:
+                target = self._rng.choice(self._peers)
+            else:
                 return None
-            target = self._rng.choice(self._peers)
         self.sent_at = now
+        self._last = target
         self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
         return target
 
