@@ -151,12 +151,6 @@ def gather(
     learns whether its node is a voter or a learner ("member"). Voters no row shows (the
     servers given with -s are perhaps not all) are asked, with ``probe``, at the client
     address the configuration has for them."""
-    from paxctl.client.client import Client
-
-    if not hasattr(Client, "members"):  # until the server side of issue 15 is merged
-        for r in rows:
-            r["member"] = None
-        return None, []
     try:
         with SyncClient(servers, timeout=timeout) as c:
             config: dict[str, Any] = c.members()
