@@ -75,6 +75,7 @@ PURE_SERVER_MODULES = (
     "requests",
     "peercheck",
     "limits",  # the client port's limits and connection counts (the shell asks it)
+    "configuration",  # the client requests about the configuration (issue 15)
 )
 
 

@@ -16,10 +16,9 @@ import time
 from typing import Any
 
 import click
-from click.core import ParameterSource
 from rich.console import Console
 
-from paxctl.cli import cluster_checks, exits, remote
+from paxctl.cli import cluster_checks, cluster_health, exits, remote
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
 from paxctl.cli.cluster_hosts import (
     host_options,
@@ -29,7 +28,9 @@ from paxctl.cli.cluster_hosts import (
 )
 from paxctl.cli.cluster_nodes import (
     answers_as_ours,
+    dir_option,
     ensure_secret_in,
+    live_members,
     member_pid,
     member_pids,
     new_cluster,
@@ -43,12 +44,15 @@ from paxctl.cli.cluster_nodes import (
     start_remote_nodes,
     stop_nodes,
 )
+from paxctl.cli.cluster_where import await_answer as _await_answer
+from paxctl.cli.cluster_where import connect_string as _connect_string
+from paxctl.cli.cluster_where import given as _given
+from paxctl.cli.cluster_where import remote_servers as _remote_servers
+from paxctl.cli.cluster_where import why_dead as _why_dead
 from paxctl.cli.connect import (
     CLUSTER_DIR,
     CLUSTER_FILE,
-    GLOBAL_SERVERS,
     load_cluster,
-    resolve_servers,
 )
 from paxctl.cli.output import Output, Styled, console, output_options, plural, table
 from paxctl.client import ClientError, SyncClient
@@ -65,16 +69,6 @@ def _err() -> Console:
 @click.group()
 def cluster() -> None:
     """Run a local cluster of paxctl nodes in the background."""
-
-
-dir_option = click.option(
-    "--dir",
-    "directory",
-    default=CLUSTER_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where the cluster keeps its data, logs and pid files.",
-)
 
 
 @cluster.command()
@@ -157,8 +151,8 @@ def up(
         refuse_changes(directory, doc, given, _start_over(directory))
         refuse_host_changes(directory, doc, far, remote_dir, _start_over(directory))
         keep_remote_paxctl(doc, remote_paxctl)
-    pids = {} if fresh else member_pids(directory, doc["nodes"])  # a new cluster runs nowhere
-    down_now = [m for m in doc["nodes"] if pids.get(m["id"]) is None]
+    pids = {} if fresh else member_pids(directory, live_members(doc))  # a new cluster runs nowhere
+    down_now = [m for m in live_members(doc) if pids.get(m["id"]) is None]
     here = {m["id"] for m in down_now if not remote.is_remote(m)}  # other hosts' ports: theirs
     cluster_checks.refuse_taken(
         directory, doc, here, fresh, saved_base(doc), _start_over(directory)
@@ -195,10 +189,10 @@ def up(
         raise
     err = _err()
     servers = _connect_string(doc)
-    count = len(doc["nodes"])
+    count = len(live_members(doc))
     err.print(f"cluster of {count} {plural(count, 'node')} is up ({len(started)} started now)")
     out.emit(
-        {"servers": servers, "dir": directory, "nodes": len(doc["nodes"]), "started": started},
+        {"servers": servers, "dir": directory, "nodes": count, "started": started},
         lambda: click.echo(f"servers: {servers}"),
     )
     if os.path.abspath(directory) == os.path.abspath(CLUSTER_DIR):
@@ -210,16 +204,6 @@ def up(
     else:  # client commands find ./.paxctl by themselves, not another --dir
         err.print(f"try:  export PAXCTL_SERVERS={servers}", soft_wrap=True)
         err.print("      paxctl create /hello world && paxctl get /hello", soft_wrap=True)
-
-
-def _connect_string(doc: dict[str, Any]) -> str:
-    return ",".join(f"{n['host']}:{n['client_port']}" for n in doc["nodes"])
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    """Whether the user typed option ``name`` (a default must not count as asking)."""
-    source = ctx.get_parameter_source(name)
-    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
 def _start_over(directory: str) -> str:
@@ -242,7 +226,7 @@ def _bring_up(
     few nodes are left to ever make a quorum)."""
     started: list[int] = []
     marks: dict[int, int] = {}
-    nodes = doc["nodes"]
+    nodes = live_members(doc)
     with _err().status("starting nodes") as progress:
         for member in members:
             if remote.is_remote(member):
@@ -301,16 +285,6 @@ def _bring_up(
     return started
 
 
-def _why_dead(directory: str, members: list[dict[str, Any]], marks: dict[int, int]) -> str:
-    here = [m["id"] for m in members if not remote.is_remote(m)]
-    far = [m for m in members if remote.is_remote(m)]
-    logs = {i: (node_paths(directory, i)[1], marks.get(i, 0)) for i in here}
-    why = cluster_checks.why_dead(logs, remote.logs_since_start(far))
-    see = [f"{directory}/node-*.log"] if here else []
-    see += sorted({f"{remote.where(m)}/node-{m['id']}.log" for m in far})
-    return f"{why} (see {', '.join(see)})"
-
-
 def _forget(directory: str, doc: dict[str, Any], had_data: set[int], made_secret: bool) -> None:
     """Undo a first `up` that failed: stop its nodes, remove the data they founded,
     cluster.json and the secret it made, so that no failed setting is taken for the cluster's
@@ -351,17 +325,23 @@ def status(
     ctx: click.Context, directory: str, servers: str | None, timeout: float, out: Output
 ) -> None:
     """Show each node: role, ballot, chosen and applied slots, lag behind the most advanced
-    node, pid. Exit 5 when the cluster has no quorum. A role is leader, follower or
-    candidate; down when no process runs; no answer when it runs but does not answer
-    (starting, stopped or stuck).
+    node, pid. Exit 5 when the cluster has no quorum. A role is leader, follower,
+    learner (a follower that never votes) or candidate; down when no process runs; no
+    answer when it runs but does not answer (starting, stopped or stuck).
 
     With -s (or $PAXCTL_SERVERS, or paxctl -s) naming another cluster than DIR's, each server
     is asked over the client protocol: one row per server given (no answer when it does not
     answer), and the cluster has a quorum when it confirms a linearizable read.
 
+    Under the table: the configuration (its epoch, voters, learners, the change in flight),
+    and a warning when the cluster survives fewer failures than its voters suggest (a voter
+    down, or more than 1000 slots behind).
+
     JSON: {"quorum": bool, "nodes": [{"id", "role", "alive", "pid", "ballot", "chosen",
-    "applied", "lag", "leader", "client_address", "peer_address", "ssh"}]} ("ssh": the
-    [user@]host of a node on another host, else null); ndjson: one node per line.
+    "applied", "lag", "leader", "client_address", "peer_address", "ssh", "member"}],
+    "configuration": {"epoch", "active", "leader", "next_id", "voters", "learners",
+    "in_flight", "members"} or null, "warnings": [str]} ("ssh": the [user@]host of a node on
+    another host, else null; "member": "voter", "learner" or null); ndjson: one node per line.
     """
     remote = _remote_servers(ctx, directory, servers)
     if remote is None:
@@ -372,18 +352,20 @@ def status(
                 "or ask any running cluster with -s HOST:PORT,...)"
             )
         unreached: list[str] = []
-        pids = member_pids(directory, doc["nodes"], unreached)
+        pids = member_pids(directory, live_members(doc), unreached)
         for problem in unreached:
             _err().print(f"[yellow]warning[/yellow]: {problem}", soft_wrap=True)
-        rows = [_local_row(member, pids[member["id"]], timeout) for member in doc["nodes"]]
+        rows = [_local_row(member, pids[member["id"]], timeout) for member in live_members(doc)]
         alive = sum(r["alive"] for r in rows)
         quorum = alive >= majority(len(rows)) and any(r["role"] == "leader" for r in rows)
         title, shortfall = f"paxctl cluster in {directory}", f"{alive} of {len(rows)} nodes answer"
+        asked = _connect_string(doc)
     else:
         rows = [_remote_row(address, timeout) for address in _addresses(remote)]
         alive = sum(r["alive"] for r in rows)
         quorum = alive > 0 and _confirms_reads(remote, timeout)
         title = f"paxctl cluster at {remote}"
+        asked = remote
         shortfall = (
             f"no read confirmed by a majority within {timeout:g}s "
             f"({alive} of {len(rows)} servers answer)"
@@ -391,6 +373,15 @@ def status(
     top = max((r["chosen"] for r in rows if r["chosen"] is not None), default=0)
     for r in rows:
         r["lag"] = top - r["applied"] if r["applied"] is not None else None
+
+    def probe(client: str) -> dict[str, Any]:
+        row = _remote_row(_addresses(client)[0], timeout)
+        row["lag"] = top - row["applied"] if row["applied"] is not None else None
+        return row
+
+    config, warnings = cluster_health.gather(asked, rows, probe, timeout)
+    if remote is None and config is not None:  # learners answer, but are no quorum
+        quorum = cluster_health.has_quorum(config, rows)
 
     hosts = any(r.get("ssh") for r in rows)  # a host column when some node runs elsewhere
 
@@ -407,7 +398,7 @@ def status(
             [
                 (
                     r["id"],
-                    Styled(r["role"], colours.get(r["role"], "")),
+                    Styled(_shown_role(r), colours.get(r["role"], "")),
                     r["client_address"],
                     r["ballot"],
                     r["chosen"],
@@ -420,27 +411,25 @@ def status(
             ],
             title=title,
         )
+        for line in cluster_health.describe(config) if config else ():
+            click.echo(line)
+        for warning in warnings:
+            _err().print(f"[yellow]warning[/yellow]: {warning}", soft_wrap=True)
         if not quorum:
             _err().print(f"[red]no quorum[/red]: {shortfall}")
 
-    out.emit({"nodes": rows, "quorum": quorum}, text, items=rows)
+    summary = cluster_health.summary(config) if config else None
+    doc_out = {"nodes": rows, "quorum": quorum, "configuration": summary, "warnings": warnings}
+    out.emit(doc_out, text, items=rows)
     if not quorum:
         sys.exit(exits.UNAVAILABLE)
 
 
-def _remote_servers(ctx: click.Context, directory: str, servers: str | None) -> str | None:
-    """The servers to ask over the network, or None for the cluster in DIR: -s; else, unless
-    --dir was given, $PAXCTL_SERVERS or the global -s when they name another cluster (the
-    precedence of every client command, through resolve_servers)."""
-    if servers:
-        return resolve_servers(servers)  # checked as every client command checks it
-    if _given(ctx, "directory"):
-        return None
-    if not (os.environ.get("PAXCTL_SERVERS") or ctx.meta.get(GLOBAL_SERVERS)):
-        return None
-    resolved = resolve_servers(None)
-    doc = load_cluster(directory)
-    return None if doc is not None and resolved == _connect_string(doc) else resolved
+def _shown_role(row: dict[str, Any]) -> str:
+    """A learner follows like a follower; the table says which of the two it is."""
+    return (
+        "learner" if row["role"] == "follower" and row.get("member") == "learner" else row["role"]
+    )
 
 
 def _addresses(servers: str) -> list[tuple[str, int]]:
@@ -536,6 +525,8 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
     member = next((n for n in doc["nodes"] if n["id"] == node_id), None)
     if member is None:
         raise click.UsageError(f"no node {node_id} in {directory}")
+    if member.get("removed"):
+        raise click.UsageError(f"node {node_id} was removed from the cluster in {directory}")
     pid = member_pid(directory, member)
     if pid is not None:
         _err().print(f"node {node_id} is already running")
@@ -551,22 +542,6 @@ def start_one(node_id: int, directory: str, out: Output) -> None:
         on = f" on {member['ssh']}" if remote.is_remote(member) else ""
         _err().print(f"started node {node_id}{on} (pid {pid})")
     out.emit({"id": node_id, "pid": pid}, lambda: None)
-
-
-def _await_answer(directory: str, member: dict[str, Any], mark: int, wait: float = 10.0) -> None:
-    """Wait until a node just started answers as our process. A node that refuses to start
-    (damaged files, a port taken) exits at once: say why from its log (exit 5), rather than
-    report it started."""
-    deadline = time.monotonic() + wait
-    while (ours := answers_as_ours(directory, member)) is None:
-        if time.monotonic() >= deadline:
-            _err().print(f"node {member['id']} started but does not answer yet; see its log")
-            return
-        time.sleep(0.05)
-    if not ours:
-        why = _why_dead(directory, [member], {member["id"]: mark})
-        click.echo(f"paxctl: node {member['id']} did not start: {why}", err=True)
-        sys.exit(exits.UNAVAILABLE)
 
 
 @cluster.command("stop")
@@ -599,3 +574,10 @@ def secret_cmd(file: str) -> None:
         click.echo(f"paxctl: {exc}", err=True)
         sys.exit(exits.USAGE)
     _err().print(f"wrote a new cluster secret to {file}; copy it (mode 0600) to every node")
+
+
+# `cluster add/remove/replace` live in their own module (it uses the helpers above).
+from paxctl.cli.cluster_change import add, remove, replace  # noqa: E402
+
+for _command in (add, remove, replace):
+    cluster.add_command(_command)

@@ -23,12 +23,21 @@ from typing import Any, Literal
 import click
 
 from paxctl.cli import remote
-from paxctl.cli.connect import CLUSTER_FILE, load_cluster
+from paxctl.cli.connect import CLUSTER_DIR, CLUSTER_FILE, load_cluster
 from paxctl.client import ClientError, SyncClient
 from paxctl.server.config import cluster_id_for
 from paxctl.server.secret import SECRET_FILE, SecretError, ensure_secret, load_secret
 
 HOST = "127.0.0.1"
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    default=CLUSTER_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the cluster keeps its data, logs and pid files.",
+)
 
 
 def node_paths(directory: str, node_id: int) -> tuple[str, str, str]:
@@ -107,7 +116,28 @@ def new_cluster(
 
 
 def peers_arg(doc: dict[str, Any]) -> str:
-    return ",".join(f"{n['id']}={n['host']}:{n['peer_port']}" for n in doc["nodes"])
+    """The founding members' peer addresses: what every founding node was started with
+    (a node added later is not one of them, and one removed since still is)."""
+    return ",".join(
+        f"{n['id']}={n['host']}:{n['peer_port']}" for n in doc["nodes"] if not n.get("join")
+    )
+
+
+def live_members(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The members of cluster.json the cluster still has: a removed (or replaced) one stays
+    in the file with ``"removed": true`` (its id and ports are never given out again; a
+    founding member's address stays part of the founding ``--peers``), and nothing starts it."""
+    return [n for n in doc["nodes"] if not n.get("removed")]
+
+
+def seeds_arg(doc: dict[str, Any], member: dict[str, Any]) -> str:
+    """Whom a node that joined (``"join": true``) asks for the cluster's state: the other
+    members still in the cluster."""
+    return ",".join(
+        f"{n['id']}={n['host']}:{n['peer_port']}"
+        for n in live_members(doc)
+        if n["id"] != member["id"]
+    )
 
 
 def secret_path(directory: str) -> str:
@@ -127,14 +157,17 @@ def node_options(doc: dict[str, Any], member: dict[str, Any], data: str, secret:
     cmd = [
         "--id", str(member["id"]),
         "--data", data,
-        "--peers", peers_arg(doc),
+        "--peers", seeds_arg(doc, member) if member.get("join") else peers_arg(doc),
         "--client", f"{member['host']}:{member['client_port']}",
         "--cluster-id", doc["cluster_id"],
         "--snapshot-every", str(doc.get("snapshot_every", 5000)),
         "--secret-file", secret,
     ]  # fmt: skip
     cmd += [str(a) for a in doc.get("node_args", [])]
-    if not member["initialized"]:
+    if member.get("join"):  # added by `cluster add/replace`: it joins the running cluster
+        cmd += ["--join", "--listen", f"{member['host']}:{member['peer_port']}"]
+        cmd += ["--learner"] if member.get("learner") else []
+    elif not member["initialized"]:
         cmd.append("--bootstrap")
     return cmd
 

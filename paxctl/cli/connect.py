@@ -79,7 +79,7 @@ def resolve_servers(servers: str | None) -> str:
         return check_servers(env, "$PAXCTL_SERVERS")
     doc = load_cluster(CLUSTER_DIR)
     if doc is not None:
-        nodes = doc["nodes"]
+        nodes = [n for n in doc["nodes"] if not n.get("removed")]  # see cluster_change
         joined = ",".join(
             f"[{n['host']}]:{n['client_port']}"
             if ":" in n["host"]

@@ -32,7 +32,11 @@ def node() -> None:
     help="This node's id (never reused).",
 )
 @click.option("--data", type=click.Path(file_okay=False), help="Data directory.")
-@click.option("--peers", metavar="ID=HOST:PORT,...", help="Every voter's peer address.")
+@click.option(
+    "--peers",
+    metavar="ID=HOST:PORT,...",
+    help="Every founding member's peer address (with --join: members to contact).",
+)
 @click.option("--listen", metavar="HOST:PORT", help="Peer address to bind (default: from --peers).")
 @click.option("--client", metavar="HOST:PORT", help="Address clients connect to.")
 @click.option(
@@ -47,7 +51,25 @@ def node() -> None:
     default=None,
     help="This node founds a new cluster: an empty data directory is expected.",
 )
-@click.option("--cluster-id", metavar="HEX", help="32 hex digits (default: from --peers).")
+@click.option(
+    "--cluster-id",
+    metavar="HEX",
+    help="32 hex digits (default: from --peers; required with --join).",
+)
+@click.option(
+    "--join",
+    is_flag=True,
+    default=None,
+    help="Join a running cluster (added with `paxctl cluster add`): the data directory may "
+    "start empty; needs --listen and --cluster-id; --peers are members to contact.",
+)
+@click.option(
+    "--learner",
+    is_flag=True,
+    default=None,
+    help="Start as a learner (implies --join): it follows the log and serves reads, never "
+    "votes; a warning is logged if the cluster makes it a voter.",
+)
 @click.option(
     "--tick-ms",
     type=click.IntRange(1, 10_000),
@@ -131,6 +153,8 @@ def start(
         "listen": flags["listen"],
         "client": flags["client"],
         "bootstrap": flags["bootstrap"],
+        "join": flags["join"],
+        "learner": flags["learner"],
         "cluster_id": flags["cluster_id"],
         "tick_ms": flags["tick_ms"],
         "snapshot_every": flags["snapshot_every"],

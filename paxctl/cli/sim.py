@@ -56,6 +56,16 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
             ("  replayed after failover / resyncs", f"{s.watch_replays:,} / {s.resyncs:,}"),
             ("digest audits passed", f"{s.digest_audits:,}"),
         ]
+    if s.changes_asked:
+        rows += [
+            ("changes asked / taken / refused",
+             f"{s.changes_asked:,} / {s.changes_taken:,} / {s.changes_refused:,}"),
+            ("nodes added / promoted / retired", f"{s.nodes_added:,} / {s.promotions:,} / "
+             f"{s.nodes_retired:,}"),
+            ("leaders removed / handovers taken", f"{s.leader_removals:,} / "
+             f"{s.handovers_taken:,}"),
+            ("voters lost (dead disk)", f"{s.nodes_lost:,}"),
+        ]  # fmt: skip
     if s.garbage:
         rows.append(
             ("garbage messages / peer messages rejected", f"{s.garbage:,} / {s.rejected:,}")
@@ -136,6 +146,12 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
     "snapshot transfer span many chunks.",
 )
 @click.option(
+    "--reconfig",
+    is_flag=True,
+    help="Change the membership while the faults go on: add learners (promoted once caught up,"
+    " or not), remove voters (the leader too) and learners, replace voters (a dead one too).",
+)
+@click.option(
     "--plant-bug",
     "bugs",
     multiple=True,
@@ -169,6 +185,7 @@ def sim(
     no_faults: bool,
     garbage: bool,
     snapshot_chunk: int,
+    reconfig: bool,
     bugs: tuple[str, ...],
     trace: bool,
     jobs: int,
@@ -186,6 +203,11 @@ def sim(
     session keeper, watch registry, client requests), and clients open sessions, ping, write,
     fail over and watch "/": expiry safety, ephemerals, state digests, every watch event and
     whose clock stamped each write are checked too.
+
+    With --reconfig an operator changes the membership while the faults go on: nodes join as
+    learners on empty disks (and are promoted once caught up), voters are removed (the leader
+    too) or replaced (sometimes after their disk died), and removed nodes shut down. Each
+    slot's votes count only for the configuration the chosen log makes for that slot.
     """
     err = Console(stderr=True, highlight=False)
     base = SimSpec(
@@ -198,6 +220,7 @@ def sim(
         faults=not no_faults,
         garbage=garbage,
         snapshot_chunk=snapshot_chunk,
+        reconfig=reconfig,
         bugs=frozenset(bugs),
         trace=trace,
     )
@@ -205,6 +228,8 @@ def sim(
         raise click.UsageError("--trace needs --seed N (a trace of many seeds is unreadable)")
     if workload != "znodes" and set(bugs) & ZNODE_BUGS:
         raise click.UsageError("the session and watch bugs need --workload znodes")
+    if reconfig and workload != "chain":
+        raise click.UsageError("--reconfig runs the chain workload (the consensus core)")
     seeds = [seed] if seed is not None else list(range(first_seed, first_seed + count))
     specs = [replace(base, seed=s) for s in seeds]
 

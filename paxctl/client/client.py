@@ -61,7 +61,9 @@ from paxctl.client.session_types import (
     StateChanged,
 )
 from paxctl.client.watch import Watch, WatchEvent
-from paxctl.protocol.messages import ReadKind, WatchMode
+from paxctl.protocol.admin_proof import reconfig_proof
+from paxctl.protocol.codec import members_dict, members_reply
+from paxctl.protocol.messages import ReadKind, ReconfigRequest, WatchMode
 from paxctl.protocol.secrets import SECRET_BYTES
 from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError
 from paxctl.statemachine.ops import (
@@ -491,6 +493,38 @@ class Client:
     async def status(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request(self._session.status)
         return result
+
+    # ------------------------------------------------------------------ the configuration
+
+    async def members(self) -> dict[str, Any]:
+        """The cluster's configuration as the serving node knows it: ``epoch``, ``active``,
+        ``commit``, ``leader`` (0: none known), ``next_id``, ``in_flight`` and ``members`` (a
+        list of ``{"id", "voter", "peer", "client", "promote", "replaces"}``)."""
+        return members_dict(members_reply(0, 0, await self._request(self._session.members)))
+
+    async def reconfigure(
+        self,
+        kind: str,
+        node: int,
+        *,
+        secret: bytes,
+        peer: str = "",
+        client: str = "",
+        learner: bool = False,
+        replaces: int = 0,
+        base: int = -1,
+    ) -> dict[str, Any]:
+        """Change the configuration (``kind``: "add", "remove" or "replace"; see
+        ``ReconfigRequest``), proving it with the cluster ``secret``; returns the new
+        configuration (as ``members``) once the change is committed. Raises ``AuthFailed``
+        for a wrong secret, ``ReconfigRefused`` (the reason) if the cluster refused it, and
+        ``Indeterminate`` if the answer was lost (the change is never sent twice)."""
+        fields: dict[str, Any] = {"peer": peer, "client": client, "learner": learner}
+        fields.update(replaces=replaces, base=base)
+        proof = reconfig_proof(secret, kind, node, **fields)
+        req = ReconfigRequest(0, kind, node, peer, client, learner, replaces, base, proof)
+        value = await self._request(lambda now, t: self._session.reconfigure(now, req, t))
+        return members_dict(members_reply(0, 0, value))
 
     # ------------------------------------------------------------------ watches
 

@@ -54,10 +54,12 @@ from paxctl.protocol.messages import (
     Failed,
     FromServer,
     Hello,
+    MembersRequest,
     OpenSessionRequest,
     Ping,
     ReadKind,
     ReadRequest,
+    ReconfigRequest,
     Reply,
     Request,
     SessionEnded,
@@ -249,6 +251,19 @@ class ClientSession:
     def status(self, now: float, call_timeout_ms: float | None = None) -> int:
         return self._call(now, StatusRequest(0), call_timeout_ms)
 
+    def members(self, now: float, call_timeout_ms: float | None = None) -> int:
+        """The configuration as the serving node knows it (a ``members_reply`` value)."""
+        return self._call(now, MembersRequest(0), call_timeout_ms)
+
+    def reconfigure(
+        self, now: float, req: ReconfigRequest, call_timeout_ms: float | None = None
+    ) -> int:
+        """A configuration change (``req`` carries its proof). Sent once: nothing dedups a
+        change, so after a lost connection or answer it ends ``Indeterminate`` rather than
+        being made twice (the caller reads the configuration to learn its fate). A node that
+        answers ``Unavailable`` did nothing: the change goes on to the next node."""
+        return self._call(now, req, call_timeout_ms, once=True)
+
     def cancel(self, call: int) -> None:
         """The caller gave up on ``call``: never resend it (an answer is ignored)."""
         if call in self._calls:
@@ -262,11 +277,12 @@ class ClientSession:
         *,
         write: bool = False,
         retry: bool = True,
+        once: bool = False,
         wid: int | None = None,
     ) -> int:
         call = next(self._call_ids)
         deadline = None if timeout_ms is None else now + timeout_ms
-        c = CallRecord(call, req, deadline, timeout_ms, write, self.epoch, retry, wid)
+        c = CallRecord(call, req, deadline, timeout_ms, write, self.epoch, retry, once, wid)
         self._calls[call] = c
         if self.closed:
             self._fail(c, ConnectionLost("the client is closed"))
@@ -465,6 +481,9 @@ class ClientSession:
                 call.last = why
                 if not call.retry:
                     self._fail(call, ConnectionLost(f"connection lost ({why})"))
+                elif call.once and call.maybe_sent:
+                    message = f"no answer to a configuration change ({why}): it may or may not "
+                    self._fail(call, Indeterminate(message + "have been made"))
 
     def _failover(self, now: float, why: str) -> None:
         """Close the connection and try the next server; pending calls are resent there."""
@@ -496,6 +515,7 @@ class ClientSession:
             code = reply.code
             if code == ErrorCode.UNAVAILABLE and call.retry:
                 call.last = reply.message or str(code)
+                call.maybe_sent = False  # the node did nothing with it
                 self._failover(now, "the node cannot serve it now")
                 return
             if call.id == self._closing and code == ErrorCode.SESSION_EXPIRED:
@@ -537,7 +557,7 @@ class ClientSession:
     def _expire_call(self, call: CallRecord) -> None:
         last = "no reply in time" if call.conn is not None or self._conn is not None else call.last
         secs = (call.timeout_ms or 0) / 1000
-        if call.write and call.maybe_sent:
+        if (call.write or call.once) and call.maybe_sent:
             self._fail(call, Indeterminate(f"write outcome unknown after {secs:g}s ({last})"))
         else:
             tried = ", ".join(self.servers)

@@ -138,6 +138,9 @@ class CallRecord:
     write: bool
     epoch: int
     retry: bool = True
+    #: Never sent twice once it may have reached a node (a configuration change: nothing
+    #: dedups it): a lost connection or answer after that makes it ``Indeterminate``.
+    once: bool = False
     wid: int | None = None  # a watch this call registers
     conn: int | None = None
     attempt_deadline: float = 0.0

@@ -116,6 +116,27 @@ class SyncClient:
     def last_zxid(self) -> int:
         return self._client.last_zxid
 
+    def members(self) -> dict[str, Any]:
+        """``Client.members``: the configuration as the serving node knows it."""
+        return self._run(self._client.members())
+
+    def reconfigure(
+        self,
+        kind: str,
+        node: int,
+        *,
+        secret: bytes,
+        peer: str = "",
+        client: str = "",
+        learner: bool = False,
+        replaces: int = 0,
+        base: int = -1,
+    ) -> dict[str, Any]:
+        """``Client.reconfigure``: change the configuration; the new one once committed."""
+        fields: dict[str, Any] = {"peer": peer, "client": client, "learner": learner}
+        fields.update(replaces=replaces, base=base)
+        return self._run(self._client.reconfigure(kind, node, secret=secret, **fields))
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # not the client's: and no recursion before __init__ ends
             raise AttributeError(name)

@@ -25,6 +25,9 @@ class CatchUp:
         #: Peer -> the first slot asked of it, for each request not answered yet: a reply is
         #: taken only from a peer asked, and only for the slots asked (``validate.py``).
         self.asked: dict[int, int] = {}
+        self.polling = False  # a ``poll`` is out: its answer is awaited though nobody knew more
+        self._best: int | None = None  # the peer that showed the highest commit index
+        self._last: int | None = None  # the peer asked last
 
     def request(
         self, now: int, commit: int, leader: int | None, source: int | None, their_commit: int
@@ -33,20 +36,42 @@ class CatchUp:
 
         ``source`` showed it has chosen up to ``their_commit``; None: a timer asks.
         """
+        if source is not None and source != self._me and their_commit >= self.target:
+            self._best = source  # the peer that showed it knows the most
         self.target = max(self.target, their_commit)
         if self.target <= commit:
-            self.sent_at = None
-            self.asked.clear()
+            if not self.polling:
+                self.sent_at = None
+                self.asked.clear()
             return None
         if self.sent_at is not None and now - self.sent_at < self._interval:
             return None
         target = source if source is not None else leader
         unanswered = self.sent_at is not None
         if target is None or target == self._me or (source is None and unanswered):
-            if not self._peers:
+            # Ask someone else, but every other time the peer that showed it knows the most:
+            # a node far behind may know only members long gone, and a random one of those
+            # would keep it asking the dead (its timer fires before the leader's next word).
+            best = self._best
+            if best is not None and self._last != best:
+                target = best
+            elif self._peers:
+                target = self._rng.choice(self._peers)
+            else:
                 return None
-            target = self._rng.choice(self._peers)
         self.sent_at = now
+        self._last = target
+        self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
+        return target
+
+    def poll(self, now: int, commit: int) -> int | None:
+        """A random peer to ask for the slots after ``commit`` though none showed it knows
+        more (a node that hears no leader and may not campaign); None if a request is out."""
+        if not self._peers or (self.sent_at is not None and now - self.sent_at < self._interval):
+            return None
+        target = self._rng.choice(self._peers)
+        self.sent_at = now
+        self.polling = True
         self.asked[target] = min(self.asked.get(target, commit + 1), commit + 1)
         return target
 
@@ -57,5 +82,6 @@ class CatchUp:
     def answered(self, peer: int | None = None) -> None:
         """A reply came (from ``peer``, whose request is settled): the next may go at once."""
         self.sent_at = None
+        self.polling = False
         if peer is not None:
             self.asked.pop(peer, None)

@@ -77,6 +77,13 @@ class Node(Roles):
             self._tick_leader()
         elif self._timer.tick():
             self.become_candidate()
+            if not self.may_campaign:
+                # No leader heard, and this node may not campaign; but it may be a voter that
+                # has not learned of its promotion yet, whose promise candidates need: ask a
+                # member for the slots after its commit index.
+                peer = self.catchup.poll(self.now, self.learner.commit)
+                if peer is not None and not self._snap_in.active:
+                    self._send(CatchupRequest(self.id, peer, self.learner.commit + 1))
         elif self.role is Role.CANDIDATE and self._timer.elapsed % self.config.heartbeat_ticks == 0:
             self._send_prepares(p for p in self._voter_peers() if p not in self.proposer.promises)
         for req in self._snap_in.tick(self.now):
@@ -96,6 +103,10 @@ class Node(Roles):
             rejection = validate.check(self, msg)
             if rejection is not None:
                 self.reject(msg, rejection)
+                if isinstance(msg, Accept) and validate.may_be_newer_member(self, msg.frm):
+                    # A leader this node does not know of yet: it is behind; ask that leader
+                    # for the log (whose answers are taken from it), nothing else.
+                    self._maybe_request_catchup(msg.frm, msg.commit)
                 return
         elif msg.to != self.id or (
             msg.frm not in self.members.member_ids() and not isinstance(msg, Forward)
@@ -248,7 +259,10 @@ class Node(Roles):
             self._on_snapshot_chunk(msg)
         elif isinstance(msg, PreVote):
             alive = self.role is Role.LEADER or (self._leader_is_fresh() and self.leader != msg.frm)
-            voter = msg.frm in self.members.latest.voters and self.may_campaign
+            # Granted by a voter of a configuration in force (a voter the latest one removes
+            # still counts for the slots before it governs), to a voter of the latest one.
+            mine = any(c.votes_here(self.id, self.disk) for c in self._p1_configs())
+            voter = msg.frm in self.members.latest.voters and mine and self.members.known
             self._send(PreVoteReply(self.id, msg.frm, msg.round, int(voter and not alive)))
         elif isinstance(msg, PreVoteReply):
             self._on_pre_vote_reply(msg)
@@ -319,7 +333,7 @@ class Node(Roles):
         configs = self._p1_configs()
         if not any(c.votes_here(self.id, self.disk) for c in configs) or not self.members.known:
             return  # a learner (or a voter without its disk) promises nothing
-        if msg.ballot.node not in {v for c in configs for v in c.voters}:
+        if msg.ballot.node not in {i for c in configs for i in c.ids}:
             self.counters["prepare_from_non_voter"] += 1  # R-cfg6: never for a non-member
             return
         if msg.frm != self.id and (
@@ -354,9 +368,11 @@ class Node(Roles):
         slots: tuple[int, ...] | None = ()
         members = self.members
         if members.known:
-            # R-cfg6: no vote for a ballot of a node that is no voter of the slot's
-            # configuration (as far as this node knows it).
-            mine = [e for e in entries if msg.ballot.node in members.config_for(e.slot).voters]
+            # R-cfg6: no vote for a ballot of a node that is no member of the slot's
+            # configuration (as far as this node knows it). A learner of it may lead: it is a
+            # voter of the next one (promoted, or replacing a voter), and its phase 1 had a
+            # majority of both.
+            mine = [e for e in entries if msg.ballot.node in members.config_for(e.slot).ids]
             self.counters["accepts_from_non_voter"] += len(entries) - len(mine)
             entries = tuple(mine)
         voting = tuple(e for e in entries if self._votes_at(e.slot))
@@ -414,7 +430,8 @@ class Node(Roles):
         if self.role is Role.LEADER:
             last = self.learner.commit + cfg.window
             new = self.proposer.batch(last, cfg.max_batch, cfg.max_batch_bytes)
-            self._send_accepts(new, (self.id, *self._peers))
+            if new:  # (none while the window is full: no empty round on every reply)
+                self._send_accepts(new, (self.id, *self._peers))
         elif self.leader is not None and self.leader != self.id:
             commands = self.proposer.take_pending()
             for run in chunks(commands, cfg.max_batch, cfg.max_message_bytes, _command_size):
@@ -440,6 +457,7 @@ class Node(Roles):
             if not self._quorum_in((self.id, *alive), self._p1_configs()):
                 self.become_follower(None)
                 return
+        self._activate_idle_change()
         self._maybe_promote()
 
     def _on_accepted(self, msg: Accepted) -> None:

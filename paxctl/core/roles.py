@@ -311,10 +311,15 @@ class Roles:
     @property
     def removed(self) -> bool:
         """This node is in no configuration in force any more: every slot of one that named it
-        is decided. The shell may stop it."""
+        is decided. The shell may stop it. A node whose id is not given out yet, as far as it
+        knows, is a joiner that has not learned of its own addition (it started from an older
+        snapshot): not removed."""
         m = self.members
         return (
-            m.known and self.id not in m.latest.ids and self.learner.commit + 1 >= m.latest.active
+            m.known
+            and self.id < m.latest.next_id
+            and self.id not in m.latest.ids
+            and self.learner.commit + 1 >= m.latest.active
         )
 
     def _judge_commits(self) -> None:
@@ -384,6 +389,24 @@ class Roles:
             proposer.next_slot += 1
         if new:
             self.counters["noop_fills"] += len(new)
+            self._send_accepts(new, (self.id, *self._peers))
+
+    def _activate_idle_change(self) -> None:
+        """An idle leader with a change in flight fills the slots up to the one it governs from
+        with no-ops: else a change made in a quiet cluster waits for the next ALPHA writes (and
+        the promotion after it, and the shutdown of the node it removed)."""
+        commit, proposer = self.learner.commit, self.proposer
+        busy = proposer.pending or proposer.inflight or not self.members.in_flight(commit)
+        if busy or self.role is not Role.LEADER or self.learner.applied < proposer.ready_slot:
+            return
+        last = min(self.members.latest.active - 1, commit + self.config.window)
+        new = {}
+        for slot in range(proposer.next_slot, last + 1):
+            proposer.propose(slot, NOOP)
+            new[slot] = proposer.inflight[slot]
+        if new:
+            proposer.next_slot = last + 1
+            self.counters["idle_fills"] += len(new)
             self._send_accepts(new, (self.id, *self._peers))
 
     def _fill_to_activation(self, plan: Adoption) -> Adoption:

@@ -27,6 +27,7 @@ from paxctl.core.messages import (
     Accept,
     Accepted,
     CatchupReply,
+    CatchupRequest,
     Handover,
     Message,
     Nack,
@@ -35,6 +36,8 @@ from paxctl.core.messages import (
     PreVoteReply,
     Promise,
     ReadIndexReply,
+    SnapshotChunk,
+    SnapshotOffer,
 )
 from paxctl.core.types import Ballot
 
@@ -60,10 +63,35 @@ def check(node: Roles, msg: Message) -> Rejection | None:
         return Rejection("misaddressed", f"addressed to node {msg.to}")
     if msg.frm == node.id:
         return Rejection("self", "a peer's message claiming to come from this node")
-    if msg.frm not in node.members.member_ids():
+    if (
+        msg.frm not in node.members.member_ids()
+        and not _catching_up_from(node, msg)
+        and not _former_member_asking(node, msg)
+    ):
         return Rejection("not-member", f"node {msg.frm} is not a member")
     rule = _RULES.get(type(msg))
     return rule(node, msg) if rule is not None else None
+
+
+def may_be_newer_member(node: Roles, peer: int) -> bool:
+    """Whether ``peer`` may be a member added after what this node knows (an id not given out
+    yet as far as it knows): a node that is behind hears of the newer members so."""
+    return peer >= node.members.latest.next_id
+
+
+def _catching_up_from(node: Roles, msg: Message) -> bool:
+    """The answers to this node's own catch-up requests are taken from a peer that may be a
+    newer member (the rules below check they were asked for)."""
+    catch_up = isinstance(msg, CatchupReply | SnapshotOffer | SnapshotChunk)
+    return catch_up and may_be_newer_member(node, msg.frm)
+
+
+def _former_member_asking(node: Roles, msg: Message) -> bool:
+    """A node removed from the cluster may still ask for the log: it stops only once it knows
+    every slot of a configuration that named it is decided, and the leader stops writing to it
+    before it may have heard that (serving chosen values to an id the cluster gave out is
+    harmless: it is authenticated, and chosen values are no secret among members)."""
+    return isinstance(msg, CatchupRequest) and 1 <= msg.frm < node.members.latest.next_id
 
 
 def round_ok(node: Roles, round_: int, what: str) -> Rejection | None:

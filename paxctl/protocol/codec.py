@@ -23,19 +23,25 @@ from typing import Any
 import msgpack
 
 from paxctl.core.codec import MAX_UINT
+from paxctl.protocol.admin_proof import PROOF_SIZE
 from paxctl.protocol.errors import ErrorCode
 from paxctl.protocol.framing import MAX_FRAME
 from paxctl.protocol.messages import (
+    RECONFIG_KINDS,
     CloseSessionRequest,
     Failed,
     FromServer,
     Hello,
     HelloResult,
+    MemberInfo,
+    MembersReply,
+    MembersRequest,
     Ok,
     OpenSessionRequest,
     Ping,
     ReadKind,
     ReadRequest,
+    ReconfigRequest,
     Reply,
     Request,
     SessionEnded,
@@ -190,6 +196,47 @@ def _read(xid: int, f: _Fields) -> ReadRequest:
     )
 
 
+#: Longest address (``host:port``) a configuration change may name (the core's bound).
+MAX_ADDRESS = 255
+#: Highest node id a change may name (ids are positive 63-bit integers).
+MAX_NODE_ID = MAX_UINT
+
+
+def _address(f: _Fields, key: str) -> str:
+    x = f._get(key, "")
+    if type(x) is not str or len(x) > MAX_ADDRESS:
+        raise BadArguments(f"{key} must be a HOST:PORT string of at most {MAX_ADDRESS} bytes")
+    return x
+
+
+def _reconfig(xid: int, f: _Fields) -> ReconfigRequest:
+    """A change's fields, each checked here; what the change means (an id given out already,
+    a voter to replace) is judged by the cluster at commit."""
+    kind = f._get("kind", _REQUIRED)
+    if kind not in RECONFIG_KINDS:
+        raise BadArguments(f"kind must be one of {', '.join(RECONFIG_KINDS)}")
+    node = f.uint("node", low=1)
+    peer, client = _address(f, "peer"), _address(f, "client")
+    learner, replaces = f.flag("learner"), f.uint("replaces", 0)
+    base = f._get("base", -1)
+    if type(base) is not int or not -1 <= base <= MAX_UINT:
+        raise BadArguments("base must be -1 (the current configuration) or an epoch")
+    proof = f._get("proof", _REQUIRED)
+    if type(proof) is not bytes or len(proof) != PROOF_SIZE:
+        raise BadArguments(f"proof must be {PROOF_SIZE} bytes")
+    if kind != "remove" and not (peer and client):
+        raise BadArguments(f"a node to {kind} needs its peer and client addresses")
+    if kind == "replace" and not replaces:
+        raise BadArguments("replace names the voter it replaces (replaces)")
+    if kind != "replace" and replaces:
+        raise BadArguments("only replace names a voter to replace")
+    if kind == "remove" and (peer or client or learner):
+        raise BadArguments("remove takes only the node's id")
+    if replaces == node:
+        raise BadArguments("a node cannot replace itself")
+    return ReconfigRequest(xid, kind, node, peer, client, learner, replaces, base, proof)
+
+
 _DECODERS: dict[str, Callable[[int, _Fields], Request]] = {
     "hello": _hello,
     "open_session": lambda xid, f: OpenSessionRequest(
@@ -205,6 +252,8 @@ _DECODERS: dict[str, Callable[[int, _Fields], Request]] = {
     ),
     "unwatch": lambda xid, f: UnwatchRequest(xid, f.uint("wid")),
     "sync": lambda xid, f: SyncRequest(xid),
+    "members": lambda xid, f: MembersRequest(xid),
+    "reconfig": _reconfig,
 }
 
 
@@ -273,6 +322,12 @@ def encode_request(req: Request) -> bytes:
         doc["after"] = req.after
     elif isinstance(req, UnwatchRequest):
         doc = {"op": "unwatch", "wid": req.wid}
+    elif isinstance(req, MembersRequest):
+        doc = {"op": "members"}
+    elif isinstance(req, ReconfigRequest):
+        doc = {"op": "reconfig", "kind": req.kind, "node": req.node, "peer": req.peer}
+        doc.update(client=req.client, learner=req.learner, replaces=req.replaces)
+        doc.update(base=req.base, proof=req.proof)
     else:
         doc = {"op": "sync"}
     doc["xid"] = req.xid
@@ -375,3 +430,64 @@ def session_granted_doc(granted: SessionGranted) -> dict[str, int]:
 
 def hello_result_doc(result: HelloResult) -> dict[str, int]:
     return {"node": result.node}
+
+
+# ---------------------------------------------------------------------------- configurations
+
+
+def members_reply_doc(reply: MembersReply) -> dict[str, Any]:
+    """The value of an ``Ok`` answering a members or reconfig request."""
+    members = [[m.id, m.voter, m.peer, m.client, m.promote, m.replaces] for m in reply.members]
+    return {
+        "epoch": reply.epoch,
+        "active": reply.active,
+        "commit": reply.commit,
+        "leader": reply.leader,
+        "next_id": reply.next_id,
+        "in_flight": reply.in_flight,
+        "members": members,
+    }
+
+
+def members_reply(xid: int, zxid: int, value: Any) -> MembersReply:
+    """A members reply from its ``Ok`` value; ``ProtocolError`` if a node sent nonsense."""
+    bad = ProtocolError("a members reply is a map of a configuration")
+    if type(value) is not dict:
+        raise bad
+    ints: list[Any] = [value.get(k) for k in ("epoch", "active", "commit", "leader", "next_id")]
+    members = value.get("members")
+    if not all(_uint(x) for x in ints) or type(value.get("in_flight")) is not bool:
+        raise bad
+    if type(members) is not list:
+        raise bad
+    out = []
+    for m in members:
+        if type(m) is not list or len(m) != 6:
+            raise bad
+        ident, voter, peer, client, promote, replaces = m
+        if not (_uint(ident) and _uint(replaces)) or type(voter) is not bool:
+            raise bad
+        if type(peer) is not str or type(client) is not str or type(promote) is not bool:
+            raise bad
+        out.append(MemberInfo(ident, voter, peer, client, promote, replaces))
+    epoch, active, commit, leader, next_id = ints
+    return MembersReply(
+        xid, zxid, epoch, active, commit, leader, next_id, value["in_flight"], tuple(out)
+    )
+
+
+def members_dict(reply: MembersReply) -> dict[str, Any]:
+    """A members reply as plain values (what the client library returns)."""
+    keys = ("id", "voter", "peer", "client", "promote", "replaces")
+    return {
+        "epoch": reply.epoch,
+        "active": reply.active,
+        "commit": reply.commit,
+        "leader": reply.leader,
+        "next_id": reply.next_id,
+        "in_flight": reply.in_flight,
+        "members": [
+            dict(zip(keys, (m.id, m.voter, m.peer, m.client, m.promote, m.replaces), strict=True))
+            for m in reply.members
+        ],
+    }

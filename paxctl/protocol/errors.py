@@ -30,8 +30,12 @@ class ErrorCode(StrEnum):
     #: A write that took effect earlier, whose result the cluster no longer keeps.
     INDETERMINATE = "Indeterminate"
     #: A hello resuming a session without its secret (ZooKeeper's bad session password): the
-    #: session is untouched, and this connection cannot speak for it.
+    #: session is untouched, and this connection cannot speak for it. Also a configuration
+    #: change whose proof does not match the cluster secret.
     AUTH_FAILED = "AuthFailed"
+    #: A configuration change the cluster judged and refused (the message says why: another
+    #: change in flight, a stale base, an id given out already ...). Nothing changed.
+    RECONFIG_REFUSED = "ReconfigRefused"
 
 
 #: Codes whose request certainly did not take effect and may be retried as it is.

@@ -147,6 +147,37 @@ class SyncRequest:
     xid: int
 
 
+@dataclass(frozen=True, slots=True)
+class MembersRequest:
+    """The cluster's configuration as the serving node knows it (needs no secret)."""
+
+    xid: int
+
+
+#: What a ``ReconfigRequest`` may ask for.
+RECONFIG_KINDS = ("add", "remove", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class ReconfigRequest:
+    """Change the configuration (``protocol/admin_proof.py`` proves the asker holds the
+    cluster secret). ``add``: ``node`` joins at ``peer``/``client`` as a learner, promoted to
+    voter once caught up unless ``learner``; ``replace``: the same, and the promotion removes
+    voter ``replaces``; ``remove``: ``node`` leaves. ``base`` is the epoch of the configuration
+    it changes (-1: the one the serving node has now). Answered once the change is committed
+    with the new configuration (a ``MembersReply`` value) or ``ReconfigRefused``."""
+
+    xid: int
+    kind: str
+    node: int
+    peer: str = ""
+    client: str = ""
+    learner: bool = False
+    replaces: int = 0
+    base: int = -1
+    proof: bytes = field(default=b"", repr=False)
+
+
 Request = (
     Hello
     | OpenSessionRequest
@@ -158,6 +189,8 @@ Request = (
     | WatchRequest
     | UnwatchRequest
     | SyncRequest
+    | MembersRequest
+    | ReconfigRequest
 )
 
 #: Requests that change the replicated state, so carry a sequence number.
@@ -203,6 +236,36 @@ class SessionGranted:
 
     session: int
     timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """One member as a client sees it (the disk a voter is bound to stays inside)."""
+
+    id: int
+    voter: bool
+    peer: str
+    client: str
+    promote: bool = False
+    replaces: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MembersReply:
+    """The value of a members or reconfig request: the latest configuration the serving node
+    knows (``epoch``: the slot that chose it; ``active``: the first slot it governs), that
+    node's ``commit`` index and ``leader`` (0: none known), the next unused ``next_id``, and
+    whether a change is still ``in_flight`` (no other is admitted until it governs)."""
+
+    xid: int
+    zxid: int
+    epoch: int
+    active: int
+    commit: int
+    leader: int
+    next_id: int
+    in_flight: bool
+    members: tuple[MemberInfo, ...]
 
 
 # ---------------------------------------------------------------------------- pushes

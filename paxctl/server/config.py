@@ -51,11 +51,18 @@ def cluster_id_for(peers: dict[int, tuple[str, int]]) -> bytes:
 class NodeConfig:
     node_id: int
     data_dir: str
-    peers: dict[int, tuple[str, int]]  # every voter's peer address, this node's included
+    #: Founding members' peer addresses, this node's included; with ``join``, the seeds: members
+    #: of the running cluster to ask for its state (this node need not be among them).
+    peers: dict[int, tuple[str, int]]
     client: tuple[str, int]
     listen: tuple[str, int] | None = None  # defaults to this node's entry in peers
     cluster_id: bytes = b""
     bootstrap: bool = False
+    #: This node joins a running cluster (``--join``): its data directory may start empty
+    #: (it is then named by a random disk id) and it learns the configuration from the seeds.
+    join: bool = False
+    #: Started as a learner (``--learner``; implies ``join``): warn if the cluster has it vote.
+    learner: bool = False
     tick_ms: int = 50
     election_ticks: int = 10
     snapshot_every: int = 5000
@@ -75,8 +82,28 @@ class NodeConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.node_id not in self.peers:
-            raise ConfigError(f"--id {self.node_id} is not one of the peers {sorted(self.peers)}")
+        if self.learner:
+            self.join = True
+        if self.join and self.bootstrap:
+            raise ConfigError(
+                "--join and --bootstrap exclude each other: join a cluster or found one"
+            )
+        if self.join:
+            if self.listen is None:
+                raise ConfigError("--join needs --listen HOST:PORT (this node's peer address)")
+            if not self.cluster_id:
+                raise ConfigError("--join needs --cluster-id (the cluster's, 32 hex digits)")
+            if not set(self.peers) - {self.node_id}:
+                raise ConfigError("--join needs --peers naming at least one other member")
+            if self.peers.get(self.node_id, self.listen) != self.listen:
+                raise ConfigError(
+                    f"--peers gives node {self.node_id} another address than --listen"
+                )
+        elif self.node_id not in self.peers:
+            raise ConfigError(
+                f"--id {self.node_id} is not one of the peers {sorted(self.peers)} (a node "
+                "joining a running cluster says --join)"
+            )
         if self.listen is None:
             self.listen = self.peers[self.node_id]
         if not self.cluster_id:
@@ -117,9 +144,7 @@ class NodeConfig:
         except ValueError:
             raise ConfigError("cluster_id: must be 32 hex digits") from None
         listen = _text(v, "listen", "")
-        bootstrap = v.get("bootstrap", False)
-        if type(bootstrap) is not bool:
-            raise ConfigError("bootstrap: must be true or false")
+        bootstrap, join, learner = (_flag(v, k) for k in ("bootstrap", "join", "learner"))
         return cls(
             node_id=_number(v, "id", 1, 1, None),
             data_dir=_text(v, "data", ""),
@@ -128,6 +153,8 @@ class NodeConfig:
             listen=parse_address(listen, "listen") if listen else None,
             cluster_id=cluster_id,
             bootstrap=bootstrap,
+            join=join,
+            learner=learner,
             tick_ms=_number(v, "tick_ms", 50, 1, 10_000),
             snapshot_every=_number(v, "snapshot_every", 5000, 1, None),
             digest_every=_number(v, "digest_every", 100, 0, None),
@@ -137,6 +164,15 @@ class NodeConfig:
             secret_file=_text(v, "secret_file", ""),
             limits=_limits(v),
         )
+
+
+def _flag(v: dict[str, Any], key: str) -> bool:
+    value = v.get(key, False)
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise ConfigError(f"{key}: must be true or false")
+    return value
 
 
 def _limits(v: dict[str, Any]) -> Limits:

@@ -11,7 +11,9 @@ Every node, in production and in the simulator, in either workload, runs this lo
    what it must say, e.g. watch events before the reply of the command that caused them);
    hand each read-index result to the application; serve whatever waited for an applied slot;
 5. ``node.advance()``;
-6. compact when a snapshot is due (the shell saves it, after sending ``out``).
+6. compact when a snapshot is due, or at once when the core asks for one
+   (``node.snapshot_wanted``: a joining node wants the log from slot 1, which only a snapshot
+   can carry with the configurations); the shell saves it, after sending ``out``.
 
 Pure: no clock, no sockets, no files. The shell owns the disk (``Disk`` is a port, not an effect,
 because persisting must finish before step 3) and carries out the returned ``Pass``.
@@ -153,7 +155,7 @@ class Driver(Generic[O]):
         if not ready:
             node.advance()
             self._purge()
-            return Pass(None, self.take())
+            return Pass(None, self.take(), self._snapshot_due())
         self.disk.persist(ready)  # 1. durable before anything leaves
         if self.on_persisted is not None:
             self.on_persisted(ready)
@@ -166,12 +168,19 @@ class Driver(Generic[O]):
             self.app.read_done(read)
         self._serve_waiting()
         node.advance()  # 4.
-        snapshot = None
-        learner = node.learner
-        if self.snapshot_every > 0 and learner.applied - learner.base >= self.snapshot_every:
-            snapshot = node.compact(learner.applied, self.app.snapshot())
+        snapshot = self._snapshot_due()
         more = bool(ready.messages or ready.committed)  # e.g. proposals waiting for the window
         return Pass(ready, self.take(), snapshot, more)
+
+    def _snapshot_due(self) -> Snapshot | None:
+        """Compact at the applied slot every ``snapshot_every`` slots, and at once when a peer
+        wants the log from before anything was compacted (``node.snapshot_wanted``)."""
+        node, learner = self.node, self.node.learner
+        due = self.snapshot_every > 0 and learner.applied - learner.base >= self.snapshot_every
+        if node.snapshot_wanted:
+            due = due or learner.applied > learner.base
+            node.snapshot_wanted = False
+        return node.compact(learner.applied, self.app.snapshot()) if due else None
 
     def take(self) -> list[Message | O]:
         """What is waiting in ``out``, which is left empty."""

@@ -22,7 +22,7 @@ same class; the simulator's checks watch it through an ``Observer``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from paxctl.core.messages import Forward, Message, Relay
 from paxctl.core.node import Node, Role
@@ -32,7 +32,7 @@ from paxctl.core.validate import Rejection
 from paxctl.protocol.messages import Request
 from paxctl.server.driver import Disk, Driver, Pass
 from paxctl.server.liveness import Duties
-from paxctl.server.peercheck import check_forward, check_relay
+from paxctl.server.peercheck import check_forward, check_relay, is_own
 from paxctl.server.replica import Replica
 from paxctl.server.requests import ClientRequests, Frame
 from paxctl.server.watches import Event
@@ -63,6 +63,9 @@ class EngineConfig:
     max_watches_per_connection: int = 100_000
     #: A number new to each process start (relay rounds of an earlier run are not this one's).
     incarnation: int = 0
+    #: The cluster secret: a configuration change must prove it (protocol/admin_proof.py);
+    #: without one every change is refused.
+    secret: bytes = field(default=b"", repr=False)
     planted_bugs: frozenset[str] = frozenset()
 
 
@@ -142,6 +145,7 @@ class NodeEngine:
     def tick(self, now_ms: int, wall_ms: int) -> list[Output]:
         """One tick of the shell's timer: the core's timers, then the session keeper's."""
         self.node.tick()
+        self.replica.keeper.peers = self.peers()
         self._do(self.replica.keeper.tick(self.node, self.machine, now_ms, wall_ms))
         return self.driver.take()
 
@@ -166,12 +170,16 @@ class NodeEngine:
                 self.node.reject(msg, rejection)
                 if rejection.code != "system-client":
                     return self.driver.take()
-                kept = tuple(c for c in msg.commands if c.client >= FIRST_CLIENT_ID)
+                kept = tuple(c for c in msg.commands if not is_own(c))
                 msg = Forward(msg.frm, msg.to, kept)  # the clients' commands still count
         if isinstance(msg, Forward) and self._restamp:
             msg = Forward(msg.frm, msg.to, tuple(self.stamp(c, wall_ms) for c in msg.commands))
         self.node.step(msg)
         return self.driver.take()
+
+    def peers(self) -> tuple[int, ...]:
+        """The other members of every configuration this node keeps (who hears its relays)."""
+        return tuple(sorted(self.node.members.member_ids() - {self.id}))
 
     def take_rejections(self) -> list[tuple[Message, Rejection]]:
         """Peer messages dropped since the last call, and why (for the shell's log)."""
@@ -300,10 +308,11 @@ class NodeEngine:
 def _without_own_commands(out: Output) -> Output | None:
     """A deposed leader hands its waiting commands to the next one, but the audit's and the
     reaper's are its own to propose (the next leader refuses them from a peer, and its own
-    keeper and audit take over): they stay behind, and a Forward left empty is not sent."""
+    keeper and audit take over): they stay behind, and a Forward left empty is not sent.
+    Configuration changes go on, like clients' writes."""
     if not isinstance(out, Forward):
         return out
-    kept = tuple(c for c in out.commands if c.client >= FIRST_CLIENT_ID)
+    kept = tuple(c for c in out.commands if not is_own(c))
     if len(kept) == len(out.commands):
         return out
     return Forward(out.frm, out.to, kept) if kept else None

@@ -37,13 +37,14 @@ from paxctl.protocol.peer_auth import SECRET_SIZE
 from paxctl.protocol.pushes import encode_pushes
 from paxctl.server import descriptors
 from paxctl.server.client_conn import ClientConnection, ClientPort
-from paxctl.server.config import NodeConfig
+from paxctl.server.config import ConfigError, NodeConfig, parse_address
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
 from paxctl.server.exposure import unencrypted_warnings
 from paxctl.server.logthrottle import Throttle
 from paxctl.server.peers import PeerAuth, PeerConnection
 from paxctl.server.requests import Frame
 from paxctl.server.transport import FramedProtocol, PeerLink
+from paxctl.storage.framing import CorruptionError
 from paxctl.storage.fs import OsFileSystem
 from paxctl.storage.store import Identity, Storage, StorageError
 
@@ -67,18 +68,32 @@ class NodeServer:
             OsFileSystem(config.data_dir),
             identity,
             bootstrap=config.bootstrap,
+            # Used only if the directory is empty: a joiner's data is named by a fresh disk id.
+            join_disk=random.SystemRandom().randrange(1, 2**63) if config.join else 0,
             label=config.data_dir,
         )
         for warning in recovered.warnings:
             log.warning("recovery: %s", warning)
         state = recovered.state
         snap = state.snapshot
-        peers = tuple(sorted(config.peers))
+        # A directory made by joining (nonzero disk) is a joiner's for good, with or without
+        # --join on a later start; --peers are then seeds, whom to ask for the cluster's state.
+        joined = self.storage.disk != 0
+        seeds = {i: a for i, a in config.peers.items() if not joined or i != config.node_id}
+        if config.node_id not in seeds and not joined:
+            raise CorruptionError(
+                f"{config.data_dir}: this data directory founded the cluster (it was "
+                f"bootstrapped), so node {config.node_id} must be in --peers"
+            )
+        peers = tuple(sorted(seeds))
         core = Config(
             config.node_id,
             peers,
             election_ticks=config.election_ticks,
             heartbeat_ticks=max(1, config.election_ticks // 5),
+            disk=self.storage.disk,
+            join=joined,
+            addresses=tuple((i, f"{h}:{p}") for i, (h, p) in sorted(seeds.items())),
         )
         node = Node(core, random.Random(os.urandom(16)), state)
         engine_config = EngineConfig(
@@ -91,10 +106,16 @@ class NodeServer:
             max_session_ms=config.max_session_ms,
             max_watches_per_connection=config.limits.max_watches_per_connection,
             incarnation=int.from_bytes(os.urandom(4), "big"),
+            secret=config.secret,
         )
         self.engine = NodeEngine(engine_config, node, self.storage, snap, describe=self._describe)
         self.node = node
         self._links: dict[int, PeerLink] = {}
+        self._auth: PeerAuth | None = None
+        self._rng = random.Random(os.urandom(8))
+        self._members_seen: object = None  # what the peer links were last made to follow
+        self._stopping_links: set[asyncio.Task[None]] = set()
+        self._told: set[str] = set()  # once-only warnings already logged
         self._servers: list[asyncio.Server] = []
         self._clients: dict[int, ClientConnection] = {}  # connection number -> its transport
         self._next_conn = 0
@@ -123,7 +144,7 @@ class NodeServer:
             loop.add_signal_handler(sig, self._stopping.set)
         listen = self.config.listen
         assert listen is not None
-        auth = PeerAuth(
+        auth = self._auth = PeerAuth(
             self.config.secret, self.config.cluster_id, self.config.node_id, self.config.peers
         )
         self._servers.append(
@@ -131,7 +152,8 @@ class NodeServer:
         )
         self.client_port = ClientPort(
             self.config.limits,
-            descriptors.budget(self.config.limits, len(self.config.peers)),
+            # Room for a few members added while it runs (each holds a link or two).
+            descriptors.budget(self.config.limits, len(self.config.peers) + 4),
             self._on_client_payload,
             self._on_client_lost,
             session_slack_ms=self.config.max_session_ms,
@@ -139,12 +161,7 @@ class NodeServer:
         )
         descriptors.quiet_accept_errors(loop, self.client_port.throttle)
         self.client_port.listen(*self.config.client)
-        rng = random.Random(os.urandom(8))
-        for peer, (host, port) in sorted(self.config.peers.items()):
-            if peer != self.config.node_id:
-                link = PeerLink(peer, host, port, self._outbound(auth, peer), rng)
-                link.start()
-                self._links[peer] = link
+        self._follow_members()
         log.info(
             "node %d: peers on %s:%d, clients on %s:%d",
             self.config.node_id,
@@ -165,6 +182,8 @@ class NodeServer:
                 self.client_port.close()
             for link in self._links.values():
                 await link.stop()
+            for task in list(self._stopping_links):
+                await task
             self.storage.close()
 
     def stop(self) -> None:
@@ -327,6 +346,95 @@ class NodeServer:
             os._exit(70)
         if done.more:
             self.kick()  # more may be ready (e.g. pending proposals waiting for the window)
+        self._follow_members()
+
+    # ------------------------------------------------------------------ membership
+
+    def _follow_members(self) -> None:
+        """Keep the peer links and the handshake's accepted ids on the members of every
+        configuration this node keeps (and on the seeds until a joiner knows them), and act
+        on what the configuration says of this node."""
+        members = self.node.members
+        seen = (members.known, tuple((c.epoch, c.active) for c in members.configs))
+        if seen != self._members_seen and self._auth is not None:
+            self._members_seen = seen
+            self._relink(self._auth, self._addresses())
+        if members.known:
+            self._about_me()
+
+    def _addresses(self) -> dict[int, tuple[str, int]]:
+        """Every other member's peer address; the seeds' while the configuration is unknown."""
+        me, members = self.config.node_id, self.node.members
+        wanted = {} if members.known else dict(self.config.peers)
+        for config in members.configs:
+            for m in config.members:
+                try:
+                    wanted[m.id] = parse_address(m.peer, f"node {m.id}'s peer address")
+                except ConfigError as exc:  # the cluster refuses such changes; never fatal
+                    self._once(f"address {m.id}", "%s", exc)
+        wanted.pop(me, None)
+        return wanted
+
+    def _relink(self, auth: PeerAuth, wanted: dict[int, tuple[str, int]]) -> None:
+        # This node too: a hello claiming to be it is then refused as exactly that.
+        auth.members = frozenset(wanted) | {self.config.node_id}
+        for peer, link in list(self._links.items()):
+            if wanted.get(peer) != (link.host, link.port):
+                del self._links[peer]
+                task = asyncio.get_running_loop().create_task(link.stop())
+                self._stopping_links.add(task)
+                task.add_done_callback(self._stopping_links.discard)
+                log.info("node %d: no longer linked to node %d", self.config.node_id, peer)
+        for peer, (host, port) in sorted(wanted.items()):
+            if peer not in self._links:
+                link = PeerLink(peer, host, port, self._outbound(auth, peer), self._rng)
+                link.start()
+                self._links[peer] = link
+                log.info(
+                    "node %d: linked to node %d at %s:%d", self.config.node_id, peer, host, port
+                )
+
+    def _about_me(self) -> None:
+        """What the configuration says of this node: removed (stop), a voter bound to another
+        disk (it never votes: say so, once), a voter though started as a learner (warn)."""
+        me, members = self.config.node_id, self.node.members
+        if self.node.removed:
+            log.info(
+                "node %d was removed from the cluster (configuration epoch %d); shutting down",
+                me,
+                members.latest.epoch,
+            )
+            self.stop()
+            return
+        member = members.latest.member(me)
+        if member is None or not member.voter:
+            return
+        if member.disk != self.storage.disk:
+            self._once(
+                "disk",
+                "node %d is a voter of the configuration (epoch %d) with another data directory "
+                "than this one, which started empty: it will NOT vote. Replace it: `paxctl "
+                "cluster replace %d NEW -s SERVERS` (or `paxctl cluster replace %d` on a cluster "
+                "made by `paxctl cluster up`), then stop this process.",
+                me,
+                members.latest.epoch,
+                me,
+                me,
+                level=logging.ERROR,
+            )
+        elif self.config.learner:
+            self._once(
+                "learner",
+                "node %d was started with --learner but the configuration (epoch %d) makes it "
+                "a voter",
+                me,
+                members.latest.epoch,
+            )
+
+    def _once(self, key: str, message: str, *args: object, level: int = logging.WARNING) -> None:
+        if key not in self._told:
+            self._told.add(key)
+            log.log(level, message, *args)
 
     # ------------------------------------------------------------------ status
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from paxctl.core.membership import CONFIG_CLIENT
 from paxctl.core.node import Node, Role
 from paxctl.core.types import Applied, Command
 from paxctl.server.audit import SYSTEM_CLIENT, DigestAudit
@@ -34,6 +35,9 @@ class Sink(Protocol):
         applied earlier, result not kept). Called for every command of a slot, in order."""
 
     def session_closed(self, session: int) -> None: ...
+
+    def change_done(self, cmd: Command, slot: int) -> None:
+        """The configuration change ``cmd``, chosen at ``slot``, was judged and applied."""
 
 
 class Replica:
@@ -85,6 +89,9 @@ class Replica:
             for index, cmd in enumerate(applied.commands):
                 if cmd.client == SYSTEM_CLIENT:
                     self.audit.check(cmd.data)
+                    continue
+                if cmd.client == CONFIG_CLIENT:  # the core judged it: nothing for the machine
+                    self.sink.change_done(cmd, applied.slot)
                     continue
                 zxid = zxid_of(applied.slot, index)
                 outcome = self.machine.apply_command(zxid, cmd.data, cmd.client, cmd.seq)

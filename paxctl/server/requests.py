@@ -49,11 +49,13 @@ from paxctl.protocol.messages import (
     Failed,
     FromServer,
     Hello,
+    MembersRequest,
     Ok,
     OpenSessionRequest,
     Ping,
     ReadKind,
     ReadRequest,
+    ReconfigRequest,
     Request,
     SessionEnded,
     SessionGranted,
@@ -66,6 +68,13 @@ from paxctl.protocol.messages import (
     WriteRequest,
 )
 from paxctl.protocol.secrets import session_hash, temporary_id
+from paxctl.server.configuration import (
+    ChangeNumbers,
+    change_for,
+    config_of,
+    members_value,
+    proven,
+)
 from paxctl.server.watches import Event, ReplayBudget
 from paxctl.server.zxid import slot_of
 from paxctl.statemachine.errors import BadArguments, SessionExpired, TooManyWatches, ZnodeError
@@ -155,8 +164,11 @@ class ClientRequests:
             WatchRequest: self._watch,
             UnwatchRequest: self._unwatch,
             SyncRequest: self._sync,
+            MembersRequest: self._members,
+            ReconfigRequest: self._reconfig,
         }
         self._handlers = handlers
+        self._changes = ChangeNumbers(engine.config.incarnation)
 
     # ------------------------------------------------------------------ connections
 
@@ -217,6 +229,21 @@ class ClientRequests:
                 self.reply(conn, xid, session_granted_doc(SessionGranted(state.client, granted)))
                 return
         self._answer(conn, xid, outcome)
+
+    def change_done(self, cmd: Command, slot: int) -> None:
+        """A configuration change (chosen at ``slot``) was applied: answer the client that
+        asked for it here, from the outcome every replica judged."""
+        waiting = self._pending.pop((cmd.client, cmd.seq), None)
+        if waiting is None:
+            return
+        conn, xid = waiting
+        outcome = self.e.node.members.outcomes.get(cmd.seq)
+        if outcome is None:  # judged so long ago that the outcome is forgotten
+            self.fail(conn, xid, ErrorCode.INDETERMINATE, "the change's outcome is not kept")
+        elif outcome:
+            self.fail(conn, xid, ErrorCode.RECONFIG_REFUSED, outcome)
+        else:
+            self.reply(conn, xid, members_value(self.e.node, config_of(self.e.node, slot)))
 
     def session_closed(self, session: int) -> None:
         """The log ended ``session``: tell its connection here, if any."""
@@ -402,6 +429,34 @@ class ClientRequests:
 
     def _status(self, conn: int, req: StatusRequest) -> None:
         self.reply(conn, req.xid, self.e.status())
+
+    # ------------------------------------------------------------------ the configuration
+
+    def _members(self, conn: int, req: MembersRequest) -> None:
+        if not self.e.node.members.known:
+            message = "this node has not learned the cluster's configuration yet; try another"
+            self.fail(conn, req.xid, ErrorCode.UNAVAILABLE, message)
+            return
+        self.reply(conn, req.xid, members_value(self.e.node))
+
+    def _reconfig(self, conn: int, req: ReconfigRequest) -> None:
+        """Propose the change once its proof holds; answered by ``change_done``."""
+        if not proven(self.e.config.secret, req):
+            message = "the change's proof does not match the cluster secret; nothing was done"
+            self.fail(conn, req.xid, ErrorCode.AUTH_FAILED, message)
+            return
+        members = self.e.node.members
+        if not members.known:
+            message = "this node has not learned the cluster's configuration yet; try another"
+            self.fail(conn, req.xid, ErrorCode.UNAVAILABLE, message)
+            return
+        base = members.latest.epoch if req.base == -1 else req.base
+        cmd = self._changes.command(change_for(req, base))
+        self.e.observer.submitted(cmd)
+        self._pending[(cmd.client, cmd.seq)] = (conn, req.xid)
+        if not self.e.node.propose(cmd):
+            del self._pending[(cmd.client, cmd.seq)]
+            self.fail(conn, req.xid, ErrorCode.UNAVAILABLE, "the node is overloaded; retry")
 
     # ------------------------------------------------------------------ writes
 

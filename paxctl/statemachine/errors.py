@@ -115,6 +115,19 @@ class TooManyWatches(ZnodeError):
     code = "TooManyWatches"
 
 
+class AuthFailed(ZnodeError):
+    """A proof of the cluster secret (a configuration change's) or of a session's secret
+    (a hello's) did not match: nothing was done."""
+
+    code = "AuthFailed"
+
+
+class ReconfigRefused(ZnodeError):
+    """The cluster judged a configuration change and refused it; the message says why."""
+
+    code = "ReconfigRefused"
+
+
 #: Every code a client may receive, mapped to its class (``MultiError`` travels as its cause's
 #: code plus an index, see ``machine.Outcome``).
 ERRORS: dict[str, type[ZnodeError]] = {
@@ -130,6 +143,8 @@ ERRORS: dict[str, type[ZnodeError]] = {
         SessionExpired,
         FenceRejected,
         TooManyWatches,
+        AuthFailed,
+        ReconfigRefused,
     )
 }
 

@@ -29,8 +29,9 @@ FILE_MAGIC = b"PXST"
 #: files it would read differently. 2: commands and snapshots of cluster-assigned sessions
 #: (an old log replayed by new code would silently drop the writes of its sessions). 3: sessions
 #: carry the hash of their secret (an old ``OpenSession`` names none, so its session could
-#: never be resumed).
-FORMAT_VERSION = 3
+#: never be resumed). 4: the metadata names the node's disk and snapshots carry the cluster's
+#: configurations (issue 15: an old snapshot says nothing of who votes).
+FORMAT_VERSION = 4
 _HDR = struct.Struct(">4sHH16sQQI")
 FILE_HEADER = _HDR.size
 

@@ -50,12 +50,23 @@ class Meta:
     #: Index of the first record of the oldest log segment kept, and of the newest segment.
     wal_start: int = 1
     wal_last: int = 1
+    #: Which data directory this is: 0 for a founding member's (bootstrapped), a random
+    #: nonzero 63-bit number for one a node made when it joined (``--join``). A voter votes
+    #: only with the disk it was promoted with, so an emptied directory never votes again.
+    disk: int = 0
 
 
 def write_meta(fs: FileSystem, identity: Identity, meta: Meta, sync: bool = True) -> None:
     header = FileHeader(KIND_META, identity.cluster_id, identity.node_id, 0).encode()
     body = msgpack.packb(
-        [list(meta.promised), meta.max_round, meta.compacted, meta.wal_start, meta.wal_last],
+        [
+            list(meta.promised),
+            meta.max_round,
+            meta.compacted,
+            meta.wal_start,
+            meta.wal_last,
+            meta.disk,
+        ],
         use_bin_type=True,
     )
     f = fs.create(_META_TMP)
@@ -82,9 +93,14 @@ def read_meta(fs: FileSystem, identity: Identity, where: str) -> Meta:
             "Move the data directory aside and rejoin the cluster as a new node."
         )
     try:
-        (r, n), max_round, compacted, wal_start, wal_last = _decode(rec.payload)
+        (r, n), max_round, compacted, wal_start, wal_last, disk = _decode(rec.payload)
         return Meta(
-            Ballot(int(r), int(n)), int(max_round), int(compacted), int(wal_start), int(wal_last)
+            Ballot(int(r), int(n)),
+            int(max_round),
+            int(compacted),
+            int(wal_start),
+            int(wal_last),
+            int(disk),
         )
     except (ValueError, TypeError) as exc:
         raise CorruptionError(f"{where}: metadata record does not decode: {exc}") from None

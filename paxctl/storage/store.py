@@ -39,7 +39,20 @@ class StorageError(Exception):
 
 
 class EmptyDataDirError(CorruptionError):
-    """The data directory is empty, but this node was not told to bootstrap a new cluster."""
+    """The data directory is empty, but this node was told neither to bootstrap a new cluster
+    nor to join one."""
+
+
+def empty_dir_advice(label: str, node_id: int) -> str:
+    """What to tell an operator whose node found its data directory empty."""
+    return (
+        f"{label}: the data directory is empty. Only the founding members of a new cluster "
+        "(paxctl cluster up does this for you) and nodes joining one (--join) start empty. If "
+        f"node {node_id} lost its disk it must not vote under its old id: it rejoins under a NEW "
+        f"id with `paxctl cluster replace {node_id} NEW -s SERVERS` (then start NEW with "
+        f"--join), or `paxctl cluster replace {node_id}` on a cluster made by `paxctl cluster "
+        "up`, which starts the replacement itself."
+    )
 
 
 @dataclass
@@ -91,6 +104,7 @@ class Storage:
         identity: Identity,
         *,
         bootstrap: bool,
+        join_disk: int = 0,
         label: str = "data",
         segment_bytes: int = 64 * 1024 * 1024,
         keep_snapshots: int = 3,
@@ -99,18 +113,28 @@ class Storage:
         """Recover the node's durable state, or create it when bootstrapping a new cluster.
 
         ``bootstrap`` says this node is a founding member of a new cluster, so an empty
-        directory is expected. Without it an empty directory is refused: a voter that lost its
-        disk would otherwise vote again having forgotten its promises.
+        directory is expected; ``join_disk`` (nonzero: the shell's random number) that it joins
+        one, and names the new directory with it (``disk``). Otherwise an empty directory is
+        refused: a voter that lost its disk would vote again having forgotten its promises.
         """
+        if bootstrap and join_disk:
+            raise ValueError("a node either founds a cluster or joins one")
+        if not 0 <= join_disk < 2**63:
+            raise ValueError("a disk id is a 63-bit number")
         store = cls(fs, identity, label, segment_bytes, keep_snapshots, planted_bugs)
         try:
             if not fs.exists(META):
-                return store, store._create(bootstrap)
+                return store, store._create(bootstrap, join_disk)
             return store, store._recover()
         except OSError as exc:
             raise StorageError(f"{label}: cannot read the data directory: {exc}") from exc
 
-    def _create(self, bootstrap: bool) -> Recovered:
+    @property
+    def disk(self) -> int:
+        """This data directory's disk id (0: bootstrapped; see ``Meta.disk``)."""
+        return self.meta.disk
+
+    def _create(self, bootstrap: bool, join_disk: int) -> Recovered:
         leftovers = self._leftovers()
         if leftovers:
             raise CorruptionError(
@@ -118,12 +142,9 @@ class Storage:
                 "node's promises cannot be known, so it must not vote. Move the directory aside "
                 "and rejoin under a new node id."
             )
-        if not bootstrap:
-            raise EmptyDataDirError(
-                f"{self.label}: the data directory is empty. Only the founding members of a "
-                "new cluster start empty (paxctl cluster up does this for you). If this node "
-                "lost its disk it must not vote under its old id: rejoin under a new id."
-            )
+        if not bootstrap and not join_disk:
+            raise EmptyDataDirError(empty_dir_advice(self.label, self.identity.node_id))
+        self.meta = Meta(disk=join_disk)
         self.fs.makedirs(WAL_DIR)
         self.fs.makedirs(SNAP_DIR)
         for name in self.fs.listdir(WAL_DIR):  # header-only segments of an interrupted start
@@ -271,5 +292,6 @@ __all__ = [
     "Recovered",
     "Storage",
     "StorageError",
+    "empty_dir_advice",
     "segment_name",
 ]

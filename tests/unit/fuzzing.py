@@ -293,7 +293,7 @@ def mutated(draw: st.DrawFn, obj: Any, rounds: int = 3) -> Any:
             new = {**target, draw(st.text(_chars, max_size=8)): draw(msgpack_values)}
         elif how == "grow_int" and type(target) is int:
             new = draw(st.sampled_from([MAX_UINT + 1, 2**64 - 1, target + 1, target * 2**32]))
-            new = min(new, 2**64 - 1)  # the widest integer msgpack carries
+            new = max(min(new, 2**64 - 1), -(2**63))  # the widest integers msgpack carries
         elif how == "negate" and type(target) is int:
             new = max(-target - 1, -(2**63))
         elif how == "retype":

@@ -51,3 +51,14 @@ def test_the_target_remembers_the_highest_commit_seen():
     c.answered()
     assert c.request(now=2, commit=5, leader=2, source=None, their_commit=0) == 2
     assert c.request(now=9, commit=8, leader=2, source=None, their_commit=0) is None
+
+
+def test_a_node_that_knows_only_dead_members_keeps_asking_the_one_that_showed_it_knows_more():
+    # Peers 2..6 are members long gone (the node is far behind); 9 is a newer member that
+    # showed it knows up to slot 50. The timer fires before 9's next word each time: every
+    # other timer request still goes to 9 (simulator seed 99 with --reconfig starved here).
+    c = CatchUp(1, (2, 3, 4, 5, 6), heartbeat_ticks=2, rng=random.Random(0))
+    assert c.request(now=1, commit=10, leader=None, source=9, their_commit=50) == 9
+    asked = [c.request(now=t, commit=10, leader=None, source=None, their_commit=0)
+             for t in range(3, 30, 2)]  # fmt: skip
+    assert asked.count(9) >= len(asked) // 2

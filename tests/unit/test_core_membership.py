@@ -3,6 +3,7 @@ configurations, and whole clusters of cores adding, promoting, replacing and rem
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -282,3 +283,86 @@ def test_reads_asked_of_a_leader_that_is_gone_fail_so_the_caller_retries():
     cl.run_until_leader()
     assert not cl.nodes[follower].read_asks
     assert any(r.ctx == 42 and r.index is None for r in cl.reads[follower])
+
+
+# ------------------------------------------------------------------- phase 1, both majorities
+
+
+def _window_scenario(bug: bool) -> tuple[Cluster, int]:
+    """Voters {1, 2, 3}; learner 4 is promoted in place of 3. Inside the window before that
+    change governs, a value is chosen by {1, 3} (a majority of the old configuration) that 2
+    and 4 never saw; then 1 dies and a new leader is elected while 3's promises are lost.
+    Returns the cluster and the slot. (With ``p1_new_config_only`` a leader wins with {2, 4}
+    alone, a majority of the new configuration only.)"""
+    from paxctl.core.bugs import PlantedBugs
+    from paxctl.core.messages import Accept, CatchupReply, Prepare, Promise
+
+    cl = Cluster(3, seed=11, planted_bugs=PlantedBugs(p1_new_config_only=bug))
+    cl.elect(1)
+    propose_change(cl, 1, AddLearner(0, learner(4, promote=False)), 1)
+    run(cl, 3)
+    join(cl, 4, disk=5)
+    run(cl, 60)
+    node1 = cl.nodes[1]
+    assert cl.nodes[4].members.known and node1.members.latest.learners == {4}
+    base = node1.members.latest.epoch
+    s = node1.proposer.next_slot  # the promotion's slot
+    propose_change(cl, 1, Promote(base, 4, 5, 3), 2)
+    window = range(s + 1, s + ALPHA)
+    cl.ready(1)  # the promotion goes out in slot s; a client's write right behind it, in s + 1
+    node1.propose(cmd(70000, 1))
+
+    def step(drop: object) -> None:
+        batch, cl.network = cl.network, []
+        for m in batch:
+            if m.to in cl.down or m.frm in cl.down or m.to not in cl.nodes or drop(m):  # type: ignore[operator]
+                continue
+            if m.to in (2, 4) and 1 not in cl.down and isinstance(m, Accept | CatchupReply):
+                # Nothing of the window's slots reaches 2 or 4 (commit indexes do).
+                kept = tuple(e for e in m.entries if e.slot not in window)
+                m = dataclasses.replace(m, entries=kept)
+            cl.nodes[m.to].step(m)
+        cl.ready_all()
+
+    def from_3(m: object) -> bool:  # 3 leads nothing here (its campaigns would muddle it)
+        return isinstance(m, Accept | Prepare) and m.frm == 3
+
+    cl.ready_all()
+    for _ in range(300):
+        step(from_3)
+        for i in (1, 2, 4):  # (3 is not ticked: it campaigns for nothing here)
+            cl.nodes[i].tick()
+        cl.ready_all()
+        knows = all(cl.nodes[i].learner.commit >= s for i in (2, 4))  # the promotion
+        if node1.learner.is_chosen(s + 1) and node1.role is Role.LEADER and knows:
+            break
+    assert node1.learner.is_chosen(s + 1), node1.status()
+    assert not cl.nodes[2].learner.is_chosen(s + 1)
+    cl.down = {1}
+    for k in range(1000):  # 2 and 4 campaign; 3's promises are lost for a while
+        step(lambda m, k=k: from_3(m) or (isinstance(m, Promise) and m.frm == 3 and k < 500))
+        for i, node in cl.nodes.items():
+            if i not in cl.down:
+                node.tick()
+        cl.ready_all()
+        if any(cl.nodes[i].learner.is_chosen(s + 1) for i in (2, 4)):
+            break
+    return cl, s + 1
+
+
+def test_a_new_leader_needs_both_majorities_inside_the_window():
+    cl, x = _window_scenario(bug=False)
+    chosen = {i: cl.disks[i].chosen.get(x) for i in cl.nodes if x in cl.disks[i].chosen}
+    assert len(set(chosen.values())) == 1, chosen
+    # A new leader was elected only once 3's promise came through, and adopted the value.
+    assert any(chosen.get(i) == (cmd(70000, 1),) for i in (2, 4)), chosen
+
+
+def test_the_planted_bug_lets_a_leader_of_the_new_majority_choose_a_second_value():
+    try:
+        cl, x = _window_scenario(bug=True)
+    except AssertionError as exc:  # a learner refusing the second value (SafetyViolation)
+        assert "two different values" in str(exc)
+        return
+    chosen = {i: cl.disks[i].chosen.get(x) for i in cl.nodes if x in cl.disks[i].chosen}
+    assert len(set(chosen.values())) == 2, chosen

@@ -74,12 +74,18 @@ class Proposals(Observer):
 
 
 class Harness:
-    def __init__(self, voters: tuple[int, ...] = (1,), bugs: frozenset[str] = frozenset(), **kw):
+    def __init__(
+        self,
+        voters: tuple[int, ...] = (1,),
+        bugs: frozenset[str] = frozenset(),
+        secret: bytes = b"",
+        **kw,
+    ):
         self.log = Log()
         self.proposals = Proposals()
         cfg = Config(1, voters, election_ticks=2, heartbeat_ticks=1, pre_vote=False, **kw)
         self.node = Node(cfg, random.Random(1), None)
-        config = EngineConfig(1, voters, min_session_ms=1, planted_bugs=bugs)
+        config = EngineConfig(1, voters, min_session_ms=1, planted_bugs=bugs, secret=secret)
         self.engine = NodeEngine(config, self.node, self.log, None, observer=self.proposals)
         self.now = 0
         self.xid = 0

@@ -404,3 +404,57 @@ def test_the_secret_is_not_in_the_config_repr():
     config = NodeConfig.from_values(BASE)
     config.secret = b"\x01" * 32
     assert "secret=" not in repr(config)
+
+
+# ------------------------------------------------------------------ joining (issue 15)
+
+JOIN: dict[str, Any] = {
+    **BASE,
+    "id": 4,
+    "join": True,
+    "listen": "127.0.0.1:7104",
+    "cluster_id": CLUSTER_HEX,
+}
+
+
+def test_a_joining_node_need_not_be_among_its_seeds():
+    config = NodeConfig.from_values(JOIN)
+    assert config.join and not config.learner and config.listen == ("127.0.0.1", 7104)
+    assert config.cluster_id == bytes.fromhex(CLUSTER_HEX) and 4 not in config.peers
+
+
+def test_a_learner_joins():
+    config = NodeConfig.from_values({**JOIN, "join": None, "learner": True})
+    assert config.join and config.learner
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"listen": None}, "--join needs --listen"),
+        ({"cluster_id": None}, "--join needs --cluster-id"),
+        ({"bootstrap": True}, "--join and --bootstrap exclude each other"),
+        ({"peers": "4=127.0.0.1:7104"}, "at least one other member"),
+        ({"peers": PEERS + ",4=127.0.0.1:9999"}, "another address than --listen"),
+        ({"join": "yes"}, "join: must be true or false"),
+        ({"learner": 1}, "learner: must be true or false"),
+    ],
+)
+def test_bad_join_settings_say_what_is_wrong(change, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        NodeConfig.from_values({**JOIN, **change})
+
+
+def test_without_join_a_node_outside_the_peers_is_told_about_join():
+    with pytest.raises(ConfigError, match="--join"):
+        NodeConfig.from_values({**BASE, "id": 4})
+
+
+def test_join_and_learner_are_toml_keys(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text(
+        f'id = 4\ndata = "/tmp/d"\npeers = "{PEERS}"\nclient = "h:7004"\n'
+        f'listen = "127.0.0.1:7104"\ncluster_id = "{CLUSTER_HEX}"\nlearner = true\n'
+    )
+    config = NodeConfig.from_toml(str(path), {})
+    assert config.join and config.learner

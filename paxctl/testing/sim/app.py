@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgpack
 
+from paxctl.core.membership import CONFIG_CLIENT
 from paxctl.core.state import ReadState
 from paxctl.core.types import Applied, Command, Snapshot
 
@@ -53,10 +54,11 @@ class ChainApp:
         return cmd.seq <= self.last.get(cmd.client, -1)
 
     def apply(self, slot: int, commands: tuple[Command, ...]) -> tuple[Command, ...]:
-        """Apply a chosen slot; returns the commands that took effect (retries left out)."""
+        """Apply a chosen slot; returns the commands that took effect (retries left out).
+        Configuration changes are the core's business: the chain leaves them out."""
         fresh = []
         for cmd in commands:
-            if not self.is_applied(cmd):
+            if cmd.client != CONFIG_CLIENT and not self.is_applied(cmd):
                 self.last[cmd.client] = cmd.seq
                 fresh.append(cmd)
         self.slot = slot

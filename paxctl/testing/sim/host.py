@@ -20,7 +20,7 @@ from paxctl.core.types import Snapshot
 from paxctl.server.driver import Driver
 from paxctl.storage.store import Identity, Storage
 from paxctl.testing.sim.app import Answer, ChainApp, ChainReplica, Served
-from paxctl.testing.sim.oracle import Oracle
+from paxctl.testing.sim.oracle import Oracle, sim_peer
 from paxctl.testing.simfs import SimFileSystem, SimulatedCrash
 
 CLUSTER_ID = b"paxctl-sim-clust"
@@ -55,6 +55,10 @@ class SimHost:
         self.snapshot_chunk = 0  # bytes per state-transfer chunk (0: the core's default)
         self.counters: dict[str, int] = {}
         self.warnings: list[str] = []
+        #: A node added to the running cluster: its data directory was made to join (with the
+        #: disk id ``join_disk``), and ``voters`` are only the members it asks for the state.
+        self.join = False
+        self.join_disk = 0
 
     @property
     def up(self) -> bool:
@@ -76,7 +80,15 @@ class SimHost:
         self.oracle.restarted(self.id, state)
         rng = random.Random(f"{self.seed}/{self.id}/{self.incarnation}")
         bugs = PlantedBugs.from_names(self.core_bugs)
-        config = Config(self.id, self.voters, planted_bugs=bugs)
+        addresses = () if self.join else tuple((v, sim_peer(v)) for v in self.voters)
+        config = Config(
+            self.id,
+            self.voters,
+            planted_bugs=bugs,
+            disk=self.join_disk,
+            join=self.join,
+            addresses=addresses,
+        )
         if self.snapshot_chunk:
             config = replace(config, snapshot_chunk_bytes=self.snapshot_chunk)
         self.node = Node(config, rng, state)

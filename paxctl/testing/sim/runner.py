@@ -54,6 +54,8 @@ def replay_command(spec: SimSpec) -> str:
         parts.append("--garbage")
     if spec.snapshot_chunk:
         parts += ["--snapshot-chunk", str(spec.snapshot_chunk)]
+    if spec.reconfig:
+        parts.append("--reconfig")
     for bug in sorted(spec.bugs):
         parts += ["--plant-bug", bug]
     parts.append("--trace")

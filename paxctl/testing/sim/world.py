@@ -16,11 +16,10 @@ This module's workload ("chain") checks the consensus core with a hash-chain app
 from __future__ import annotations
 
 import functools
-import hashlib
 import heapq
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from paxctl.core import codec
 from paxctl.core.learner import SafetyViolation
@@ -34,62 +33,14 @@ from paxctl.testing.sim.faults import Faults
 from paxctl.testing.sim.garbage import GarbagePeer, Maker
 from paxctl.testing.sim.host import SimHost
 from paxctl.testing.sim.oracle import InvariantViolation, Oracle
+from paxctl.testing.sim.reconfig import Reconfig
+from paxctl.testing.sim.spec import SimResult as SimResult  # re-exported: the runner's types
+from paxctl.testing.sim.spec import SimSpec as SimSpec
+from paxctl.testing.sim.spec import Stats as Stats
 from paxctl.testing.simfs import SimulatedCrash
 
 TICK_MS = 10
 CLIENT_TIMEOUT_MS = 400
-
-
-@dataclass
-class Stats:
-    events: int = 0
-    sent: int = 0
-    delivered: int = 0
-    dropped: int = 0
-    duplicated: int = 0
-    crashes: int = 0
-    partitions: int = 0
-    elections: int = 0
-    submitted: int = 0
-    retries: int = 0
-    completed: int = 0
-    slots_chosen: int = 0
-    # Rare paths, counted so a test can fail if a sweep never exercised them (most are the
-    # nodes' own counters, summed).
-    nacks: int = 0
-    pre_votes: int = 0
-    campaigns: int = 0
-    elected: int = 0
-    step_downs: int = 0
-    adopted: int = 0
-    noop_fills: int = 0
-    catchups_served: int = 0
-    snapshots_sent: int = 0
-    snapshots_installed: int = 0
-    snapshots_taken: int = 0
-    mid_write_crashes: int = 0
-    reads_served: int = 0
-    reads_failed: int = 0
-    torn_tails_cut: int = 0
-    # The znodes workload (sessions and watches); zero in the chain workload.
-    sessions_opened: int = 0
-    sessions_expired: int = 0  # closed by the leader's reaper
-    sessions_closed: int = 0  # closed by their own client
-    sessions_lost_seen: int = 0  # a client learned that its session had ended
-    pings_answered: int = 0
-    silent_clients: int = 0
-    client_failovers: int = 0
-    watch_events: int = 0
-    watch_replays: int = 0  # events a node replayed on registration (after a failover)
-    resyncs: int = 0
-    digest_audits: int = 0
-    # The garbage peer (``--garbage``): messages it injected, and peer messages nodes rejected.
-    garbage: int = 0
-    rejected: int = 0
-
-    def add(self, other: Stats) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -100,44 +51,6 @@ class _Client:
     target: int = 0
     sent_at: int = 0
     done: int = 0
-
-
-@dataclass
-class SimSpec:
-    """What to simulate. Everything not given is drawn from the seed."""
-
-    seed: int
-    nodes: int = 3
-    clients: int = 0  # 0: drawn from the seed (3 to 10)
-    max_commands_per_client: int = 10_000
-    safety_ms: int = 6_000
-    liveness_ms: int = 20_000
-    faults: bool = True
-    bugs: frozenset[str] = frozenset()
-    trace: bool = False
-    #: "chain": the consensus core with a hash-chain application (the original workload);
-    #: "znodes": the production Replica (znode tree, sessions, watches) with session clients.
-    workload: str = "chain"
-    #: Add the garbage peer (garbage.py): well-typed but invalid messages to every node.
-    garbage: bool = False
-    #: Bytes per state-transfer chunk (0: the core's default). A few bytes make every
-    #: snapshot transfer span many chunks, each of them subject to the faults.
-    snapshot_chunk: int = 0
-
-
-@dataclass
-class SimResult:
-    spec: SimSpec
-    ok: bool
-    error: str | None
-    stats: Stats
-    faults: Faults
-    virtual_ms: int
-    trace: list[str] = field(default_factory=list)
-
-    @property
-    def trace_digest(self) -> str:
-        return hashlib.sha256("\n".join(self.trace).encode()).hexdigest()
 
 
 class World:
@@ -156,13 +69,14 @@ class World:
         self._healed = False
         self.garbage = GarbagePeer(spec.seed, self.voters) if spec.garbage else None
 
-        core_bugs = spec.bugs & PLANTED_BUGS
-        self.hosts = {
-            n: self._make_host(n, core_bugs, spec.bugs - core_bugs - self.shell_bugs)
-            for n in self.voters
-        }
+        self.core_bugs = spec.bugs & PLANTED_BUGS
+        self.storage_bugs = spec.bugs - self.core_bugs - self.shell_bugs
+        self.hosts = {n: self._make_host(n, self.core_bugs, self.storage_bugs) for n in self.voters}
         for host in self.hosts.values():
             host.snapshot_chunk = spec.snapshot_chunk
+        #: The hosts that run (or will restart): not those retired after their removal, nor
+        #: those powered off for good. Hosts join it as the membership grows.
+        self.live = list(self.voters)
         self.tick_ms = {
             n: TICK_MS * (1 + self.rng.uniform(-self.faults.tick_drift, self.faults.tick_drift))
             for n in self.voters
@@ -183,6 +97,7 @@ class World:
         self._at(spec.safety_ms, self._heal)
         if self.garbage is not None:
             self._at(self.garbage.next_delay(), self._inject_garbage)
+        self.reconfig = Reconfig(self) if spec.reconfig else None
 
     #: Planted bugs of the shell around the core (the znodes workload's), not storage's.
     shell_bugs: frozenset[str] = frozenset()
@@ -345,6 +260,8 @@ class World:
                 f"commit={node.learner.commit} {detail()}"
             )
         self.stats.slots_chosen = max(self.stats.slots_chosen, len(self.oracle.chosen))
+        if self.reconfig is not None:
+            self.reconfig.driven(n, node)
 
     def _send_message(self, msg: Message) -> None:
         if isinstance(msg, Nack):
@@ -353,8 +270,8 @@ class World:
 
     def _crash_random(self) -> None:
         if not self._healed:
-            up = [n for n in self.voters if self.hosts[n].up]
-            if len(self.voters) - len(up) < self.faults.max_down and up:
+            up = [n for n in self.live if self.hosts[n].up]
+            if len(self.live) - len(up) < self.faults.max_down and up:
                 n = self.rng.choice(up)
                 if self.rng.random() < self.faults.mid_write_crash:
                     # Not now: in the middle of one of its next disk operations.
@@ -374,8 +291,27 @@ class World:
             self._at(1, lambda: self._restart(n))
 
     def _restart(self, n: int) -> None:
-        if not self.hosts[n].up:
+        if not self.hosts[n].up and n in self.live:
             self._start(n)
+
+    def add_host(self, host: SimHost) -> None:
+        """A new host joins the world (reconfig.py made it for a node being added), and boots."""
+        n = host.id
+        host.snapshot_chunk = self.spec.snapshot_chunk
+        self.hosts[n] = host
+        self.tick_ms[n] = TICK_MS * (
+            1 + self.rng.uniform(-self.faults.tick_drift, self.faults.tick_drift)
+        )
+        self.live.append(n)
+        self._start(n)
+
+    def power_off_for_good(self, n: int, why: str) -> None:
+        """Host ``n`` stops and never runs again (retired after its removal, or its disk died)."""
+        if n in self.live:
+            self.live.remove(n)
+        if self.hosts[n].up:
+            self.hosts[n].crash(None)
+        self._log(f"n{n} OFF FOR GOOD ({why})")
 
     # ------------------------------------------------------------------ network
 
@@ -413,7 +349,7 @@ class World:
         """The garbage peer hands one node one invalid message, delivered at once (so that
         what made it invalid still holds when it arrives); it goes on through the whole run."""
         assert self.garbage is not None
-        up = [n for n in self.voters if self.hosts[n].up]
+        up = [n for n in self.live if self.hosts[n].up]
         target = self.garbage.pick_target(up)
         node = self._node(target) if target is not None else None
         if target is not None and node is not None:
@@ -433,9 +369,9 @@ class World:
         if self._healed:
             return
         self.blocked.clear()
-        kinds = ["isolate", "split", "oneway", "none"] if len(self.voters) > 1 else ["none"]
+        kinds = ["isolate", "split", "oneway", "none"] if len(self.live) > 1 else ["none"]
         kind = self.rng.choice(kinds)
-        voters = list(self.voters)
+        voters = list(self.live)
         if kind == "isolate":
             lone = self.rng.choice(voters)
             self.blocked = {(a, b) for a in voters for b in voters if lone in (a, b) and a != b}
@@ -466,16 +402,20 @@ class World:
             segment_bytes=self.profile.segment_bytes,
         )
         self._log("HEAL")
-        for n in self.voters:
+        for n in self.live:
             self.hosts[n].fs.hook = None  # no more crashes armed for later
             if not self.hosts[n].up:
                 self._start(n)
+        if self.reconfig is not None:
+            self.reconfig.healed()
 
     # ------------------------------------------------------------------ clients
 
-    def _client_submit(self, c: _Client) -> None:
+    def _client_submit(self, c: _Client, final: bool = False) -> None:
+        """Send the client's next command (or retry its outstanding one) to a random node;
+        ``final``: one more once healed (the healed cluster must commit it)."""
         if c.outstanding is None:
-            if self._healed or c.seq >= self.spec.max_commands_per_client:
+            if (self._healed and not final) or c.seq >= self.spec.max_commands_per_client:
                 return
             c.seq += 1
             data = self.rng.randbytes(8)
@@ -484,7 +424,7 @@ class World:
             self.stats.submitted += 1
         else:
             self.stats.retries += 1
-        up = [n for n in self.voters if self.hosts[n].up]
+        up = [n for n in self.live if self.hosts[n].up]
         if up:
             c.target = self.rng.choice(up)
             node = self._node(c.target)
@@ -501,6 +441,12 @@ class World:
         c.sent_at = self.now
         seq = c.seq
         self._at(CLIENT_TIMEOUT_MS, lambda: self._client_timeout(c, seq))
+
+    def final_write(self) -> None:
+        """One more write once healed, which the cluster (in whatever shape) must commit."""
+        client = self.clients[0]
+        if client.outstanding is None:
+            self._client_submit(client, final=True)
 
     def _client_timeout(self, c: _Client, seq: int) -> None:
         if c.outstanding is not None and c.outstanding.seq == seq:
@@ -526,7 +472,7 @@ class World:
         """A reader asks a random node for a linearizable read, and will check its answer."""
         if self._healed:
             return
-        up = [n for n in self.voters if self.hosts[n].up]
+        up = [n for n in self.live if self.hosts[n].up]
         if up:
             n = self.rng.choice(up)
             node = self._node(n)
@@ -560,6 +506,8 @@ class World:
     def _all_done(self) -> bool:
         if any(c.outstanding is not None for c in self.clients):
             return False
+        if self.reconfig is not None:
+            return self.reconfig.done()
         top = len(self.oracle.effective)
         return all(
             h.node is not None and h.node.learner.applied >= top for h in self.hosts.values()
@@ -575,4 +523,5 @@ class World:
         return (
             f"liveness: after {self.spec.liveness_ms}ms healed, commands still pending "
             f"{pending or 'none'}; chosen prefix {len(self.oracle.effective)}; nodes {views}"
+            + (self.reconfig.report() if self.reconfig is not None else "")
         )

@@ -28,6 +28,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 
+from paxctl.core.membership import CONFIG_CLIENT
 from paxctl.core.types import Ballot, Command, Snapshot, Value
 from paxctl.server.audit import SYSTEM_CLIENT
 from paxctl.server.zxid import zxid_of
@@ -110,8 +111,8 @@ class ZnodeOracle(Oracle):
         while slot in self.chosen:
             fresh = []
             for index, cmd in enumerate(self.chosen[slot]):
-                if cmd.client == SYSTEM_CLIENT:
-                    continue  # the digest audit's: the replica checks it, the machine never sees it
+                if cmd.client in (SYSTEM_CLIENT, CONFIG_CLIENT):
+                    continue  # the digest audit's and the core's: the machine never sees them
                 zxid = zxid_of(slot, index)
                 client = cmd.client
                 if client < FIRST_CLIENT_ID or client in self._open:
