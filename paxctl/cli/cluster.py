@@ -411,8 +411,9 @@ def status(
             ],
             title=title,
         )
+        # Beside the table, not in it: piped text stays one table (tab-separated values).
         for line in cluster_health.describe(config) if config else ():
-            click.echo(line)
+            click.echo(line, err=True)
         for warning in warnings:
             _err().print(f"[yellow]warning[/yellow]: {warning}", soft_wrap=True)
         if not quorum:
