@@ -409,13 +409,14 @@ class Node(Roles):
         """What closing a batch sets off: waiting commands are batched into slots (or forwarded),
         a read round that is due starts, and followers hear of a new commit index at once (so a
         client waiting on one of them is answered now rather than at the next heartbeat)."""
-        self._batch_commands()
         if self.role is Role.LEADER and self._released < self.learner.commit + ALPHA:
+            # Before new commands: their slots come after these (see ``_send_accepts``).
             limit = self.learner.commit + ALPHA
             held = {s: p for s, p in self.proposer.inflight.items() if self._released < s <= limit}
             self._released = limit
             if held:  # adopted in phase 1 beyond the window: their configuration is known now
                 self._send_accepts(held, (self.id, *self._peers))
+        self._batch_commands()
         if self._reads.broadcast_due:
             self._heartbeat()
         elif self.role is Role.LEADER and self.learner.commit > self._commit_sent:

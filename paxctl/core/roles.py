@@ -453,7 +453,7 @@ class Roles:
         # beyond (adopted in phase 1) wait until the commit index moves up.
         limit = self.learner.commit + ALPHA
         entries = [ChosenEntry(s, proposals[s].value) for s in sorted(proposals) if s <= limit]
-        if entries:
+        if entries and not self._skips_held(entries):
             self._released = max(self._released, entries[-1].slot)
         runs = chunks(
             entries,
@@ -466,6 +466,14 @@ class Roles:
                 commit = self._commit_sent = self.learner.commit
                 hb = self._reads.round
                 self._send(Accept(self.id, peer, self.ballot, tuple(run), commit, hb))
+
+    def _skips_held(self, entries: list[ChosenEntry]) -> bool:
+        """Whether sending ``entries`` passes over a slot still held back (adopted beyond the
+        window, not sent yet). ``_released`` must then stay below it: else it is never sent
+        to this leader's own acceptor (retransmissions go to peers), whose vote a quorum may
+        need."""
+        top, sent = entries[-1].slot, {e.slot for e in entries}
+        return any(self._released < s < top and s not in sent for s in self.proposer.inflight)
 
     def _fail_read_asks(self, keep: int | None) -> None:
         """Reads asked of a node no longer followed will never be answered by it: fail them
