@@ -112,6 +112,7 @@ class Node(Roles):
             msg.frm not in self.members.member_ids() and not isinstance(msg, Forward)
         ):
             return
+        self._note_commit(msg)
         self._handle(msg)
         self._drain_local()
 
@@ -176,6 +177,7 @@ class Node(Roles):
             messages=tuple(self._outbox),
             committed=tuple(self.learner.take_committed()),
             reads=tuple(self._read_results),
+            sync_chosen=self._crossed_activation(),
         )
         self._read_results = []
         self._outbox = []
