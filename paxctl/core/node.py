@@ -365,6 +365,11 @@ class Node(Learning):
             self.counters["accepts_beyond_window"] += len(msg.entries) - len(entries)
         slots: tuple[int, ...] | None = ()
         members = self.members
+        if members.known and msg.ballot.node not in {i for c in self._p1_configs() for i in c.ids}:
+            # A node no configuration in force names (one removed, say) leads nothing here:
+            # its heartbeats raise no promise and win no follower (as its prepares, R-cfg6).
+            self.counters["accepts_from_non_member"] += 1
+            return
         if members.known:
             # R-cfg6: no vote for a ballot of a node that is no member of the slot's
             # configuration (as far as this node knows it). A learner of it may lead: it is a
@@ -506,8 +511,8 @@ class Node(Learning):
             disk, seen = self._disks.get(m.id, 0), self._progress.get(m.id)
             if m.voter or not m.promote or not disk or seen is None:
                 continue
-            if seen + self.config.max_entries < commit:
-                continue  # still catching up
+            if seen < latest.epoch or seen + self.config.max_entries < commit:
+                continue  # still catching up (it has not even learned of its own addition)
             change = Promote(latest.epoch, m.id, disk, m.replaces)
             seq = _PROMOTE_SEQ | (latest.epoch % (1 << 40)) << 20 | (m.id % (1 << 20))
             self._promote_at = self.now
