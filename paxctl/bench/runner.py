@@ -57,22 +57,26 @@ class _Recorder:
         self.last_error = exc
 
 
-async def _loop(workload: Workload, index: int, stop: float, rec: _Recorder) -> None:
+async def _loop(workload: Workload, index: int, begin: float, stop: float, rec: _Recorder) -> None:
+    """Client ``index`` until ``stop``; what it sent before ``begin`` (the warm-up) is not
+    recorded, errors included."""
     clock = time.perf_counter
     while clock() < stop:
         sent = clock()
         try:
             kind = await workload.step(index)
         except (ZnodeError, ClientError) as exc:
-            rec.failed(exc)
+            if sent >= begin:
+                rec.failed(exc)
             continue
-        rec.record(kind, clock() - sent)
+        if sent >= begin:
+            rec.record(kind, clock() - sent)
 
 
-async def _ticker(rec: _Recorder, started: float, tick: Tick) -> None:
+async def _ticker(rec: _Recorder, begin: float, tick: Tick) -> None:
     while True:
         await asyncio.sleep(TICK_SECONDS)
-        tick(rec.done, time.perf_counter() - started)
+        tick(rec.done, time.perf_counter() - begin)  # negative while warming up
 
 
 async def _clean(servers: str, work: Workload, timeout: float) -> list[str]:
@@ -93,6 +97,7 @@ async def measure(
     settings: Settings,
     *,
     timeout: float = 10.0,
+    warmup: float = 0.0,
     cleanup: bool = True,
     tick: Tick | None = None,
     note: Callable[[str], None] | None = None,
@@ -101,8 +106,9 @@ async def measure(
     the measurements as a JSON-ready dict (see ``paxctl bench --help`` for the fields).
 
     Raises the client's error when the cluster cannot be reached or set up, or when every
-    operation failed (the last error). ``cleanup`` deletes the run's znodes afterwards (for a
-    cluster that lives on)."""
+    operation failed (the last error). The clients run ``warmup`` seconds before the clock
+    starts (unrecorded: a fresh cluster and fresh connections settle). ``cleanup`` deletes
+    the run's znodes afterwards (for a cluster that lives on)."""
     say = note or (lambda _line: None)
     say(f"connecting {clients} {'client' if clients == 1 else 'clients'}")
     conns = await _connect(servers, clients, timeout)
@@ -112,16 +118,17 @@ async def measure(
     try:
         await work.setup()
         rec = _Recorder(work.kinds)
-        say(f"running {workload} for {duration:g} s")
-        started = time.perf_counter()
-        stop = started + duration
-        ticking = asyncio.ensure_future(_ticker(rec, started, tick)) if tick else None
+        warm = f" after {warmup:g} s of warm-up" if warmup > 0 else ""
+        say(f"running {workload} for {duration:g} s{warm}")
+        begin = time.perf_counter() + warmup
+        stop = begin + duration
+        ticking = asyncio.ensure_future(_ticker(rec, begin, tick)) if tick else None
         try:
-            await asyncio.gather(*(_loop(work, i, stop, rec) for i in range(clients)))
+            await asyncio.gather(*(_loop(work, i, begin, stop, rec) for i in range(clients)))
         finally:
             if ticking is not None:
                 ticking.cancel()
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - begin
     finally:
         await _close(conns)  # first: the sessions' ephemerals go with them
         if cleanup:
@@ -134,6 +141,7 @@ async def measure(
         workload=workload,
         clients=clients,
         duration_s=duration,
+        warmup_s=warmup,
         elapsed_s=round(elapsed, 3),
         value_size=settings.value_size,
         local=settings.local,

@@ -19,7 +19,8 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     """The nearest-rank ``q``-th percentile of ``ordered`` (sorted ascending, not empty)."""
     if not ordered:
         raise ValueError("no samples")
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    # rounded first: 99.9 / 100 * 1000 is 999.0000000000001 in floating point, not 999
+    rank = max(1, math.ceil(round(q / 100.0 * len(ordered), 6)))
     return ordered[min(rank, len(ordered)) - 1]
 
 

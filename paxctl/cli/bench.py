@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,11 +16,15 @@ from paxctl.cli import exits
 from paxctl.cli.connect import GLOBAL_SERVERS, check_servers, connection_options
 from paxctl.cli.output import Output, console, output_options, table
 
+if TYPE_CHECKING:
+    from paxctl.bench.workloads import Settings
+
 #: The workloads, in the order --help lists them (``paxctl.bench.workloads.WORKLOADS`` has the
 #: same names; tests/cli/test_bench_cli.py checks they agree).
 WORKLOAD_NAMES = ("write", "read", "mixed", "lock", "create-ephemeral-sequential")
 DEFAULT_CLIENTS = 1
 DEFAULT_DURATION = 10.0
+DEFAULT_WARMUP = 1.0
 DEFAULT_VALUE_SIZE = 100
 DEFAULT_READ_PERCENT = 90
 MAX_VALUE = 1024 * 1024  # the cluster's own limit on a znode's data (statemachine.ops)
@@ -39,7 +43,8 @@ Each simulated client is a client of the Python library with its own connection 
 all in this process. Without -s a local cluster of --nodes nodes is started in a temporary
 directory and removed afterwards; with -s (here or before the command) that cluster is used,
 the run's znodes live under /paxctl-bench-XXXXXXXX and are deleted after ($PAXCTL_SERVERS and
-./.paxctl are not used: load goes only to a cluster named here). Setup is not timed.
+./.paxctl are not used: load goes only to a cluster named here). Neither setup nor the
+--warmup seconds of load before the timed --duration are measured.
 Progress goes to stderr; -o json prints one document (fields in the README, "Benchmarks").
 """
 
@@ -66,6 +71,14 @@ def _given(ctx: click.Context, name: str) -> bool:
     show_default=True,
     metavar="SECONDS",
     help="Seconds of timed load (after setup).",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0, max=3600),
+    default=DEFAULT_WARMUP,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds of load before the timed part, not measured (connections and caches settle).",
 )
 @click.option(
     "--value-size",
@@ -104,6 +117,7 @@ def bench(
     workload: str,
     clients: int,
     duration: float,
+    warmup: float,
     value_size: int,
     local: bool,
     read_percent: int,
@@ -112,7 +126,7 @@ def bench(
     timeout: float,
     out: Output,
 ) -> None:
-    from paxctl.bench.workloads import READING
+    from paxctl.bench.workloads import READING, Settings
 
     if local and workload not in READING:
         raise click.UsageError(f"--local is for read and mixed, not {workload}", ctx)
@@ -123,7 +137,8 @@ def bench(
         raise click.UsageError("--nodes is for the local cluster started without -s", ctx)
     if given:
         given = check_servers(given, "-s/--servers" if servers else "paxctl -s/--servers")
-    doc = _run(workload, clients, duration, value_size, local, read_percent, nodes, given, timeout)
+    settings = Settings(value_size=value_size, local=local, read_percent=read_percent)
+    doc = _run(workload, clients, duration, warmup, settings, nodes, given, timeout)
     out.emit(doc, lambda: _print_table(doc))
 
 
@@ -131,9 +146,8 @@ def _run(
     workload: str,
     clients: int,
     duration: float,
-    value_size: int,
-    local: bool,
-    read_percent: int,
+    warmup: float,
+    settings: Settings,
     nodes: int,
     servers: str | None,
     timeout: float,
@@ -141,33 +155,32 @@ def _run(
     """Start a cluster if none was given, measure, stop it; the JSON document."""
     from paxctl.bench.local import ClusterFailed, ThrowawayCluster
     from paxctl.bench.runner import measure
-    from paxctl.bench.workloads import Settings
 
     progress = _Progress(duration)
-    settings = Settings(value_size=value_size, local=local, read_percent=read_percent)
 
     def run(where: str, cleanup: bool) -> dict[str, Any]:
-        with progress:
-            return asyncio.run(
-                measure(
-                    where,
-                    workload,
-                    clients,
-                    duration,
-                    settings,
-                    timeout=timeout,
-                    cleanup=cleanup,
-                    tick=progress.tick,
-                    note=progress.note,
-                )
+        return asyncio.run(
+            measure(
+                where,
+                workload,
+                clients,
+                duration,
+                settings,
+                timeout=timeout,
+                warmup=warmup,
+                cleanup=cleanup,
+                tick=progress.tick,
+                note=progress.note,
             )
+        )
 
     if servers is not None:
-        doc = run(servers, cleanup=True)
+        with progress:
+            doc = run(servers, cleanup=True)
         doc["cluster"] = {"started": False, "servers": servers, "nodes": None}
     else:
         try:
-            with ThrowawayCluster(nodes, note=progress.note) as started:
+            with progress, ThrowawayCluster(nodes, note=progress.note) as started:
                 doc = run(started, cleanup=False)
         except ClusterFailed as exc:
             click.echo(f"paxctl: {exc}", err=True)
@@ -206,7 +219,9 @@ class _Progress:
             click.echo(f"paxctl bench: {line}", err=True)
 
     def tick(self, ops: int, elapsed: float) -> None:
-        if self._status is not None:
+        if self._status is not None and elapsed < 0:
+            self._status.update(f"warming up: {-elapsed:.1f} s to go")
+        elif self._status is not None:
             rate = ops / elapsed if elapsed > 0 else 0.0
             self._status.update(
                 f"{min(elapsed, self.duration):.1f}/{self.duration:g} s: {ops} ops, "
