@@ -151,6 +151,34 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def side_by_side(raw: dict[str, Any]) -> list[str]:
+    """ops/s (p50 ms) of every system per figure, when another system was measured."""
+    measured = {n: r for n, r in raw.get("others", {}).items() if not isinstance(r, str)}
+    if not measured:
+        return []
+
+    def cell(res: dict[str, Any] | None) -> str:
+        if res is None:
+            return "not measured"
+        med = res["median"]
+        return f"{_num(med['ops_per_s'], 0)} ({_num(med['latency_ms']['p50'])} ms)"
+
+    names = ["paxctl", *measured]
+    lines = [
+        "## Side by side",
+        "",
+        "ops/s (median of runs) and, in brackets, p50 latency; the same sitting, one system "
+        "at a time. Each system's own section says what its operation is.",
+        "",
+        "| figure | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for key, res in raw["paxctl"].items():
+        row = [cell(res), *(cell(m["figures"].get(key)) for m in measured.values())]
+        lines.append(f"| {res['what']} | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
 def render(raw: dict[str, Any]) -> str:
     """RESULTS.md from the raw document (no measuring here: it can be re-rendered)."""
     m = raw["machine"]
@@ -173,6 +201,7 @@ def render(raw: dict[str, Any]) -> str:
         f"{_num(raw['load']['max'])} (per figure below). It carries the previous run's own "
         "load as well as any other work on the machine; with other work the figures are lower",
         "",
+        *side_by_side(raw),
         "## paxctl",
         "",
         "| figure | ops/s (median) | runs' range | p50 ms | p99 ms | p99.9 ms | load before |",
@@ -254,7 +283,9 @@ def main() -> None:
             sys.path.insert(0, str(HERE))
             import others as other_systems
 
-            others = other_systems.measure_all(args.runs, args.duration, args.warmup)
+            others = other_systems.measure_all(
+                args.runs, args.duration, args.warmup, median_of, wanted
+            )
         loads = [r["load_before"] for res in figures.values() for r in res["runs"]]
         raw = {
             "date": started.isoformat(timespec="seconds").replace("+00:00", "Z"),

@@ -68,3 +68,22 @@ def test_a_system_that_is_not_installed_is_skipped_with_a_reason(monkeypatch) ->
     found = others.measure_all(runs=1, duration=0.1, warmup=0.0)
     assert set(found) == {"ZooKeeper", "etcd"}
     assert all(isinstance(why, str) and "not installed" in why for why in found.values())
+
+
+def test_other_systems_go_side_by_side_with_what_they_did_not_measure() -> None:
+    results = load("results")
+    runs = [run_doc(100, 2.0, 0.5)]
+    figure = {"what": "write, 1 client", "args": ["write"], "runs": runs}
+    figure["median"] = results.median_of(runs)
+    raw = {
+        "paxctl": {"write-1": figure, "lock-1": {**figure, "what": "lock, 1 client"}},
+        "others": {
+            "etcd": {"figures": {"write-1": figure}, "how": "etcd 3.4 through its gateway."},
+            "ZooKeeper": "ZooKeeper is not installed here",
+        },
+    }
+    lines = results.side_by_side(raw)
+    assert "| figure | paxctl | etcd |" in lines
+    assert "| write, 1 client | 100 (2.00 ms) | 100 (2.00 ms) |" in lines
+    assert "| lock, 1 client | 100 (2.00 ms) | not measured |" in lines
+    assert results.side_by_side({"paxctl": raw["paxctl"], "others": {"x": "skipped"}}) == []
