@@ -151,6 +151,21 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def in_order(figures: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Figures in CASES' order (results.json keeps its keys sorted), unknown keys last."""
+    known = [key for key, *_ in CASES]
+    return sorted(figures.items(), key=lambda kv: known.index(kv[0]) if kv[0] in known else 99)
+
+
+def all_loads(raw: dict[str, Any]) -> list[float]:
+    """The load average before every run, of every system measured."""
+    loads = [r["load_before"] for res in raw["paxctl"].values() for r in res["runs"]]
+    for other in raw.get("others", {}).values():
+        if not isinstance(other, str):
+            loads += [r["load_before"] for res in other["figures"].values() for r in res["runs"]]
+    return loads
+
+
 def side_by_side(raw: dict[str, Any]) -> list[str]:
     """ops/s (p50 ms) of every system per figure, when another system was measured."""
     measured = {n: r for n, r in raw.get("others", {}).items() if not isinstance(r, str)}
@@ -173,7 +188,7 @@ def side_by_side(raw: dict[str, Any]) -> list[str]:
         "| figure | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
     ]
-    for key, res in raw["paxctl"].items():
+    for key, res in in_order(raw["paxctl"]):
         row = [cell(res), *(cell(m["figures"].get(key)) for m in measured.values())]
         lines.append(f"| {res['what']} | " + " | ".join(row) + " |")
     return [*lines, ""]
@@ -194,11 +209,12 @@ def render(raw: dict[str, Any]) -> str:
         f"- code: {m['paxctl']}" + (f" at commit {m['commit']}" if m.get("commit") else ""),
         f"- each figure: the median of {raw['runs']} {'run' if raw['runs'] == 1 else 'runs'} "
         f"of {raw['duration']:g} s "
-        f"(after {raw['warmup']:g} s of unmeasured warm-up), each on a fresh local 3-node "
-        "cluster (`paxctl cluster up`, peer authentication on, fsync before every "
-        "acknowledgement), the clients in one process on the same machine",
-        f"- load average (1 min) just before each run: {_num(raw['load']['min'])} to "
-        f"{_num(raw['load']['max'])} (per figure below). It carries the previous run's own "
+        f"(after {raw['warmup']:g} s of unmeasured warm-up); each paxctl run on a fresh local "
+        "3-node cluster (`paxctl cluster up`, peer authentication on, fsync before every "
+        "acknowledgement), the clients in one process on the same machine; other systems "
+        "after paxctl, in the same sitting (their sections say how)",
+        f"- load average (1 min) just before each run: {_num(min(all_loads(raw)))} to "
+        f"{_num(max(all_loads(raw)))} (per figure below). It carries the previous run's own "
         "load as well as any other work on the machine; with other work the figures are lower",
         "",
         *side_by_side(raw),
@@ -207,7 +223,7 @@ def render(raw: dict[str, Any]) -> str:
         "| figure | ops/s (median) | runs' range | p50 ms | p99 ms | p99.9 ms | load before |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for res in raw["paxctl"].values():
+    for _key, res in in_order(raw["paxctl"]):
         med = res["median"]
         low, high = med["ops_per_s_range"]
         lat = med["latency_ms"]
@@ -220,7 +236,7 @@ def render(raw: dict[str, Any]) -> str:
         )
     lines += ["", "Commands (each run, with `--duration` and `--warmup` as above, `-o json`):", ""]
     lines += ["```"]
-    lines += [f"paxctl bench {' '.join(res['args'])}" for res in raw["paxctl"].values()]
+    lines += [f"paxctl bench {' '.join(res['args'])}" for _key, res in in_order(raw["paxctl"])]
     lines += ["```", ""]
     others = raw.get("others", {})
     for name, res in others.items():
@@ -229,17 +245,17 @@ def render(raw: dict[str, Any]) -> str:
             lines += [f"Not measured: {res}.", ""]
             continue
         lines += [
-            "| figure | ops/s (median) | runs' range | p50 ms | p99 ms | p99.9 ms |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| figure | ops/s (median) | runs' range | p50 ms | p99 ms | p99.9 ms | load before |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
-        for item in res["figures"].values():
+        for _key, item in in_order(res["figures"]):
             med = item["median"]
             low, high = med["ops_per_s_range"]
             lat = med["latency_ms"]
             lines.append(
                 f"| {item['what']} | {_num(med['ops_per_s'], 0)} | "
                 f"{_num(low, 0)} to {_num(high, 0)} | {_num(lat['p50'])} | {_num(lat['p99'])} | "
-                f"{_num(lat['p999'])} |"
+                f"{_num(lat['p999'])} | {', '.join(_num(x) for x in med['load_before'])} |"
             )
         lines += ["", res.get("how", ""), ""]
     lines += [
@@ -286,14 +302,12 @@ def main() -> None:
             others = other_systems.measure_all(
                 args.runs, args.duration, args.warmup, median_of, wanted
             )
-        loads = [r["load_before"] for res in figures.values() for r in res["runs"]]
         raw = {
             "date": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "machine": machine(),
             "runs": args.runs,
             "duration": args.duration,
             "warmup": args.warmup,
-            "load": {"min": min(loads), "max": max(loads)},
             "paxctl": figures,
             "others": others,
         }

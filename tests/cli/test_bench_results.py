@@ -42,7 +42,6 @@ def test_the_report_has_the_medians_the_machine_the_load_and_the_commands() -> N
         "runs": 3,
         "duration": 10.0,
         "warmup": 1.0,
-        "load": {"min": 0.5, "max": 2.5},
         "paxctl": {
             "write-1": {
                 "what": "write, 1 client",
