@@ -7,7 +7,10 @@ so ``paxctl --help`` does not pay for it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -174,21 +177,46 @@ def _run(
             )
         )
 
-    if servers is not None:
-        with progress:
-            doc = run(servers, cleanup=True)
-        doc["cluster"] = {"started": False, "servers": servers, "nodes": None}
-    else:
-        try:
-            with progress, ThrowawayCluster(nodes, note=progress.note) as started:
+    try:
+        if servers is not None:
+            with _Stopped.on_signals(), progress:
+                doc = run(servers, cleanup=True)
+            doc["cluster"] = {"started": False, "servers": servers, "nodes": None}
+        else:
+            cluster = ThrowawayCluster(nodes, note=progress.note)
+            with _Stopped.on_signals(), progress, cluster as started:
                 doc = run(started, cleanup=False)
-        except ClusterFailed as exc:
-            click.echo(f"paxctl: {exc}", err=True)
-            sys.exit(exits.UNAVAILABLE)  # as `cluster up` itself
-        doc["cluster"] = {"started": True, "servers": started, "nodes": nodes}
+            doc["cluster"] = {"started": True, "servers": started, "nodes": nodes}
+    except ClusterFailed as exc:
+        click.echo(f"paxctl: {exc}", err=True)
+        sys.exit(exits.UNAVAILABLE)  # as `cluster up` itself
+    except _Stopped as stopped:  # our znodes, or our whole cluster, are gone by now
+        sys.exit(128 + stopped.signum)
     if doc["left_behind"]:
         click.echo(f"paxctl: could not delete {', '.join(doc['left_behind'])}", err=True)
     return doc
+
+
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP while a cluster of ours runs: raised where the program is, so that
+    the ``with`` blocks stop the clients and remove the cluster before we exit (128+N)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @staticmethod
+    @contextlib.contextmanager
+    def on_signals() -> Iterator[None]:
+        def stop(signum: int, _frame: object) -> None:
+            raise _Stopped(signum)
+
+        saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
 
 class _Progress:

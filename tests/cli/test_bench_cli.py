@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -195,3 +196,32 @@ def test_an_unreachable_cluster_exits_5_without_waiting_out_the_timeout() -> Non
     assert done.returncode == UNAVAILABLE, done.stderr
     assert time.monotonic() - began < 30  # refused at once, not after the 60 s timeout
     assert "Unavailable" in done.stderr and done.stdout == ""
+
+
+def test_sigterm_stops_the_run_and_removes_its_cluster() -> None:
+    cmd = [PAXCTL, "bench"] if PAXCTL else [sys.executable, "-m", "paxctl", "bench"]
+    env = {k: v for k, v in os.environ.items() if k != "PAXCTL_SERVERS"}
+    proc = subprocess.Popen(
+        [*cmd, "write", "--duration", "600", "--warmup", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    said = []
+    for line in proc.stderr:  # until the load runs: the cluster is up and in use
+        said.append(line)
+        if "running write" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, "".join(said) + rest
+    started = re.search(r"cluster in (\S+) ", "".join(said))
+    assert started is not None
+    assert not os.path.exists(os.path.dirname(started.group(1)))
+    assert "stopping the local cluster" in rest and out == ""
+    base = re.search(r"\(ports (\d+)\+\)", "".join(said))
+    assert base is not None  # and its nodes are stopped: their client ports refuse
+    assert all(refuses(f"127.0.0.1:{int(base.group(1)) + i}") for i in (1, 2, 3))
