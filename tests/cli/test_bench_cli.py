@@ -198,7 +198,10 @@ def test_an_unreachable_cluster_exits_5_without_waiting_out_the_timeout() -> Non
     assert "Unavailable" in done.stderr and done.stdout == ""
 
 
-def test_sigterm_stops_the_run_and_removes_its_cluster() -> None:
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)]
+)
+def test_a_signal_stops_the_run_and_removes_its_cluster(sig: int, code: int) -> None:
     cmd = [PAXCTL, "bench"] if PAXCTL else [sys.executable, "-m", "paxctl", "bench"]
     env = {k: v for k, v in os.environ.items() if k != "PAXCTL_SERVERS"}
     proc = subprocess.Popen(
@@ -208,6 +211,8 @@ def test_sigterm_stops_the_run_and_removes_its_cluster() -> None:
         stdin=subprocess.DEVNULL,
         text=True,
         env=env,
+        # as from a terminal: a shell's background job would otherwise ignore SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
     said = []
@@ -215,9 +220,9 @@ def test_sigterm_stops_the_run_and_removes_its_cluster() -> None:
         said.append(line)
         if "running write" in line:
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, rest = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, "".join(said) + rest
+    assert proc.returncode == code, "".join(said) + rest
     started = re.search(r"cluster in (\S+) ", "".join(said))
     assert started is not None
     assert not os.path.exists(os.path.dirname(started.group(1)))
