@@ -110,6 +110,7 @@ class Node(Learning):
             msg.frm not in self.members.member_ids() and not isinstance(msg, Forward)
         ):
             return
+        self._note_commit(msg)
         self._handle(msg)
         self._drain_local()
 
@@ -181,6 +182,7 @@ class Node(Learning):
             messages=tuple(self._outbox),
             committed=tuple(self.learner.take_committed()),
             reads=tuple(self._read_results),
+            sync_chosen=self._crossed_activation(),
         )
         self._read_results = []
         self._outbox = []
@@ -419,13 +421,14 @@ class Node(Learning):
         """What closing a batch sets off: waiting commands are batched into slots (or forwarded),
         a read round that is due starts, and followers hear of a new commit index at once (so a
         client waiting on one of them is answered now rather than at the next heartbeat)."""
-        self._batch_commands()
         if self.role is Role.LEADER and self._released < self.learner.commit + ALPHA:
+            # Before new commands: their slots come after these (see ``_send_accepts``).
             limit = self.learner.commit + ALPHA
             held = {s: p for s, p in self.proposer.inflight.items() if self._released < s <= limit}
             self._released = limit
             if held:  # adopted in phase 1 beyond the window: their configuration is known now
                 self._send_accepts(held, (self.id, *self._peers))
+        self._batch_commands()
         if self._reads.broadcast_due:
             self._heartbeat()
         elif self.role is Role.LEADER and self.learner.commit > self._commit_sent:

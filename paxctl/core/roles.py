@@ -20,10 +20,13 @@ from paxctl.core.learner import Learner
 from paxctl.core.membership import ALPHA, Membership, founding
 from paxctl.core.messages import (
     Accept,
+    Accepted,
+    CatchupReply,
     Handover,
     Message,
     Prepare,
     PreVote,
+    Promise,
     ReadIndexReply,
 )
 from paxctl.core.proposer import Proposal, Proposer
@@ -111,6 +114,10 @@ class Roles:
         self._progress: dict[int, int] = {}
         self._disks: dict[int, int] = {}
         self._released = 0
+        #: The highest commit index a voter of the latest configuration showed this node: a
+        #: removed node stops only once one that stays knows every slot it governed is decided.
+        self._members_commit = 0
+        self._commit_readied = 0  # the commit index when the last batch was closed
         self._promote_at: int | None = None
         self._handover: tuple[int, int] | None = None  # (the node a leader named, when)
         #: A peer asked for the log from slot 1 and this node has no snapshot: the driver
@@ -316,16 +323,35 @@ class Roles:
     @property
     def removed(self) -> bool:
         """This node is in no configuration in force any more: every slot of one that named it
-        is decided. The shell may stop it. A node whose id is not given out yet, as far as it
-        knows, is a joiner that has not learned of its own addition (it started from an older
-        snapshot): not removed."""
+        is decided, and a voter of the latest configuration showed it knows so (it made that
+        durable before saying it: ``Ready.sync_chosen``). The shell may stop it. Knowing it
+        alone is not enough: the nodes that stay may not know those slots are chosen, and
+        without this node's vote they could never learn it (a configuration of two voters).
+        A node whose id is not given out yet, as far as it knows, is a joiner that has not
+        learned of its own addition (it started from an older snapshot): not removed."""
         m = self.members
         return (
             m.known
             and self.id < m.latest.next_id
             and self.id not in m.latest.ids
             and self.learner.commit + 1 >= m.latest.active
+            and self._members_commit + 1 >= m.latest.active
         )
+
+    def _note_commit(self, msg: Message) -> None:
+        """Keep the highest commit index a voter of the latest configuration showed."""
+        if isinstance(msg, Accept | Accepted | Promise | CatchupReply) and (
+            msg.frm in self.members.latest.voters
+        ):
+            self._members_commit = max(self._members_commit, msg.commit)
+
+    def _crossed_activation(self) -> bool:
+        """Whether the commit index passed the last slot before a configuration governs since
+        the last batch: that batch is synced (``Ready.sync_chosen``), so a node never forgets,
+        in a crash, that the slots of the configuration before are decided once it said so."""
+        before, commit = self._commit_readied, self.learner.commit
+        self._commit_readied = commit
+        return any(before < c.active - 1 <= commit for c in self.members.configs)
 
     def _judge_commits(self) -> None:
         """Judge the configuration changes of newly committed slots, in slot order, as every
@@ -458,7 +484,7 @@ class Roles:
         # beyond (adopted in phase 1) wait until the commit index moves up.
         limit = self.learner.commit + ALPHA
         entries = [ChosenEntry(s, proposals[s].value) for s in sorted(proposals) if s <= limit]
-        if entries:
+        if entries and not self._skips_held(entries):
             self._released = max(self._released, entries[-1].slot)
         runs = chunks(
             entries,
@@ -471,6 +497,14 @@ class Roles:
                 commit = self._commit_sent = self.learner.commit
                 hb = self._reads.round
                 self._send(Accept(self.id, peer, self.ballot, tuple(run), commit, hb))
+
+    def _skips_held(self, entries: list[ChosenEntry]) -> bool:
+        """Whether sending ``entries`` passes over a slot still held back (adopted beyond the
+        window, not sent yet). ``_released`` must then stay below it: else it is never sent
+        to this leader's own acceptor (retransmissions go to peers), whose vote a quorum may
+        need."""
+        top, sent = entries[-1].slot, {e.slot for e in entries}
+        return any(self._released < s < top and s not in sent for s in self.proposer.inflight)
 
     def _fail_read_asks(self, keep: int | None) -> None:
         """Reads asked of a node no longer followed will never be answered by it: fail them

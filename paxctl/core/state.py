@@ -142,6 +142,10 @@ class Ready:
     messages: tuple[Message, ...] = ()
     committed: tuple[Applied, ...] = ()
     reads: tuple[ReadState, ...] = ()
+    #: Sync ``chosen`` too, though no vote needs it: the commit index passed the last slot
+    #: before a configuration governs, and a node removed by it stops once a voter of it
+    #: said so (``Roles.removed``): such a voter must not forget it in a crash.
+    sync_chosen: bool = False
 
     @property
     def must_persist(self) -> bool:

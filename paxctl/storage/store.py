@@ -234,8 +234,9 @@ class Storage:
                 self._write_meta(replace(self.meta, wal_last=self.wal.segments[-1].first))
             # Votes must be durable before the replies that announce them. Chosen values need
             # not be: a node that loses them learns them again, so a batch of only those is
-            # written without an fsync (the next vote's fsync covers it).
-            sync = self._sync and bool(ready.votes)
+            # written without an fsync (the next vote's fsync covers it); except when the
+            # commit index passes a configuration's first slot (``Ready.sync_chosen``).
+            sync = self._sync and (bool(ready.votes) or ready.sync_chosen)
             n = self.wal.append(ready.votes, ready.chosen, sync=sync)
             self.stats.records += n
             self.stats.log_fsyncs += sync

@@ -127,6 +127,9 @@ class Wal:
         """Write one batch with one write and one fsync; returns the number of records."""
         payloads = [encode_vote(v) for v in votes] + [encode_chosen(c) for c in chosen]
         if not payloads:
+            if sync and self._unsynced and self._handle is not None:
+                self._handle.sync()  # what earlier batches wrote must be durable now
+                self._unsynced = False
             return 0
         if self._handle is None:
             raise RuntimeError("the log has no open segment")

@@ -56,6 +56,25 @@ def test_reconfiguration_under_faults():
     assert total.completed > 0
 
 
+#: Seeds that once failed liveness at the default safety phase (6,000 ms), and what failed:
+#: the schedule lost a second voter of a configuration still in force (241, 346); a leader
+#: never voted for slots it adopted beyond the window (156); a removed node stopped while the
+#: voter left did not durably know the slots it governed were decided (212, 292). 104 too (the
+#: lead's example; it passes since 5e0e26b).
+DEFAULT_SAFETY_SEEDS = [(104, 3), (156, 3), (212, 3), (241, 3), (292, 3), (346, 3)]
+
+
+def test_seeds_that_once_stalled_at_the_default_safety_phase():
+    specs = [SimSpec(seed=s, nodes=n, reconfig=True) for s, n in DEFAULT_SAFETY_SEEDS]
+    assert {s.safety_ms for s in specs} == {6000}
+    failures = [
+        f"{r.error}\n  replay: {replay_command(r.spec)}"
+        for r in run_specs(specs, jobs=JOBS)
+        if not r.ok
+    ]
+    assert not failures, "\n".join(failures)
+
+
 #: Each planted bug of membership changes, a seed where it breaks an invariant, and the start of
 #: the failure. (Seeds move when the schedule or the core changes: re-pin on the same error.)
 PINNED = [

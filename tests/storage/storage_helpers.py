@@ -144,8 +144,8 @@ class Expect:
 
     Chosen values are the one thing a returned ``persist`` does not make durable by itself: a
     batch of only chosen values is written without an fsync (a node that loses them learns them
-    again; see ``Storage.persist``), and the next batch with votes syncs them. So a chosen value
-    counts once a later vote batch returned, or if its own batch had votes.
+    again; see ``Storage.persist``), and the next batch with votes (or ``sync_chosen``) syncs
+    them. So a chosen value counts once such a later batch returned, or if its own was one.
     """
 
     promised: Ballot = ZERO_BALLOT
@@ -171,7 +171,7 @@ class Expect:
             self.votes[v.slot] = v
         for c in r.chosen:
             self.unsynced_chosen[c.slot] = c.value
-        if r.votes:  # this batch was fsynced, and with it everything before it in the log
+        if r.votes or r.sync_chosen:  # this batch was fsynced, and everything before it
             self.chosen.update(self.unsynced_chosen)
             self.unsynced_chosen.clear()
 

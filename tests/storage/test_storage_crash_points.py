@@ -296,3 +296,26 @@ def test_a_chosen_only_batch_is_durable_once_the_next_vote_batch_returns():
     fs.crash()
     _, rec = open_storage(fs)
     assert rec.state.chosen == {1: vote(1, b).value}
+
+
+def test_a_batch_marked_sync_chosen_is_durable_when_persist_returns():
+    """The exception (``Ready.sync_chosen``): the commit index passed a configuration's first
+    slot, and a node removed by it may stop once this node said so. Its chosen values, and
+    any an earlier batch left unsynced, survive a power loss right after the call."""
+    b = Ballot(1, 1)
+    fs = SimFileSystem()
+    storage, _ = open_storage(fs, bootstrap=True)
+    storage.persist(Ready(votes=(vote(1, b), vote(2, b))))
+    storage.persist(Ready(chosen=(chosen(vote(1, b)),)))
+    storage.persist(Ready(chosen=(chosen(vote(2, b)),), sync_chosen=True))
+    saved = copy.deepcopy(fs)
+    saved.crash()
+    _, rec = open_storage(saved)
+    assert rec.state.chosen == {1: vote(1, b).value, 2: vote(2, b).value}
+    # Nothing new to write, but earlier chosen values unsynced: they are synced all the same.
+    storage.persist(Ready(votes=(vote(3, b),)))
+    storage.persist(Ready(chosen=(chosen(vote(3, b)),)))
+    storage.persist(Ready(sync_chosen=True))
+    fs.crash()
+    _, rec = open_storage(fs)
+    assert 3 in rec.state.chosen

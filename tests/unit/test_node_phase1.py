@@ -5,7 +5,8 @@ from __future__ import annotations
 from helpers import cmd, drain, make_node, of_type, promise, tick_until_campaign, val, vote
 
 from paxctl.core.bugs import PlantedBugs
-from paxctl.core.messages import Accept, Prepare
+from paxctl.core.membership import ALPHA
+from paxctl.core.messages import Accept, Accepted, Prepare
 from paxctl.core.node import Node, Role
 from paxctl.core.state import DurableState
 from paxctl.core.types import NOOP, Ballot
@@ -157,3 +158,28 @@ def test_leader_with_nothing_to_recover_sends_an_empty_accept_as_announcement():
     accepts = of_type(r, Accept)
     assert sorted(a.to for a in accepts) == [2, 3]
     assert all(a.entries == () for a in accepts)
+
+
+def test_slots_adopted_beyond_the_window_get_the_leaders_own_vote_once_released():
+    """Slots adopted in phase 1 beyond commit + ALPHA wait until the commit index moves up. If
+    a new batch of commands went out first, the release used to skip them: peers got them by
+    retransmission, but the leader never voted for them itself (retransmissions go to peers),
+    so a cluster whose quorum needed the leader's vote stalled (``paxctl sim --reconfig --seed
+    156``)."""
+    node = make_node(1, state=DurableState(max_round=2))
+    tick_until_campaign(node)
+    drain(node)
+    ballot = node.ballot
+    held = range(ALPHA + 1, ALPHA + 4)
+    older = tuple(vote(s, Ballot(2, 2), val(cmd(70, s))) for s in range(1, held[-1] + 1))
+    node.step(promise(2, 1, ballot, 1, older))
+    assert node.role is Role.LEADER
+    first = accepts_by_peer(drain(node).messages)[2]
+    assert sorted(first) == list(range(1, ALPHA + 1))  # the rest is held back
+    node.propose(cmd(80, 1))  # batched in the same pass as the commit moving up
+    node.step(Accepted(2, 1, ballot, tuple(range(1, ALPHA + 1)), 0))
+    r = drain(node)
+    assert node.learner.commit == ALPHA
+    assert set(held) <= set(accepts_by_peer(r.messages)[2])
+    own = node.acceptor.votes
+    assert all(s in own and own[s].ballot == ballot for s in held), sorted(own)

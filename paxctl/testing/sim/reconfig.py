@@ -32,6 +32,7 @@ from paxctl.core.membership import (
     encode_change,
 )
 from paxctl.core.node import Node, Role
+from paxctl.core.quorum import majority
 from paxctl.core.types import Command
 from paxctl.testing.sim.oracle import sim_client, sim_peer
 
@@ -178,6 +179,7 @@ class Reconfig:
             and len(live_voters) >= 3
             and not self.lost
             and self.rng.random() < 0.5
+            and self._may_lose(target)  # (after the draw: the schedule's stream is unchanged)
         ):
             self.lost.add(target)
             self.w.stats.nodes_lost += 1
@@ -188,6 +190,34 @@ class Reconfig:
         self.asked = _Asked(cmd, f"{what} {change}")
         self.w._log(f"operator -> n{n} asks {what}: {change} (seq {self.seq})")
         self._send(n, cmd)
+
+    def _may_lose(self, target: int) -> bool:
+        """Whether ``target`` may be powered off for good: every configuration that may still
+        be in force keeps a live majority without it. Losing more than F of one is a cluster
+        the core rightly leaves unavailable; an operator replacing a dead disk does not cause
+        it, and neither may the schedule. Only losses for good count (a crashed node restarts
+        at the latest at the heal; nodes retired or lost before are not in ``live``)."""
+        live = set(self.w.live) - {target}
+        return all(
+            sum(1 for v in c.voters if v in live) >= majority(len(c.voters))
+            for c in self._maybe_in_force()
+        )
+
+    def _maybe_in_force(self) -> list[Membership]:
+        """The configurations (of the chosen log, as the oracle judges it) governing some slot
+        that is not yet decided everywhere: from the lowest commit index among the nodes that
+        may lead (voters of the latest configuration; one down now restarts from what it
+        synced, so it counts as knowing nothing) up to the latest configuration's first slot.
+        Conservative: a slot counts as undecided until every such node knows it is chosen."""
+        timeline = self.w.oracle.timeline
+        commits = []
+        for v in sorted(timeline.latest.voters):
+            if v not in self.w.live:
+                continue
+            node = self.w.hosts[v].node
+            commits.append(0 if node is None else node.learner.commit)
+        lo = min(commits, default=0) + 1
+        return timeline.in_force(lo, max(lo, timeline.latest.active))
 
     def _send(self, n: int, cmd: Command) -> None:
         node = self.w.hosts[n].node
