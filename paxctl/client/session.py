@@ -479,6 +479,7 @@ class ClientSession:
             if call.conn == c.id:
                 call.conn = None
                 call.last = why
+                call.unanswered = call.unanswered or call.maybe_sent
                 if not call.retry:
                     self._fail(call, ConnectionLost(f"connection lost ({why})"))
                 elif call.once and call.maybe_sent:
@@ -515,8 +516,8 @@ class ClientSession:
             code = reply.code
             if code == ErrorCode.UNAVAILABLE and call.retry:
                 call.last = reply.message or str(code)
-                call.maybe_sent = False  # the node did nothing with it
-                self._failover(now, "the node cannot serve it now")
+                call.maybe_sent = call.unanswered  # this node did nothing with it
+                self._failover(now, f"the node cannot serve it now: {call.last}")
                 return
             if call.id == self._closing and code == ErrorCode.SESSION_EXPIRED:
                 self._session_ended(now, closed=True)  # gone already: closed all the same

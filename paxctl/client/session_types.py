@@ -145,6 +145,9 @@ class CallRecord:
     conn: int | None = None
     attempt_deadline: float = 0.0
     maybe_sent: bool = False
+    #: An attempt reached a node whose connection then broke before it answered: whatever a
+    #: later node says, that one may still have it decided.
+    unanswered: bool = False
     first_sent: float | None = None
     last: str = "no server answered"
 

@@ -244,6 +244,46 @@ def test_unavailable_is_retried_on_the_next_server():
     assert not of(outs, CallFailed) and of(outs, Close)
 
 
+def _write_refused_everywhere(lost_first: bool) -> CallFailed:
+    """A write (1 s deadline) answered ``Unavailable`` by every node it reaches; with
+    ``lost_first`` its first attempt's connection broke before any answer."""
+    s, conn = opened(attempt_timeout_ms=5000, reconnect_ms=10)
+    call = s.write(0, Create("/a"), 1000)
+    (req,) = sent(s.take())
+    if lost_first:
+        s.connection_lost(5, conn)
+    else:
+        s.frame(5, conn, Failed(req.xid, 30, ErrorCode.UNAVAILABLE, "no leader"))
+    now, failed, refusals = 5.0, [], 0
+    while not failed and now <= 1000:
+        now += 50
+        s.tick(now)
+        outs = s.take()
+        for c in of(outs, Connect):
+            s.connected(now, c.conn)
+            (hello,) = sent(s.take())
+            s.frame(now, c.conn, Ok(hello.xid, 30, {"node": 2}))
+            for r in sent(s.take()):
+                if isinstance(r, WriteRequest):
+                    refusals += 1
+                    s.frame(now, c.conn, Failed(r.xid, 30, ErrorCode.UNAVAILABLE, "no leader"))
+            outs += s.take()
+        failed += [f for f in of(outs, CallFailed) if f.call == call]
+    assert refusals >= 2 and len(failed) == 1  # retried on other nodes until its deadline
+    return failed[0]
+
+
+def test_a_write_every_node_refused_is_unavailable_at_its_deadline():
+    """Each node said it did nothing with it: not done, for certain (exit 5, not 6)."""
+    assert isinstance(_write_refused_everywhere(lost_first=False).error, Unavailable)
+
+
+def test_a_refusal_after_an_unanswered_attempt_leaves_the_write_indeterminate():
+    """The first node may still decide the attempt whose answer was lost: later refusals by
+    other nodes cannot make the write "not done"."""
+    assert isinstance(_write_refused_everywhere(lost_first=True).error, Indeterminate)
+
+
 def test_after_is_the_last_zxid_seen_on_accepted_hellos_only():
     s, conn = opened()
     s.frame(10, conn, WatchEvents(20, ()))

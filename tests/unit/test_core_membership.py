@@ -197,6 +197,34 @@ def test_a_joiner_starts_from_a_snapshot_is_promoted_once_caught_up_and_then_cou
     assert not late & set(cl.applied_commands(1) + cl.applied_commands(4))  # 2 of 4: no majority
 
 
+def test_a_joiner_that_has_caught_up_nothing_is_not_promoted_on_a_young_cluster():
+    """Its commit index 0 is within 64 slots of a young cluster's: it must also have learned of
+    its own addition before it may vote (else a voter that knows no configuration)."""
+    from paxctl.core.messages import Accepted, CatchupReply, SnapshotChunk, SnapshotOffer
+
+    cl = Cluster(3, seed=1)
+    leader = cl.run_until_leader()
+    propose_change(cl, leader, AddLearner(0, learner(4)), 1)
+    run(cl, 3)
+    assert cl.nodes[leader].learner.commit < 64
+    node4 = join(cl, 4, disk=77)
+    starve = (CatchupReply, SnapshotOffer, SnapshotChunk)
+    for _ in range(60):  # 4 hears heartbeats (and answers them) but can learn nothing
+        for node in cl.nodes.values():
+            node.tick()
+        cl.ready_all()
+        for _ in range(20):
+            cl.network = [m for m in cl.network if not (m.to == 4 and isinstance(m, starve))]
+            if not cl.network:
+                break
+            cl.deliver()
+    assert any(isinstance(m, Accepted) and m.frm == 4 for m in cl.sent)  # it answered: commit 0
+    assert sum(n.counters["promotions_proposed"] for n in cl.nodes.values()) == 0
+    assert not node4.members.known and all(voters(cl.nodes[i]) == {1, 2, 3} for i in (1, 2, 3))
+    run(cl, 60)  # the network heals: it catches up, then it is promoted
+    assert node4.members.known and all(voters(n) == {1, 2, 3, 4} for n in cl.nodes.values())
+
+
 def test_removing_the_leader_hands_over_and_the_removed_node_knows_it():
     cl = Cluster(3, seed=2)
     leader = cl.run_until_leader()
