@@ -44,6 +44,7 @@ from paxctl.core.messages import (
     SnapshotChunk,
     SnapshotOffer,
 )
+from paxctl.core.node import Role
 from paxctl.core.quorum import majority
 from paxctl.core.types import Value
 
@@ -91,6 +92,7 @@ class Nemesis:
         self.cut: set[tuple[int, int]] = set()
         #: A command (not a no-op) was proposed in the window: the slot the trap needs.
         self.command = False
+        self.learned = False  # the leader learned the promotion chosen
         self.episode = 0
 
     # ------------------------------------------------------------------ the network's side
@@ -150,12 +152,14 @@ class Nemesis:
                 # window itself before anyone can hear of the promotion.
                 self.done_slots.add(entry.slot)
                 return
-            if msg.frm == old or old not in w.live or not w.hosts[old].up:
-                # OLD must vote in the window. A leader that replaces itself hands over on
-                # learning the promotion, and its successor proposes the promotion again
-                # with the window: not this trap. (A retransmission may find OLD back.)
+            up = [n for n in others if n in w.live and w.hosts[n].up]
+            if msg.frm == old or not self._up(old) or not self._up(new) or len(up) < need:
+                # OLD must vote in the window, and B campaign. A leader that replaces itself
+                # hands over on learning the promotion, and its successor proposes the
+                # promotion again with the window: not this trap. (A retransmission may find
+                # the nodes back.)
                 return
-            side_b = frozenset([new, *self.rng.sample(others, need)])
+            side_b = frozenset([new, *self.rng.sample(up, need)])
             self._begin(entry.slot, msg.frm, change, side_b, c1 - side_b)
             return
 
@@ -189,11 +193,19 @@ class Nemesis:
             return
         w, s = self.w, self.slot
         lead = w.hosts[self.leader].node
-        if lead is not None and lead.learner.commit >= s and not self.command:
-            # The leader learned the promotion before it proposed a command in the window:
-            # from now on it fills the window with no-ops, which a second leader would agree on.
-            self.stop("no command was proposed in the window in time")
-            return
+        if not self.learned:
+            self.learned = lead is not None and lead.learner.commit >= s
+            if not self.learned and (lead is None or lead.role is not Role.LEADER):
+                # A new leader proposes the promotion again together with the window, and
+                # every acknowledgement of it would show a window slot: nobody would learn it.
+                self.stop("the leader fell before it learned the promotion chosen")
+                return
+            if self.learned and not self.command:
+                # The leader learned the promotion before it proposed a command in the window:
+                # from now on it fills the window with no-ops, which a second leader would
+                # agree on.
+                self.stop("no command was proposed in the window in time")
+                return
         commits = []
         for n in self.side_b:
             node = w.hosts[n].node if n in w.live else None
@@ -217,6 +229,9 @@ class Nemesis:
         episode = self.episode
         w._at(CUT_MS, lambda: self._end(episode, "the cut ends", True))
 
+    def _up(self, node: int) -> bool:
+        return node in self.w.live and self.w.hosts[node].up
+
     def _seen_by_b(self, slot: int) -> bool:
         """Whether a node of B holds a vote or a copy of ``slot`` (it slipped through)."""
         for n in self.side_b:
@@ -236,4 +251,4 @@ class Nemesis:
         self.slot, self.leader = 0, 0
         self.side_a = self.side_b = frozenset()
         self.cut = set()
-        self.command = False
+        self.command = self.learned = False
