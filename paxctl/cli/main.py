@@ -37,6 +37,7 @@ LAZY = {
     "shell": "paxctl.cli.shell:shell",
     "completion": "paxctl.cli.docs:completion",
     "man": "paxctl.cli.docs:man_",
+    "bench": "paxctl.cli.bench:bench",
 }
 
 

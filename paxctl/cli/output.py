@@ -167,6 +167,7 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
         from rich.text import Text
 
         right = {"version", "size", "children", "ballot", "chosen", "applied", "lag", "pid", "id"}
+        right |= {"clients", "ops", "ops/s", "p50 ms", "p99 ms", "p99.9 ms"}  # paxctl bench
         grid = Table(title=title, title_justify="left", header_style="bold")
         for name in columns:
             grid.add_column(name, justify="right" if name in right else "left", overflow="fold")

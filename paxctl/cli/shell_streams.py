@@ -21,7 +21,7 @@ import click
 
 #: Commands that own the process (signals, the terminal, a long hold): run as a child.
 PROCESS_COMMANDS = frozenset(
-    {"lock", "elect", "run-once", "cluster", "node", "sim", "completion", "shell"}
+    {"lock", "elect", "run-once", "cluster", "node", "sim", "completion", "shell", "bench"}
 )
 
 

@@ -131,7 +131,14 @@ class Node(Learning):
         Acceptance is not a promise: a proposal can still be lost (a leader crashes, a message is
         dropped), so clients retry with the same ``(client, seq)`` until they see it applied.
         """
-        return self._offer(command)
+        return self._offer(command, fresh=True)
+
+    def withdraw(self, client: int, seq: int) -> bool:
+        """Take back the command ``(client, seq)`` given to ``propose`` if it is still waiting
+        here and never left this node (no leader took it): then it can never be decided, and
+        the shell may tell its client so ("unavailable", not "outcome unknown"). False if it
+        went out, or is not waiting here."""
+        return self.proposer.withdraw((client, seq))
 
     def read_index(self, ctx: int) -> None:
         """Ask for a linearizable read point for the read ``ctx`` (a number the driver picks).
@@ -244,7 +251,7 @@ class Node(Learning):
             self._on_nack(msg)
         elif isinstance(msg, Forward):
             for cmd in msg.commands:
-                self.propose(cmd)
+                self._offer(cmd)
         elif isinstance(msg, CatchupRequest):
             self._on_catchup_request(msg)
         elif isinstance(msg, CatchupReply):

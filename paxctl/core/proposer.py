@@ -33,6 +33,9 @@ class Proposer:
         #: Commands waiting for a slot (leader) or for a known leader (others).
         self.pending: deque[Command] = deque()
         self._pending_ids: set[Key] = set()
+        #: Waiting commands a client gave this node that never left it (not forwarded, not
+        #: proposed): the only ones it may take back and call not done (``withdraw``).
+        self._fresh: set[Key] = set()
         #: Slot -> what this leader proposed there and is not yet known chosen.
         self.inflight: dict[int, Proposal] = {}
         self._inflight_ids: set[Key] = set()
@@ -47,16 +50,30 @@ class Proposer:
         key = _key(command)
         return key in self._pending_ids or key in self._inflight_ids
 
-    def queue(self, command: Command) -> None:
+    def queue(self, command: Command, fresh: bool = False) -> None:
         self.pending.append(command)
         self._pending_ids.add(_key(command))
+        if fresh:
+            self._fresh.add(_key(command))
 
     def take_pending(self) -> list[Command]:
         """Every waiting command, oldest first (to forward them to the leader)."""
         commands = list(self.pending)
         self.pending.clear()
         self._pending_ids.clear()
+        self._fresh.clear()
         return commands
+
+    def withdraw(self, key: Key) -> bool:
+        """Take back a waiting command that never left this node; False if it is not here or
+        went out once (forwarded, proposed, or handed over by another node): then some other
+        node may still decide it."""
+        if key not in self._fresh:
+            return False
+        self._fresh.discard(key)
+        self._pending_ids.discard(key)
+        self.pending = deque(c for c in self.pending if _key(c) != key)
+        return True
 
     def campaign(self, first: int) -> None:
         """Phase 1 starts over, for every slot from ``first``."""
@@ -100,6 +117,7 @@ class Proposer:
                     break
                 cmd = self.pending.popleft()
                 self._pending_ids.discard(_key(cmd))
+                self._fresh.discard(_key(cmd))
                 batch.append(cmd)
                 used += size
             if batch:

@@ -145,7 +145,7 @@ class Roles:
         self._deferred: tuple[HardState | None, list[AcceptedEntry]] = (None, [])  # planted bug
         self._judge_commits()
 
-    def _offer(self, command: Command) -> bool:
+    def _offer(self, command: Command, fresh: bool = False) -> bool:
         """Queue ``command`` for a slot (or for the leader); False if the queue is full.
 
         An identical ``(client, seq)`` already waiting or in flight adds nothing. One already
@@ -156,7 +156,7 @@ class Roles:
             return True
         if len(self.proposer.pending) >= self.config.max_pending:
             return False
-        self.proposer.queue(command)
+        self.proposer.queue(command, fresh)
         return True
 
     def become_follower(
@@ -192,6 +192,11 @@ class Roles:
         Unless ``pre_voted``, first only ask whether a majority would follow (a pre-vote), so a
         node cut off from the cluster raises nothing durable and disrupts nobody on return.
         """
+        if self.role is Role.FOLLOWER and self.leader is not None:
+            # Silent for an election timeout (or it handed over): not known to lead any more,
+            # so commands wait here (and may be withdrawn) rather than go to it.
+            self._fail_read_asks(None)
+            self.leader = None
         if not self.may_campaign:
             self._timer.restart()  # a learner, a removed node, or a voter without its disk
             return

@@ -69,6 +69,12 @@ class EngineConfig:
     planted_bugs: frozenset[str] = frozenset()
 
 
+#: Election timeouts a node goes without a leader before it stops holding its clients' writes
+#: for one: past that, no quorum is likely (check-quorum made the last leader step down, and no
+#: campaign wins), and "unavailable" tells the client more than a timeout would.
+LEADERLESS_TIMEOUTS = 3
+
+
 class Observer:
     """Hooks for checks (the simulator's oracle); each is called as the engine does it."""
 
@@ -112,6 +118,7 @@ class NodeEngine:
         self.observer = observer if observer is not None else Observer()
         self._describe = describe
         self._restamp = "no_forward_restamp" not in config.planted_bugs
+        self._leaderless_ticks = 0  # ticks since this node last knew a leader
         self.clients = ClientRequests(self)
         self.replica = Replica(
             config.node_id,
@@ -145,6 +152,9 @@ class NodeEngine:
     def tick(self, now_ms: int, wall_ms: int) -> list[Output]:
         """One tick of the shell's timer: the core's timers, then the session keeper's."""
         self.node.tick()
+        self._leaderless_ticks = 0 if self.node.leader is not None else self._leaderless_ticks + 1
+        if self.leaderless:
+            self.clients.withdraw_waiting(self.leaderless_message())
         self.replica.keeper.peers = self.peers()
         self._do(self.replica.keeper.tick(self.node, self.machine, now_ms, wall_ms))
         return self.driver.take()
@@ -176,6 +186,18 @@ class NodeEngine:
             msg = Forward(msg.frm, msg.to, tuple(self.stamp(c, wall_ms) for c in msg.commands))
         self.node.step(msg)
         return self.driver.take()
+
+    @property
+    def leaderless(self) -> bool:
+        """This node has known no leader for ``LEADERLESS_TIMEOUTS`` election timeouts."""
+        return self._leaderless_ticks >= LEADERLESS_TIMEOUTS * self.node.config.election_ticks
+
+    def leaderless_message(self) -> str:
+        timeouts = LEADERLESS_TIMEOUTS
+        return (
+            f"no leader for {timeouts} election timeouts (no quorum of voters reachable?): "
+            "nothing was done; retry later"
+        )
 
     def peers(self) -> tuple[int, ...]:
         """The other members of every configuration this node keeps (who hears its relays)."""

@@ -450,6 +450,9 @@ class ClientRequests:
             message = "this node has not learned the cluster's configuration yet; try another"
             self.fail(conn, req.xid, ErrorCode.UNAVAILABLE, message)
             return
+        if self.e.leaderless:
+            self.fail(conn, req.xid, ErrorCode.UNAVAILABLE, self.e.leaderless_message())
+            return
         base = members.latest.epoch if req.base == -1 else req.base
         cmd = self._changes.command(change_for(req, base))
         self.e.observer.submitted(cmd)
@@ -477,6 +480,9 @@ class ClientRequests:
         if machine.is_applied(client, seq):
             self._answer(conn, xid, machine.cached(client, seq))
             return
+        if self.e.leaderless and (client, seq) not in self._pending:
+            self.fail(conn, xid, ErrorCode.UNAVAILABLE, self.e.leaderless_message())
+            return
         earlier = self._pending.get((client, seq))
         if earlier is not None and earlier[0] == conn:
             # The same seq twice on one connection: the first keeps its answer.
@@ -490,6 +496,15 @@ class ClientRequests:
         if not self.e.node.propose(cmd):
             del self._pending[(client, seq)]
             self.fail(conn, xid, ErrorCode.UNAVAILABLE, "the node is overloaded; retry")
+
+    def withdraw_waiting(self, why: str) -> None:
+        """Answer ``Unavailable`` to every write still waiting in this node's core that never
+        left it (the core takes it back, so it can never be decided); writes that went out to
+        a leader stay: only their leader's fate can say what became of them."""
+        for key, (conn, xid) in list(self._pending.items()):
+            if self.e.node.withdraw(*key):
+                del self._pending[key]
+                self.fail(conn, xid, ErrorCode.UNAVAILABLE, why)
 
     def _answer(self, conn: int, xid: int, outcome: Outcome | None) -> None:
         if outcome is None:  # applied long ago; its answer is no longer kept
