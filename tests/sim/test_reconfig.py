@@ -62,7 +62,7 @@ def test_reconfiguration_under_faults():
 #: Each planted bug of membership changes, a seed where it breaks an invariant, and the start of
 #: the failure. (Seeds move when the schedule or the core changes: re-pin on the same error.)
 #: ``p1_new_config_only`` needs the window nemesis (nemesis.py), which half of the seeds run:
-#: it went for about one seed in 25 and caught the bug on 5 of 200 seeds (4 of 100 with five
+#: it went for about one seed in 30 and caught the bug on 3 of seeds 1-200 (3 of 100 with five
 #: nodes), never failing a seed without the bug.
 PINNED = [
     ("count_removed", 20, "InvariantViolation: node 1 learned slot 42 that no majority voted for"),
