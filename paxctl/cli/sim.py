@@ -65,6 +65,8 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
             ("leaders removed / handovers taken", f"{s.leader_removals:,} / "
              f"{s.handovers_taken:,}"),
             ("voters lost (dead disk)", f"{s.nodes_lost:,}"),
+            ("window nemesis: episodes / traps set / messages lost",
+             f"{s.nemesis_episodes:,} / {s.nemesis_cuts:,} / {s.nemesis_dropped:,}"),
         ]  # fmt: skip
     if s.garbage:
         rows.append(
@@ -207,7 +209,9 @@ def sim(
     With --reconfig an operator changes the membership while the faults go on: nodes join as
     learners on empty disks (and are promoted once caught up), voters are removed (the leader
     too) or replaced (sometimes after their disk died), and removed nodes shut down. Each
-    slot's votes count only for the configuration the chosen log makes for that slot.
+    slot's votes count only for the configuration the chosen log makes for that slot. On half
+    of the seeds a window nemesis also loses the messages that would show part of the cluster
+    a replacement's window, then cuts that part off (see the README).
     """
     err = Console(stderr=True, highlight=False)
     base = SimSpec(

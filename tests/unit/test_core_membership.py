@@ -321,7 +321,9 @@ def _window_scenario(bug: bool) -> tuple[Cluster, int]:
     change governs, a value is chosen by {1, 3} (a majority of the old configuration) that 2
     and 4 never saw; then 1 dies and a new leader is elected while 3's promises are lost.
     Returns the cluster and the slot. (With ``p1_new_config_only`` a leader wins with {2, 4}
-    alone, a majority of the new configuration only.)"""
+    alone, a majority of the new configuration only.) Here the window's entries are cut out of
+    messages, for brevity; the simulator's window nemesis (paxctl/testing/sim/nemesis.py) gets
+    there by losing whole messages only, and catches the bug on the seed tests/sim pins."""
     from paxctl.core.bugs import PlantedBugs
     from paxctl.core.messages import Accept, CatchupReply, Prepare, Promise
 

@@ -66,6 +66,10 @@ class Stats:
     promotions: int = 0  # learners made voters (by the leader, once caught up)
     handovers: int = 0  # removed leaders that named a successor
     handovers_taken: int = 0  # campaigns started at once on a removed leader's word
+    # The window nemesis (nemesis.py) of some reconfiguration seeds.
+    nemesis_episodes: int = 0  # replacing promotions it went for (starving a side of the window)
+    nemesis_cuts: int = 0  # traps set: one side cut off once it knew the change, not the window
+    nemesis_dropped: int = 0  # messages it dropped (counted in ``dropped`` too)
 
     def add(self, other: Stats) -> None:
         for name in self.__dataclass_fields__:

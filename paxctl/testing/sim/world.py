@@ -32,6 +32,8 @@ from paxctl.testing.sim.app import Answer, Served
 from paxctl.testing.sim.faults import Faults
 from paxctl.testing.sim.garbage import GarbagePeer, Maker
 from paxctl.testing.sim.host import SimHost
+from paxctl.testing.sim.nemesis import Nemesis
+from paxctl.testing.sim.nemesis import draw as draw_nemesis
 from paxctl.testing.sim.oracle import InvariantViolation, Oracle
 from paxctl.testing.sim.reconfig import Reconfig
 from paxctl.testing.sim.spec import SimResult as SimResult  # re-exported: the runner's types
@@ -68,6 +70,7 @@ class World:
         self._seq = 0
         self._healed = False
         self.garbage = GarbagePeer(spec.seed, self.voters) if spec.garbage else None
+        self.nemesis: Nemesis | None = None  # (drawn last, with the reconfiguration operator)
 
         self.core_bugs = spec.bugs & PLANTED_BUGS
         self.storage_bugs = spec.bugs - self.core_bugs - self.shell_bugs
@@ -98,6 +101,8 @@ class World:
         if self.garbage is not None:
             self._at(self.garbage.next_delay(), self._inject_garbage)
         self.reconfig = Reconfig(self) if spec.reconfig else None
+        if spec.reconfig and spec.faults:
+            self.nemesis = draw_nemesis(self)
 
     #: Planted bugs of the shell around the core (the znodes workload's), not storage's.
     shell_bugs: frozenset[str] = frozenset()
@@ -262,10 +267,17 @@ class World:
         self.stats.slots_chosen = max(self.stats.slots_chosen, len(self.oracle.chosen))
         if self.reconfig is not None:
             self.reconfig.driven(n, node)
+        if self.nemesis is not None:
+            self.nemesis.driven()
 
     def _send_message(self, msg: Message) -> None:
         if isinstance(msg, Nack):
             self.stats.nacks += 1
+        if self.nemesis is not None and self.nemesis.drops(msg):
+            self.stats.sent += 1
+            self.stats.dropped += 1
+            self.stats.nemesis_dropped += 1
+            return
         self._send(msg.frm, msg.to, codec.encode(msg))
 
     def _crash_random(self) -> None:
@@ -339,8 +351,12 @@ class World:
         if node is None or (src, dst) in self.blocked:
             self.stats.dropped += 1
             return
-        self.stats.delivered += 1
         msg = codec.decode(data)
+        if self.nemesis is not None and self.nemesis.arriving(msg):
+            self.stats.dropped += 1
+            self.stats.nemesis_dropped += 1
+            return
+        self.stats.delivered += 1
         was_leader = node.role is Role.LEADER
         node.step(msg)
         self._drive(dst, node, was_leader, msg)
@@ -402,6 +418,8 @@ class World:
             segment_bytes=self.profile.segment_bytes,
         )
         self._log("HEAL")
+        if self.nemesis is not None:
+            self.nemesis.stop("the world heals")
         for n in self.live:
             self.hosts[n].fs.hook = None  # no more crashes armed for later
             if not self.hosts[n].up:
