@@ -199,9 +199,15 @@ class Roles:
         Unless ``pre_voted``, first only ask whether a majority would follow (a pre-vote), so a
         node cut off from the cluster raises nothing durable and disrupts nobody on return.
         """
-        if self.role is Role.FOLLOWER and self.leader is not None:
-            # Silent for an election timeout (or it handed over): not known to lead any more,
-            # so commands wait here (and may be withdrawn) rather than go to it.
+        if (
+            self.role is Role.FOLLOWER
+            and self.leader is not None
+            and (not self.may_campaign or self._prevote_round)
+        ):
+            # Silent for an election timeout (a node that may not campaign), or for two with a
+            # pre-vote that got nowhere between them (a voter: a pre-vote that wins keeps the
+            # old leader until the new one shows itself): not known to lead any more, so
+            # commands wait here (and may be withdrawn) rather than go to it.
             self._fail_read_asks(None)
             self.leader = None
         if not self.may_campaign:
