@@ -11,21 +11,30 @@ import logging
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 import click
 
 from paxctl.cli import exits
-from paxctl.client import ClientError
-from paxctl.statemachine.errors import ZnodeError
+
+if TYPE_CHECKING:
+    from paxctl.client.errors import ClientError
+    from paxctl.statemachine.errors import ZnodeError
 
 
 def exit_code_for(exc: ZnodeError | ClientError) -> int:
+    from paxctl.client.errors import ClientError  # here: `paxctl --version` needs no client
+
     fallback = exits.UNAVAILABLE if isinstance(exc, ClientError) else exits.INTERNAL
     return exits.BY_ERROR_CODE.get(exc.code, fallback)
 
 
 def report(exc: BaseException, verbose: int) -> int:
     """Print ``exc`` for a user, as one line (plus the traceback when verbose); its exit code."""
+    # Here, not at the top: every command imports this module, and most never fail.
+    from paxctl.client.errors import ClientError
+    from paxctl.statemachine.errors import ZnodeError
+
     if isinstance(exc, ZnodeError | ClientError):
         line, code = f"paxctl: {exc.code}: {exc}", exit_code_for(exc)
     else:
