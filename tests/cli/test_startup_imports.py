@@ -68,10 +68,10 @@ def test_a_read_loads_the_client_but_not_the_replica_rich_or_the_shell() -> None
     assert loaded(modules, REPLICA | ELSEWHERE) == set()
 
 
-def test_a_cluster_command_does_not_load_the_shell_or_the_simulator() -> None:
+def test_a_cluster_command_piped_loads_no_rich_shell_or_simulator() -> None:
     status, modules = modules_after("cluster", "status", "--dir", "/nonexistent/paxctl")
     assert status != 0
-    assert loaded(modules, {"prompt_toolkit", "paxctl.testing"}) == set()
+    assert loaded(modules, {"rich", "prompt_toolkit", "paxctl.testing"}) == set()
 
 
 def test_the_summaries_are_what_each_command_says_of_itself() -> None:
