@@ -7,7 +7,6 @@ traceback with ``-v``.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -77,6 +76,8 @@ def silence_stdout() -> None:
 def set_verbosity(verbose: int) -> None:
     """``-v``: the client's log at INFO on stderr; ``-vv``: DEBUG."""
     if verbose:
+        import logging  # here: only -v needs it, and --version or --help never do
+
         logging.basicConfig(
             level=logging.DEBUG if verbose > 1 else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
