@@ -22,6 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from others import run_figures
+
 from paxctl.bench.local import free_base_port
 from paxctl.bench.stats import summary
 
@@ -225,16 +227,11 @@ def measure(
     figures: dict[str, Any] = {}
     try:
         cluster.start()
-        for key, (what, clients, kind) in FIGURES.items():
-            if wanted is not None and key not in wanted:
-                continue
-            docs = []
-            for _ in range(runs):
-                load = round(os.getloadavg()[0], 2)
-                doc = asyncio.run(one_run(cluster.endpoints(), clients, kind, duration, warmup))
-                doc["load_before"] = load
-                docs.append(doc)
-            figures[key] = {"what": what, "runs": docs, "median": median_of(docs)}
+
+        def run(clients: int, kind: str) -> dict[str, Any]:
+            return asyncio.run(one_run(cluster.endpoints(), clients, kind, duration, warmup))
+
+        figures = run_figures(FIGURES, runs, run, median_of, wanted)
     finally:
         cluster.stop()
     version = subprocess.run(

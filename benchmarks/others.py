@@ -10,6 +10,7 @@ The clients are in this process, as paxctl's are in ``paxctl bench``'s.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -56,3 +57,26 @@ def measure_all(
         driver = __import__(module)
         found[name] = driver.measure(runs, duration, warmup, median_of, wanted)
     return found
+
+
+def run_figures(
+    figures: dict[str, tuple[str, int, str]],
+    runs: int,
+    one_run: Callable[[int, str], dict[str, Any]],
+    median_of: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    wanted: set[str] | None,
+) -> dict[str, Any]:
+    """Each figure (``key -> (what, clients, kind)``) ``runs`` times through ``one_run(clients,
+    kind)``, with the load average before each run, and the median: what both drivers share."""
+    out: dict[str, Any] = {}
+    for key, (what, clients, kind) in figures.items():
+        if wanted is not None and key not in wanted:
+            continue
+        docs = []
+        for _ in range(runs):
+            load = round(os.getloadavg()[0], 2)
+            doc = one_run(clients, kind)
+            doc["load_before"] = load
+            docs.append(doc)
+        out[key] = {"what": what, "runs": docs, "median": median_of(docs)}
+    return out

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from others import ZK_JAR
+from others import ZK_JAR, run_figures
 
 from paxctl.bench.local import free_base_port
 from paxctl.bench.stats import summary
@@ -204,16 +204,11 @@ def measure(
     figures: dict[str, Any] = {}
     try:
         ensemble.start()
-        for key, (what, clients, kind) in FIGURES.items():
-            if wanted is not None and key not in wanted:
-                continue
-            docs = []
-            for _ in range(runs):
-                load = round(os.getloadavg()[0], 2)
-                doc = one_run(ensemble.servers, clients, kind, duration, warmup)
-                doc["load_before"] = load
-                docs.append(doc)
-            figures[key] = {"what": what, "runs": docs, "median": median_of(docs)}
+
+        def run(clients: int, kind: str) -> dict[str, Any]:
+            return one_run(ensemble.servers, clients, kind, duration, warmup)
+
+        figures = run_figures(FIGURES, runs, run, median_of, wanted)
     finally:
         ensemble.stop()
     version = subprocess.run(
