@@ -13,10 +13,9 @@ import os
 import shutil
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from paxctl.cli import cluster_checks, cluster_health, exits, remote
 from paxctl.cli.cluster_checks import refuse_changes, saved_base
@@ -579,6 +578,9 @@ def secret_cmd(file: str) -> None:
 
 # `cluster add/remove/replace` live in their own module (it uses the helpers above).
 from paxctl.cli.cluster_change import add, remove, replace  # noqa: E402
+
+if TYPE_CHECKING:
+    from rich.console import Console  # loaded by output.console() when something is printed
 
 for _command in (add, remove, replace):
     cluster.add_command(_command)

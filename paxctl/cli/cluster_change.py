@@ -22,10 +22,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from paxctl.cli import cluster_health, exits
 from paxctl.cli.cluster_checks import port_free, saved_base, why_exited
@@ -52,6 +51,9 @@ from paxctl.server.config import ConfigError, parse_address
 from paxctl.server.secret import HOW_TO_GET, SecretError, load_secret
 from paxctl.statemachine.errors import ZnodeError
 from paxctl.statemachine.ops import Check
+
+if TYPE_CHECKING:
+    from rich.console import Console  # loaded by output.console() when something is printed
 
 #: How the commands reach the cluster (tests put a fake in its place).
 connect: Callable[..., Any] = SyncClient

@@ -8,16 +8,18 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
 
 from paxctl.cli import cluster_checks, exits, remote
 from paxctl.cli.cluster_nodes import answers_as_ours, live_members, node_paths
 from paxctl.cli.connect import GLOBAL_SERVERS, load_cluster, resolve_servers
 from paxctl.cli.output import console
+
+if TYPE_CHECKING:
+    from rich.console import Console  # loaded by output.console() when something is printed
 
 
 def _err() -> Console:

@@ -7,25 +7,33 @@ traceback with ``-v``.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 import click
 
 from paxctl.cli import exits
-from paxctl.client import ClientError
-from paxctl.statemachine.errors import ZnodeError
+
+if TYPE_CHECKING:
+    from paxctl.client.errors import ClientError
+    from paxctl.statemachine.errors import ZnodeError
 
 
 def exit_code_for(exc: ZnodeError | ClientError) -> int:
+    from paxctl.client.errors import ClientError  # here: `paxctl --version` needs no client
+
     fallback = exits.UNAVAILABLE if isinstance(exc, ClientError) else exits.INTERNAL
     return exits.BY_ERROR_CODE.get(exc.code, fallback)
 
 
 def report(exc: BaseException, verbose: int) -> int:
     """Print ``exc`` for a user, as one line (plus the traceback when verbose); its exit code."""
+    # Here, not at the top: every command imports this module, and most never fail.
+    from paxctl.client.errors import ClientError
+    from paxctl.statemachine.errors import ZnodeError
+
     if isinstance(exc, ZnodeError | ClientError):
         line, code = f"paxctl: {exc.code}: {exc}", exit_code_for(exc)
     else:
@@ -68,6 +76,8 @@ def silence_stdout() -> None:
 def set_verbosity(verbose: int) -> None:
     """``-v``: the client's log at INFO on stderr; ``-vv``: DEBUG."""
     if verbose:
+        import logging  # here: only -v needs it, and --version or --help never do
+
         logging.basicConfig(
             level=logging.DEBUG if verbose > 1 else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",

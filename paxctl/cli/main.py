@@ -40,6 +40,37 @@ LAZY = {
     "bench": "paxctl.cli.bench:bench",
 }
 
+#: What `paxctl --help` says of each command (the first sentence of its help), so that listing
+#: the commands imports none of them: importing all of them cost `--help` 0.2 s quiet, over a
+#: second on a busy machine. tests/cli/test_startup_imports.py keeps these equal to the help.
+SUMMARIES = {
+    "cluster": "Run a local cluster of paxctl nodes in the background.",
+    "node": "Run a paxctl node.",
+    "sim": "Run the consensus core under a seeded simulation of faults and check its invariants.",
+    "create": "Create znode PATH holding DATA (an argument, -f FILE, or - for stdin).",
+    "get": "Print the data of znode PATH (linearizable unless --local).",
+    "set": "Replace the data of znode PATH with DATA (an argument, -f FILE, or - for stdin).",
+    "rm": "Delete znode PATH.",
+    "ls": "List the children of znode PATH (default: / or the shell's directory).",
+    "stat": "Print the stat of znode PATH (default: / or the shell's directory).",
+    "sync": "Wait until the connected node has applied everything chosen before now.",
+    "sessions": "List the open sessions: id, timeout and ephemerals owned.",
+    "tree": "Show the subtree at PATH (default / or the shell's directory), with a preview of "
+    "each znode's data.",
+    "watch": "Stream the changes of znode PATH (or its subtree with -r) as they are applied.",
+    "lock": "Run a command while holding a lock (flock for a cluster).",
+    "elect": "Leader election.",
+    "run-once": "One run per period.",
+    "export": "Dump the subtree at PATH (data and structure) as JSON.",
+    "import": "Create the subtree of dump FILE (from `paxctl export`; - for stdin).",
+    "shell": "An interactive shell on one session: every command without `paxctl`, cd and "
+    "relative paths, tab completion of live znode paths, history (Ctrl-R), watch events above "
+    "the prompt.",
+    "completion": "Print the completion script for SHELL (bash, zsh or fish).",
+    "man": "Show paxctl's manual page; piped, print its roff source.",
+    "bench": "Measure WORKLOAD: operations per second and p50/p99/p99.9 latency.",
+}
+
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use (click's documented pattern), and
@@ -77,6 +108,22 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, from ``SUMMARIES`` where it has the command (else from the command
+        itself), so that ``paxctl --help`` imports no command."""
+        commands = []
+        for name in self.list_commands(ctx):
+            summary = SUMMARIES.get(name)
+            cmd = click.Command(name, help=summary) if summary else self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                commands.append((name, cmd))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl(
+                    [(name, cmd.get_short_help_str(limit)) for name, cmd in commands]
+                )
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 
+from paxctl.core.ints import MAX_UINT as MAX_UINT  # re-exported: its old home
 from paxctl.core.membership import ChangeError, Membership, decode_memberships, encode_memberships
 from paxctl.core.messages import (
     Accept,
@@ -38,9 +39,6 @@ from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Snaps
 
 #: Bumped whenever the encoding of any message changes incompatibly.
 CODEC_VERSION = 4  # 4: configurations (membership changes, issue 15); 3: snapshots in chunks
-
-#: The largest integer any field may hold (client ids and sequence numbers included).
-MAX_UINT = 2**63 - 1
 
 
 #: msgpack's limits when decoding a peer's message, so hostile bytes cannot make the decoder

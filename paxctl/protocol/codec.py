@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from paxctl.core.codec import MAX_UINT
+from paxctl.core.ints import MAX_UINT
 from paxctl.protocol.admin_proof import PROOF_SIZE
 from paxctl.protocol.errors import ErrorCode
 from paxctl.protocol.framing import MAX_FRAME

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from paxctl.core.codec import MAX_UINT as _MAX_INT
+from paxctl.core.ints import MAX_UINT as _MAX_INT
 from paxctl.statemachine.errors import BadArguments, DataTooLarge
 from paxctl.statemachine.paths import MAX_PATH_BYTES, ROOT, validate_path
 

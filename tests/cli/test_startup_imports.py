@@ -1,0 +1,128 @@
+"""What a command imports at start-up (issue 16): a one-shot ``paxctl`` is mostly start-up, so
+each command loads only what it needs. Nothing here is timed: the tests look at which modules
+a fresh interpreter holds after running a command."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import click
+import pytest
+
+from paxctl.cli.main import LAZY, SUMMARIES, cli
+from paxctl.client.connection import open_stream
+
+#: Heavy modules no command needs before it knows it talks to a cluster, renders a table or
+#: runs the shell or the simulator.
+CLIENT = {"asyncio", "paxctl.client.client", "paxctl.protocol.codec", "msgpack"}
+REPLICA = {"paxctl.statemachine.machine", "paxctl.statemachine.tree", "paxctl.core.codec"}
+ELSEWHERE = {"rich", "prompt_toolkit", "paxctl.testing", "paxctl.server"}
+
+
+def modules_after(*args: str) -> tuple[int, set[str]]:
+    """``paxctl ARGS`` in a fresh interpreter: its exit status and the modules it imported."""
+    code = (
+        "import json, sys\n"
+        "from paxctl.cli.main import run\n"
+        "status = run(sys.argv[1:])\n"
+        "print(json.dumps([status, sorted(sys.modules)]), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+    status, modules = json.loads(done.stderr.strip().splitlines()[-1])
+    return status, set(modules)
+
+
+def loaded(modules: set[str], names: set[str]) -> set[str]:
+    """Which of ``names`` (a package counts with its submodules) are among ``modules``."""
+    return {n for n in names if any(m == n or m.startswith(n + ".") for m in modules)}
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], []])
+def test_version_and_help_load_no_client_and_no_command(args: list[str]) -> None:
+    status, modules = modules_after(*args)
+    assert status == 0
+    assert loaded(modules, CLIENT | REPLICA | ELSEWHERE) == set()
+    commands = {target.partition(":")[0] for target in LAZY.values()}
+    assert modules & commands == set()  # the listing comes from SUMMARIES
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_read_loads_the_client_but_not_the_replica_rich_or_the_shell() -> None:
+    """And a failed one still maps to its exit code (the errors are imported only then)."""
+    status, modules = modules_after("get", "/x", "-s", f"127.0.0.1:{closed_port()}")
+    assert status == 5  # Unavailable: nothing listens there
+    assert loaded(modules, CLIENT) == CLIENT
+    assert loaded(modules, REPLICA | ELSEWHERE) == set()
+
+
+def test_a_cluster_command_piped_loads_no_rich_shell_or_simulator() -> None:
+    status, modules = modules_after("cluster", "status", "--dir", "/nonexistent/paxctl")
+    assert status != 0
+    assert loaded(modules, {"rich", "prompt_toolkit", "paxctl.testing"}) == set()
+
+
+def test_the_summaries_are_what_each_command_says_of_itself() -> None:
+    """``paxctl --help`` lists SUMMARIES instead of importing every command: they must stay
+    the first sentence of each command's own help, for every lazy command."""
+    assert set(SUMMARIES) == set(LAZY)
+    ctx = click.Context(cli)
+    for name in LAZY:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert SUMMARIES[name] == command.get_short_help_str(10_000), name
+
+
+def test_help_lists_every_command() -> None:
+    listing = cli.get_help(click.Context(cli, info_name="paxctl")).partition("Commands:")[2]
+    assert {line.split()[0] for line in listing.splitlines() if line.strip()} == set(LAZY)
+
+
+class NoThreads(concurrent.futures.ThreadPoolExecutor):
+    """An executor that counts what is handed to it and runs nothing itself."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.asked: list[Any] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.asked.append(fn)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@pytest.mark.parametrize(("host", "resolver_used"), [("127.0.0.1", False), ("localhost", True)])
+def test_a_literal_address_is_connected_to_without_the_resolver_thread(
+    host: str, resolver_used: bool
+) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        async def connect() -> None:
+            _, writer = await open_stream(host, port)
+            writer.close()
+            await writer.wait_closed()
+
+        loop = asyncio.new_event_loop()
+        executor = NoThreads()
+        loop.set_default_executor(executor)
+        try:
+            loop.run_until_complete(connect())
+        finally:
+            loop.close()
+    assert bool(executor.asked) is resolver_used
