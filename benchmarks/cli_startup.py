@@ -22,12 +22,13 @@ import os
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from paxctl.bench.local import free_base_port
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAXCTL = shutil.which("paxctl") or "paxctl"
@@ -125,18 +126,6 @@ def measure(servers: str, runs: int, variants: list[Variant], importtime: bool) 
     subprocess.run([PAXCTL, "rm", "/cli-startup", "-s", servers], check=False)
 
 
-def free_base_port() -> int:
-    for base in range(27_000, 31_000, 200):
-        try:
-            for port in (*range(base + 1, base + 4), *range(base + 101, base + 104)):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise SystemExit("no free ports")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11)
@@ -158,7 +147,7 @@ def main() -> None:
 
 def on_a_cluster_of_its_own(runs: int, variants: list[Variant], importtime: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        base = free_base_port()
+        base = free_base_port(3)
         up = [PAXCTL, "cluster", "up", "--dir", tmp, "--base-port", str(base)]
         subprocess.run(up, check=True, stdout=subprocess.DEVNULL)
         try:
