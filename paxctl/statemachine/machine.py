@@ -400,15 +400,15 @@ class StateMachine:
         """Tree, times, the exactly-once table and sessions as bytes; equal states give equal
         bytes. The table holds the cluster's own ids and open sessions only."""
         cache = [[c, self._last[c][0], self._last[c][1].to_wire()] for c in sorted(self._last)]
-        wire = [
-            MACHINE_SNAPSHOT_FORMAT,
-            self.tree.to_wire(),
-            self.last_time,
-            self.last_zxid,
-            cache,
-            self._sessions.to_wire(),
-        ]
-        out: bytes = msgpack.packb(wire, use_bin_type=True)
+        # [format, tree, last_time, last_zxid, cache, sessions], the tree packed node by node
+        # (``DataTree.pack_into``): the bytes ``packb`` of the whole list would give.
+        packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+        packer.pack_array_header(6)
+        packer.pack(MACHINE_SNAPSHOT_FORMAT)
+        self.tree.pack_into(packer)
+        for part in (self.last_time, self.last_zxid, cache, self._sessions.to_wire()):
+            packer.pack(part)
+        out: bytes = packer.bytes()
         return out
 
     @classmethod

@@ -427,8 +427,21 @@ class DataTree:
         nodes = self._nodes
         return [SNAPSHOT_FORMAT, [nodes[p].to_wire(p) for p in sorted(nodes)]]
 
+    def pack_into(self, packer: msgpack.Packer) -> None:
+        """Append the encoding of ``to_wire()`` to ``packer`` (made with ``autoreset=False``)
+        one node at a time: the same bytes, without first building a list of every node's
+        fields, which for a big tree would take more memory than the snapshot itself."""
+        nodes = self._nodes
+        packer.pack_array_header(2)
+        packer.pack(SNAPSHOT_FORMAT)
+        packer.pack_array_header(len(nodes))
+        for path in sorted(nodes):
+            packer.pack(nodes[path].to_wire(path))
+
     def encode_snapshot(self) -> bytes:
-        out: bytes = msgpack.packb(self.to_wire(), use_bin_type=True)
+        packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+        self.pack_into(packer)
+        out: bytes = packer.bytes()
         return out
 
     @classmethod

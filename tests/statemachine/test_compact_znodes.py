@@ -2,14 +2,29 @@
 
 Structural, never timed or sized: a leaf holds no children container, a parent holds the very
 path objects the tree keys by, small data carries no cached hash, and the digest of a fixed
-history is the one the earlier representation computed (replicas of both must agree).
+history is the one the earlier representation computed (replicas of both must agree), and a
+snapshot packed node by node is byte for byte the encoding of the whole list.
 """
 
 from __future__ import annotations
 
+import msgpack
 import pytest
+from znode_helpers import C1, zxid
 
-from paxctl.statemachine import Create, DataTree, Delete, Multi, MultiError, SetData
+from paxctl.statemachine import (
+    TEMP_CLIENT_BIT,
+    Create,
+    DataTree,
+    Delete,
+    Multi,
+    MultiError,
+    OpenSession,
+    SetData,
+    StateMachine,
+)
+from paxctl.statemachine.ops import encode_command
+from paxctl.statemachine.znode import Znode
 
 
 def tree_of(*ops: object) -> DataTree:
@@ -80,3 +95,25 @@ def test_the_digest_is_the_one_the_earlier_representation_computed() -> None:
     t.apply(SetData("/a/c", b"k" * 5000), zxid=20, time_ms=2000)
     assert t.digest().hex() == "aad617c074afa46b6f4be21d6062fc86e1876a8e46278ba6a640aa6b8bf84c8a"
     assert t.digest() == t.digest_from_scratch()
+
+
+@pytest.mark.parametrize("count", [3, 20, 70_000])  # fixarray, array16 and array32 headers
+def test_a_streamed_snapshot_is_byte_for_byte_the_list_encoding(count: int) -> None:
+    t = DataTree()
+    t.apply(Create("/p", b""), zxid=1, time_ms=1)
+    for i in range(count):
+        t._add(f"/p/n{i:06d}", Znode(b"d" * (i % 130), i + 2, i + 2, i + 2, 5, 5), i + 2)
+    assert t.encode_snapshot() == msgpack.packb(t.to_wire(), use_bin_type=True)
+    assert DataTree.decode_snapshot(t.encode_snapshot()).digest() == t.digest()
+
+
+def test_a_machine_snapshot_is_the_list_encoding() -> None:
+    m = StateMachine()
+    m.apply_command(zxid(1), encode_command(10, OpenSession(5000)), TEMP_CLIENT_BIT | 7, 1)
+    assert m.last_opened == C1
+    m.apply_command(zxid(2), encode_command(11, Create("/a", b"x" * 100)), 1, 1)
+    m.apply_command(zxid(3), encode_command(12, Create("/b", b"", ephemeral=True)), C1, 1)
+    wire = msgpack.unpackb(m.snapshot(), raw=False)
+    assert m.snapshot() == msgpack.packb(wire, use_bin_type=True)
+    assert wire[1] == m.tree.to_wire() and wire[5] and wire[4]
+    assert StateMachine.restore(m.snapshot()).digest() == m.digest()
