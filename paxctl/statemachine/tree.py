@@ -26,6 +26,7 @@ what the tree does.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -461,6 +462,23 @@ class DataTree:
         entries = wire[1]
         if type(entries) is not list or not entries:
             raise SnapshotError("a tree snapshot lists its nodes, the root first")
+        return cls._build(entries)
+
+    @classmethod
+    def unpack_from(cls, unpacker: msgpack.Unpacker) -> DataTree:
+        """``from_wire`` of the next value in ``unpacker``, decoding one node at a time: a big
+        tree is rebuilt without first holding a list of every node's fields, which would take
+        more memory than the tree and leave the heap fragmented behind it (msgpack's errors
+        propagate: the caller reports them)."""
+        if unpacker.read_array_header() != 2 or unpacker.unpack() != SNAPSHOT_FORMAT:
+            raise SnapshotError("not a tree snapshot of a known format")
+        count = unpacker.read_array_header()
+        if not count:
+            raise SnapshotError("a tree snapshot lists its nodes, the root first")
+        return cls._build(unpacker.unpack() for _ in range(count))
+
+    @classmethod
+    def _build(cls, entries: Iterable[Any]) -> DataTree:
         tree = cls()
         nodes: dict[str, Znode] = {}
         previous = ""

@@ -21,6 +21,7 @@ from paxctl.statemachine import (
     MultiError,
     OpenSession,
     SetData,
+    SnapshotError,
     StateMachine,
 )
 from paxctl.statemachine.ops import encode_command
@@ -117,3 +118,15 @@ def test_a_machine_snapshot_is_the_list_encoding() -> None:
     assert m.snapshot() == msgpack.packb(wire, use_bin_type=True)
     assert wire[1] == m.tree.to_wire() and wire[5] and wire[4]
     assert StateMachine.restore(m.snapshot()).digest() == m.digest()
+
+
+def test_a_streamed_restore_refuses_what_unpackb_refused() -> None:
+    m = StateMachine()
+    m.apply_command(zxid(1), encode_command(10, Create("/a", b"x" * 100)), 1, 1)
+    snap = m.snapshot()
+    assert StateMachine.restore(snap).snapshot() == snap
+    bad = [snap + b"\x00", snap[:-1], b"", b"\x01", msgpack.packb({"a": 1}), snap[:3]]
+    bad.append(msgpack.packb([4, [2, []], 0, 0, [], []]))  # a tree without a root
+    for data in bad:
+        with pytest.raises(SnapshotError):
+            StateMachine.restore(data)
