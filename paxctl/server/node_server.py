@@ -35,7 +35,7 @@ from paxctl.protocol.errors import ErrorCode
 from paxctl.protocol.messages import Failed, Ok, OpenSessionRequest
 from paxctl.protocol.peer_auth import SECRET_SIZE
 from paxctl.protocol.pushes import encode_pushes
-from paxctl.server import descriptors
+from paxctl.server import descriptors, heap
 from paxctl.server.client_conn import ClientConnection, ClientPort
 from paxctl.server.config import ConfigError, NodeConfig, parse_address
 from paxctl.server.engine import EngineConfig, NodeEngine, Output
@@ -475,6 +475,7 @@ def _refusal(message: str) -> bytes:
 def run_node(config: NodeConfig) -> None:
     """Run a node in the foreground until SIGTERM/SIGINT."""
     soft, hard = descriptors.raise_open_file_limit()
+    heap.pin_mmap_threshold()  # before the state is loaded: see paxctl.server.heap
     try:
         import uvloop  # type: ignore[import-not-found]
 

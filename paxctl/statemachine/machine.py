@@ -400,30 +400,40 @@ class StateMachine:
         """Tree, times, the exactly-once table and sessions as bytes; equal states give equal
         bytes. The table holds the cluster's own ids and open sessions only."""
         cache = [[c, self._last[c][0], self._last[c][1].to_wire()] for c in sorted(self._last)]
-        wire = [
-            MACHINE_SNAPSHOT_FORMAT,
-            self.tree.to_wire(),
-            self.last_time,
-            self.last_zxid,
-            cache,
-            self._sessions.to_wire(),
-        ]
-        out: bytes = msgpack.packb(wire, use_bin_type=True)
+        # [format, tree, last_time, last_zxid, cache, sessions], the tree packed node by node
+        # (``DataTree.pack_into``): the bytes ``packb`` of the whole list would give.
+        packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+        packer.pack_array_header(6)
+        packer.pack(MACHINE_SNAPSHOT_FORMAT)
+        self.tree.pack_into(packer)
+        for part in (self.last_time, self.last_zxid, cache, self._sessions.to_wire()):
+            packer.pack(part)
+        out: bytes = packer.bytes()
         return out
 
     @classmethod
     def restore(cls, data: bytes) -> StateMachine:
         """The state machine ``snapshot`` produced; ``SnapshotError`` for anything else."""
+        # Decoded as a stream (the tree node by node, ``DataTree.unpack_from``), with the limits
+        # ``unpackb`` would set for these bytes; trailing bytes are refused as ``unpackb`` does.
+        unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=True, max_buffer_size=max(len(data), 1)
+        )
         try:
-            wire = msgpack.unpackb(data, raw=False, strict_map_key=True)
+            unpacker.feed(data)
+            if unpacker.read_array_header() != 6 or unpacker.unpack() != MACHINE_SNAPSHOT_FORMAT:
+                raise SnapshotError("not a state machine snapshot of a known format")
+            tree = DataTree.unpack_from(unpacker)
+            last_time, last_zxid, cache, sessions = (unpacker.unpack() for _ in range(4))
+            if unpacker.tell() != len(data):
+                raise SnapshotError("trailing bytes after the snapshot")
+        except SnapshotError:
+            raise
         except Exception as e:  # msgpack raises several unrelated types for bad input
             raise SnapshotError(f"malformed snapshot: {type(e).__name__}") from e
-        if type(wire) is not list or len(wire) != 6 or wire[0] != MACHINE_SNAPSHOT_FORMAT:
-            raise SnapshotError("not a state machine snapshot of a known format")
-        _, tree_wire, last_time, last_zxid, cache, sessions = wire
         if not (_is_uint(last_time) and _is_uint(last_zxid) and type(cache) is list):
             raise SnapshotError("bad times or cache in snapshot")
-        machine = cls(DataTree.from_wire(tree_wire))
+        machine = cls(tree)
         machine.last_time = last_time
         machine.last_zxid = last_zxid
         machine._sessions = SessionTable.from_wire(sessions)

@@ -10,10 +10,12 @@ inside a ``Multi``) rolls back whatever it had already changed, so a command eit
 entirely or not at all, and a ``Multi`` can apply its operations one after the other (each seeing
 the previous ones) without a separate validation pass that could drift from the real one.
 
-Digest: the tree digest is a sum, modulo 2**256, of one hash per node (path, data, stat). Each
-change marks the touched paths dirty; ``digest()`` rehashes only those, so its cost follows the
-number of nodes changed since the previous call, not the size of the tree. A removed node's
-share leaves the sum at once (and comes back through the dirty set if a rollback restores it).
+Digest: the tree digest is a sum, modulo 2**256, of one hash per node (path, data, stat). The
+sum kept covers every node but the dirty ones: the first change to a node after a digest takes
+its share out (hashing it once more, which spares every node storing its 256-bit share) and
+marks its path dirty; ``digest()`` adds the dirty paths' shares back, so its cost follows the
+number of nodes changed since the previous call, not the size of the tree. A rollback leaves the
+touched paths dirty, so whatever it restores comes back into the sum at the next digest.
 
 Events: each successful ``apply`` leaves in ``last_events`` the changes it made, as ZooKeeper's
 watches name them, so the server can fire watches without diffing the tree. Containers and TTL
@@ -24,6 +26,7 @@ what the tree does.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -93,7 +96,7 @@ class DataTree:
         self._journal: list[tuple[Any, ...]] = []
         # Paths changed since the last digest (a dict, used as an insertion-ordered set).
         self._dirty: dict[str, None] = {ROOT: None}
-        # Sum of every node's ``hashed``: up to date for all nodes not in ``_dirty``.
+        # Sum of the hashes of every node whose path is not in ``_dirty``.
         self._sum = 0
 
     # ----------------------------------------------------------------------------- reads
@@ -309,21 +312,27 @@ class DataTree:
 
     # ------------------------------------------------------- the only mutations (journaled)
 
-    def _save(self, path: str, node: Znode) -> None:
-        self._journal.append((_SAVED, path, node, node.scalars()))
-        self._dirty[path] = None
+    def _dirty_node(self, path: str, node: Znode) -> None:
+        """Take ``node``'s share out of the sum before its first change since the last digest."""
+        if path not in self._dirty:
+            self._sum -= node.hash(path)
+            self._dirty[path] = None
 
-    def _touch_parent(self, path: str, zxid: int) -> tuple[Znode, str]:
-        parent_path, name = split(path)
+    def _save(self, path: str, node: Znode) -> None:
+        self._dirty_node(path, node)
+        self._journal.append((_SAVED, path, node, node.scalars()))
+
+    def _touch_parent(self, path: str, zxid: int) -> Znode:
+        parent_path = split(path)[0]
         parent = self._nodes[parent_path]
         self._save(parent_path, parent)
         parent.cversion += 1
         parent.pzxid = zxid
-        return parent, name
+        return parent
 
     def _add(self, path: str, node: Znode, zxid: int) -> None:
-        parent, name = self._touch_parent(path, zxid)
-        parent.add_child(name)
+        parent = self._touch_parent(path, zxid)
+        parent.add_child(path)
         self._nodes[path] = node
         self._track(path, node)
         self._journal.append((_ADDED, path))
@@ -331,14 +340,12 @@ class DataTree:
         self._events += (("created", path), ("children", split(path)[0]))
 
     def _remove(self, path: str, zxid: int) -> None:
-        parent, name = self._touch_parent(path, zxid)
-        parent.remove_child(name)
+        self._dirty_node(path, self._nodes[path])
+        parent = self._touch_parent(path, zxid)
+        parent.remove_child(path)
         node = self._nodes.pop(path)
         self._untrack(path, node)
-        self._sum -= node.hashed
-        node.hashed = 0
         self._journal.append((_REMOVED, path, node))
-        self._dirty[path] = None
         self._events += (("deleted", path), ("children", split(path)[0]))
 
     def _track(self, path: str, node: Znode) -> None:
@@ -365,19 +372,19 @@ class DataTree:
         """Undo the journal in reverse; touched paths stay dirty, which only costs a rehash."""
         for entry in reversed(self._journal):
             kind, path = entry[0], entry[1]
-            parent_path, name = split(path)
+            parent_path = split(path)[0]
             if kind == _SAVED:
                 node: Znode = entry[2]
                 saved: Scalars = entry[3]
                 node.restore(saved)
             elif kind == _ADDED:
                 node = self._nodes.pop(path)
-                self._nodes[parent_path].remove_child(name)
+                self._nodes[parent_path].remove_child(path)
                 self._untrack(path, node)
             else:
                 node = entry[2]
                 self._nodes[path] = node
-                self._nodes[parent_path].add_child(name)
+                self._nodes[parent_path].add_child(path)
                 self._track(path, node)
         self._journal.clear()
 
@@ -394,9 +401,7 @@ class DataTree:
         for path in self._dirty:
             node = nodes.get(path)
             if node is not None:
-                h = node.hash(path)
-                total += h - node.hashed
-                node.hashed = h
+                total += node.hash(path)
         self._dirty.clear()
         self._sum = total % _MOD
         return self._seal(self._sum)
@@ -423,8 +428,21 @@ class DataTree:
         nodes = self._nodes
         return [SNAPSHOT_FORMAT, [nodes[p].to_wire(p) for p in sorted(nodes)]]
 
+    def pack_into(self, packer: msgpack.Packer) -> None:
+        """Append the encoding of ``to_wire()`` to ``packer`` (made with ``autoreset=False``)
+        one node at a time: the same bytes, without first building a list of every node's
+        fields, which for a big tree would take more memory than the snapshot itself."""
+        nodes = self._nodes
+        packer.pack_array_header(2)
+        packer.pack(SNAPSHOT_FORMAT)
+        packer.pack_array_header(len(nodes))
+        for path in sorted(nodes):
+            packer.pack(nodes[path].to_wire(path))
+
     def encode_snapshot(self) -> bytes:
-        out: bytes = msgpack.packb(self.to_wire(), use_bin_type=True)
+        packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+        self.pack_into(packer)
+        out: bytes = packer.bytes()
         return out
 
     @classmethod
@@ -444,6 +462,23 @@ class DataTree:
         entries = wire[1]
         if type(entries) is not list or not entries:
             raise SnapshotError("a tree snapshot lists its nodes, the root first")
+        return cls._build(entries)
+
+    @classmethod
+    def unpack_from(cls, unpacker: msgpack.Unpacker) -> DataTree:
+        """``from_wire`` of the next value in ``unpacker``, decoding one node at a time: a big
+        tree is rebuilt without first holding a list of every node's fields, which would take
+        more memory than the tree and leave the heap fragmented behind it (msgpack's errors
+        propagate: the caller reports them)."""
+        if unpacker.read_array_header() != 2 or unpacker.unpack() != SNAPSHOT_FORMAT:
+            raise SnapshotError("not a tree snapshot of a known format")
+        count = unpacker.read_array_header()
+        if not count:
+            raise SnapshotError("a tree snapshot lists its nodes, the root first")
+        return cls._build(unpacker.unpack() for _ in range(count))
+
+    @classmethod
+    def _build(cls, entries: Iterable[Any]) -> DataTree:
         tree = cls()
         nodes: dict[str, Znode] = {}
         previous = ""
@@ -456,13 +491,13 @@ class DataTree:
                 if node.ephemeral_owner or node.mode != PLAIN:
                     raise SnapshotError("the root must be a plain persistent node")
             else:
-                parent_path, name = split(path)
+                parent_path = split(path)[0]
                 parent = nodes.get(parent_path)
                 if parent is None:
                     raise SnapshotError(f"node {path!r} has no parent")
                 if parent.ephemeral_owner:
                     raise SnapshotError(f"node {path!r} has an ephemeral parent")
-                parent.add_child(name)
+                parent.add_child(path)
             nodes[path] = node
             tree._track(path, node)
         tree._nodes = nodes

@@ -5,10 +5,16 @@ record private lets the tree update stats in place (cheap) while everything it h
 fixed picture.
 
 The record also knows its own hash, which the tree sums into its digest: the path, every stat
-field, the mode and TTL, and the data (through a cached hash of it when it is large, so a node
-holding a megabyte is not rehashed each time only its stat changes). ``hashed`` remembers the
-value the node currently contributes to the tree's sum (0: none), so the tree needs no second
-map of hashes. The mode (container, TTL) is fixed at creation, so undo never restores it.
+field, the mode and TTL, and the data (through a hash of it when it is over 64 bytes; that hash
+is cached only for data over ``_CACHED_DATA``, so a node holding a megabyte is not rehashed each
+time only its stat changes, while a small node does not carry a 65-byte cache). The mode
+(container, TTL) is fixed at creation, so undo never restores it.
+
+Memory: a tree may hold millions of these, so each one holds only what it must (issue 16: 100k
+znodes of 100 B under 85 MiB per node). Children are kept as the children's full paths, the
+very string objects the tree uses as keys, so a name is not stored a second time; a leaf holds
+no container at all; the node's share of the digest is not stored (the tree recomputes it when
+the node is first changed after a digest).
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ from typing import Any
 
 from paxctl.statemachine.stat import Stat
 
-#: Data up to this size is hashed directly: caching a hash of it would cost more than it saves.
+#: Data up to this size is hashed directly; larger data through a hash of it (part of the
+#: digest's definition: changing it changes every replica's digest).
 _INLINE_DATA = 64
+#: The hash of data over this size is cached on the node: below it, rehashing the data costs
+#: less than the cache's memory is worth (a 65-byte object per node).
+_CACHED_DATA = 4096
 
 #: Node modes beyond what ``ephemeral_owner`` says: fixed at creation, so never journaled.
 PLAIN, CONTAINER, TTL = 0, 1, 2
@@ -29,7 +39,8 @@ Scalars = tuple[bytes, bytes | None, int, int, int, int, int]
 
 
 class Znode:
-    """The stored state of one znode (children by name; the tree maps full paths to records)."""
+    """The stored state of one znode (the tree maps full paths to records; ``children`` holds
+    the children's paths, None for a leaf)."""
 
     __slots__ = (
         "children",
@@ -39,7 +50,6 @@ class Znode:
         "data",
         "data_hash",
         "ephemeral_owner",
-        "hashed",
         "mode",
         "mtime",
         "mzxid",
@@ -74,18 +84,19 @@ class Znode:
         self.ephemeral_owner = ephemeral_owner
         self.mode = mode
         self.ttl_ms = ttl_ms
-        self.hashed = 0
         # Most znodes are leaves; an empty set costs 216 bytes, so a leaf holds None instead.
         self.children: set[str] | None = None
 
-    def add_child(self, name: str) -> None:
+    def add_child(self, path: str) -> None:
+        """Record the child at ``path`` (pass the tree's own key object: it is shared, not
+        copied)."""
         if self.children is None:
             self.children = set()
-        self.children.add(name)
+        self.children.add(path)
 
-    def remove_child(self, name: str) -> None:
+    def remove_child(self, path: str) -> None:
         if self.children is not None:
-            self.children.discard(name)
+            self.children.discard(path)
             if not self.children:
                 self.children = None
 
@@ -94,8 +105,11 @@ class Znode:
         return 0 if self.children is None else len(self.children)
 
     def child_names(self) -> list[str]:
-        """Sorted, so no replica's set order reaches a result."""
-        return [] if self.children is None else sorted(self.children)
+        """Names, sorted so no replica's set order reaches a result (the paths share their
+        parent's prefix, so they sort as their names do)."""
+        if self.children is None:
+            return []
+        return [p[p.rfind("/") + 1 :] for p in sorted(self.children)]
 
     def kind(self) -> tuple[str, int]:
         """``(name, ttl_ms)``: the node's kind as clients and ``DataTree.kind`` name it."""
@@ -162,10 +176,12 @@ class Znode:
         precedes it, so no two different nodes feed the hash the same bytes.
         """
         data = self.data
-        if len(data) > _INLINE_DATA:
+        if len(data) > _CACHED_DATA:
             if self.data_hash is None:
                 self.data_hash = hashlib.blake2b(data, digest_size=32).digest()
             data = self.data_hash
+        elif len(data) > _INLINE_DATA:
+            data = hashlib.blake2b(data, digest_size=32).digest()
         h = hashlib.blake2b(digest_size=32, person=b"paxctl-znode")
         h.update(path.encode())
         h.update(

@@ -46,6 +46,17 @@ def test_history_returns_events_after_a_zxid_in_order():
     assert len(h) == 3 and h.last == 3
 
 
+def test_history_keeps_flat_entries_sharing_the_paths_it_was_given():
+    """Compact (issue 16): one flat tuple per command, no Event objects until a replay."""
+    path = "".join(["/a", "/b"])  # a fresh object, not an interned literal
+    h = EventHistory()
+    h.add(9, [("created", path), ("children", "/a")])
+    (entry,) = h._entries
+    assert entry == (9, "created", path, "children", "/a") and entry[2] is path
+    assert not any(isinstance(x, Event) for x in entry)
+    assert h.since(8) == [ev("created", path, 9), ev("children", "/a", 9)]
+
+
 def test_history_zxids_must_increase():
     h = EventHistory()
     h.add(5, [("changed", "/a")])
