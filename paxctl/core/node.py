@@ -174,25 +174,43 @@ class Node(Learning):
             self._max_round_changed = False
         if self._bugs.reply_before_persist:
             (hard_state, votes), self._deferred = self._deferred, (hard_state, votes)
+        sync_chosen = self._crossed_activation()
+        early = 0
+        messages = tuple(self._outbox)
+        if hard_state is None and self._installed is None and not sync_chosen:
+            accepts = [m for m in messages if type(m) is Accept]
+            early = len(accepts)
+            if early and early < len(messages):  # the Accepts first, then the rest
+                messages = (*accepts, *(m for m in messages if type(m) is not Accept))
         ready = Ready(
             hard_state=hard_state,
             snapshot=self._installed,
             votes=tuple(votes),
             chosen=tuple(self.learner.take_new_chosen()),
-            messages=tuple(self._outbox),
+            messages=messages,
             committed=tuple(self.learner.take_committed()),
             reads=tuple(self._read_results),
-            sync_chosen=self._crossed_activation(),
+            sync_chosen=sync_chosen,
+            early=early,
         )
         self._read_results = []
         self._outbox = []
         self._installed = None
+        self._own_acks_persisting, self._own_acks = self._own_acks, []
         self._in_ready = bool(ready)
         return ready
 
-    def advance(self) -> None:
-        """The driver persisted, sent and applied the last Ready."""
+    def advance(self) -> bool:
+        """The driver persisted, sent and applied the last Ready. This node's own votes in it
+        are durable now and count from here (see ``Ready.early``); True if that made more
+        work for another ``ready()``."""
         self._in_ready = False
+        acks, self._own_acks_persisting = self._own_acks_persisting, []
+        if not acks:
+            return False
+        self._local.extend(acks)
+        self._drain_local()
+        return True
 
     def compact(self, slot: int, app: bytes) -> Snapshot:
         """Sum up the log up to ``slot`` (the last applied slot) in a snapshot of ``app``.

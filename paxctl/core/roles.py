@@ -146,6 +146,11 @@ class Roles:
         self.check_snapshot: Callable[[Snapshot], bool] = _accept_any
 
         self._local: deque[Message] = deque()  # messages to self, handled before returning
+        # This node's acceptor's answers to its own proposer's Accepts: counted only once the
+        # votes they acknowledge are durable (``_own_acks`` until the next ``ready()`` takes
+        # them, ``_own_acks_persisting`` until ``advance()`` delivers them).
+        self._own_acks: list[Accepted] = []
+        self._own_acks_persisting: list[Accepted] = []
         self._outbox: list[Message] = []
         self._in_ready = False
         self._installed: Snapshot | None = None  # a peer's snapshot for the next Ready
@@ -464,7 +469,10 @@ class Roles:
 
     def _send(self, msg: Message) -> None:
         if msg.to == self.id:
-            self._local.append(msg)
+            if isinstance(msg, Accepted) and not self._bugs.reply_before_persist:
+                self._own_acks.append(msg)  # see ``Ready.early``
+            else:
+                self._local.append(msg)
         else:
             self._outbox.append(msg)
 

@@ -125,6 +125,8 @@ class ReadState:
 class Ready:
     """One batch of work for the driver, handled strictly in this order:
 
+    0. the first ``early`` of ``messages`` may be sent at once, while step 1 runs (nothing in
+       them depends on this batch);
     1. persist ``snapshot`` (if set: one received from a peer), ``hard_state`` (if set),
        ``votes`` and ``chosen`` (one fsync for the log);
     2. send ``messages``;
@@ -133,6 +135,11 @@ class Ready:
     4. call ``Node.advance()``.
 
     Messages may depend on the state in the same batch, so step 2 never starts before step 1 ends.
+    The ``early`` ones are only a leader's Accepts, and only in a batch that changes neither its
+    promise nor its highest round (so their ballot is already durable) and needs no synced
+    commit: a leader's own vote counts only from ``advance()`` on, once it is durable, so no
+    commit index it sends rests on a vote it could forget (etcd's leader writes its log in
+    parallel with replicating it in the same way).
     """
 
     hard_state: HardState | None = None
@@ -140,6 +147,7 @@ class Ready:
     votes: tuple[AcceptedEntry, ...] = ()
     chosen: tuple[ChosenEntry, ...] = ()
     messages: tuple[Message, ...] = ()
+    early: int = 0
     committed: tuple[Applied, ...] = ()
     reads: tuple[ReadState, ...] = ()
     #: Sync ``chosen`` too, though no vote needs it: the commit index passed the last slot

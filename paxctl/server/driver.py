@@ -2,7 +2,9 @@
 
 Every node, in production and in the simulator, in either workload, runs this loop and no other:
 
-1. ``node.ready()`` closes the batch; if it holds nothing, ``advance()`` and stop;
+1. ``node.ready()`` closes the batch; if it holds nothing, ``advance()`` and stop; hand its
+   ``early`` messages (a leader's Accepts) to ``send_early`` at once, so that followers vote
+   while this node's own fsync runs (without the hook they go out with the rest, after it);
 2. persist it through the ``Disk`` port: one fsync, *before* anything that depends on it leaves
    (an exception here, a failed fsync or a simulated power cut, stops the node: nothing of the
    batch was sent);
@@ -73,12 +75,14 @@ class Driver(Generic[O]):
         *,
         snapshot_every: int = 0,
         on_persisted: Callable[[Ready], None] | None = None,
+        send_early: Callable[[tuple[Message, ...]], None] | None = None,
     ) -> None:
         self.node = node
         self.disk = disk
         self.app = app
         self.snapshot_every = snapshot_every
         self.on_persisted = on_persisted
+        self.send_early = send_early
         #: Everything to send, in the order it was decided (inputs add to it too).
         self.out: list[Message | O] = []
         # Work waiting for a slot to be applied: (slot, seq, serve, owner).
@@ -153,13 +157,17 @@ class Driver(Generic[O]):
         node = self.node
         ready = node.ready()
         if not ready:
-            node.advance()
+            more = node.advance()
             self._purge()
-            return Pass(None, self.take(), self._snapshot_due())
-        self.disk.persist(ready)  # 1. durable before anything leaves
+            return Pass(None, self.take(), self._snapshot_due(), more)
+        sent = ready.messages
+        if ready.early and self.send_early is not None:
+            self.send_early(sent[: ready.early])  # 0. nothing in them waits for this fsync
+            sent = sent[ready.early :]
+        self.disk.persist(ready)  # 1. durable before anything else leaves
         if self.on_persisted is not None:
             self.on_persisted(ready)
-        self.out.extend(ready.messages)  # 2. send
+        self.out.extend(sent)  # 2. send
         if ready.snapshot is not None:  # 3. apply
             self.app.install(ready.snapshot)
         for applied in ready.committed:
@@ -167,9 +175,10 @@ class Driver(Generic[O]):
         for read in ready.reads:
             self.app.read_done(read)
         self._serve_waiting()
-        node.advance()  # 4.
+        counted = node.advance()  # 4. (its own votes count now: maybe more is chosen)
         snapshot = self._snapshot_due()
-        more = bool(ready.messages or ready.committed)  # e.g. proposals waiting for the window
+        # e.g. proposals waiting for the window
+        more = bool(ready.messages or ready.committed) or counted
         return Pass(ready, self.take(), snapshot, more)
 
     def _snapshot_due(self) -> Snapshot | None:

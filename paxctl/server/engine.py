@@ -111,6 +111,7 @@ class NodeEngine:
         *,
         observer: Observer | None = None,
         describe: Callable[[], dict[str, object]] | None = None,
+        send_early: Callable[[tuple[Message, ...]], None] | None = None,
     ) -> None:
         self.config = config
         self.id = config.node_id
@@ -141,6 +142,7 @@ class NodeEngine:
             self,
             snapshot_every=config.snapshot_every,
             on_persisted=self.observer.persisted,
+            send_early=send_early,
         )
 
     @property

@@ -108,7 +108,14 @@ class NodeServer:
             incarnation=int.from_bytes(os.urandom(4), "big"),
             secret=config.secret,
         )
-        self.engine = NodeEngine(engine_config, node, self.storage, snap, describe=self._describe)
+        self.engine = NodeEngine(
+            engine_config,
+            node,
+            self.storage,
+            snap,
+            describe=self._describe,
+            send_early=self._send_all,  # a leader's Accepts leave while its own fsync runs
+        )
         self.node = node
         self._links: dict[int, PeerLink] = {}
         self._auth: PeerAuth | None = None
@@ -289,6 +296,10 @@ class NodeServer:
                 self._to_client(out)
             else:
                 self._send(out)
+
+    def _send_all(self, msgs: tuple[Message, ...]) -> None:
+        for msg in msgs:
+            self._send(msg)
 
     def _send(self, msg: Message) -> None:
         link = self._links.get(msg.to)

@@ -10,10 +10,12 @@ code paths. The chain workload's application is ``ChainReplica``; the znodes wor
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from paxctl.core.bugs import PlantedBugs
+from paxctl.core.messages import Message
 from paxctl.core.node import Node
 from paxctl.core.state import Config, Ready
 from paxctl.core.types import Snapshot
@@ -52,6 +54,8 @@ class SimHost:
         self.node: Node | None = None
         self.storage: Storage | None = None
         self.driver: Driver[Any] | None = None  # the production Ready loop, one per boot
+        #: Where the Ready loop sends a leader's Accepts before its fsync (the world's network).
+        self.send_early: Callable[[tuple[Message, ...]], None] | None = None
         self.snapshot_chunk = 0  # bytes per state-transfer chunk (0: the core's default)
         self.counters: dict[str, int] = {}
         self.warnings: list[str] = []
@@ -108,6 +112,7 @@ class SimHost:
             app,
             snapshot_every=self.snapshot_every,
             on_persisted=self._persisted,
+            send_early=self.send_early,
         )
         app.driver = driver
         self.node.check_snapshot = app.check

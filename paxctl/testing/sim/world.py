@@ -113,7 +113,7 @@ class World:
     def _make_host(
         self, n: int, core_bugs: frozenset[str], storage_bugs: frozenset[str]
     ) -> SimHost:
-        return SimHost(
+        host = SimHost(
             n,
             self.voters,
             self.spec.seed,
@@ -123,6 +123,13 @@ class World:
             self.faults.segment_bytes,
             self.faults.snapshot_every,
         )
+        host.send_early = self._send_early
+        return host
+
+    def _send_early(self, msgs: tuple[Message, ...]) -> None:
+        """A leader's Accepts, sent before its fsync (a crash in it does not call them back)."""
+        for msg in msgs:
+            self._send_message(msg)
 
     def _start_workload(self) -> None:
         """The chain workload: clients writing random commands, and a linearizable reader."""

@@ -151,7 +151,12 @@ class ZnodeHost(SimHost):
             planted_bugs=self.shell_bugs,
         )
         self.engine = NodeEngine(
-            config, self.node, self.storage, snapshot, observer=HostChecks(self)
+            config,
+            self.node,
+            self.storage,
+            snapshot,
+            observer=HostChecks(self),
+            send_early=self.send_early,
         )
         self.driver = self.engine.driver
 

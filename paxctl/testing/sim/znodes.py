@@ -108,6 +108,7 @@ class ZnodeWorld(World):
             segment_bytes=self.faults.segment_bytes,
             snapshot_every=self.faults.snapshot_every,
         )
+        host.send_early = self._send_early
         host.digest_every = self.digest_every
         host.watch_history = self.rng.choice([4, 16, 64, 100_000])  # small: resyncs happen
         return host
