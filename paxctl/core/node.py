@@ -52,9 +52,6 @@ from paxctl.core.types import (
 #: far behind does bounded work per heartbeat and catches up by request instead.
 _MAX_COMMIT_SCAN = 1024
 
-#: Reads asked of a leader and not answered yet, remembered at most (the oldest go first).
-_MAX_READ_ASKS = 65536
-
 #: Sequence numbers of the promotions a leader proposes (clients' changes use lower ones).
 _PROMOTE_SEQ = 1 << 62
 
@@ -147,17 +144,16 @@ class Node(Learning):
         The answer comes in a later Ready's ``reads``: serve the read once that slot is applied.
         The leader answers after one round of heartbeats that a quorum acknowledged at its
         ballot, so no other leader can have decided anything it does not know of (etcd's
-        ReadOnlySafe). Reads that arrive together share one round.
+        ReadOnlySafe). Reads that arrive while a round is in flight share the next one
+        (``reads.py``); a follower asks the leader once per batch for all its reads since the
+        last one (``_ask_for_reads``).
         """
         if self._bugs.stale_reads:
             self._read_results.append(ReadState(ctx, self.learner.commit))
         elif self.role is Role.LEADER:
             self._queue_read(ctx, self.id)
         elif self.leader is not None and self.leader != self.id:
-            self._send(ReadIndex(self.id, self.leader, ctx))
-            self.read_asks[ctx] = self.leader
-            if len(self.read_asks) > _MAX_READ_ASKS:
-                del self.read_asks[next(iter(self.read_asks))]
+            self._read_batch.append(ctx)
         else:
             self._read_results.append(ReadState(ctx, None))
         self._drain_local()
@@ -297,8 +293,9 @@ class Node(Learning):
             else:
                 self._send(ReadIndexReply(self.id, msg.frm, msg.ctx, 0, 0))
         elif isinstance(msg, ReadIndexReply):
-            self.read_asks.pop(msg.ctx, None)
-            self._read_results.append(ReadState(msg.ctx, msg.index if msg.ok else None))
+            index = msg.index if msg.ok else None
+            for ctx in self._answered_ask(msg.ctx):
+                self._read_results.append(ReadState(ctx, index))
         elif isinstance(msg, Handover):
             self._handover = (msg.target, self.now)
             if msg.target == self.id and self.role is not Role.LEADER:
@@ -447,7 +444,9 @@ class Node(Learning):
             if held:  # adopted in phase 1 beyond the window: their configuration is known now
                 self._send_accepts(held, (self.id, *self._peers))
         self._batch_commands()
+        self._ask_for_reads()
         if self._reads.broadcast_due:
+            self.counters["read_rounds"] += 1
             self._heartbeat()
         elif self.role is Role.LEADER and self.learner.commit > self._commit_sent:
             self._send_accepts({}, self._peers)
@@ -513,10 +512,6 @@ class Node(Learning):
             proposal.acks.add(msg.frm)
             if has_quorum(proposal.acks, voters, self._majority(config)):
                 self._learn(slot, proposal.value, own_quorum=True)
-
-    def _queue_read(self, ctx: int, requester: int) -> None:
-        index = max(self.learner.commit, self.proposer.next_slot - 1)  # all we may know chosen
-        self._reads.queue(ctx, index, requester)
 
     def _confirm_reads(self) -> None:
         configs = self._p1_configs()

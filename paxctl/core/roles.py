@@ -27,6 +27,7 @@ from paxctl.core.messages import (
     Prepare,
     PreVote,
     Promise,
+    ReadIndex,
     ReadIndexReply,
 )
 from paxctl.core.proposer import Proposal, Proposer
@@ -49,6 +50,10 @@ from paxctl.core.validate import MAX_ROUND, Rejection
 
 if TYPE_CHECKING:  # the core never draws randomness of its own: the driver injects a seeded Random
     import random
+
+
+#: Reads asked of a leader and not answered yet, remembered at most (the oldest go first).
+_MAX_READ_ASKS = 65536
 
 
 def _accept_any(snapshot: Snapshot) -> bool:
@@ -123,8 +128,12 @@ class Roles:
         #: A peer asked for the log from slot 1 and this node has no snapshot: the driver
         #: takes one now, so that a node that joined empty starts from the cluster's state.
         self.snapshot_wanted = False
-        #: Read ctx -> the node a ReadIndex for it went to (a reply is taken only from there).
+        #: Ask ctx -> the node a ReadIndex for it went to (a reply is taken only from there).
         self.read_asks: dict[int, int] = {}
+        #: Ask ctx -> the reads it asked for (a follower asks once per batch, for all of them:
+        #: the ask is named after the first), and the reads waiting for the next ask.
+        self._asked_reads: dict[int, list[int]] = {}
+        self._read_batch: list[int] = []
         #: Peer messages dropped by ``validate.check``, with why, for the shell to log.
         self.rejections: deque[tuple[Message, Rejection]] = deque(maxlen=64)
 
@@ -520,13 +529,46 @@ class Roles:
         top, sent = entries[-1].slot, {e.slot for e in entries}
         return any(self._released < s < top and s not in sent for s in self.proposer.inflight)
 
+    def _ask_for_reads(self) -> None:
+        """Close the batch of reads that came since the last: a follower asks the leader for
+        one read point for all of them, with one message (every one of them arrived before
+        it left, so the leader's round for it begins after each did); reads that found this
+        node leading by now join its next round, and without a leader they fail."""
+        batch, self._read_batch = self._read_batch, []
+        if not batch:
+            return
+        if self.role is Role.LEADER:
+            for ctx in batch:
+                self._queue_read(ctx, self.id)
+        elif self.leader is not None and self.leader != self.id:
+            ask = batch[0]
+            self._send(ReadIndex(self.id, self.leader, ask))
+            self.read_asks[ask] = self.leader
+            self._asked_reads[ask] = batch
+            if len(self.read_asks) > _MAX_READ_ASKS:  # the oldest is given up: fail its reads
+                oldest = next(iter(self.read_asks))
+                self._fail_reads(self._answered_ask(oldest))
+        else:
+            self._fail_reads(batch)
+
+    def _queue_read(self, ctx: int, requester: int) -> None:
+        index = max(self.learner.commit, self.proposer.next_slot - 1)  # all we may know chosen
+        self._reads.queue(ctx, index, requester)
+
+    def _answered_ask(self, ask: int) -> list[int]:
+        """Forget the ask ``ask``; the reads it was for."""
+        self.read_asks.pop(ask, None)
+        return self._asked_reads.pop(ask, [])
+
+    def _fail_reads(self, ctxs: list[int]) -> None:
+        self._read_results.extend(ReadState(ctx, None) for ctx in ctxs)
+
     def _fail_read_asks(self, keep: int | None) -> None:
         """Reads asked of a node no longer followed will never be answered by it: fail them
         (the caller retries), except those asked of ``keep``."""
-        lost = [ctx for ctx, asked in self.read_asks.items() if asked != keep]
-        for ctx in lost:
-            del self.read_asks[ctx]
-            self._read_results.append(ReadState(ctx, None))
+        lost = [ask for ask, asked in self.read_asks.items() if asked != keep]
+        for ask in lost:
+            self._fail_reads(self._answered_ask(ask))
         if lost:
             self.counters["read_asks_failed"] += len(lost)
 

@@ -24,6 +24,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from typing import cast
 
 from paxctl.protocol.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
 from paxctl.server.limits import ACCEPT_BURST, Connections, Limits
@@ -178,9 +179,9 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio callbacks
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is one without subclassing asyncio.Transport).
+        self.transport = transport = cast(asyncio.Transport, base)
         peer = transport.get_extra_info("peername")
         if peer:
             self.address = str(peer[0])

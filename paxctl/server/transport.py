@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from typing import cast
 
 from paxctl.protocol.framing import (
     MAX_FRAME,
@@ -47,8 +48,8 @@ class FramedProtocol(asyncio.Protocol):
         self.state: object = None  # whatever the owner wants to remember about this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is one without subclassing asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_name = f"{peer[0]}:{peer[1]}" if peer else "?"
 

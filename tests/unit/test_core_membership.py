@@ -306,6 +306,7 @@ def test_reads_asked_of_a_leader_that_is_gone_fail_so_the_caller_retries():
     follower = next(i for i in cl.nodes if i != leader)
     cl.down = {leader}
     cl.nodes[follower].read_index(42)
+    cl.ready(follower)  # the batch closes: the ask for its reads goes out
     assert cl.nodes[follower].read_asks == {42: leader}
     cl.reads[follower].clear()
     cl.run_until_leader()
