@@ -90,5 +90,7 @@ def connect(servers: str | None, timeout: float) -> Iterator[SyncClient]:
     if shell is not None and (not servers or servers == shell.servers):
         yield shell.client
         return
-    with SyncClient(resolve_servers(servers), timeout=timeout) as client:
+    # One-shot: a command's writes go without a session (one consensus round each) unless
+    # one needs a session (an ephemeral), which then opens one.
+    with SyncClient(resolve_servers(servers), timeout=timeout, one_shot=True) as client:
         yield client

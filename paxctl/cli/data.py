@@ -1,4 +1,4 @@
-"""Data commands over the client library: create, get, set, rm, ls, stat, sync, sessions.
+"""Data commands over the client library: create, get, set, put, rm, ls, stat, sync, sessions.
 
 Errors become one line on stderr and a distinct exit code (``paxctl.cli.errors``); data goes
 to stdout in the format ``-o`` asks for (``paxctl.cli.output``).
@@ -261,6 +261,39 @@ def set_(
 
 @click.command()
 @click.argument("path", shell_complete=complete_path)
+@click.argument("data", required=False)
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False), help="Read data from FILE.")
+@click.option("--stat", "show_stat", is_flag=True, help="Print the stat.")
+@fence_option
+@client_options
+def put(
+    path: str,
+    data: str | None,
+    file: str | None,
+    show_stat: bool,
+    fence: str | None,
+    servers: str | None,
+    timeout: float,
+    out: Output,
+) -> None:
+    """Create znode PATH holding DATA, or replace its data if it exists (as etcd's put).
+
+    One request, so one consensus round: the cluster creates or sets, whichever it finds, where
+    a set that fails with NoNode and a create would take two and could race another creator.
+    The parent must exist. DATA is required as for set (`put PATH ''` stores nothing).
+    """
+    if data is None and file is None:
+        raise click.UsageError("missing DATA (an argument, -f FILE, or - for stdin)")
+    payload = read_data(data, file)
+    guard = parse_fence(fence) if fence else None
+    path = absolute(path)
+    with connect(servers, timeout) as client:
+        stat = client.put(path, payload, fence=guard)
+    out.emit({"path": path, "stat": stat}, lambda: print_stat(stat) if show_stat else None)
+
+
+@click.command()
+@click.argument("path", shell_complete=complete_path)
 @version_option("Only if the znode is at this version.")
 @click.option(
     "-r",
@@ -390,4 +423,4 @@ def sessions(with_ephemerals: bool, servers: str | None, timeout: float, out: Ou
     out.emit({"sessions": listed}, text, items=listed)
 
 
-COMMANDS = [create, get, set_, rm, ls, stat, sync, sessions]
+COMMANDS = [create, get, set_, put, rm, ls, stat, sync, sessions]

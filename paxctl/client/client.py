@@ -7,9 +7,11 @@ attempt's result. When the client cannot learn a write's fate before its deadlin
 one write at a time, so its writes are applied in the order sent. Reads are linearizable unless
 ``local=True``; a local read is never older than anything this client has already seen.
 
-Writes need a session: the first write opens one (or call ``start``). The session lives while
-the client pings; its state is ``connected``, ``suspended`` (no contact: its ephemerals may or
-may not still exist) or ``lost`` (the cluster expired it: they are gone). After a loss the next
+Writes need a session: the first write opens one (or call ``start``); with ``one_shot``, a
+write that needs none (no ephemeral) goes without one while none is open, one round each (the
+cluster still applies it once, statemachine/once.py). The session lives while the client
+pings; its state is ``connected``, ``suspended`` (no contact: its ephemerals may or may not
+still exist) or ``lost`` (the cluster expired it: they are gone). After a loss the next
 write opens a new session, as kazoo does; listeners hear every transition. ``valid_until``
 is the latest moment at which the session is certainly still alive (the send time of the last
 acknowledged ping plus the session timeout), on this process's monotonic clock.
@@ -73,8 +75,10 @@ from paxctl.statemachine.ops import (
     Fence,
     Multi,
     Op,
+    Put,
     SetData,
     encode_op,
+    once_op,
 )
 
 log = logging.getLogger("paxctl.client")
@@ -99,9 +103,14 @@ class Client:
         timeout: float = 10.0,
         session_timeout: float = 10.0,
         ping_interval: float | None = None,
+        *,
+        one_shot: bool = False,
     ) -> None:
         parsed = parse_servers(servers) if isinstance(servers, str) else list(servers)
         self.timeout = timeout
+        #: Write without a session while none is open (one round each, not three for a
+        #: session's open, write and close): for a command that writes once and exits.
+        self.one_shot = one_shot
         self.session_timeout = session_timeout
         self.connected_to: tuple[str, int] | None = None
         self._session = ClientSession(
@@ -401,6 +410,9 @@ class Client:
         async with self._write_lock:  # one write at a time: applied in the order sent
             if self._closing:
                 raise ConnectionLost("the client is closed")
+            single = once_op(op) if self.one_shot and not self._session.session else None
+            if single is not None:
+                return await self._request(lambda now, t: self._session.write_once(now, single, t))
             await self._open_session()
             return await self._request(lambda now, t: self._session.write(now, op, t))
 
@@ -430,7 +442,9 @@ class Client:
         op = Create(path, data, sequential, parents, ephemeral, container, ttl_ms)
         return str(await self._write(op))
 
-    async def _fenced(self, op: Create | SetData | Delete, fence: tuple[str, int] | None) -> Any:
+    async def _fenced(
+        self, op: Create | SetData | Delete | Put, fence: tuple[str, int] | None
+    ) -> Any:
         """``op`` alone, or guarded by a fence: applied only while ``fence = (lock path,
         token)`` names the lock's current holder, else ``FenceRejected`` (nothing changes)."""
         if fence is None:
@@ -452,12 +466,20 @@ class Client:
         result: dict[str, Any] = await self._fenced(SetData(path, data, version), fence)
         return result
 
+    async def put(
+        self, path: str, data: bytes, *, fence: tuple[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Create ``path`` holding ``data``, or replace its data if it exists (any version):
+        one request; returns the node's stat afterwards (its parent must exist)."""
+        result: dict[str, Any] = await self._fenced(Put(path, data), fence)
+        return result
+
     async def delete(
         self, path: str, version: int = -1, *, fence: tuple[str, int] | None = None
     ) -> None:
         await self._fenced(Delete(path, version), fence)
 
-    async def multi(self, ops: Sequence[Create | SetData | Delete | Check]) -> list[Any]:
+    async def multi(self, ops: Sequence[Create | SetData | Delete | Check | Put]) -> list[Any]:
         result: list[Any] = await self._write(Multi(tuple(ops)))
         return result
 

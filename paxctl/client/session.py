@@ -74,7 +74,7 @@ from paxctl.protocol.messages import (
 )
 from paxctl.protocol.secrets import temporary_id
 from paxctl.statemachine.errors import MultiError, SessionExpired, error_from_code
-from paxctl.statemachine.ops import Op
+from paxctl.statemachine.ops import Once, OnceOp, Op
 
 if TYPE_CHECKING:
     import random  # only its type: the driver hands in the generator
@@ -205,6 +205,17 @@ class ClientSession:
         session (the caller opens one first); writes are sent one at a time by the caller."""
         self.seq += 1
         return self._call(now, WriteRequest(0, self.seq, op), call_timeout_ms, write=True)
+
+    def write_once(self, now: float, op: OnceOp, call_timeout_ms: float | None = None) -> int:
+        """One write without a session (``Once``: one consensus round), under the temporary
+        id, resent with its ``seq`` until answered like any write. Its ``after`` is the last
+        zxid seen when it is first sent, and stays the same on every resend: the cluster
+        tells a retry it may have forgotten by it (statemachine/once.py)."""
+        if self.session:
+            raise ValueError("a client with a session writes in it: use write")
+        self.seq += 1
+        req = WriteRequest(0, self.seq, Once(0, op))
+        return self._call(now, req, call_timeout_ms, write=True)
 
     def read(
         self,
@@ -457,6 +468,7 @@ class ClientSession:
             self._hello(c, c.hello.after, probe=False)
             return
         c.ready = c.greeted = True
+        c.zxid = reply.zxid  # counted as seen once this frame is handled; calls go out first
         self._out.append(Link(True, c.id, c.server))
         for call in list(self._calls.values()):
             if call.conn is None and call.id in self._calls:
@@ -503,6 +515,10 @@ class ClientSession:
         req = call.request
         if isinstance(req, ReadRequest):
             req = replace(req, min_zxid=max(req.min_zxid, self.last_zxid))
+        elif isinstance(req, WriteRequest) and isinstance(req.op, Once) and call.first_sent is None:
+            # First sent now: it is applied after what this connection's hello showed.
+            after = max(self.last_zxid, c.zxid)
+            req = call.request = replace(req, op=Once(after, req.op.op))
         req = replace(req, xid=self._xid(c, call.id))
         call.conn = c.id
         call.attempt_deadline = now + self.attempt_timeout_ms

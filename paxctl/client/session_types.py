@@ -126,6 +126,7 @@ class ConnRecord:
     greeted: bool = False  # the hello took effect: this connection's zxids count as seen
     probing: bool = False  # a hello without watches is out: the full one follows its answer
     next_xid: int = 1
+    zxid: int = 0  # the zxid its hello was accepted at
     pending: dict[int, int] = field(default_factory=dict)  # xid -> call id, _HELLO, _PING
 
 

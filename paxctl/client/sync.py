@@ -31,10 +31,13 @@ class SyncClient:
         *,
         session_timeout: float = 10.0,
         background: bool = False,
+        one_shot: bool = False,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet_about_interrupts)
-        self._client = Client(servers, timeout=timeout, session_timeout=session_timeout)
+        self._client = Client(
+            servers, timeout=timeout, session_timeout=session_timeout, one_shot=one_shot
+        )
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(

@@ -14,7 +14,9 @@ watches "after z" in its hello, and the new node replays the missed ones from it
 Writes are proposed as commands carrying the client's ``(client, seq)``, stamped with this
 node's wall clock (the leader stamps them again: ``NodeEngine.receive``), so a retry after a lost
 answer takes effect once and gets the first attempt's answer. A ``seq`` too far ahead of the
-client's last is refused here already (the state machine refuses it again, at apply).
+client's last is refused here already (the state machine refuses it again, at apply). A
+one-shot write (``Once``: one round, no session) comes only from a connection without a
+session, so it is proposed under the temporary id its hello's secret proved.
 
 Who a connection speaks for is proven, never claimed (protocol/secrets.py): its hello carries
 the client's secret, a session is resumed only with the secret it was opened with (the node
@@ -79,7 +81,14 @@ from paxctl.server.watches import Event, ReplayBudget
 from paxctl.server.zxid import slot_of
 from paxctl.statemachine.errors import BadArguments, SessionExpired, TooManyWatches, ZnodeError
 from paxctl.statemachine.machine import MAX_SEQ_AHEAD, Outcome
-from paxctl.statemachine.ops import CloseSession, Op, OpenSession, encode_command, is_session_id
+from paxctl.statemachine.ops import (
+    CloseSession,
+    Once,
+    Op,
+    OpenSession,
+    encode_command,
+    is_session_id,
+)
 
 if TYPE_CHECKING:
     from paxctl.server.engine import NodeEngine
@@ -466,6 +475,9 @@ class ClientRequests:
     def _write(self, conn: int, req: WriteRequest) -> None:
         if isinstance(req.op, OpenSession | CloseSession):
             raise BadArguments("sessions are opened and closed with their own requests")
+        if isinstance(req.op, Once) and self._client(conn).session:
+            # Under the temporary id its secret proves, never a session's (nor another's).
+            raise BadArguments("a connection with a session writes in it, not one-shot")
         self._propose(conn, req.xid, req.seq, req.op)
 
     def _propose(self, conn: int, xid: int, seq: int, op: Op) -> None:

@@ -49,12 +49,14 @@ from paxctl.statemachine.errors import (
     ZnodeError,
     error_from_code,
 )
+from paxctl.statemachine.once import OnceTable, OutcomeUnknown
 from paxctl.statemachine.ops import (
     FIRST_CLIENT_ID,
     REAPER_CLIENT,
     CloseSession,
     Create,
     Multi,
+    Once,
     Op,
     OpenSession,
     Reap,
@@ -68,8 +70,9 @@ from paxctl.statemachine.tree import DataTree, Event, Result, SubResult
 
 #: Bumped whenever the state machine's snapshot encoding changes incompatibly (2: sessions;
 #: 3: the exactly-once table is only here, and session ids are zxids the cluster assigned;
-#: 4: each session keeps the hash of its secret).
-MACHINE_SNAPSHOT_FORMAT = 4
+#: 4: each session keeps the hash of its secret; 5: the one-shot table, statemachine/once.py).
+#: A format 4 snapshot still restores (with an empty one-shot table).
+MACHINE_SNAPSHOT_FORMAT = 5
 
 #: How far a client's ``seq`` may run ahead of the last one applied for it (0 for a client
 #: without an entry). A client sends one write at a time and skips a number only for a write
@@ -222,6 +225,7 @@ class StateMachine:
         #: applied earlier, answered from the table, changing nothing).
         self.last_fresh = True
         self._sessions = SessionTable()
+        self._once = OnceTable()
         self._last: dict[int, tuple[int, Outcome]] = {}
         # Incremental digest of the cache, as the tree does it: dirty clients are rehashed.
         self._dirty: dict[int, None] = {}
@@ -256,6 +260,8 @@ class StateMachine:
         self.last_opened = None
         self.last_zxid = zxid
         previous = self._last.get(client)
+        if previous is None and is_temporary_id(client):
+            previous = self._once.last(client)  # its one-shot writes' entry
         if previous is not None and seq <= previous[0]:
             self.last_fresh = False
             return previous[1] if seq == previous[0] else None
@@ -265,6 +271,7 @@ class StateMachine:
             last = previous[0] if previous is not None else 0
             ahead = f"more than {MAX_SEQ_AHEAD} ahead of the client's last ({last})"
             return Outcome.failure(BadArguments(f"seq {seq} is {ahead}"))
+        once = False
         try:
             time_ms, op = decode_command(cmd_data)
         except ZnodeError as e:
@@ -274,11 +281,18 @@ class StateMachine:
         else:
             time_ms = max(time_ms, self.last_time)
             self.last_time = time_ms
+            once = isinstance(op, Once) and is_temporary_id(client)
             try:
                 outcome = Outcome.success(self._apply(op, zxid, time_ms, client))
+            except OutcomeUnknown as e:
+                # Not recorded: an entry with this (maybe older) seq would make a forgotten
+                # later write of the client look new, and apply it twice.
+                return Outcome.failure(e)
             except ZnodeError as e:
                 outcome = Outcome.failure(e)
-        if client < FIRST_CLIENT_ID or client in self._sessions:
+        if once:
+            self._once.record(client, seq, outcome, zxid)
+        elif client < FIRST_CLIENT_ID or client in self._sessions:
             self._last[client] = (seq, outcome)
             self._dirty[client] = None
             if self._forgetful:
@@ -296,19 +310,26 @@ class StateMachine:
         """Whether ``client``'s command ``seq`` took effect already (so a retry of it would be
         answered from the table, or as applied earlier, rather than applied). False for a
         session that ended: its commands are refused, never applied, if they come again."""
-        previous = self._last.get(client)
+        previous = self._last_of(client)
         return previous is not None and seq <= previous[0]
+
+    def _last_of(self, client: int) -> tuple[int, Outcome] | None:
+        if is_temporary_id(client):
+            return self._once.last(client)
+        return self._last.get(client)
 
     def seq_in_window(self, client: int, seq: int) -> bool:
         """Whether ``seq`` is at most ``MAX_SEQ_AHEAD`` past ``client``'s last applied one
         (always, for the cluster's own ids). A node checks it before proposing, too."""
         if client < FIRST_CLIENT_ID:
             return True
-        previous = self._last.get(client)
+        previous = self._last_of(client)
         return seq <= (previous[0] if previous is not None else 0) + MAX_SEQ_AHEAD
 
     def _apply(self, op: Op, zxid: int, time_ms: int, client: int) -> Result:
         """Check that ``client`` may issue ``op``, then apply it; raises a ``ZnodeError``."""
+        if isinstance(op, Once):
+            return self._apply_once(op, zxid, time_ms, client)
         if isinstance(op, OpenSession):
             if not is_temporary_id(client):
                 raise BadArguments(f"a session is opened under a temporary id, not {client}")
@@ -339,6 +360,21 @@ class StateMachine:
         self.last_events = self.tree.last_events
         return result
 
+    def _apply_once(self, op: Once, zxid: int, time_ms: int, client: int) -> Result:
+        """A one-shot write (see statemachine/once.py): under a temporary id, owning nothing."""
+        if not is_temporary_id(client):
+            raise BadArguments(f"a one-shot write is made without a session, not by {client}")
+        if op.after >= zxid:
+            raise BadArguments(f"after {op.after:#x} is no zxid seen before this write")
+        if self._once.last(client) is None and self._once.may_have_forgotten(op.after):
+            raise OutcomeUnknown(
+                "an earlier attempt of this one-shot write may have been applied: too many "
+                "one-shot writes came since for the cluster to remember; read to learn its fate"
+            )
+        result = self.tree.apply(op.op, zxid, time_ms, session=0)
+        self.last_events = self.tree.last_events
+        return result
+
     def has_session(self, session: int) -> bool:
         """Whether ``session`` is open (cheap: for every ping and hello)."""
         return session in self._sessions
@@ -359,7 +395,7 @@ class StateMachine:
 
     def cached(self, client: int, seq: int) -> Outcome | None:
         """The recorded outcome of ``client``'s command ``seq``, if it is the last one applied."""
-        previous = self._last.get(client)
+        previous = self._last_of(client)
         if previous is None or previous[0] != seq:
             return None
         return previous[1]
@@ -377,21 +413,24 @@ class StateMachine:
                 self._sum += h
         self._dirty.clear()
         self._sum %= _MOD
-        return self._seal(self._sum, self._sessions.digest_sum(), self.tree.digest())
+        once = self._once.digest_part()
+        return self._seal(self._sum, self._sessions.digest_sum(), self.tree.digest(), once)
 
     def digest_from_scratch(self) -> bytes:
         """The same digest computed without the incremental state, for tests and audits."""
         total = sum(_hash_entry(c, s, o) for c, (s, o) in self._last.items()) % _MOD
         sessions = self._sessions.digest_sum_from_scratch()
-        return self._seal(total, sessions, self.tree.digest_from_scratch())
+        once = self._once.digest_part_from_scratch()
+        return self._seal(total, sessions, self.tree.digest_from_scratch(), once)
 
-    def _seal(self, cache_sum: int, session_sum: int, tree_digest: bytes) -> bytes:
+    def _seal(self, cache_sum: int, session_sum: int, tree_digest: bytes, once: bytes) -> bytes:
         h = hashlib.blake2b(digest_size=32, person=b"paxctl-machine")
         h.update(tree_digest)
         h.update(b"%d:%d:%d:" % (self.last_time, self.last_zxid, len(self._last)))
         h.update(cache_sum.to_bytes(32, "big"))
         h.update(b"%d:" % len(self._sessions))
         h.update(session_sum.to_bytes(32, "big"))
+        h.update(once)
         return h.digest()
 
     # ------------------------------------------------------------------------- snapshots
@@ -400,13 +439,14 @@ class StateMachine:
         """Tree, times, the exactly-once table and sessions as bytes; equal states give equal
         bytes. The table holds the cluster's own ids and open sessions only."""
         cache = [[c, self._last[c][0], self._last[c][1].to_wire()] for c in sorted(self._last)]
-        # [format, tree, last_time, last_zxid, cache, sessions], the tree packed node by node
-        # (``DataTree.pack_into``): the bytes ``packb`` of the whole list would give.
+        # [format, tree, last_time, last_zxid, cache, sessions, once], the tree packed node by
+        # node (``DataTree.pack_into``): the bytes ``packb`` of the whole list would give.
         packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-        packer.pack_array_header(6)
+        packer.pack_array_header(7)
         packer.pack(MACHINE_SNAPSHOT_FORMAT)
         self.tree.pack_into(packer)
-        for part in (self.last_time, self.last_zxid, cache, self._sessions.to_wire()):
+        sessions, once = self._sessions.to_wire(), self._once.to_wire()
+        for part in (self.last_time, self.last_zxid, cache, sessions, once):
             packer.pack(part)
         out: bytes = packer.bytes()
         return out
@@ -421,10 +461,12 @@ class StateMachine:
         )
         try:
             unpacker.feed(data)
-            if unpacker.read_array_header() != 6 or unpacker.unpack() != MACHINE_SNAPSHOT_FORMAT:
+            size, fmt = unpacker.read_array_header(), unpacker.unpack()
+            if (size, fmt) not in ((6, 4), (7, MACHINE_SNAPSHOT_FORMAT)):
                 raise SnapshotError("not a state machine snapshot of a known format")
             tree = DataTree.unpack_from(unpacker)
             last_time, last_zxid, cache, sessions = (unpacker.unpack() for _ in range(4))
+            once = unpacker.unpack() if size == 7 else [0, []]
             if unpacker.tell() != len(data):
                 raise SnapshotError("trailing bytes after the snapshot")
         except SnapshotError:
@@ -437,6 +479,7 @@ class StateMachine:
         machine.last_time = last_time
         machine.last_zxid = last_zxid
         machine._sessions = SessionTable.from_wire(sessions)
+        machine._once = OnceTable.from_wire(once, Outcome.from_wire, last_zxid)
         # A session's id is the zxid of the command that opened it: none lies ahead.
         if len(machine._sessions) and max(machine._sessions.as_dict()) > last_zxid:
             raise SnapshotError("a session id above the last applied zxid")

@@ -197,8 +197,23 @@ class Fence:
         _check_int(self.token, 0, _MAX_INT, "token")
 
 
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Create ``path`` holding ``data`` if it is absent, else replace its data (any version):
+    etcd's put, one command where a client would otherwise set, hear NoNode and create (two
+    rounds, and a race with another creator). The result is the node's stat afterwards; a node
+    it creates is plain and persistent, and its parent must exist."""
+
+    path: str
+    data: bytes
+
+    def __post_init__(self) -> None:
+        validate_path(self.path)
+        _check_data(self.data)
+
+
 #: The operations a ``Multi`` may hold.
-SubOp = Create | SetData | Delete | Check | Fence
+SubOp = Create | SetData | Delete | Check | Fence | Put
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +234,9 @@ class Multi:
             raise BadArguments(f"multi of {len(self.ops)} operations exceeds {MAX_MULTI_OPS}")
         total = 0
         for op in self.ops:
-            if not isinstance(op, Create | SetData | Delete | Check | Fence):
+            if not isinstance(op, Create | SetData | Delete | Check | Fence | Put):
                 raise BadArguments(f"a multi cannot hold {type(op).__name__}")
-            if isinstance(op, Create | SetData):
+            if isinstance(op, Create | SetData | Put):
                 total += len(op.data)
         if total > MAX_DATA:
             raise DataTooLarge(f"multi carries {total} bytes of data, over {MAX_DATA}")
@@ -288,8 +303,54 @@ class Reap:
             validate_path(path)
 
 
+#: What a ``Once`` may carry: the writes that need no session.
+OnceOp = Create | SetData | Delete | Check | Fence | Put | Multi
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """``op`` written without a session: a one-shot client's write, one consensus round where
+    opening a session, writing and closing it cost three.
+
+    It is issued under the connection's temporary id, and the state machine keeps its outcome
+    in a bounded table of its own (statemachine/once.py) so a retry is applied once. ``after``
+    is a zxid the client had seen before it first sent the write (the same on every retry): any
+    earlier attempt was applied after it, which is how the table tells a retry it may have
+    forgotten from a new write. An ephemeral needs a session, so ``op`` may create none.
+    """
+
+    after: int
+    op: OnceOp
+
+    def __post_init__(self) -> None:
+        _check_int(self.after, 0, _MAX_INT, "after")
+        if once_op(self.op) is None:
+            what = type(self.op).__name__
+            raise BadArguments(f"a one-shot write cannot carry {what} (nor an ephemeral)")
+
+
+def once_op(op: object) -> OnceOp | None:
+    """``op`` if it may be written one-shot (see ``Once``), else None: it needs a session."""
+    if not isinstance(op, Create | SetData | Delete | Check | Fence | Put | Multi):
+        return None
+    subs = op.ops if isinstance(op, Multi) else (op,)
+    return None if any(isinstance(o, Create) and o.ephemeral for o in subs) else op
+
+
 #: Every operation a command may carry.
-Op = Create | SetData | Delete | Check | Fence | Multi | CloseSession | OpenSession | Reap
+Op = (
+    Create
+    | SetData
+    | Delete
+    | Check
+    | Fence
+    | Put
+    | Multi
+    | Once
+    | CloseSession
+    | OpenSession
+    | Reap
+)
 
 
 def _op_to_wire(op: object) -> list[Any]:
@@ -312,8 +373,12 @@ def _op_to_wire(op: object) -> list[Any]:
         return ["check", op.path, op.version]
     if isinstance(op, Fence):
         return ["fence", op.path, op.token]
+    if isinstance(op, Put):
+        return ["put", op.path, op.data]
     if isinstance(op, Multi):
         return ["multi", [_op_to_wire(sub) for sub in op.ops]]
+    if isinstance(op, Once):
+        return ["once", op.after, _op_to_wire(op.op)]
     if isinstance(op, CloseSession):
         return ["close", op.session]
     if isinstance(op, OpenSession):
@@ -347,18 +412,33 @@ def _sub_op_from_wire(x: Any) -> SubOp:
     if kind == "fence":
         path, token = _fields(x, 3, kind)
         return Fence(path, token)
-    raise BadArguments(f"unknown operation {kind!r} (a multi holds create/set/delete/check/fence)")
+    if kind == "put":
+        path, data = _fields(x, 3, kind)
+        return Put(path, data)
+    raise BadArguments(
+        f"unknown operation {kind!r} (a multi holds create/set/delete/check/fence/put)"
+    )
+
+
+def _multi_from_wire(x: Any) -> Multi:
+    (subs,) = _fields(x, 2, "multi")
+    if type(subs) is not list:
+        raise BadArguments("multi: expected a list of operations")
+    if len(subs) > MAX_MULTI_OPS:
+        raise BadArguments(f"multi of {len(subs)} operations exceeds {MAX_MULTI_OPS}")
+    return Multi(tuple(_sub_op_from_wire(sub) for sub in subs))
 
 
 def _op_from_wire(x: Any) -> Op:
     kind = _kind(x)
     if kind == "multi":
-        (subs,) = _fields(x, 2, kind)
-        if type(subs) is not list:
-            raise BadArguments("multi: expected a list of operations")
-        if len(subs) > MAX_MULTI_OPS:
-            raise BadArguments(f"multi of {len(subs)} operations exceeds {MAX_MULTI_OPS}")
-        return Multi(tuple(_sub_op_from_wire(sub) for sub in subs))
+        return _multi_from_wire(x)
+    if kind == "once":
+        after, inner = _fields(x, 3, kind)
+        # One level only: what a once carries is a multi or a single write, never a session
+        # op or another once (``Once`` checks the kind; the decoder never recurses further).
+        op = _multi_from_wire(inner) if _kind(inner) == "multi" else _sub_op_from_wire(inner)
+        return Once(after, op)
     if kind == "close":
         (session,) = _fields(x, 2, kind)
         return CloseSession(session)

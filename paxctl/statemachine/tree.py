@@ -53,8 +53,10 @@ from paxctl.statemachine.ops import (
     Delete,
     Fence,
     Multi,
+    Once,
     Op,
     OpenSession,
+    Put,
     Reap,
     SetData,
     SubOp,
@@ -177,6 +179,8 @@ class DataTree:
                 result = self._reap(op, zxid, time_ms)
             elif isinstance(op, OpenSession):
                 raise BadArguments("sessions are opened by the state machine, not the tree")
+            elif isinstance(op, Once):
+                raise BadArguments("one-shot writes are unwrapped by the state machine")
             else:
                 result = self._apply_one(op, zxid, time_ms, session)
         except BaseException:
@@ -202,15 +206,12 @@ class DataTree:
         if isinstance(op, Create):
             return self._create(op, zxid, time_ms, session)
         if isinstance(op, SetData):
-            node = self._versioned(op.path, op.version)
-            self._save(op.path, node)
-            node.data = op.data
-            node.data_hash = None
-            node.version += 1
-            node.mzxid = zxid
-            node.mtime = time_ms
-            self._events.append(("changed", op.path))
-            return node.stat()
+            return self._set_data(op.path, op.data, op.version, zxid, time_ms)
+        if isinstance(op, Put):
+            if op.path in self._nodes:
+                return self._set_data(op.path, op.data, -1, zxid, time_ms)
+            created = self._create(Create(op.path, op.data), zxid, time_ms, session)
+            return self._nodes[created].stat()
         if isinstance(op, Delete):
             node = self._versioned(op.path, op.version)
             if node.children:
@@ -224,6 +225,17 @@ class DataTree:
             self._check_fence(op.path, op.token)
             return None
         raise BadArguments(f"not an operation: {type(op).__name__}")
+
+    def _set_data(self, path: str, data: bytes, version: int, zxid: int, time_ms: int) -> Stat:
+        node = self._versioned(path, version)
+        self._save(path, node)
+        node.data = data
+        node.data_hash = None
+        node.version += 1
+        node.mzxid = zxid
+        node.mtime = time_ms
+        self._events.append(("changed", path))
+        return node.stat()
 
     def holder(self, path: str) -> str | None:
         """The child of ``path`` with the lowest sequence suffix (a lock's holder), if any."""

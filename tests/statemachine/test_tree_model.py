@@ -24,6 +24,7 @@ from paxctl.statemachine import (
     Delete,
     Multi,
     MultiError,
+    Put,
     Reap,
     SetData,
     Stat,
@@ -144,6 +145,10 @@ class Model:
             kind = "ttl" if op.ttl_ms else kind
             self.new(path, op.data, z, t, session if op.ephemeral else 0, kind, op.ttl_ms)
             return path
+        if isinstance(op, Put):  # create-or-set: as the create if absent, else as the set
+            if op.path in self.nodes:
+                return self.one(SetData(op.path, op.data), z, t, session)
+            return self.nodes[self.one(Create(op.path, op.data), z, t, session)].stat()
         if isinstance(op, SetData):
             node = self.versioned(op.path, op.version)
             node.data, node.version, node.mzxid, node.mtime = op.data, node.version + 1, z, t

@@ -15,6 +15,7 @@ from paxctl.statemachine import (
     Delete,
     Multi,
     OpenSession,
+    Put,
     Reap,
     SetData,
     StateMachine,
@@ -115,6 +116,7 @@ sub_ops = st.one_of(
     st.builds(SetData, paths, datas, versions),
     st.builds(Delete, paths, versions),
     st.builds(Check, paths, versions),
+    st.builds(Put, paths, datas),
 )
 multis = st.builds(Multi, st.lists(sub_ops, max_size=4).map(tuple))
 close_sessions = st.builds(CloseSession, st.integers(min_value=1, max_value=2))

@@ -34,7 +34,7 @@ from paxctl.core.codec import MAX_UINT
 from paxctl.core.messages import Message
 from paxctl.protocol import messages as client_messages
 from paxctl.statemachine.errors import ZnodeError
-from paxctl.statemachine.ops import Create
+from paxctl.statemachine.ops import Create, Delete, Once, Put, SetData
 
 # ---------------------------------------------------------------------------- budgets
 
@@ -354,4 +354,9 @@ def client_derive(**by_name: SearchStrategy[Any]) -> Derive:
         },
     )
     derive.by_type[Create] = creates(derive)
+    # A one-shot write's operation: one a ``Once`` takes (derived through the whole ``Op``
+    # union, most draws are refused, and hypothesis gives up printing the deep strategy).
+    derive.by_field[(Once, "op")] = st.one_of(
+        derive.build(SetData), derive.build(Put), derive.build(Delete)
+    )
     return derive
