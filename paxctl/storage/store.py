@@ -23,6 +23,8 @@ from paxctl.storage.fs import FileSystem
 from paxctl.storage.meta import META, Identity, Meta, read_meta, write_meta
 from paxctl.storage.snapshots import (
     SNAP_DIR,
+    StoredBytes,
+    open_stored,
     read_snapshot,
     snapshot_name,
     snapshot_slots,
@@ -281,6 +283,17 @@ class Storage:
             self.fs.sync_dir(SNAP_DIR)
         except OSError as exc:
             raise self._fail(f"snapshot write failed, stopping the node: {exc}") from exc
+
+    def stored_bytes(self, slot: int, length: int) -> StoredBytes | None:
+        """The application's bytes (``length`` of them) of ``slot``'s snapshot, read from its
+        file, if it is the newest one stored; None if it is not or cannot be read (its bytes
+        then stay in memory)."""
+        if slot != self._snapshot_slot or self._failed is not None:
+            return None
+        try:
+            return open_stored(self.fs, self.identity, slot, length)
+        except (OSError, ValueError, CorruptionError):
+            return None
 
     def close(self) -> None:
         self.wal.close()
