@@ -98,6 +98,7 @@ class DataTree:
         self._dirty: dict[str, None] = {ROOT: None}
         # Sum of the hashes of every node whose path is not in ``_dirty``.
         self._sum = 0
+        self._time = 0  # the time of the last command applied (its int object, to share)
 
     # ----------------------------------------------------------------------------- reads
 
@@ -167,6 +168,12 @@ class DataTree:
         self._journal.clear()
         self._events.clear()
         self.last_events = ()
+        # Commands stamped in the same millisecond share one int for their nodes' times (each
+        # command decodes its own, 32 bytes a znode): the values, and so the state, are the same.
+        if time_ms == self._time:
+            time_ms = self._time
+        else:
+            self._time = time_ms
         result: Result
         try:
             if isinstance(op, Multi):
@@ -525,4 +532,16 @@ def _node_from_wire(entry: Any) -> tuple[str, Znode]:
         good = mode in (PLAIN, CONTAINER) and ttl_ms == 0 and not (owner and mode)
     if not good:
         raise SnapshotError(f"bad mode {mode}, ttl {ttl_ms} or owner {owner} for {path!r}")
+    # msgpack decodes each field into an int of its own; equal ones share one, as in a tree
+    # built by applying commands (a node never changed has one zxid and one time: 64 bytes
+    # where five ints took 160).
+    czxid, mzxid, pzxid, ctime, mtime = fields[:5]
+    if mzxid == czxid:
+        fields[1] = czxid
+    if pzxid == czxid:
+        fields[2] = czxid
+    elif pzxid == mzxid:
+        fields[2] = mzxid
+    if mtime == ctime:
+        fields[4] = ctime
     return path, Znode(data, *fields)
