@@ -125,8 +125,7 @@ class NodeServer:
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
         self._rejections = Throttle(log)  # a peer can send thousands of bad messages a second
-        self._held_in_memory = -1  # a snapshot whose file could not serve peers
-        self._serve_snapshot_from_disk()
+        self.storage.hand_over(node)  # the recovered snapshot is served from its file
         log.info(
             "node %d: recovered promise %s, commit %d, snapshot %s",
             config.node_id,
@@ -134,17 +133,6 @@ class NodeServer:
             node.learner.commit,
             snap.slot if snap else "none",
         )
-
-    def _serve_snapshot_from_disk(self) -> None:
-        """Once the snapshot held for peers (taken, installed or recovered) is on disk, serve
-        it from its file and drop its bytes: they cost as much memory as the state."""
-        held = self.node.learner.snapshot
-        if held is None or held.stored is not None or held.slot == self._held_in_memory:
-            return
-        stored = self.storage.stored_bytes(held.slot, len(held.app))
-        if stored is None or not self.node.snapshot_stored(held.slot, stored):
-            self._held_in_memory = held.slot  # its file cannot serve: not asked again
-            log.debug("snapshot at slot %d stays in memory for peers", held.slot)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -348,7 +336,7 @@ class NodeServer:
                 log.info(
                     "snapshot at slot %d (%d bytes)", done.snapshot.slot, len(done.snapshot.app)
                 )
-            self._serve_snapshot_from_disk()
+            self.storage.hand_over(self.node)  # a snapshot saved or installed: serve it from disk
         except StorageError as exc:
             log.critical("%s", exc)
             os._exit(70)  # never retry a failed fsync; the supervisor restarts us from disk

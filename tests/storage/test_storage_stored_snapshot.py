@@ -75,3 +75,33 @@ def test_a_mapped_snapshot_reads_on_after_its_file_is_removed(tmp_path):
     assert not fs.exists(snapshot_name(5))
     assert stored[CHUNK - 10 : CHUNK + 10] == APP[CHUNK - 10 : CHUNK + 10]
     assert stored[:] == APP
+
+
+class Holder:
+    """What ``hand_over`` uses of a core Node: the snapshot held, and the call that swaps it."""
+
+    def __init__(self, held: Snapshot | None) -> None:
+        self.learner = self
+        self.snapshot = held
+        self.calls: list[int] = []
+
+    def snapshot_stored(self, slot: int, stored: object) -> bool:
+        self.calls.append(slot)
+        assert self.snapshot is not None
+        self.snapshot = Snapshot(slot, self.snapshot.configs, b"", stored)  # type: ignore[arg-type]
+        return True
+
+
+def test_hand_over_swaps_a_saved_snapshot_once_and_leaves_an_unsaved_one_alone():
+    storage, _ = open_storage(SimFileSystem(), bootstrap=True)
+    storage.hand_over(Holder(None))  # type: ignore[arg-type]  # nothing held: nothing to do
+    unsaved = Holder(Snapshot(3, VOTERS, b"not on disk"))
+    for _ in range(2):
+        storage.hand_over(unsaved)  # type: ignore[arg-type]
+    assert unsaved.calls == [] and unsaved.snapshot is not None and unsaved.snapshot.app
+    storage.save_snapshot(Snapshot(5, VOTERS, APP))
+    node = Holder(Snapshot(5, VOTERS, APP))
+    storage.hand_over(node)  # type: ignore[arg-type]
+    storage.hand_over(node)  # type: ignore[arg-type]  # stored already
+    assert node.calls == [5]
+    assert node.snapshot is not None and node.snapshot.body[:] == APP
