@@ -99,6 +99,7 @@ class DataTree:
         # Sum of the hashes of every node whose path is not in ``_dirty``.
         self._sum = 0
         self._time = 0  # the time of the last command applied (its int object, to share)
+        self._parent = ROOT  # the last parent a child was added to or removed from (to share)
 
     # ----------------------------------------------------------------------------- reads
 
@@ -329,31 +330,38 @@ class DataTree:
         self._dirty_node(path, node)
         self._journal.append((_SAVED, path, node, node.scalars()))
 
-    def _touch_parent(self, path: str, zxid: int) -> Znode:
+    def _touch_parent(self, path: str, zxid: int) -> tuple[str, Znode]:
+        """Count a child change in ``path``'s parent; its path and node. Consecutive changes
+        under one parent get the same path object: the watch history keeps each command's
+        events (100,000 by default), and a string a create would cost 64 bytes more."""
         parent_path = split(path)[0]
+        if parent_path == self._parent:
+            parent_path = self._parent
+        else:
+            self._parent = parent_path
         parent = self._nodes[parent_path]
         self._save(parent_path, parent)
         parent.cversion += 1
         parent.pzxid = zxid
-        return parent
+        return parent_path, parent
 
     def _add(self, path: str, node: Znode, zxid: int) -> None:
-        parent = self._touch_parent(path, zxid)
+        parent_path, parent = self._touch_parent(path, zxid)
         parent.add_child(path)
         self._nodes[path] = node
         self._track(path, node)
         self._journal.append((_ADDED, path))
         self._dirty[path] = None
-        self._events += (("created", path), ("children", split(path)[0]))
+        self._events += (("created", path), ("children", parent_path))
 
     def _remove(self, path: str, zxid: int) -> None:
         self._dirty_node(path, self._nodes[path])
-        parent = self._touch_parent(path, zxid)
+        parent_path, parent = self._touch_parent(path, zxid)
         parent.remove_child(path)
         node = self._nodes.pop(path)
         self._untrack(path, node)
         self._journal.append((_REMOVED, path, node))
-        self._events += (("deleted", path), ("children", split(path)[0]))
+        self._events += (("deleted", path), ("children", parent_path))
 
     def _track(self, path: str, node: Znode) -> None:
         """Index ``node`` by owner or mode, so ephemerals and reap candidates need no scan."""

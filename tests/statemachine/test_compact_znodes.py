@@ -159,3 +159,16 @@ def test_children_stay_sorted_through_inserts_and_removals_anywhere() -> None:
     t.apply(Delete("/p/x"), zxid=22, time_ms=22)
     assert t.children("/p") == ["a", "d", "m"] and t.stat("/p").num_children == 3
     assert t.digest() == t.digest_from_scratch()
+
+
+def test_events_of_children_under_one_parent_share_its_path_object() -> None:
+    t = tree_of(Create("/p", b""))
+    t.apply(Create("/p/a", b""), zxid=10, time_ms=10)
+    first = t.last_events
+    t.apply(Create("/p/b", b""), zxid=11, time_ms=11)
+    second = t.last_events
+    assert first == (("created", "/p/a"), ("children", "/p"))
+    assert second == (("created", "/p/b"), ("children", "/p"))
+    assert first[1][1] is second[1][1]
+    t.apply(Delete("/p/a"), zxid=12, time_ms=12)
+    assert t.last_events == (("deleted", "/p/a"), ("children", "/p"))
