@@ -9,7 +9,9 @@ small updates until every node has taken a snapshot after the last create (its s
 ``compacted`` slot passes it: the log behind is dropped, the snapshot held), and prints each
 node's VmRSS and VmHWM (peak) from ``/proc/PID/status`` after the creates and after that
 snapshot, with the resident memory's split between the heap (RssAnon) and mapped files
-(RssFile: the interpreter's and libraries' code). Issue 16's target: 85 MiB per node.
+(RssFile: the interpreter's and libraries' code), and how many applied slots its log holds
+(those since its last snapshot, kept in memory for peers that catch up). Issue 16's target:
+85 MiB per node.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ def memory(pid: int) -> dict[str, float]:
 def show(cluster: LocalCluster, when: str) -> None:
     for node in range(1, cluster.nodes + 1):
         m = memory(cluster.pid(node))
+        status = cluster.node_status(node) or {}
+        log = int(status.get("applied") or 0) - int(status.get("compacted") or 0)
         print(
             f"{when:<22} node {node}: VmRSS {m.get('VmRSS', 0):6.1f} MiB  "
             f"VmHWM {m.get('VmHWM', 0):6.1f} MiB  (anon {m.get('RssAnon', 0):5.1f}, "
-            f"file {m.get('RssFile', 0):4.1f})",
+            f"file {m.get('RssFile', 0):4.1f}; {log} slots in the log)",
             flush=True,
         )
 
