@@ -8,7 +8,10 @@ bytes under ``/bench`` with ``--clients`` concurrent clients of the Python libra
 small updates until every node has taken a snapshot after the last create (its status's
 ``compacted`` slot passes it: the log behind is dropped, the snapshot held), and prints each
 node's VmRSS and VmHWM (peak) from ``/proc/PID/status`` after the creates and after that
-snapshot. Issue 16's target: 85 MiB per node.
+snapshot, with the resident memory's split between the heap (RssAnon) and mapped files
+(RssFile: the interpreter's and libraries' code), and how many applied slots its log holds
+(those since its last snapshot, kept in memory for peers that catch up). Issue 16's target:
+85 MiB per node.
 """
 
 from __future__ import annotations
@@ -29,21 +32,28 @@ from paxctl.client import Client, SyncClient
 MIB = 1024 * 1024
 
 
-def memory(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of ``pid`` in MiB."""
+def memory(pid: int) -> dict[str, float]:
+    """VmRSS, VmHWM, RssAnon (the heap) and RssFile (code and mapped files) of ``pid``, MiB."""
     found: dict[str, float] = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 found[key] = int(rest.split()[0]) / 1024
-    return found.get("VmRSS", 0.0), found.get("VmHWM", 0.0)
+    return found
 
 
 def show(cluster: LocalCluster, when: str) -> None:
     for node in range(1, cluster.nodes + 1):
-        rss, hwm = memory(cluster.pid(node))
-        print(f"{when:<22} node {node}: VmRSS {rss:6.1f} MiB  VmHWM {hwm:6.1f} MiB", flush=True)
+        m = memory(cluster.pid(node))
+        status = cluster.node_status(node) or {}
+        log = int(status.get("applied") or 0) - int(status.get("compacted") or 0)
+        print(
+            f"{when:<22} node {node}: VmRSS {m.get('VmRSS', 0):6.1f} MiB  "
+            f"VmHWM {m.get('VmHWM', 0):6.1f} MiB  (anon {m.get('RssAnon', 0):5.1f}, "
+            f"file {m.get('RssFile', 0):4.1f}; {log} slots in the log)",
+            flush=True,
+        )
 
 
 async def fill(servers: str, znodes: int, size: int, writers: int) -> None:

@@ -19,8 +19,6 @@ import click
 from click.core import ParameterSource
 
 from paxctl.cli import exits, remote
-from paxctl.cli.cluster_checks import exit_reason
-from paxctl.client import ClientError, SyncClient
 from paxctl.server.config import ConfigError, parse_address
 from paxctl.server.secret import SECRET_FILE, SecretError, load_secret
 
@@ -135,6 +133,11 @@ def start_over_ssh(
 
 
 def _await(member: dict[str, Any], client: str, pid: int, log: str) -> None:
+    # Here, not at the top: every `paxctl node start` imports this module, and a node has no
+    # use for the client library (issue 16: a node's memory).
+    from paxctl.cli.cluster_checks import exit_reason
+    from paxctl.client import ClientError, SyncClient
+
     try:
         address = parse_address(client, "--client")
     except ConfigError as exc:

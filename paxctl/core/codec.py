@@ -107,6 +107,8 @@ def _dec_configs(x: Any) -> tuple[Membership, ...]:
 
 
 def encode_snapshot(snap: Snapshot) -> list[Any]:
+    if snap.stored is not None:  # its ``app`` was dropped: it is on disk already
+        raise ValueError(f"the snapshot at slot {snap.slot} is stored; encode the original")
     return [snap.slot, encode_memberships(snap.configs), snap.app]
 
 

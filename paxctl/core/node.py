@@ -45,6 +45,7 @@ from paxctl.core.types import (
     Ballot,
     Command,
     Snapshot,
+    SnapshotBytes,
     chunks,
 )
 
@@ -219,6 +220,23 @@ class Node(Learning):
         snapshot = self.learner.compact(slot, app, self.members.as_of(slot))
         self.acceptor.compact(slot)
         return snapshot
+
+    def snapshot_stored(self, slot: int, stored: SnapshotBytes) -> bool:
+        """The snapshot held for peers (``slot``'s) is on disk as ``stored``: serve its chunks
+        from there and let go of its bytes, which cost as much memory as the whole state.
+
+        Its digest is taken first, from the bytes in memory, so what peers check the chunks
+        against is what was taken, not what the disk returns later. False (nothing changes) if
+        another snapshot is held, it is stored already, or ``stored`` is not its size.
+        """
+        held = self.learner.snapshot
+        if held is None or held.slot != slot or held.stored is not None:
+            return False
+        if len(stored) != len(held.app):
+            return False
+        self._snap_out.digest(held)
+        self.learner.snapshot = Snapshot(slot, held.configs, b"", stored)
+        return True
 
     @property
     def leader_ready(self) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from paxctl.core.membership import Membership
 from paxctl.core.messages import SnapshotChunk, SnapshotOffer, SnapshotRequest
-from paxctl.core.types import Snapshot
+from paxctl.core.types import Snapshot, SnapshotBytes
 
 #: Counter names of the refusals (``Node.counters``), one per way a peer message can be wrong.
 REFUSALS = (
@@ -40,15 +40,25 @@ REFUSALS = (
 )
 
 
-def digest_of(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
+#: Bytes hashed at a time from a snapshot read from its file.
+_DIGEST_PIECE = 1 << 20
+
+
+def digest_of(data: SnapshotBytes) -> bytes:
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).digest()
+    h = hashlib.sha256()
+    for start in range(0, len(data), _DIGEST_PIECE):
+        h.update(data[start : start + _DIGEST_PIECE])
+    return h.digest()
 
 
 class SnapshotSender:
     """Answers offers and chunk requests from the snapshot this node holds.
 
-    The digest of a snapshot is computed once, on first use, and kept with its slot: a chunk is
-    a slice of bytes already in memory, never a re-encoding. A snapshot replaced by a newer one
+    The digest of a snapshot is computed once, on first use (or before its bytes leave memory
+    for its file), and kept with its slot: a chunk is a slice of the bytes held, in memory or
+    on disk (``Snapshot.body``), never a re-encoding. A snapshot replaced by a newer one
     while a peer was pulling it stays pinned as long as pulls keep coming (``keep_ticks``), so a
     transfer slower than the interval between snapshots still ends.
     """
@@ -63,11 +73,11 @@ class SnapshotSender:
     def digest(self, snapshot: Snapshot) -> bytes:
         known = self._digests.get(snapshot.slot)
         if known is None:
-            known = self._digests[snapshot.slot] = digest_of(snapshot.app)
+            known = self._digests[snapshot.slot] = digest_of(snapshot.body)
         return known
 
     def offer(self, me: int, to: int, snapshot: Snapshot) -> SnapshotOffer:
-        size = len(snapshot.app)
+        size = len(snapshot.body)
         return SnapshotOffer(me, to, snapshot.slot, snapshot.configs, size, self.digest(snapshot))
 
     def replaced(self, now: int, old: Snapshot | None) -> None:
@@ -95,11 +105,12 @@ class SnapshotSender:
             if snapshot is not None and req.slot < snapshot.slot:
                 return self.offer(req.to, req.frm, snapshot)  # moved on: start over with this
             return "snapshot_bad_request"  # never had it: not something a peer saw from us
-        size = len(held.app)
+        body = held.body
+        size = len(body)
         if req.length > self.max_chunk or req.offset >= size or req.length < 1:
             return "snapshot_bad_request"
         self._pulled[req.slot] = now
-        data = held.app[req.offset : req.offset + req.length]
+        data = body[req.offset : req.offset + req.length]
         return SnapshotChunk(req.to, req.frm, req.slot, req.offset, data)
 
 

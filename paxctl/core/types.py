@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from paxctl.core.membership import Membership
@@ -120,3 +120,19 @@ class Snapshot:
     slot: int
     configs: tuple[Membership, ...]
     app: bytes
+    #: Set once the snapshot is on disk and held only to serve peers: its bytes are read from
+    #: there (``app`` is then empty), since holding them costs as much memory as the state.
+    stored: SnapshotBytes | None = None
+
+    @property
+    def body(self) -> SnapshotBytes:
+        """The application's bytes, wherever they are held (what peers are served)."""
+        return self.app if self.stored is None else self.stored
+
+
+class SnapshotBytes(Protocol):
+    """Read-only bytes that may live outside memory (a snapshot's file): a length and slices."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, piece: slice, /) -> bytes: ...

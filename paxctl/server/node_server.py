@@ -132,6 +132,7 @@ class NodeServer:
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
         self._rejections = Throttle(log)  # a peer can send thousands of bad messages a second
+        self.storage.hand_over(node)  # the recovered snapshot is served from its file
         log.info(
             "node %d: recovered promise %s, commit %d, snapshot %s",
             config.node_id,
@@ -346,6 +347,7 @@ class NodeServer:
                 log.info(
                     "snapshot at slot %d (%d bytes)", done.snapshot.slot, len(done.snapshot.app)
                 )
+            self.storage.hand_over(self.node)  # a snapshot saved or installed: serve it from disk
         except StorageError as exc:
             log.critical("%s", exc)
             os._exit(70)  # never retry a failed fsync; the supervisor restarts us from disk

@@ -100,6 +100,8 @@ class DataTree:
         self._dirty: dict[str, None] = {ROOT: None}
         # Sum of the hashes of every node whose path is not in ``_dirty``.
         self._sum = 0
+        self._time = 0  # the time of the last command applied (its int object, to share)
+        self._parent = ROOT  # the last parent a child was added to or removed from (to share)
 
     # ----------------------------------------------------------------------------- reads
 
@@ -169,6 +171,12 @@ class DataTree:
         self._journal.clear()
         self._events.clear()
         self.last_events = ()
+        # Commands stamped in the same millisecond share one int for their nodes' times (each
+        # command decodes its own, 32 bytes a znode): the values, and so the state, are the same.
+        if time_ms == self._time:
+            time_ms = self._time
+        else:
+            self._time = time_ms
         result: Result
         try:
             if isinstance(op, Multi):
@@ -334,31 +342,38 @@ class DataTree:
         self._dirty_node(path, node)
         self._journal.append((_SAVED, path, node, node.scalars()))
 
-    def _touch_parent(self, path: str, zxid: int) -> Znode:
+    def _touch_parent(self, path: str, zxid: int) -> tuple[str, Znode]:
+        """Count a child change in ``path``'s parent; its path and node. Consecutive changes
+        under one parent get the same path object: the watch history keeps each command's
+        events (100,000 by default), and a string a create would cost 64 bytes more."""
         parent_path = split(path)[0]
+        if parent_path == self._parent:
+            parent_path = self._parent
+        else:
+            self._parent = parent_path
         parent = self._nodes[parent_path]
         self._save(parent_path, parent)
         parent.cversion += 1
         parent.pzxid = zxid
-        return parent
+        return parent_path, parent
 
     def _add(self, path: str, node: Znode, zxid: int) -> None:
-        parent = self._touch_parent(path, zxid)
+        parent_path, parent = self._touch_parent(path, zxid)
         parent.add_child(path)
         self._nodes[path] = node
         self._track(path, node)
         self._journal.append((_ADDED, path))
         self._dirty[path] = None
-        self._events += (("created", path), ("children", split(path)[0]))
+        self._events += (("created", path), ("children", parent_path))
 
     def _remove(self, path: str, zxid: int) -> None:
         self._dirty_node(path, self._nodes[path])
-        parent = self._touch_parent(path, zxid)
+        parent_path, parent = self._touch_parent(path, zxid)
         parent.remove_child(path)
         node = self._nodes.pop(path)
         self._untrack(path, node)
         self._journal.append((_REMOVED, path, node))
-        self._events += (("deleted", path), ("children", split(path)[0]))
+        self._events += (("deleted", path), ("children", parent_path))
 
     def _track(self, path: str, node: Znode) -> None:
         """Index ``node`` by owner or mode, so ephemerals and reap candidates need no scan."""
@@ -537,4 +552,16 @@ def _node_from_wire(entry: Any) -> tuple[str, Znode]:
         good = mode in (PLAIN, CONTAINER) and ttl_ms == 0 and not (owner and mode)
     if not good:
         raise SnapshotError(f"bad mode {mode}, ttl {ttl_ms} or owner {owner} for {path!r}")
+    # msgpack decodes each field into an int of its own; equal ones share one, as in a tree
+    # built by applying commands (a node never changed has one zxid and one time: 64 bytes
+    # where five ints took 160).
+    czxid, mzxid, pzxid, ctime, mtime = fields[:5]
+    if mzxid == czxid:
+        fields[1] = czxid
+    if pzxid == czxid:
+        fields[2] = czxid
+    elif pzxid == mzxid:
+        fields[2] = mzxid
+    if mtime == ctime:
+        fields[4] = ctime
     return path, Znode(data, *fields)

@@ -76,6 +76,17 @@ def parse_at(data: bytes, offset: int) -> Record | None:
     return Record(offset, rtype, payload)
 
 
+def peek(header: bytes) -> tuple[int, int] | None:
+    """``(type, payload length)`` from a record's header alone, or None if it is not one:
+    for walking a file already verified whole, without reading its payloads."""
+    if len(header) < RECORD_HEADER:
+        return None
+    magic, rtype, _, length, _ = _REC.unpack_from(header)
+    if magic != RECORD_MAGIC or length > MAX_RECORD:
+        return None
+    return rtype, length
+
+
 def find_valid_after(data: bytes, offset: int) -> int | None:
     """The offset of the first valid record after ``offset``, if any (corruption evidence)."""
     pos = data.find(RECORD_MAGIC, offset + 1)

@@ -12,6 +12,7 @@ A failed ``sync`` raises ``OSError`` like any other failure; the storage layer t
 
 from __future__ import annotations
 
+import mmap
 import os
 from typing import Protocol
 
@@ -27,6 +28,11 @@ class FileSystem(Protocol):
     def exists(self, path: str) -> bool: ...
     def makedirs(self, path: str) -> None: ...
     def read(self, path: str) -> bytes: ...
+    def map(self, path: str) -> MappedFile:
+        """A read-only view of a file that is never rewritten in place (a snapshot): it stays
+        readable after the file is removed."""
+        ...
+
     def size(self, path: str) -> int: ...
     def create(self, path: str) -> FileHandle:
         """Open a new, empty file for writing (replacing any file of that name)."""
@@ -45,6 +51,35 @@ class FileSystem(Protocol):
     def sync_dir(self, path: str) -> None:
         """Make the directory's entries (creations, renames, removals) durable."""
         ...
+
+
+class MappedFile(Protocol):
+    def __len__(self) -> int: ...
+    def __getitem__(self, piece: slice, /) -> bytes: ...
+    def release(self, start: int, stop: int) -> None:
+        """Let the memory holding bytes ``[start, stop)`` go; they are read again if asked."""
+        ...
+
+
+class _OsMap:
+    """A file mapped read-only: its pages are read when touched, and ``release`` hands them
+    back, so what was read does not stay in the process's resident memory."""
+
+    def __init__(self, fd: int) -> None:
+        size = os.fstat(fd).st_size
+        self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+
+    def __len__(self) -> int:
+        return 0 if self._map is None else len(self._map)
+
+    def __getitem__(self, piece: slice, /) -> bytes:
+        return b"" if self._map is None else self._map[piece]
+
+    def release(self, start: int, stop: int) -> None:
+        if self._map is None or stop <= start:
+            return
+        first = start - start % mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, first, min(stop, len(self._map)) - first)
 
 
 class _OsHandle:
@@ -85,6 +120,13 @@ class OsFileSystem:
     def read(self, path: str) -> bytes:
         with open(self._p(path), "rb") as f:
             return f.read()
+
+    def map(self, path: str) -> MappedFile:
+        fd = os.open(self._p(path), os.O_RDONLY)
+        try:
+            return _OsMap(fd)  # the mapping keeps the file; the descriptor is not needed
+        finally:
+            os.close(fd)
 
     def size(self, path: str) -> int:
         return os.path.getsize(self._p(path))

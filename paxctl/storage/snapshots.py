@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import struct
 import zlib
+from bisect import bisect_right
 
 import msgpack
 
 from paxctl.core.codec import CodecError, decode_snapshot, encode_snapshot
 from paxctl.core.types import Snapshot
-from paxctl.storage.framing import FILE_HEADER, CorruptionError, FileHeader, frame, parse_at
-from paxctl.storage.fs import FileSystem
+from paxctl.storage.framing import (
+    FILE_HEADER,
+    RECORD_HEADER,
+    CorruptionError,
+    FileHeader,
+    frame,
+    parse_at,
+    peek,
+)
+from paxctl.storage.fs import FileSystem, MappedFile
 from paxctl.storage.meta import Identity, check_identity
 
 SNAP_DIR = "snap"
@@ -106,3 +115,83 @@ def _read_body(fs: FileSystem, identity: Identity, slot: int, label: str) -> byt
     if len(body) != length or zlib.crc32(body) != crc or len(pieces) != count:
         raise CorruptionError(f"{where}: chunks do not add up to the recorded length/checksum")
     return body
+
+
+class StoredBytes:
+    """The application's bytes of a snapshot on disk, read from its file when asked for.
+
+    A node keeps its newest snapshot to serve peers that fall behind. Held in memory, it costs
+    as much as the state (16 MiB for 100,000 znodes of 100 B); once its file is written and
+    verified, the node serves chunks from a read-only map of the file instead. The map outlives
+    the file's removal (a newer snapshot replaced it while a peer still pulls it), and the pages
+    a read touched are released at once, so serving a peer does not grow the node.
+    """
+
+    def __init__(self, mapped: MappedFile, pieces: list[tuple[int, int, int]], start: int) -> None:
+        self._mapped = mapped
+        self._pieces = pieces  # (offset in the body, offset in the file, length), in order
+        self._starts = [p[0] for p in pieces]
+        self._start = start  # where the application's bytes begin in the body
+        self._length = (pieces[-1][0] + pieces[-1][2] if pieces else 0) - start
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, piece: slice, /) -> bytes:
+        start, stop, step = piece.indices(self._length)
+        if step != 1:
+            raise ValueError("stored snapshot bytes are read in runs")
+        lo, hi = self._start + start, self._start + stop
+        out = []
+        i = bisect_right(self._starts, lo) - 1
+        first = last = -1
+        while lo < hi:
+            body_at, file_at, length = self._pieces[i]
+            at = file_at + lo - body_at
+            take = min(hi, body_at + length) - lo
+            out.append(self._mapped[at : at + take])
+            first, last = (at if first < 0 else first), at + take
+            lo += take
+            i += 1
+        self._mapped.release(first, last)
+        return b"".join(out)
+
+
+def _bin_header(length: int) -> bytes:
+    """msgpack's header of a bin of ``length`` bytes (how ``encode_snapshot`` ends the body)."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+def open_stored(fs: FileSystem, identity: Identity, slot: int, length: int) -> StoredBytes:
+    """The last ``length`` bytes of ``slot``'s snapshot body, its application's bytes (the
+    body is ``[slot, configs, app]``), read from the file; the file was verified whole when it
+    was written or recovered, so only the records' headers are read here."""
+    where = snapshot_name(slot)
+    mapped = fs.map(where)
+    header = FileHeader.decode(mapped[:FILE_HEADER], where)
+    check_identity(header, identity, where)
+    if header.kind != KIND_SNAP or header.first != slot:
+        raise CorruptionError(f"{where}: header says kind {header.kind}, slot {header.first}")
+    pieces = []
+    body_at = 0
+    offset = FILE_HEADER
+    while True:
+        rec = peek(mapped[offset : offset + RECORD_HEADER])
+        if rec is None:
+            raise CorruptionError(f"{where}: no record at offset {offset}")
+        rtype, size = rec
+        if rtype == _REC_END:
+            break
+        pieces.append((body_at, offset + RECORD_HEADER, size))
+        body_at += size
+        offset += RECORD_HEADER + size
+    mapped.release(0, offset)
+    start = body_at - length
+    tag = _bin_header(length)
+    if start < len(tag) or StoredBytes(mapped, pieces, start - len(tag))[: len(tag)] != tag:
+        raise CorruptionError(f"{where}: does not end with {length} bytes of the application")
+    return StoredBytes(mapped, pieces, start)

@@ -15,6 +15,7 @@ raises ``CorruptionError`` naming the file and offset; a torn tail is the one th
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from paxctl.core.state import DurableState, Ready
 from paxctl.core.types import AcceptedEntry, Snapshot
@@ -23,12 +24,17 @@ from paxctl.storage.fs import FileSystem
 from paxctl.storage.meta import META, Identity, Meta, read_meta, write_meta
 from paxctl.storage.snapshots import (
     SNAP_DIR,
+    StoredBytes,
+    open_stored,
     read_snapshot,
     snapshot_name,
     snapshot_slots,
     write_snapshot,
 )
 from paxctl.storage.wal import WAL_DIR, Wal, segment_name
+
+if TYPE_CHECKING:
+    from paxctl.core.node import Node
 
 #: Test-only switch: skip the log's fsync, so the simulator can show it catches the data loss.
 PLANTED_STORAGE_BUGS = frozenset({"skip_fsync"})
@@ -94,6 +100,7 @@ class Storage:
         self._sync = "skip_fsync" not in planted_bugs
         self._failed: str | None = None  # set by the first failed write: no write after it
         self._snapshot_slot = 0  # the newest valid snapshot held (not merely the newest file)
+        self._kept_in_memory = -1  # a snapshot whose file could not serve peers (``hand_over``)
 
     # ------------------------------------------------------------------ opening
 
@@ -281,6 +288,28 @@ class Storage:
             self.fs.sync_dir(SNAP_DIR)
         except OSError as exc:
             raise self._fail(f"snapshot write failed, stopping the node: {exc}") from exc
+
+    def hand_over(self, node: Node) -> None:
+        """Once the snapshot ``node`` holds for peers (taken, installed or recovered) is stored
+        here, have it served from its file and let its bytes go: they cost as much memory as
+        the whole state. Cheap when there is nothing to do; call it after every save."""
+        held = node.learner.snapshot
+        if held is None or held.stored is not None or held.slot == self._kept_in_memory:
+            return
+        stored = self.stored_bytes(held.slot, len(held.app))
+        if stored is None or not node.snapshot_stored(held.slot, stored):
+            self._kept_in_memory = held.slot  # its file cannot serve it: not asked again
+
+    def stored_bytes(self, slot: int, length: int) -> StoredBytes | None:
+        """The application's bytes (``length`` of them) of ``slot``'s snapshot, read from its
+        file, if it is the newest one stored; None if it is not or cannot be read (its bytes
+        then stay in memory)."""
+        if slot != self._snapshot_slot or self._failed is not None:
+            return None
+        try:
+            return open_stored(self.fs, self.identity, slot, length)
+        except (OSError, ValueError, CorruptionError):
+            return None
 
     def close(self) -> None:
         self.wal.close()

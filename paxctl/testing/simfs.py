@@ -25,6 +25,22 @@ class _File:
     durable: bytes = b""
 
 
+class _Map:
+    """A mapped file: here, a copy of its bytes (a file is mapped only once it is final)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, piece: slice, /) -> bytes:
+        return self._data[piece]
+
+    def release(self, start: int, stop: int) -> None:
+        pass
+
+
 class _Handle:
     def __init__(self, fs: SimFileSystem, path: str) -> None:
         self._fs = fs
@@ -89,6 +105,9 @@ class SimFileSystem:
 
     def read(self, path: str) -> bytes:
         return bytes(self._file(path).data)
+
+    def map(self, path: str) -> _Map:
+        return _Map(self.read(path))
 
     def size(self, path: str) -> int:
         return len(self._file(path).data)

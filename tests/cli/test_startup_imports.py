@@ -74,6 +74,15 @@ def test_a_cluster_command_piped_loads_no_rich_shell_or_simulator() -> None:
     assert loaded(modules, {"rich", "prompt_toolkit", "paxctl.testing"}) == set()
 
 
+def test_node_start_loads_no_client_library() -> None:
+    """A node's process runs ``paxctl node start``: the client library would only take its
+    memory (issue 16: 100k znodes within 85 MiB a node)."""
+    status, modules = modules_after("node", "start", "--help")
+    assert status == 0
+    assert "paxctl.cli.node" in modules
+    assert loaded(modules, {"paxctl.client", "paxctl.cli.cluster_checks"}) == set()
+
+
 def test_the_summaries_are_what_each_command_says_of_itself() -> None:
     """``paxctl --help`` lists SUMMARIES instead of importing every command: they must stay
     the first sentence of each command's own help, for every lazy command."""

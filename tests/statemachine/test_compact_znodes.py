@@ -130,3 +130,45 @@ def test_a_streamed_restore_refuses_what_unpackb_refused() -> None:
     for data in bad:
         with pytest.raises(SnapshotError):
             StateMachine.restore(data)
+
+
+def test_commands_of_one_millisecond_share_one_time_object() -> None:
+    now = 1_700_000_000_000
+    t = DataTree()
+    t.apply(Create("/a", b""), zxid=1, time_ms=int(str(now)))
+    t.apply(Create("/b", b""), zxid=2, time_ms=int(str(now)))  # equal, not the same object
+    t.apply(Create("/c", b""), zxid=3, time_ms=int(str(now + 1)))
+    a, b, c = (t._nodes[p] for p in ("/a", "/b", "/c"))
+    assert a.ctime is b.ctime is b.mtime and c.ctime == now + 1
+    assert t.stat("/b").ctime == now and t.stat("/c").mtime == now + 1
+
+
+def test_a_restored_node_shares_its_equal_zxids_and_times() -> None:
+    t = tree_of(Create("/a", b""), Create("/a/b", b"x"), SetData("/a/b", b"y"))
+    back = DataTree.decode_snapshot(t.encode_snapshot())
+    a, b = back._nodes["/a"], back._nodes["/a/b"]
+    assert b.czxid is b.pzxid and b.mzxid != b.czxid and b.ctime != b.mtime
+    assert a.mzxid is a.czxid and a.mtime is a.ctime and a.pzxid != a.czxid
+    assert back.digest() == t.digest() and back.encode_snapshot() == t.encode_snapshot()
+
+
+def test_children_stay_sorted_through_inserts_and_removals_anywhere() -> None:
+    t = tree_of(Create("/p", b""), *(Create(f"/p/{n}", b"") for n in ["m", "c", "x", "a"]))
+    t.apply(Delete("/p/c"), zxid=20, time_ms=20)
+    t.apply(Create("/p/d", b""), zxid=21, time_ms=21)
+    t.apply(Delete("/p/x"), zxid=22, time_ms=22)
+    assert t.children("/p") == ["a", "d", "m"] and t.stat("/p").num_children == 3
+    assert t.digest() == t.digest_from_scratch()
+
+
+def test_events_of_children_under_one_parent_share_its_path_object() -> None:
+    t = tree_of(Create("/p", b""))
+    t.apply(Create("/p/a", b""), zxid=10, time_ms=10)
+    first = t.last_events
+    t.apply(Create("/p/b", b""), zxid=11, time_ms=11)
+    second = t.last_events
+    assert first == (("created", "/p/a"), ("children", "/p"))
+    assert second == (("created", "/p/b"), ("children", "/p"))
+    assert first[1][1] is second[1][1]
+    t.apply(Delete("/p/a"), zxid=12, time_ms=12)
+    assert t.last_events == (("deleted", "/p/a"), ("children", "/p"))

@@ -15,6 +15,7 @@ from helpers import drain, make_node, of_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paxctl.core.codec import encode_snapshot
 from paxctl.core.membership import founding
 from paxctl.core.messages import (
     Accepted,
@@ -362,3 +363,48 @@ def test_a_snapshot_replaced_while_pulled_stays_pinned_until_pulls_stop():
     idle = SnapshotSender(64, keep_ticks=5)
     idle.replaced(0, SNAP)  # nobody was pulling it: not pinned
     assert isinstance(idle.answer(1, req, newer), SnapshotOffer)
+
+
+class Stored:
+    """Bytes held outside the node (as a snapshot's file is): a length and slices only."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, piece: slice, /) -> bytes:
+        self.reads += 1
+        return self.data[piece]
+
+
+def test_a_stored_snapshot_is_served_from_its_file_with_the_digest_of_its_bytes():
+    node = lagging_node(lambda s: True)
+    feed(node)
+    drain(node)
+    stored = Stored(SNAP.app)
+    assert not node.snapshot_stored(39, stored)  # not the snapshot held
+    assert not node.snapshot_stored(40, Stored(SNAP.app[:-1]))  # not its size
+    assert node.snapshot_stored(40, stored)
+    assert not node.snapshot_stored(40, stored)  # stored already
+    held = node.learner.snapshot
+    assert held is not None and held.app == b"" and held.stored is stored
+    assert stored.reads == 0  # the digest came from the bytes in memory
+    node.step(CatchupRequest(2, 3, 1))
+    (o,) = of_type(drain(node), SnapshotOffer)
+    assert (o.slot, o.size, o.digest) == (40, len(SNAP.app), digest_of(SNAP.app))
+    node.step(SnapshotRequest(2, 3, 40, 1000, 100))
+    (chunk,) = of_type(drain(node), SnapshotChunk)
+    assert chunk.data == SNAP.app[1000:] and stored.reads == 1
+
+
+def test_digest_of_stored_bytes_equals_that_of_the_bytes():
+    data = bytes(range(256)) * 9000  # over two pieces of a MiB
+    assert digest_of(Stored(data)) == digest_of(data)
+
+
+def test_a_stored_snapshot_is_never_encoded_again():
+    with pytest.raises(ValueError, match="stored"):
+        encode_snapshot(Snapshot(40, VOTERS, b"", Stored(SNAP.app)))

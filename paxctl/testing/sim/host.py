@@ -98,6 +98,7 @@ class SimHost:
         self.node = Node(config, rng, state)
         self.storage = storage
         self._restore_app(state.snapshot)
+        storage.hand_over(self.node)  # as a real node does: peers are served from the file
 
     def _restore_app(self, snapshot: Snapshot | None) -> None:
         """The application as recovered from the disk (its log tail is re-applied next), and
@@ -154,5 +155,6 @@ class SimHost:
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """A snapshot the Ready loop took: saved after its pass's outputs were sent."""
-        assert self.storage is not None
+        assert self.storage is not None and self.node is not None
         self.storage.save_snapshot(snapshot)
+        self.storage.hand_over(self.node)
