@@ -128,6 +128,7 @@ class ClientSession:
         self._conn: ConnRecord | None = None
         self._conns = itertools.count(1)
         self._reconnect_at: float | None = None
+        self._failovers = 0  # in a row, since the last connection that became ready
         self._calls: dict[int, CallRecord] = {}
         self._call_ids = itertools.count(1)
         self._closing: int | None = None  # the close_session call in flight
@@ -469,6 +470,7 @@ class ClientSession:
             return
         c.ready = c.greeted = True
         c.zxid = reply.zxid  # counted as seen once this frame is handled; calls go out first
+        self._failovers = 0
         self._out.append(Link(True, c.id, c.server))
         for call in list(self._calls.values()):
             if call.conn is None and call.id in self._calls:
@@ -499,11 +501,18 @@ class ClientSession:
                     self._fail(call, Indeterminate(message + "have been made"))
 
     def _failover(self, now: float, why: str) -> None:
-        """Close the connection and try the next server; pending calls are resent there."""
+        """Close the connection and try the next server; pending calls are resent there.
+
+        The next server is tried at once: a lost connection or a refusal says nothing about
+        the others (a dead leader's followers elect a new one meanwhile). Only once every
+        server failed in a row does the client pause ``reconnect_ms`` between attempts.
+        """
         if self._conn is not None:
             self._drop_conn(why)
         self.server += 1
-        self._reconnect_at = now + self.reconnect_ms
+        self._failovers += 1
+        at_once = self._failovers < max(1, len(self.servers))
+        self._reconnect_at = now if at_once else now + self.reconnect_ms
         if self.session:
             self._set_state(SessionState.SUSPENDED)
 

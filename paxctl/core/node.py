@@ -88,6 +88,21 @@ class Node(Learning):
         self._maybe_request_catchup(None)
         self._drain_local()
 
+    def peer_lost(self, peer: int) -> None:
+        """The shell's connection to ``peer`` closed (a killed process's sockets close at once).
+
+        If ``peer`` is the leader this node follows, it no longer counts as heard (so this node
+        grants others' pre-votes) and the election timer runs out within a heartbeat interval
+        rather than a full timeout. Nothing else changes: the campaign still starts with a
+        pre-vote that a majority grants only if each of them hears no leader either, then
+        phase 1; a connection that broke under a live leader costs at most a refused pre-vote.
+        """
+        if self.role is not Role.FOLLOWER or peer != self.leader or peer == self.id:
+            return
+        self.counters["leader_links_lost"] += 1
+        self._heard_leader_at = None
+        self._timer.hurry(self.config.heartbeat_ticks)
+
     def step(self, msg: Message) -> None:
         """Handle one message from a peer (the shell has decoded it and checked its sender).
 
@@ -131,6 +146,12 @@ class Node(Learning):
         dropped), so clients retry with the same ``(client, seq)`` until they see it applied.
         """
         return self._offer(command, fresh=True)
+
+    def propose_again(self, command: Command) -> bool:
+        """``propose`` a command that may have left this node already (forwarded to a leader
+        that then vanished): the same, except that a copy queued now is never withdrawn, since
+        the one that left may still be decided."""
+        return self._offer(command)
 
     def withdraw(self, client: int, seq: int) -> bool:
         """Take back the command ``(client, seq)`` given to ``propose`` if it is still waiting

@@ -120,6 +120,7 @@ class NodeEngine:
         self._describe = describe
         self._restamp = "no_forward_restamp" not in config.planted_bugs
         self._leaderless_ticks = 0  # ticks since this node last knew a leader
+        self._leader_seen: int | None = None  # the last leader this node knew
         self.clients = ClientRequests(self)
         self.replica = Replica(
             config.node_id,
@@ -154,6 +155,7 @@ class NodeEngine:
     def tick(self, now_ms: int, wall_ms: int) -> list[Output]:
         """One tick of the shell's timer: the core's timers, then the session keeper's."""
         self.node.tick()
+        self._follow_leader()
         self._leaderless_ticks = 0 if self.node.leader is not None else self._leaderless_ticks + 1
         if self.leaderless:
             self.clients.withdraw_waiting(self.leaderless_message())
@@ -187,6 +189,22 @@ class NodeEngine:
         if isinstance(msg, Forward) and self._restamp:
             msg = Forward(msg.frm, msg.to, tuple(self.stamp(c, wall_ms) for c in msg.commands))
         self.node.step(msg)
+        self._follow_leader()
+        return self.driver.take()
+
+    def _follow_leader(self) -> None:
+        """On a change of leader, hand the client writes waiting here to the new one at once
+        (``ClientRequests.resend``) rather than after their clients' attempt timeouts."""
+        leader = self.node.leader
+        if leader is not None and leader != self._leader_seen:
+            if self._leader_seen is not None:
+                self.clients.resend()
+            self._leader_seen = leader
+
+    def peer_lost(self, peer: int) -> list[Output]:
+        """The shell's connection to ``peer`` closed: a leader's crash is noticed at once
+        (``Node.peer_lost``) rather than after an election timeout of silence."""
+        self.node.peer_lost(peer)
         return self.driver.take()
 
     @property

@@ -128,6 +128,7 @@ class NodeServer:
         self._next_conn = 0
         self.client_port: ClientPort | None = None
         self._scheduled = False
+        self._role_seen: tuple[object, ...] = ()
         self._throttle = Throttle(log)  # lines a peer's messages can cause
         self._stopping: asyncio.Event | None = None
         self.started = time.time()
@@ -210,9 +211,13 @@ class NodeServer:
     def _outbound(self, auth: PeerAuth, peer: int) -> Callable[[], PeerConnection]:
         def connection() -> PeerConnection:
             link = self._links[peer]
-            return PeerConnection(
-                auth, self._on_peer_payload, lambda _: link.connection_lost(), peer
-            )
+
+            def lost(_: FramedProtocol) -> None:
+                link.connection_lost()
+                self._carry_out(self.engine.peer_lost(peer))
+                self.kick()
+
+            return PeerConnection(auth, self._on_peer_payload, lost, peer)
 
         return connection
 
@@ -359,7 +364,26 @@ class NodeServer:
             os._exit(70)
         if done.more:
             self.kick()  # more may be ready (e.g. pending proposals waiting for the window)
+        self._log_role()
         self._follow_members()
+
+    def _log_role(self) -> None:
+        """Say when this node's role or known leader changes: failovers can be read (and
+        timed) from the logs."""
+        node = self.node
+        seen = (node.role, node.leader, node.ballot, node.counters["pre_votes"])
+        if self._role_seen[3:] != seen[3:] and log.isEnabledFor(logging.DEBUG):
+            log.debug("node %d: pre-vote %d sent", self.config.node_id, seen[3])
+        if seen != self._role_seen:
+            if seen[:2] != self._role_seen[:2]:
+                log.info(
+                    "node %d: %s at ballot %s, leader %s",
+                    self.config.node_id,
+                    node.role.value,
+                    node.ballot,
+                    node.leader if node.leader is not None else "unknown",
+                )
+            self._role_seen = seen
 
     # ------------------------------------------------------------------ membership
 

@@ -159,6 +159,7 @@ class ClientRequests:
         self._conns: dict[int, ClientConn] = {}
         self._by_client: dict[int, int] = {}
         self._pending: dict[tuple[int, int], tuple[int, int]] = {}  # (client, seq) -> conn, xid
+        self._commands: dict[tuple[int, int], Command] = {}  # the client writes among them
         self._read_waiters: dict[int, Callable[[int | None], None]] = {}
         self._next_ctx = 1
         self._wall_ms = 0  # the clock of the request being handled
@@ -191,6 +192,7 @@ class ClientRequests:
         state = self._conns.pop(conn, None)
         for key in [k for k, (c, _) in self._pending.items() if c == conn]:
             del self._pending[key]
+            self._commands.pop(key, None)
         self.e.replica.watches.drop(conn)
         self.e.replica.keeper.discard(lambda token: token[0] == conn)
         self.e.driver.forget(conn)
@@ -225,6 +227,7 @@ class ClientRequests:
         waiting = self._pending.pop((cmd.client, cmd.seq), None)
         if waiting is None:
             return
+        self._commands.pop((cmd.client, cmd.seq), None)
         conn, xid = waiting
         state = self._conns.get(conn)
         if state is not None and state.opening and state.opening[0] == cmd.seq:
@@ -505,9 +508,21 @@ class ClientRequests:
             message = f"seq {seq} was retried on another connection"
             self.fail(earlier[0], earlier[1], ErrorCode.INDETERMINATE, message)
         self._pending[(client, seq)] = (conn, xid)
+        self._commands[(client, seq)] = cmd
         if not self.e.node.propose(cmd):
-            del self._pending[(client, seq)]
+            del self._pending[(client, seq)], self._commands[(client, seq)]
             self.fail(conn, xid, ErrorCode.UNAVAILABLE, "the node is overloaded; retry")
+
+    def resend(self) -> None:
+        """This node follows a new leader: propose again the client writes still waiting here.
+        One forwarded to the old leader may have died with it; this is the retry the client
+        would make after its attempt timeout (same ``(client, seq)``: applied once), made as
+        soon as there is a leader to take it."""
+        for key, cmd in list(self._commands.items()):
+            if key not in self._pending:
+                del self._commands[key]
+            else:
+                self.e.node.propose_again(cmd)  # a no-op if it still waits here
 
     def withdraw_waiting(self, why: str) -> None:
         """Answer ``Unavailable`` to every write still waiting in this node's core that never
@@ -516,6 +531,7 @@ class ClientRequests:
         for key, (conn, xid) in list(self._pending.items()):
             if self.e.node.withdraw(*key):
                 del self._pending[key]
+                self._commands.pop(key, None)
                 self.fail(conn, xid, ErrorCode.UNAVAILABLE, why)
 
     def _answer(self, conn: int, xid: int, outcome: Outcome | None) -> None:

@@ -118,18 +118,56 @@ def test_a_call_connects_and_says_hello_first():
     assert s.last_zxid == 8 and s.next_deadline() is None
 
 
-def test_failover_tries_the_servers_in_turn():
+def test_failover_tries_the_servers_in_turn_at_once_then_pauses():
+    """The other servers are tried without a pause; once all failed in a row, the client
+    waits ``reconnect_ms`` before each attempt (no busy loop against a dead cluster)."""
     s = session(reconnect_ms=50)
     s.read(0, ReadKind.GET, "/x")
     first = s.server
-    tried = []
-    for k in range(4):
+    tried, deadlines = [], []
+    for k in range(5):
         (c,) = of(s.take(), Connect)
         tried.append(c.server % len(SERVERS))
         s.connect_failed(k * 100, c.conn)  # a timeout, not a refusal: keep trying
-        assert s.next_deadline() == k * 100 + 50
-        s.tick(k * 100 + 50)
-    assert tried == [(first + k) % 3 for k in range(4)]
+        deadlines.append(s.next_deadline() - k * 100)
+        s.tick(s.next_deadline())
+    assert tried == [(first + k) % 3 for k in range(5)]
+    assert deadlines == [0, 0, 50, 50, 50]
+
+
+def test_a_lost_connection_moves_to_the_next_server_at_once():
+    """The leader a write went to was killed: the write goes to the next node without a
+    pause, and a connection that gets ready starts the count of failures afresh."""
+    s, conn = opened(reconnect_ms=50)
+    s.write(10, Create("/a"))
+    (req,) = sent(s.take())
+    before = s.server
+    s.connection_lost(20, conn)
+    s.take()
+    assert s.next_deadline() == 20  # no pause: tick now
+    s.tick(20)
+    (c,) = of(s.take(), Connect)
+    assert c.server == before + 1
+    s.connect_failed(21, c.conn, "refused")  # that one is dead too: the third, at once
+    assert s.next_deadline() == 21
+    s.tick(21)
+    conn3, _, outs = connect(s, 21)
+    (again,) = [r for r in sent(outs) if isinstance(r, WriteRequest)]
+    assert again.seq == req.seq and s.server == before + 2
+    s.connection_lost(30, conn3)  # ready once: the count starts again, no pause
+    assert s.next_deadline() == 30
+
+
+def test_unavailable_moves_to_the_next_server_at_once():
+    """A node with no leader to give a write to says so; the next node is asked now."""
+    s, conn = opened(reconnect_ms=50)
+    s.write(10, Create("/a"))
+    (req,) = sent(s.take())
+    s.frame(20, conn, Failed(req.xid, 30, ErrorCode.UNAVAILABLE, "no leader"))
+    s.take()
+    assert s.next_deadline() == 20
+    s.tick(20)
+    assert len(of(s.take(), Connect)) == 1
 
 
 def test_a_write_is_resent_with_the_same_seq_after_a_failover():
@@ -364,8 +402,11 @@ def test_pings_renew_the_session_and_a_silent_node_suspends_it():
     outs = s.take()
     assert Close(conn, "ping timed out") in outs
     assert StateChanged(SessionState.SUSPENDED) in outs and s.last_ack_sent == 1000
-    s.tick(3050)
-    conn2, _, outs = connect(s, 3050)
+    (c,) = of(outs, Connect)  # the next server, at once
+    s.connected(3050, c.conn)
+    (hello,) = sent(s.take())
+    s.frame(3050, c.conn, Ok(hello.xid, 0, {"node": 1}))
+    conn2, outs = c.conn, s.take()
     (ping,) = sent(outs)  # at once: suspended, it wants to hear it is alive
     s.frame(3060, conn2, Ok(ping.xid, 5))
     assert StateChanged(SessionState.CONNECTED) in s.take() and s.last_ack_sent == 3050

@@ -69,3 +69,67 @@ def test_a_node_cut_off_and_back_does_not_depose_a_healthy_leader():
     cl.tick(3 * cl.nodes[leader].config.election_ticks)  # reconnected
     assert cl.leaders() == [leader] and cl.nodes[leader].ballot == ballot
     assert cl.nodes[loner].leader == leader
+
+
+def _crash_leader(seed: int) -> tuple[Cluster, int, int, int]:
+    cl = Cluster(3, seed=seed, pre_vote=True)
+    leader = cl.run_until_leader()
+    cl.tick(2)  # the followers heard it just now
+    a, b = (i for i in cl.nodes if i != leader)
+    cl.down = {leader}
+    return cl, leader, a, b
+
+
+def test_a_lost_connection_to_the_leader_elects_within_a_few_ticks_with_pre_vote():
+    """The followers' connections to a killed leader close: they campaign within a
+    heartbeat interval or so, not a full election timeout, and still through pre-vote."""
+    cl, leader, a, b = _crash_leader(seed=7)
+    e = cl.nodes[a].config.election_ticks
+    pre_votes = {i: cl.nodes[i].counters["pre_votes"] for i in (a, b)}
+    for i in (a, b):
+        cl.nodes[i].peer_lost(leader)
+    ticks = 0
+    while not cl.leaders() and ticks < e:
+        cl.tick()
+        ticks += 1
+    assert (
+        cl.leaders()
+        and cl.leaders()[0] in (a, b)
+        and ticks <= 2 * cl.nodes[a].config.heartbeat_ticks
+    )
+    assert sum(cl.nodes[i].counters["pre_votes"] - pre_votes[i] for i in (a, b)) >= 1
+    assert sum(cl.nodes[i].counters["leader_links_lost"] for i in (a, b)) == 2
+
+
+def test_without_the_signal_the_election_waits_for_a_timeout():
+    """The same crash unnoticed by the transport (a silent leader): a full timeout first."""
+    cl, _, a, _ = _crash_leader(seed=7)
+    e = cl.nodes[a].config.election_ticks
+    for _ in range(e - 1):
+        cl.tick()
+    assert cl.leaders() == []
+
+
+def test_a_lost_connection_under_a_live_leader_does_not_depose_it():
+    """Only one follower's link broke: the other still hears the leader and refuses the
+    pre-vote, so nothing durable changes and the leader stays."""
+    cl = Cluster(3, seed=11, pre_vote=True)
+    leader = cl.run_until_leader()
+    ballot = cl.nodes[leader].ballot
+    a = next(i for i in cl.nodes if i != leader)
+    cl.nodes[a].peer_lost(leader)
+    cl.tick(3 * cl.nodes[a].config.heartbeat_ticks)
+    assert cl.leaders() == [leader] and cl.nodes[leader].ballot == ballot
+    assert cl.nodes[a].leader == leader and cl.nodes[a].max_round <= ballot.round
+
+
+def test_a_lost_connection_to_a_non_leader_or_as_leader_changes_nothing():
+    cl = Cluster(3, seed=13, pre_vote=True)
+    leader = cl.run_until_leader()
+    a, b = (i for i in cl.nodes if i != leader)
+    cl.nodes[a].peer_lost(b)  # not its leader
+    cl.nodes[leader].peer_lost(a)  # a leader relies on check-quorum, not on links
+    assert cl.nodes[a].counters["leader_links_lost"] == 0
+    assert cl.nodes[leader].counters["leader_links_lost"] == 0
+    cl.tick(cl.nodes[a].config.election_ticks - 1)
+    assert cl.leaders() == [leader]

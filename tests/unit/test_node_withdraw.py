@@ -93,3 +93,29 @@ def test_commands_a_leader_kept_from_its_proposals_are_not_withdrawn() -> None:
         cl.ready(1)
     assert leader.role is not Role.LEADER and leader.proposer.pending
     assert not leader.withdraw(WRITE.client, WRITE.seq)
+
+
+def test_a_command_proposed_again_after_it_left_is_never_withdrawn() -> None:
+    """A follower forwarded a write to its leader, which vanished; the node's engine proposes
+    it again for the next leader (``propose_again``). The copy that left may still be decided,
+    so the one waiting here now can never be taken back as "not done"."""
+    cl = Cluster(3, seed=4)
+    cl.elect(1)
+    cl.nodes[2].propose(WRITE)
+    cl.ready(2)
+    assert [m for m in cl.network if isinstance(m, Forward) and m.to == 1]  # it left
+    cl.network = []  # lost with the leader
+    cl.down = {1}
+    for _ in range(60):
+        cl.nodes[2].tick()
+        cl.network = []
+        cl.ready(2)
+    assert cl.nodes[2].leader is None
+    assert cl.nodes[2].propose_again(WRITE)
+    cl.ready(2)
+    assert cl.nodes[2].proposer.pending  # waits here for a leader...
+    assert not cl.nodes[2].withdraw(WRITE.client, WRITE.seq)  # ...and is never called undone
+    fresh = cmd(9000, 2, b"v")
+    cl.nodes[2].propose(fresh)
+    assert cl.nodes[2].propose_again(fresh)  # still waiting, never left: a no-op
+    assert cl.nodes[2].withdraw(fresh.client, fresh.seq)

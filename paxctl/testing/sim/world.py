@@ -304,10 +304,28 @@ class World:
     def _power_off(self, n: int) -> None:
         self.hosts[n].crash(self.rng)
         self.stats.crashes += 1
+        # A crashed process's connections close: each peer that can reach it hears so at once
+        # (the production shell calls ``peer_lost`` when its link to a peer closes).
+        for m in self.live:
+            if m != n and self.hosts[m].up and (n, m) not in self.blocked:
+                inc = self.hosts[m].incarnation
+                self._at(1, functools.partial(self._peer_lost, m, inc, n))
         if not self._healed:
             self._at(self.rng.randint(50, 2000), lambda: self._restart(n))
         else:
             self._at(1, lambda: self._restart(n))
+
+    def _peer_lost(self, m: int, inc: int, n: int) -> None:
+        """Host ``m``'s connection to the crashed ``n`` closed."""
+        node = self._node(m)
+        if node is None or self.hosts[m].incarnation != inc:
+            return
+        was_leader = node.role is Role.LEADER
+        self._lose_peer(m, node, n)
+        self._drive(m, node, was_leader, f"lost n{n}")
+
+    def _lose_peer(self, m: int, node: Node, n: int) -> None:
+        node.peer_lost(n)
 
     def _restart(self, n: int) -> None:
         if not self.hosts[n].up and n in self.live:

@@ -247,6 +247,11 @@ class ZnodeWorld(World):
                 self._at(self.rng.randint(1, 20), functools.partial(c.conn_lost, conn))
         super()._power_off(n)
 
+    def _lose_peer(self, m: int, node: Node, n: int) -> None:
+        engine = self._host(m).engine
+        if engine is not None:
+            self._carry_out(engine.peer_lost(n))
+
     def _heal(self) -> None:
         super()._heal()
         self.heal_at = self.now
