@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class QueueReply:
-    """A queued create's answer: our node, the listing (a ``children`` read with ``stats``),
-    the name of the sibling just before ours (None: none), and the watch ids registered."""
+    """A queued create's answer: our node, the listing (a ``children`` read with ``stats``;
+    None when the queue was too long to list in the answer), the name of the sibling just
+    before ours (None: none), and the watch ids registered."""
 
     path: str
-    listing: dict[str, Any]
+    listing: dict[str, Any] | None
     prev: str | None
     watched: frozenset[int]
 
@@ -50,7 +51,7 @@ class Enqueued(NamedTuple):
     for them; None: not asked for, or no sibling before ours)."""
 
     path: str
-    listing: dict[str, Any]
+    listing: dict[str, Any] | None
     prev: str | None
     own: Watch
     prev_watch: Watch | None
@@ -62,18 +63,18 @@ def parse_queue_reply(value: Any) -> QueueReply:
         raise ProtocolError("a queued create is answered with a map")
     path, children, stats = value.get("path"), value.get("children"), value.get("stats")
     prev, watched = value.get("prev"), value.get("watched")
+    unlisted = children is None and stats is None
     if (
         type(path) is not str
         or not path.startswith("/")
-        or type(children) is not list
-        or not all(type(n) is str for n in children)
-        or type(stats) is not dict
-        or not (prev is None or (type(prev) is str and prev in children))
+        or not (unlisted or (type(children) is list and type(stats) is dict))
+        or not all(type(n) is str for n in children or ())
+        or not (prev is None or (type(prev) is str and (children is None or prev in children)))
         or type(watched) is not list
         or not all(type(w) is int for w in watched)
     ):
         raise ProtocolError("a queued create's answer lacks path, children, stats, prev, watched")
-    listing = {"children": children, "stats": stats}
+    listing = None if unlisted else {"children": children, "stats": stats}
     return QueueReply(path, listing, prev, frozenset(watched))
 
 

@@ -106,7 +106,7 @@ class Queued:
         #: The one-shot watch on our node (the create's, then the monitor's), until it fires.
         self._own: Watch | None = None
         #: The create's answer: its listing and its watch on the node before ours, if any.
-        self._first: tuple[dict[str, Any], Watch | None] | None = None
+        self._first: tuple[dict[str, Any] | None, Watch | None] | None = None
 
     # ------------------------------------------------------------------ policy (subclasses)
 
@@ -355,10 +355,11 @@ class Queued:
         while True:
             first, self._first = self._first, None
             ready: Watch | None = None  # the create's watch on the node before ours
-            if first is not None:
+            if first is not None and first[0] is not None:
                 entries, ready = entries_from(first[0]), first[1]
             else:
-                entries = await self._entries()
+                ready = None if first is None else first[1]
+                entries = await self._entries()  # (a queue too long for the create's answer)
             index = next((i for i, e in enumerate(entries) if e.name == name), None)
             target = None if index is None else self.blocker(entries, index)
             if ready is not None and (target is None or ready.path != child(self.path, target)):

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 SEQUENCE_DIGITS = 10
 
+#: Most siblings an answer lists. Beyond, it lists none (the client lists them itself, in
+#: pieces if need be): an answer too large for a frame would turn a create that took effect
+#: into an error, and a contender that believes its create failed leaves a ghost in the queue.
+MAX_QUEUE_LISTING = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class QueueState:
@@ -74,12 +79,14 @@ def queue_state(tree: DataTree, path: str) -> QueueState:
 
 def queue_value(created: str, state: QueueState, stats: dict[str, Any], watched: list[int]) -> Any:
     """The reply's value: the created path, the listing with stats (as a ``children`` read
-    with ``stats`` answers), the previous sibling's name and the watch ids registered."""
+    with ``stats`` answers; None for a queue over ``MAX_QUEUE_LISTING``), the previous
+    sibling's name and the watch ids registered."""
     prev = None if state.prev is None else basename(state.prev)
+    listed = len(state.children) <= MAX_QUEUE_LISTING
     return {
         "path": created,
-        "children": state.children,
-        "stats": stats,
+        "children": state.children if listed else None,
+        "stats": stats if listed else None,
         "prev": prev,
         "watched": watched,
     }
@@ -96,7 +103,9 @@ def queue_answer(
     path, after)``, False when the connection is at its watch limit: that one is left out)."""
     state = queue_state(tree, created)
     parent = parent_of(created)
-    stats = {n: stat_of(tree, join(parent, n)) for n in state.children}
+    stats: dict[str, Any] = {}
+    if len(state.children) <= MAX_QUEUE_LISTING:
+        stats = {n: stat_of(tree, join(parent, n)) for n in state.children}
     watched: list[int] = []
     if state.czxid is not None:
         for wid, path in ((queue.own, created), (queue.prev, state.prev)):

@@ -101,3 +101,12 @@ def test_a_failed_create_or_a_malformed_answer_leaves_no_watch():
 def test_malformed_answers_are_protocol_errors(value):
     with pytest.raises(ProtocolError):
         parse_queue_reply(value)
+
+
+def test_an_answer_without_its_listing_still_names_the_node_and_its_predecessor():
+    doc = {"path": "/l/b-1", "children": None, "stats": None, "prev": "a-0", "watched": [3]}
+    reply = parse_queue_reply(doc)
+    assert reply.listing is None and reply.prev == "a-0"
+    assert reply.paths(QueueWatches(3, 4)) == {3: "/l/b-1"}
+    with pytest.raises(ProtocolError):
+        parse_queue_reply({**doc, "stats": {}})  # both or neither

@@ -167,3 +167,19 @@ def test_a_failed_create_registers_nothing_and_a_full_connection_gets_fewer_watc
     reply = h.reply(1, h.request(1, lambda x: WriteRequest(x, 5, op, QueueWatches(7, 8))))
     assert isinstance(reply, Ok) and reply.value["watched"] == [7]
     assert reply.value["prev"] == "a-0000000000"  # told, so the client can watch it itself
+
+
+def test_a_queue_too_long_to_list_is_answered_without_its_listing(monkeypatch):
+    """A listing too large for one frame would turn the applied create into an error; past
+    ``MAX_QUEUE_LISTING`` the answer names the node and its predecessor and lists nothing."""
+    monkeypatch.setattr("paxctl.server.queued.MAX_QUEUE_LISTING", 1)
+    h = Harness()
+    h.lead()
+    h.session()
+    h.request(1, lambda x: WriteRequest(x, 2, Create("/l", b"")))
+    h.request(1, lambda x: WriteRequest(x, 3, Create("/l/a-", b"", True, False, True)))
+    op = Create("/l/b-", b"", True, False, True)
+    reply = h.reply(1, h.request(1, lambda x: WriteRequest(x, 4, op, QueueWatches(7, 8))))
+    assert isinstance(reply, Ok)
+    assert reply.value["children"] is None and reply.value["stats"] is None
+    assert reply.value["prev"] == "a-0000000000" and reply.value["watched"] == [7, 8]
