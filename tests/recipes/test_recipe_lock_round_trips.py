@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter
 
 import pytest
-from recipe_support import clients, fresh, run
+from recipe_support import clients, fresh, run, until
 
 from paxctl.client import Client
 from paxctl.client.session_types import Send
@@ -115,5 +115,37 @@ def test_sixteen_clients_acquire_in_the_order_of_their_creates(cluster):
             assert total["create+queue"] == total["delete"] == 16 * rounds, total
             assert total["read children"] == woken, total  # one listing per wake-up
             assert set(total) <= {"create+queue", "delete", "read children"}, total
+
+    run(scenario)
+
+
+def test_a_create_answered_without_its_listing_lists_and_still_waits_on_its_predecessor(cluster):
+    """A queue too long for the create's answer (server/queued.py: MAX_QUEUE_LISTING) comes
+    without its listing: the contender lists it itself and keeps the create's watch."""
+    path = fresh("lock")
+
+    async def scenario():
+        async with clients(cluster.servers, 2) as (a, b):
+            await a.create(path)
+            holder, waiter = Lock(a, path), Lock(b, path)
+            assert await holder.acquire(timeout=10)
+            real = b.enqueue
+
+            async def unlisted(*args, **kwargs):  # type: ignore[no-untyped-def]
+                return (await real(*args, **kwargs))._replace(listing=None)
+
+            b.enqueue = unlisted  # type: ignore[method-assign]
+            await b.create(f"{path}-other")  # b's session is open: only the lock is counted
+            counted = Requests(b)
+            task = asyncio.create_task(waiter.acquire(timeout=30))
+            await until(lambda: "read children" in counted.kinds(), what="the waiter to list")
+            await holder.release()
+            assert await task
+            await waiter.release()
+            kinds = counted.kinds()
+            # The listing may come before or after the release: either way the create's
+            # watch is what it waits on (no exists, no unwatch), and it lists once per look.
+            assert set(kinds) == {"create+queue", "read children", "delete"}, kinds
+            assert kinds["read children"] == 1 + waiter.wakeups, kinds
 
     run(scenario)
