@@ -76,6 +76,7 @@ PURE_SERVER_MODULES = (
     "peercheck",
     "limits",  # the client port's limits and connection counts (the shell asks it)
     "configuration",  # the client requests about the configuration (issue 15)
+    "queued",  # the answer to a create that asks for its queue (the lock recipes, issue 16)
 )
 
 

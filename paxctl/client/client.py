@@ -50,6 +50,7 @@ from paxctl.client.connection import (
     Unavailable,
     open_stream,
 )
+from paxctl.client.queue_reply import Enqueued, parse_queue_reply
 from paxctl.client.session import ClientSession
 from paxctl.client.session_types import (
     CallFailed,
@@ -65,7 +66,7 @@ from paxctl.client.session_types import (
 from paxctl.client.watch import Watch, WatchEvent
 from paxctl.protocol.admin_proof import reconfig_proof
 from paxctl.protocol.codec import members_dict, members_reply
-from paxctl.protocol.messages import ReadKind, ReconfigRequest, WatchMode
+from paxctl.protocol.messages import QueueWatches, ReadKind, ReconfigRequest, WatchMode
 from paxctl.protocol.secrets import SECRET_BYTES
 from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError
 from paxctl.statemachine.ops import (
@@ -405,7 +406,7 @@ class Client:
             event(now)
         self._input(self._session.tick, now)
 
-    async def _write(self, op: Op) -> Any:
+    async def _write(self, op: Op, queue: QueueWatches | None = None) -> Any:
         encode_op(op)  # what cannot be encoded fails here, before the session numbers it
         async with self._write_lock:  # one write at a time: applied in the order sent
             if self._closing:
@@ -414,7 +415,7 @@ class Client:
             if single is not None:
                 return await self._request(lambda now, t: self._session.write_once(now, single, t))
             await self._open_session()
-            return await self._request(lambda now, t: self._session.write(now, op, t))
+            return await self._request(lambda now, t: self._session.write(now, op, t, queue))
 
     async def _read(self, kind: str, path: str, local: bool, **extra: Any) -> Any:
         session, what = self._session, ReadKind(kind)
@@ -441,6 +442,31 @@ class Client:
         ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
         op = Create(path, data, sequential, parents, ephemeral, container, ttl_ms)
         return str(await self._write(op))
+
+    async def enqueue(
+        self, path: str, data: bytes = b"", *, ephemeral: bool = True, watch_prev: bool = True
+    ) -> Enqueued:
+        """Create the sequential node ``path``+NNNNNNNNNN and, in the same round trip, learn
+        where it stands among its siblings and watch it (and, with ``watch_prev``, the sibling
+        just before it): a lock's whole uncontended acquire (client/queue_reply.py)."""
+        own = self._new_watch("", WatchMode.DATA)  # paths: the answer names them
+        prev = self._new_watch("", WatchMode.DATA) if watch_prev else None
+        queue = QueueWatches(own.wid, prev.wid if prev is not None else 0)
+        reply = None
+        try:
+            reply = parse_queue_reply(
+                await self._write(Create(path, data, True, False, ephemeral), queue)
+            )
+        finally:
+            paths = {} if reply is None else reply.paths(queue)
+            for watch in (own, prev):
+                if watch is not None and watch.wid in paths:
+                    watch.path, watch.armed = paths[watch.wid], True
+                elif watch is not None:
+                    self._watches.pop(watch.wid, None)  # never registered: nothing to tell
+                    watch.end()
+        assert reply is not None
+        return Enqueued(reply.path, reply.listing, reply.prev, own, prev if reply.prev else None)
 
     async def _fenced(
         self, op: Create | SetData | Delete | Put, fence: tuple[str, int] | None

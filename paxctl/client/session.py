@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from paxctl.client.errors import ConnectionLost, Indeterminate, Unavailable
+from paxctl.client.queue_reply import parse_queue_reply, settle_records
 from paxctl.client.session_types import (
     _HELLO,
     _PING,
@@ -57,6 +58,7 @@ from paxctl.protocol.messages import (
     MembersRequest,
     OpenSessionRequest,
     Ping,
+    QueueWatches,
     ReadKind,
     ReadRequest,
     ReconfigRequest,
@@ -201,11 +203,18 @@ class ClientSession:
         self._closing = call
         return call
 
-    def write(self, now: float, op: Op, call_timeout_ms: float | None = None) -> int:
+    def write(
+        self,
+        now: float,
+        op: Op,
+        call_timeout_ms: float | None = None,
+        queue: QueueWatches | None = None,
+    ) -> int:
         """One write, with the next sequence number; resent with it until answered. Needs a
-        session (the caller opens one first); writes are sent one at a time by the caller."""
+        session (the caller opens one first); writes are sent one at a time by the caller.
+        ``queue``: a sequential create's watches (from ``new_watch``, see queue_reply.py)."""
         self.seq += 1
-        return self._call(now, WriteRequest(0, self.seq, op), call_timeout_ms, write=True)
+        return self._call(now, WriteRequest(0, self.seq, op, queue), call_timeout_ms, write=True)
 
     def write_once(self, now: float, op: OnceOp, call_timeout_ms: float | None = None) -> int:
         """One write without a session (``Once``: one consensus round), under the temporary
@@ -561,6 +570,13 @@ class ClientSession:
             except ProtocolError as exc:  # a node that breaks the protocol: try another
                 self._failover(now, str(exc))
                 return
+        queue = call.request.queue if isinstance(call.request, WriteRequest) else None
+        if queue is not None:
+            try:
+                settle_records(self.watches, queue, parse_queue_reply(reply.value))
+            except ProtocolError as exc:
+                self._failover(now, str(exc))
+                return
         del self._calls[call.id]
         if call.id == self._closing:
             self._session_ended(now, closed=True)
@@ -600,6 +616,8 @@ class ClientSession:
             self._closing = None
         if call.wid is not None and not getattr(self.watches.get(call.wid), "armed", True):
             del self.watches[call.wid]
+        if isinstance(call.request, WriteRequest) and call.request.queue is not None:
+            settle_records(self.watches, call.request.queue, None)
 
     # ------------------------------------------------------------------ pings and sessions
 

@@ -39,6 +39,7 @@ from paxctl.protocol.messages import (
     Ok,
     OpenSessionRequest,
     Ping,
+    QueueWatches,
     ReadKind,
     ReadRequest,
     ReconfigRequest,
@@ -58,7 +59,7 @@ from paxctl.protocol.messages import (
 )
 from paxctl.protocol.secrets import MAX_SECRET_BYTES, MIN_SECRET_BYTES
 from paxctl.statemachine.errors import BadArguments, ZnodeError
-from paxctl.statemachine.ops import FIRST_CLIENT_ID, decode_op, encode_op
+from paxctl.statemachine.ops import FIRST_CLIENT_ID, Create, decode_op, encode_op
 from paxctl.statemachine.paths import validate_path
 
 #: Most watches one hello may re-register.
@@ -175,7 +176,19 @@ def _write(xid: int, f: _Fields) -> WriteRequest:
     data = f._get("data", _REQUIRED)
     if type(data) is not bytes:
         raise BadArguments("a write carries an encoded operation (bytes)")
-    return WriteRequest(xid, f.uint("seq", low=1), decode_op(data))
+    seq, op = f.uint("seq", low=1), decode_op(data)
+    queue = f._get("queue", None)
+    if queue is None:
+        return WriteRequest(xid, seq, op)
+    if not isinstance(op, Create) or not op.sequential:
+        raise BadArguments("only a sequential create may ask for its queue")
+    if type(queue) is not list or len(queue) != 2:
+        raise BadArguments("queue is [own watch id, previous sibling's watch id or 0]")
+    q = _Fields({"own": queue[0], "prev": queue[1]})
+    own, prev = q.uint("own", low=1), q.uint("prev", 0)
+    if own == prev:
+        raise BadArguments("queue: the two watches need two ids")
+    return WriteRequest(xid, seq, op, QueueWatches(own, prev))
 
 
 def _read(xid: int, f: _Fields) -> ReadRequest:
@@ -308,6 +321,8 @@ def encode_request(req: Request) -> bytes:
         doc = {"op": "status"}
     elif isinstance(req, WriteRequest):
         doc = {"op": "write", "seq": req.seq, "data": encode_op(req.op)}
+        if req.queue is not None:
+            doc["queue"] = [req.queue.own, req.queue.prev]
     elif isinstance(req, ReadRequest):
         doc = {"op": "read", "kind": str(req.kind), "path": req.path, "local": req.local}
         doc["min_zxid"] = req.min_zxid

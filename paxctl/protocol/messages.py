@@ -98,12 +98,29 @@ class StatusRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueWatches:
+    """What a sequential create asks for besides the node (the lock recipes' one round trip).
+
+    Answered from the serving node's tree as it stands once the create is applied: the parent's
+    children with their stats (where the new node stands in the queue), the sibling just before
+    it, and one-shot data watches on the new node (``own``: it going ends a hold) and on that
+    sibling (``prev``, 0 for none: its going may make us the first), registered from the node's
+    czxid so no change after the create is missed, even on a retry served later or elsewhere.
+    """
+
+    own: int
+    prev: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class WriteRequest:
-    """One znode operation, taking effect once for ``(client, seq)`` however often it is sent."""
+    """One znode operation, taking effect once for ``(client, seq)`` however often it is sent;
+    ``queue`` (sequential creates only) asks for the queue's state and watches with the answer."""
 
     xid: int
     seq: int
     op: Op
+    queue: QueueWatches | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,12 @@ or, for a semaphore's first waiter only, the children list. Then it waits and lo
 listing is never watched by more than one contender, so a release wakes one process, not the
 herd (ZooKeeper's lock recipe; kazoo, Curator and etcd's mutex do the same).
 
+Round trips. The create is a queued one (``Client.enqueue``): its answer carries the first
+listing, and the node that applied it has already set a watch on our own node and, for the
+exclusive kinds, one on the sibling just before ours. So an uncontended acquire is one request
+and its release one more (the delete fires our own watch, which ends it: no unwatch); a waiter
+costs one listing more per wake-up. The own-node watch is what tells a holder its node went.
+
 Lost replies. The client retries a write for its whole timeout and then raises
 ``Indeterminate``: the node may exist. A blind second create would leave a ghost contender at
 the front of the queue, blocking everyone until our session ends. So ``recover`` first sends a
@@ -29,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 from paxctl.client import Client, Indeterminate, SessionState, Unavailable, Watch
+from paxctl.client.errors import ConnectionLost
 from paxctl.recipes._common import (
     Contender,
     Entry,
@@ -66,6 +73,9 @@ class Queued:
     #: Whether a holder's token is a fence the cluster checks (exclusive holders only: the
     #: cluster's check accepts the first node of the queue, and nobody else).
     fenced: ClassVar[bool] = True
+    #: Whether the create should watch the node just before ours (what ``blocker`` waits for
+    #: when everyone before us blocks us; others would leave that watch unused).
+    watch_prev: ClassVar[bool] = True
 
     def __init__(
         self, client: Client, path: str, owner: str = "", *, data: bytes | None = None
@@ -93,6 +103,10 @@ class Queued:
         self._uncertain = False  # a create of ours may have taken effect unseen
         self._session: int | None = None  # the session that owns our node
         self._monitor: asyncio.Task[None] | None = None
+        #: The one-shot watch on our node (the create's, then the monitor's), until it fires.
+        self._own: Watch | None = None
+        #: The create's answer: its listing and its watch on the node before ours, if any.
+        self._first: tuple[dict[str, Any] | None, Watch | None] | None = None
 
     # ------------------------------------------------------------------ policy (subclasses)
 
@@ -172,7 +186,7 @@ class Queued:
         reached the deletion goes on in the background and this raises ``Unavailable``."""
         if self._busy:
             raise RecipeError(f"{self.path}: acquire is pending; cancel it to withdraw")
-        node = self.node
+        node, own = self.node, self._own
         self._held = False
         self._releasing = True
         if self._monitor is not None:
@@ -180,9 +194,13 @@ class Queued:
             self._monitor = None
         self.node = None
         self.token = None
+        self._own = None
         untrack(self.client, self)
-        if node is not None:
-            await self._delete(node)
+        try:
+            if node is not None:
+                await self._delete(node)
+        finally:
+            drop(own)  # fired by the delete already (its event comes before its answer)
 
     async def __aenter__(self) -> Self:
         await self.acquire()
@@ -284,9 +302,11 @@ class Queued:
             self._uncertain = True  # until we know: a cancellation now leaves it unknown
             node: str | None
             try:
-                node = await self.client.create(
-                    child(self.path, prefix), self.created_data, sequential=True, ephemeral=True
+                queued = await self.client.enqueue(
+                    child(self.path, prefix), self.created_data, watch_prev=self.watch_prev
                 )
+                node, self._own = queued.path, queued.own
+                self._first = (queued.listing, queued.prev_watch)
             except NoNode:
                 self._uncertain = False
                 await self._ensure_parent()
@@ -333,18 +353,31 @@ class Queued:
         assert self.node is not None
         name = self.node.rsplit("/", 1)[-1]
         while True:
-            entries = await self._entries()
+            first, self._first = self._first, None
+            ready: Watch | None = None  # the create's watch on the node before ours
+            if first is not None and first[0] is not None:
+                entries, ready = entries_from(first[0]), first[1]
+            else:
+                ready = None if first is None else first[1]
+                entries = await self._entries()  # (a queue too long for the create's answer)
             index = next((i for i, e in enumerate(entries) if e.name == name), None)
+            target = None if index is None else self.blocker(entries, index)
+            if ready is not None and (target is None or ready.path != child(self.path, target)):
+                drop(ready)  # not what we wait for (our node went, or another blocks us)
+                ready = None
             if index is None or self.lost.is_set():
+                drop(ready)
                 self._mark_lost()
                 raise ContenderLost(f"{self.node} vanished while waiting (session lost?)")
-            target = self.blocker(entries, index)
             if target is HOLD:
                 self.token = entries[index].czxid
                 return True
             if deadline is not None and loop.time() >= deadline:
+                drop(ready)
                 return False
-            watch = await self._arm(target, entries, index)
+            # The create's watch covers every change since the create, which is no later than
+            # the listing it came with; another target needs its own watch.
+            watch = ready if ready is not None else await self._arm(target, entries, index)
             if watch is None:
                 continue  # it changed before the watch was set: look again
             try:
@@ -376,13 +409,24 @@ class Queued:
         Awaited for up to the client's timeout, shielded from cancellation; after that it goes
         on in the background."""
         node, self.node, self.token = self.node, None, None
+        own, self._own = self._own, None
+        if self._first is not None:
+            drop(self._first[1])
+            self._first = None
         untrack(self.client, self)
         if node is None and not self._uncertain:
+            drop(own)
             return  # no node was made
-        task = spawn(self._cleanup(node, prefix))
+        task = spawn(self._cleanup(node, prefix, own))
         await asyncio.wait({task}, timeout=self.client.timeout)
 
-    async def _cleanup(self, node: str | None, prefix: str | None) -> None:
+    async def _cleanup(self, node: str | None, prefix: str | None, own: Watch | None) -> None:
+        try:
+            await self._delete_for_good(node, prefix)
+        finally:
+            drop(own)  # fired by the delete, if it went through: then no unwatch is sent
+
+    async def _delete_for_good(self, node: str | None, prefix: str | None) -> None:
         session = self.client.session_id
         delay = 0.05
         while session is not None and self.client.session_id == session:
@@ -419,25 +463,33 @@ class Queued:
                 continue  # maybe deleted: the next try says NoNode if so
             except Unavailable:
                 break
-        spawn(self._cleanup(node, None))
+        spawn(self._cleanup(node, None, None))
         raise Unavailable(f"could not delete {node}; still trying in the background")
 
     async def _watch_own_node(self, node: str) -> None:
         """While we hold: notice our node going (session expiry, or an operator deleting it)
-        as soon as the cluster tells us, and set ``lost``."""
+        as soon as the cluster tells us, and set ``lost``. The create's watch on it comes
+        first; a new one is set (an exists-watch) only after a watch fired. Cancelled by
+        ``release``, which leaves the pending watch to the delete."""
         while self._held and not self._releasing and not self.lost.is_set():
-            try:
-                stat, watch = await self.client.exists_watch(node)
-            except (Unavailable, ZnodeError) as exc:
-                # No contact: the session keeper decides (LOST sets ``lost``); try again.
-                log.debug("own-node watch of %s: %s", node, exc)
-                await asyncio.sleep(0.5)
-                continue
-            try:
+            watch = self._own
+            if watch is None:
+                try:
+                    stat, watch = await self.client.exists_watch(node)
+                except ConnectionLost:
+                    return  # the client closed: its session (and our node) went with it
+                except (Unavailable, ZnodeError) as exc:
+                    # No contact: the session keeper decides (LOST sets ``lost``); try again.
+                    log.debug("own-node watch of %s: %s", node, exc)
+                    await asyncio.sleep(0.5)
+                    continue
                 if stat is None or stat["ephemeralOwner"] != self.client.session_id:
+                    drop(watch)
                     if self._held and not self._releasing:
                         self._mark_lost()
                     return
-                await wait_watch(watch, None, self.lost)
-            finally:
-                drop(watch)
+                self._own = watch
+            await wait_watch(watch, None, self.lost)
+            if self._own is watch:
+                self._own = None  # spent: look again, with a new watch
+            drop(watch)

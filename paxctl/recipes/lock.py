@@ -50,6 +50,7 @@ class ReadLock(Queued):
 
     kind = "read"
     fenced = False  # readers share: the cluster's fence check names one holder only
+    watch_prev = False  # a reader waits for the nearest writer, not its neighbour
 
     def blocker(self, entries: list[Entry], index: int) -> str | None:
         for entry in reversed(entries[:index]):

@@ -41,6 +41,7 @@ class Semaphore(Queued):
 
     kind = "sem"
     fenced = False
+    watch_prev = False  # the first waiter watches the children, the others their neighbour
 
     def __init__(self, client: Client, path: str, limit: int, owner: str = "") -> None:
         if limit < 1:

@@ -133,6 +133,7 @@ class SessionKeeper:
         self._reaper_k = 0
         self.expired_proposed = 0
         self.reaps_proposed = 0
+        self._empty_seen: dict[str, int] = {}  # container -> its cversion at the last sweep
 
     # ------------------------------------------------------------------ inputs
 
@@ -169,11 +170,30 @@ class SessionKeeper:
                 duties.proposals.append(self._reaper(node, wall_ms, CloseSession(session)))
                 self.expired_proposed += 1
             if self._ticks % self.reap_every == 0:
-                candidates = machine.reap_candidates(wall_ms, 1000)
+                candidates = self._settled(machine, machine.reap_candidates(wall_ms, 1000))
                 if candidates:
                     duties.proposals.append(self._reaper(node, wall_ms, Reap(tuple(candidates))))
                     self.reaps_proposed += 1
         return duties
+
+    def _settled(self, machine: StateMachine, candidates: list[str]) -> list[str]:
+        """The candidates worth a ``Reap``: a container only once two sweeps in a row found it
+        empty with no child change in between (same cversion). A lock in use is empty for a
+        moment at every release; reaping it then costs its next contender two more writes
+        (NoNode, then the container again) and the cluster a round for the reap. TTL nodes keep
+        their own clock. Only what this leader proposes changes: ``Reap`` re-checks at apply."""
+        tree = machine.tree
+        seen: dict[str, int] = {}
+        ripe: list[str] = []
+        for path in candidates:
+            if tree.kind(path)[0] != "container":
+                ripe.append(path)
+                continue
+            seen[path] = tree.stat(path).cversion
+            if self._empty_seen.get(path) == seen[path]:
+                ripe.append(path)
+        self._empty_seen = seen
+        return ripe
 
     def on_relay(self, msg: Relay, node: Node, machine: StateMachine, now_ms: int) -> Duties:
         """A peer's relay message. Malformed bodies are dropped (the peer gains nothing)."""

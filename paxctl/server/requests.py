@@ -55,6 +55,7 @@ from paxctl.protocol.messages import (
     Ok,
     OpenSessionRequest,
     Ping,
+    QueueWatches,
     ReadKind,
     ReadRequest,
     ReconfigRequest,
@@ -77,6 +78,7 @@ from paxctl.server.configuration import (
     members_value,
     proven,
 )
+from paxctl.server.queued import queue_answer
 from paxctl.server.watches import Event, ReplayBudget
 from paxctl.server.zxid import slot_of
 from paxctl.statemachine.errors import BadArguments, SessionExpired, TooManyWatches, ZnodeError
@@ -160,6 +162,7 @@ class ClientRequests:
         self._by_client: dict[int, int] = {}
         self._pending: dict[tuple[int, int], tuple[int, int]] = {}  # (client, seq) -> conn, xid
         self._commands: dict[tuple[int, int], Command] = {}  # the client writes among them
+        self._queued: dict[tuple[int, int], QueueWatches] = {}  # pending creates that asked
         self._read_waiters: dict[int, Callable[[int | None], None]] = {}
         self._next_ctx = 1
         self._wall_ms = 0  # the clock of the request being handled
@@ -193,6 +196,7 @@ class ClientRequests:
         for key in [k for k, (c, _) in self._pending.items() if c == conn]:
             del self._pending[key]
             self._commands.pop(key, None)
+            self._queued.pop(key, None)
         self.e.replica.watches.drop(conn)
         self.e.replica.keeper.discard(lambda token: token[0] == conn)
         self.e.driver.forget(conn)
@@ -225,6 +229,7 @@ class ClientRequests:
     def write_done(self, cmd: Command, outcome: Outcome | None, fresh: bool = True) -> None:
         self.e.observer.write_done(cmd, outcome, fresh)
         waiting = self._pending.pop((cmd.client, cmd.seq), None)
+        queue = self._queued.pop((cmd.client, cmd.seq), None)
         if waiting is None:
             return
         self._commands.pop((cmd.client, cmd.seq), None)
@@ -240,7 +245,7 @@ class ClientRequests:
                 self._by_client[state.client] = conn
                 self.reply(conn, xid, session_granted_doc(SessionGranted(state.client, granted)))
                 return
-        self._answer(conn, xid, outcome)
+        self._answer(conn, xid, outcome, queue)
 
     def change_done(self, cmd: Command, slot: int) -> None:
         """A configuration change (chosen at ``slot``) was applied: answer the client that
@@ -481,9 +486,11 @@ class ClientRequests:
         if isinstance(req.op, Once) and self._client(conn).session:
             # Under the temporary id its secret proves, never a session's (nor another's).
             raise BadArguments("a connection with a session writes in it, not one-shot")
-        self._propose(conn, req.xid, req.seq, req.op)
+        self._propose(conn, req.xid, req.seq, req.op, req.queue)
 
-    def _propose(self, conn: int, xid: int, seq: int, op: Op) -> None:
+    def _propose(
+        self, conn: int, xid: int, seq: int, op: Op, queue: QueueWatches | None = None
+    ) -> None:
         client = self._client(conn).client
         assert client is not None
         if not self.e.replica.machine.seq_in_window(client, seq):
@@ -493,7 +500,7 @@ class ClientRequests:
         self.e.observer.submitted(cmd)
         machine = self.e.replica.machine
         if machine.is_applied(client, seq):
-            self._answer(conn, xid, machine.cached(client, seq))
+            self._answer(conn, xid, machine.cached(client, seq), queue)
             return
         if self.e.leaderless and (client, seq) not in self._pending:
             self.fail(conn, xid, ErrorCode.UNAVAILABLE, self.e.leaderless_message())
@@ -509,8 +516,12 @@ class ClientRequests:
             self.fail(earlier[0], earlier[1], ErrorCode.INDETERMINATE, message)
         self._pending[(client, seq)] = (conn, xid)
         self._commands[(client, seq)] = cmd
+        self._queued.pop((client, seq), None)
+        if queue is not None:
+            self._queued[(client, seq)] = queue
         if not self.e.node.propose(cmd):
             del self._pending[(client, seq)], self._commands[(client, seq)]
+            self._queued.pop((client, seq), None)
             self.fail(conn, xid, ErrorCode.UNAVAILABLE, "the node is overloaded; retry")
 
     def resend(self) -> None:
@@ -532,11 +543,21 @@ class ClientRequests:
             if self.e.node.withdraw(*key):
                 del self._pending[key]
                 self._commands.pop(key, None)
+                self._queued.pop(key, None)
                 self.fail(conn, xid, ErrorCode.UNAVAILABLE, why)
 
-    def _answer(self, conn: int, xid: int, outcome: Outcome | None) -> None:
+    def _answer(
+        self, conn: int, xid: int, outcome: Outcome | None, queue: QueueWatches | None = None
+    ) -> None:
         if outcome is None:  # applied long ago; its answer is no longer kept
             self.fail(conn, xid, ErrorCode.INDETERMINATE, "applied earlier; result not kept")
+        elif outcome.ok and queue is not None and type(outcome.value) is str:
+            tree, created = self.e.replica.machine.tree, outcome.value
+
+            def register(wid: int, path: str, after: int) -> bool:
+                return self._register(conn, wid, path, "data", after)
+
+            self.reply(conn, xid, queue_answer(tree, created, queue, stat_reply, register))
         elif outcome.ok:
             self.reply(conn, xid, outcome.value)
         else:

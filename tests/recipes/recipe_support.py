@@ -41,7 +41,8 @@ async def until(predicate: Callable[[], Any], timeout: float = 10, what: str = "
 
 
 def armed_watches(client: Client) -> int:
-    """Watches a node has registered for this client (the client keeps no public count)."""
+    """Watches a node has registered for this client (the client keeps no public count). A
+    queued contender has two: on its own node (set by its create) and on what it waits for."""
     return sum(1 for w in client._watches.values() if w.armed and not w.done)
 
 

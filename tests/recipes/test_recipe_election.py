@@ -40,7 +40,7 @@ def test_campaign_resign_leader_and_observe(cluster):
             assert not await two.campaign(timeout=0)
             assert await children(a, path) == [one.node.rsplit("/", 1)[1]]
             campaign = asyncio.create_task(two.campaign())
-            await until(lambda: armed_watches(b) == 1, what="the second candidate to queue")
+            await until(lambda: armed_watches(b) == 2, what="the second candidate to queue")
             assert seen.empty()  # a candidate queueing behind the leader changes nothing
 
             await one.proclaim(b"uno")
@@ -76,7 +76,7 @@ def test_context_manager_and_failover_on_session_expiry(cluster):
             assert await old.campaign()
             new = Election(b, path, b"new")
             task = asyncio.create_task(new.campaign(timeout=20))
-            await until(lambda: armed_watches(b) == 1, what="the candidate to queue")
+            await until(lambda: armed_watches(b) == 2, what="the candidate to queue")
             a._freeze()  # the leader goes silent
             t0 = time.monotonic()
             assert await task

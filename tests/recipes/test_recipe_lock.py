@@ -76,7 +76,7 @@ def test_fifo_order_no_herd_and_contenders(cluster):
             tasks = []
             for w, c in zip(waiters, cs[1:], strict=True):
                 tasks.append(asyncio.create_task(wait_then_release(w)))
-                await until(lambda c=c: armed_watches(c) == 1, what="waiter armed")
+                await until(lambda c=c: armed_watches(c) == 2, what="waiter armed")
 
             queue = await holder.contenders()
             assert [q.owner["owner"] for q in queue] == ["holder"] + [w.owner for w in waiters]
@@ -135,7 +135,7 @@ def test_cancelled_acquire_deletes_its_node(cluster):
             assert await holder.acquire()
             waiter = Lock(b, path)
             task = asyncio.create_task(waiter.acquire())
-            await until(lambda: armed_watches(b) == 1, what="the waiter to queue")
+            await until(lambda: armed_watches(b) == 2, what="the waiter to queue")
             assert len(await children(a, path)) == 2
             with pytest.raises(RecipeError):
                 await waiter.release()  # a pending acquire is withdrawn by cancelling it
@@ -170,16 +170,17 @@ def test_a_lost_create_reply_is_recognised(cluster):
             assert await lock.recover(f"{uuid.uuid4().hex}-lock-") is None
             await c.delete(made)
 
-            real_create, lost = c.create, []
+            # The recipe creates with ``enqueue`` (a create that answers with the queue).
+            real_enqueue, lost = c.enqueue, []
 
-            async def create_losing_the_reply(*args, **kwargs):
-                path_made = await real_create(*args, **kwargs)
-                if kwargs.get("sequential") and not lost:
-                    lost.append(path_made)
+            async def enqueue_losing_the_reply(*args, **kwargs):
+                queued = await real_enqueue(*args, **kwargs)
+                if not lost:
+                    lost.append(queued.path)
                     raise Indeterminate("reply lost (simulated)")
-                return path_made
+                return queued
 
-            c.create = create_losing_the_reply
+            c.enqueue = enqueue_losing_the_reply
             assert await lock.acquire(timeout=5)
             assert lock.node == lost[0]
             assert await children(c, path) == [lost[0].rsplit("/", 1)[1]]
@@ -190,12 +191,12 @@ def test_a_lost_create_reply_is_recognised(cluster):
             # withdrawal finds the node by its uid and deletes it.
             applied, never = asyncio.Event(), asyncio.Event()
 
-            async def create_never_answering(*args, **kwargs):
-                await real_create(*args, **kwargs)
+            async def enqueue_never_answering(*args, **kwargs):
+                await real_enqueue(*args, **kwargs)
                 applied.set()
                 await never.wait()
 
-            c.create = create_never_answering
+            c.enqueue = enqueue_never_answering
             task = asyncio.create_task(Lock(c, path).acquire())
             await applied.wait()
             assert len(await children(c, path)) == 1
@@ -246,7 +247,7 @@ def test_holder_session_expiry_passes_the_lock_on(cluster):
             old_token = holder.token
             waiter = Lock(b, path)
             task = asyncio.create_task(waiter.acquire(timeout=20))
-            await until(lambda: armed_watches(b) == 1, what="the waiter to queue")
+            await until(lambda: armed_watches(b) == 2, what="the waiter to queue")
 
             a._freeze()  # cut the holder off: no pings, no connection
             t0 = time.monotonic()
@@ -331,7 +332,7 @@ def test_waiter_session_expiry_raises_contender_lost(cluster):
             assert await holder.acquire()
             waiter = Lock(b, path)
             task = asyncio.create_task(waiter.acquire())
-            await until(lambda: armed_watches(b) == 1, what="the waiter to queue")
+            await until(lambda: armed_watches(b) == 2, what="the waiter to queue")
             stat, gone = await a.exists_watch(waiter.node)
             assert stat is not None
             b._freeze()  # cut the waiter off until its session expires

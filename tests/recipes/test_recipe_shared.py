@@ -31,12 +31,12 @@ def test_readers_share_writers_exclude_fifo(cluster):
             assert not await w.acquire(timeout=0)  # a writer waits for the readers
             assert not await Lock(c, path).acquire(timeout=0)  # so does a plain lock
             writer = asyncio.create_task(w.acquire())
-            await until(lambda: armed_watches(c) == 1, what="the writer to queue")
+            await until(lambda: armed_watches(c) == 2, what="the writer to queue")
 
             r3 = ReadWriteLock(d, path).read
             assert not await r3.acquire(timeout=0)  # no overtaking the queued writer
             reader = asyncio.create_task(r3.acquire())
-            await until(lambda: armed_watches(d) == 1, what="the late reader to queue")
+            await until(lambda: armed_watches(d) == 2, what="the late reader to queue")
             kinds = [q.kind for q in await r1.contenders()]
             assert kinds == ["read", "read", "write", "read"]
 
@@ -133,7 +133,7 @@ def test_semaphore_wakes_the_first_waiter_when_any_holder_leaves(cluster):
             waiting = []
             for i in (2, 3):
                 waiting.append(asyncio.create_task(sems[i].acquire()))
-                await until(lambda i=i: armed_watches(cs[i]) == 1, what="a waiter to queue")
+                await until(lambda i=i: armed_watches(cs[i]) == 2, what="a waiter to queue")
             assert await sems[0].stored_limit() == 2
             await sems[1].release()
             assert await waiting[0]
