@@ -20,7 +20,6 @@ from click.core import ParameterSource
 
 from paxctl.cli import exits, remote
 from paxctl.cli.cluster_checks import exit_reason
-from paxctl.client import ClientError, SyncClient
 from paxctl.server.config import ConfigError, parse_address
 from paxctl.server.secret import SECRET_FILE, SecretError, load_secret
 
@@ -135,6 +134,8 @@ def start_over_ssh(
 
 
 def _await(member: dict[str, Any], client: str, pid: int, log: str) -> None:
+    from paxctl.client import ClientError, SyncClient  # not for `node start` run here
+
     try:
         address = parse_address(client, "--client")
     except ConfigError as exc:

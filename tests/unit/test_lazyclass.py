@@ -135,3 +135,12 @@ def test_what_it_cannot_defer_goes_to_dataclass_at_once() -> None:
     for cls in (WithClassVar, Derived, NoSlots):
         assert cls not in lazyclass._PENDING and dataclasses.is_dataclass(cls)
     assert Derived(1, "a", 2).z == 2
+
+
+def test_the_peer_codec_names_each_message_field() -> None:
+    """core/codec.py lists fields by ``__match_args__`` (no class made at import): they must
+    be every field, in order, as ``dataclasses.fields`` would list them."""
+    from paxctl.core import codec
+
+    for cls, names in codec._NAMES.items():
+        assert names == tuple(f.name for f in dataclasses.fields(cls)[2:]), cls
