@@ -123,8 +123,10 @@ class BlockingClient:
     def _open(self, conn: int, server: int) -> None:
         host, port = self._servers[server % len(self._servers)]
         session = self._session
+        due = session.next_deadline()  # the connect's own deadline, or the call's if sooner
+        limit = ATTEMPT_TIMEOUT if due is None else (due - _now()) / 1000
         try:
-            sock = _connect(host, port, min(ATTEMPT_TIMEOUT, self.timeout))
+            sock = _connect(host, port, min(ATTEMPT_TIMEOUT, max(0.001, limit)))
         except _Refused as exc:
             reason = str(exc)
             self._inputs.append(lambda now: session.connect_failed(now, conn, reason))
