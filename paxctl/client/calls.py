@@ -52,9 +52,10 @@ def new_session(
 
 
 def read(
-    session: ClientSession, kind: str, path: str, local: bool, **extra: Any
+    session: ClientSession, kind: str, path: str, local: bool, /, **extra: Any
 ) -> Callable[[float, float], int]:
-    """A read of ``kind`` as a call to start: ``make(now, timeout_ms)`` returns its id."""
+    """A read of ``kind`` as a call to start: ``make(now, timeout_ms)`` returns its id.
+    Positional-only: ``extra`` may hold a ``session`` of its own (whose ephemerals to list)."""
     what = ReadKind(kind)
 
     def make(now: float, timeout_ms: float) -> int:

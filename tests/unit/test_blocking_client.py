@@ -174,3 +174,15 @@ def test_a_host_name_is_resolved_and_each_address_tried(nodes: Any) -> None:
     node = nodes(node_answer())  # on 127.0.0.1 only: localhost's ::1, if any, is refused
     with BlockingClient(f"localhost:{node.port}") as client:
         assert client.get("/x")[0] == b"hello"
+
+
+def test_a_read_may_name_a_session_of_its_own() -> None:
+    """``ephemerals`` asks for another session's: its ``session`` is the read's, not the
+    argument naming the client session that starts it (calls.read takes that positionally)."""
+    from paxctl.client.calls import new_session, read
+
+    session = new_session([("127.0.0.1", closed_port())], 10.0, None)
+    call = read(session, "ephemerals", "/", False, session=42)(0.0, 1000.0)
+    request = session._calls[call].request
+    assert isinstance(request, ReadRequest)
+    assert (request.kind, request.session) == (ReadKind.EPHEMERALS, 42)
