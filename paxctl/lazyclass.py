@@ -30,7 +30,7 @@ _STATE = ("__getstate__", "__setstate__")  # what a frozen slotted class needs t
 _PARAMS = frozenset({"frozen", "slots", "eq", "repr"})
 _SPECIAL = ("ClassVar", "InitVar", "KW_ONLY")
 
-#: slotted class -> (the class as written, the dataclass parameters), until materialized.
+#: slotted class -> (the class as written, the parameters, the stand-ins), until materialized.
 _PENDING: dict[type, tuple[type, dict[str, bool], tuple[str, ...]]] = {}
 
 
