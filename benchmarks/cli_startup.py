@@ -9,6 +9,10 @@ system), with the load average: the machine may be shared, and wall time grows w
 (CPU time much less). Without ``-s`` it starts a local 3-node cluster in
 a temporary directory (``paxctl cluster up``), and takes it down afterwards.
 
+``--cluster-up`` measures instead ``paxctl cluster up`` on a second run (the data directory
+exists): the wall time until it returns and until a ``paxctl set`` right after it is
+acknowledged (a script's first write), each run after a ``cluster down``.
+
 ``--against DIR`` compares with another source tree (a checkout holding ``paxctl/``): both run
 as ``python -m paxctl`` with that tree first on ``PYTHONPATH``, the runs interleaved, so that a
 change in the machine's load touches both alike. ``--importtime`` prints, for each command, the
@@ -61,11 +65,14 @@ class Variant:
         if tree is not None:
             self.env["PYTHONPATH"] = os.path.abspath(tree)
 
-    def run(self, args: list[str]) -> tuple[float, float]:
+    def run(self, args: list[str], quiet: bool = False) -> tuple[float, float]:
         """Wall time and CPU time (user + system) of ``paxctl ARGS``, in ms."""
         started, cpu = time.perf_counter(), _children_cpu()
         run = [*self.argv, *args]
-        subprocess.run(run, cwd=CWD, env=self.env, check=True, stdout=subprocess.DEVNULL)
+        err = subprocess.DEVNULL if quiet else None
+        subprocess.run(
+            run, cwd=CWD, env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=err
+        )
         return (time.perf_counter() - started) * 1000, (_children_cpu() - cpu) * 1000
 
     def import_top(self, args: list[str], count: int = 10) -> list[tuple[int, str]]:
@@ -132,17 +139,53 @@ def main() -> None:
     parser.add_argument("-s", "--servers", help="a running cluster (default: start one)")
     parser.add_argument("--against", metavar="DIR", help="another source tree to compare")
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument("--cluster-up", action="store_true", help="time `cluster up` instead")
     opts = parser.parse_args()
     variants = [Variant(None, "paxctl")]
     if opts.against:
         variants = [Variant(HERE, "this tree"), Variant(opts.against, opts.against)]
     try:
-        if opts.servers:
+        if opts.cluster_up:
+            cluster_up(opts.runs, variants)
+        elif opts.servers:
             measure(opts.servers, opts.runs, variants, opts.importtime)
         else:
             on_a_cluster_of_its_own(opts.runs, variants, opts.importtime)
     finally:
         shutil.rmtree(CWD)
+
+
+def cluster_up(runs: int, variants: list[Variant]) -> None:
+    """``cluster up`` of an existing cluster, then its first write; each variant its own."""
+    dirs, firsts = [], []
+    for variant in variants:
+        where = tempfile.mkdtemp(prefix="paxctl-up-")
+        base = free_base_port(3)
+        variant.run(["cluster", "up", "--dir", where, "--base-port", str(base)], quiet=True)
+        variant.run(["cluster", "down", "--dir", where], quiet=True)
+        dirs.append(where)
+        firsts.append(["set", "/", "", "-s", f"127.0.0.1:{base + 1}"])
+    print(f"load average before: {load()}; {runs} runs each, median [min-max] ms")
+    print(f"{'':<22}" + "".join(f"{v.label:>24}" for v in variants))
+    ups: list[list[float]] = [[] for _ in variants]
+    writes: list[list[float]] = [[] for _ in variants]
+    try:
+        for _ in range(runs):
+            for i, variant in enumerate(variants):
+                up, _ = variant.run(["cluster", "up", "--dir", dirs[i]], quiet=True)
+                write, _ = variant.run(firsts[i])
+                ups[i].append(up)
+                writes[i].append(up + write)
+                variant.run(["cluster", "down", "--dir", dirs[i]], quiet=True)
+        for name, rows in (("cluster up", ups), ("up, then first write", writes)):
+            cells = [f"{statistics.median(w):.0f} [{min(w):.0f}-{max(w):.0f}]" for w in rows]
+            print(f"{name:<22}" + "".join(f"{cell:>24}" for cell in cells))
+        print(f"load average after:  {load()}")
+    finally:
+        for i, variant in enumerate(variants):
+            subprocess.run([*variant.argv, "cluster", "down", "--dir", dirs[i]], env=variant.env,
+                           cwd=CWD, check=False, capture_output=True)  # fmt: skip
+            shutil.rmtree(dirs[i], ignore_errors=True)
 
 
 def on_a_cluster_of_its_own(runs: int, variants: list[Variant], importtime: bool) -> None:

@@ -1,11 +1,13 @@
 """Which cluster a ``paxctl cluster`` command means (the one in DIR, or one named with -s),
-and whether a node it just started answers as its own process: shared by ``cluster.py`` and
-``cluster_change.py`` (which ``cluster.py`` registers, so neither may import the other).
+and whether a node it just started listens and answers as its own process: shared by
+``cluster.py`` and ``cluster_change.py`` (which ``cluster.py`` registers, so neither may import
+the other).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -59,6 +61,26 @@ def remote_servers(ctx: click.Context, directory: str, servers: str | None) -> s
     resolved = resolve_servers(None)
     doc = load_cluster(directory)
     return None if doc is not None and resolved == connect_string(doc) else resolved
+
+
+def listening(members: list[dict[str, Any]]) -> bool:
+    """Whether some member's client port accepts a connection yet. A bare connect, closed at
+    once (a node says nothing of a connection that sends nothing), costs far less than a
+    client's attempt (an event loop, a hello), which would take CPU from the nodes starting on
+    the same cores."""
+    for member in members:
+        try:
+            with socket.create_connection((member["host"], member["client_port"]), timeout=0.5):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def retry_pause(members: list[dict[str, Any]]) -> float:
+    """Seconds before looking again for nodes just started. A node takes a few hundred ms to
+    start; looking costs a connect per node here, but an ssh per host for other hosts."""
+    return 0.2 if any(remote.is_remote(m) for m in members) else 0.02
 
 
 def await_answer(directory: str, member: dict[str, Any], mark: int, wait: float = 10.0) -> None:

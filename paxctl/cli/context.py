@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from paxctl.cli.connect import resolve_servers
-from paxctl.client import SyncClient
 
 if TYPE_CHECKING:
-    from paxctl.client import WatchEvent
+    from paxctl.client import SyncClient, WatchEvent
+    from paxctl.client.blocking import BlockingClient
 
 
 @dataclass
@@ -86,6 +86,8 @@ def connect(servers: str | None, timeout: float) -> Iterator[SyncClient]:
     Inside the shell, ``-s`` naming other servers than the shell's still gets a fresh client:
     the user asked for another cluster. The shell's client keeps the shell's ``--timeout``.
     """
+    from paxctl.client import SyncClient  # asyncio: only for the commands that need it
+
     shell = shell_context()
     if shell is not None and (not servers or servers == shell.servers):
         yield shell.client
@@ -93,4 +95,18 @@ def connect(servers: str | None, timeout: float) -> Iterator[SyncClient]:
     # One-shot: a command's writes go without a session (one consensus round each) unless
     # one needs a session (an ephemeral), which then opens one.
     with SyncClient(resolve_servers(servers), timeout=timeout, one_shot=True) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def reader(servers: str | None, timeout: float) -> Iterator[SyncClient | BlockingClient]:
+    """A client for one command that only reads: as ``connect``, but on its own a blocking
+    one (client/blocking.py), which spares the command asyncio's import and event loop."""
+    from paxctl.client.blocking import BlockingClient
+
+    shell = shell_context()
+    if shell is not None and (not servers or servers == shell.servers):
+        yield shell.client
+        return
+    with BlockingClient(resolve_servers(servers), timeout=timeout) as client:
         yield client

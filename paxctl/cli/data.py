@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from paxctl.cli.connect import client_options, complete_path, local_option
-from paxctl.cli.context import absolute, connect, shell_context
+from paxctl.cli.context import absolute, connect, reader, shell_context
 from paxctl.cli.names import parse_fence
 from paxctl.cli.output import (
     Output,
@@ -25,7 +25,6 @@ from paxctl.cli.output import (
     progress,
     table,
 )
-from paxctl.client.subtree import KEPT_BY_ROOT, child_path, delete_tree, listing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -200,7 +199,7 @@ def get(
     terminal, binary data is shown as a hex dump instead.
     """
     path = absolute(path)
-    with connect(servers, timeout) as client:
+    with reader(servers, timeout) as client:
         data, stat = client.get(path, local=local)
 
     def text() -> None:
@@ -320,6 +319,8 @@ def rm(
     path = absolute(path)
     with connect(servers, timeout) as client:
         if recursive:
+            from paxctl.client.subtree import KEPT_BY_ROOT, delete_tree
+
             if path == "/":
                 click.echo(f"paxctl: keeping {KEPT_BY_ROOT} (locks, elections, run-once "
                            f"records); rm -r {KEPT_BY_ROOT} deletes it", err=True)  # fmt: skip
@@ -340,6 +341,8 @@ def ls(
     path: str, show_stat: bool, local: bool, servers: str | None, timeout: float, out: Output
 ) -> None:
     """List the children of znode PATH (default: / or the shell's directory)."""
+    from paxctl.client.subtree import child_path, listing  # asyncio: not for get or stat
+
     path = "/" if path == "." and shell_context() is None else absolute(path)
     with connect(servers, timeout) as client:
         if show_stat:
@@ -382,7 +385,7 @@ def ls(
 def stat(path: str, local: bool, servers: str | None, timeout: float, out: Output) -> None:
     """Print the stat of znode PATH (default: / or the shell's directory)."""
     path = "/" if path == "." and shell_context() is None else absolute(path)
-    with connect(servers, timeout) as client:
+    with reader(servers, timeout) as client:
         result = client.stat(path, local=local)
     out.emit({"path": path, "stat": result}, lambda: print_stat(result))
 
@@ -391,7 +394,7 @@ def stat(path: str, local: bool, servers: str | None, timeout: float, out: Outpu
 @client_options
 def sync(servers: str | None, timeout: float, out: Output) -> None:
     """Wait until the connected node has applied everything chosen before now."""
-    with connect(servers, timeout) as client:
+    with reader(servers, timeout) as client:
         client.sync()
         zxid = client.last_zxid
     out.emit({"zxid": zxid}, lambda: click.echo(f"synced at zxid {zxid}"))

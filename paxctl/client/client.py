@@ -35,12 +35,18 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from paxctl.client.addresses import format_server, parse_servers
+from paxctl.client.calls import (
+    ATTEMPT_TIMEOUT,
+    children_result,
+    exists_result,
+    get_result,
+    new_session,
+    read,
+)
 from paxctl.client.connection import (
     ClientError,
     Connection,
@@ -51,7 +57,6 @@ from paxctl.client.connection import (
     open_stream,
 )
 from paxctl.client.queue_reply import Enqueued, parse_queue_reply
-from paxctl.client.session import ClientSession
 from paxctl.client.session_types import (
     CallFailed,
     Close,
@@ -66,8 +71,7 @@ from paxctl.client.session_types import (
 from paxctl.client.watch import Watch, WatchEvent
 from paxctl.protocol.admin_proof import reconfig_proof
 from paxctl.protocol.codec import members_dict, members_reply
-from paxctl.protocol.messages import QueueWatches, ReadKind, ReconfigRequest, WatchMode
-from paxctl.protocol.secrets import SECRET_BYTES
+from paxctl.protocol.messages import QueueWatches, ReconfigRequest, WatchMode
 from paxctl.statemachine.errors import MultiError, SessionExpired, ZnodeError
 from paxctl.statemachine.ops import (
     Check,
@@ -83,15 +87,6 @@ from paxctl.statemachine.ops import (
 )
 
 log = logging.getLogger("paxctl.client")
-
-#: How long one attempt on one server may take before the client tries another.
-ATTEMPT_TIMEOUT = 2.0
-
-
-def new_secret() -> bytes:
-    """A fresh client secret from the OS's randomness: it names the temporary id and proves
-    the session (protocol/secrets.py)."""
-    return os.urandom(SECRET_BYTES)
 
 
 class Client:
@@ -114,15 +109,7 @@ class Client:
         self.one_shot = one_shot
         self.session_timeout = session_timeout
         self.connected_to: tuple[str, int] | None = None
-        self._session = ClientSession(
-            [format_server(s) for s in parsed],
-            rng=random.Random(),
-            new_secret=new_secret,
-            session_timeout_ms=session_timeout * 1000,
-            ping_interval_ms=None if ping_interval is None else ping_interval * 1000,
-            attempt_timeout_ms=ATTEMPT_TIMEOUT * 1000,
-            hello_timeout_ms=ATTEMPT_TIMEOUT * 1000,
-        )
+        self._session = new_session(parsed, session_timeout, ping_interval)
         self._servers = parsed
         self._conns: dict[int, Connection] = {}
         self._opening: dict[int, asyncio.Task[None]] = {}
@@ -418,12 +405,7 @@ class Client:
             return await self._request(lambda now, t: self._session.write(now, op, t, queue))
 
     async def _read(self, kind: str, path: str, local: bool, **extra: Any) -> Any:
-        session, what = self._session, ReadKind(kind)
-
-        def make(now: float, timeout_ms: float) -> int:
-            return session.read(now, what, path, timeout_ms, local=local, **extra)
-
-        return await self._request(make)
+        return await self._request(read(self._session, kind, path, local, **extra))
 
     # ------------------------------------------------------------------ writes
 
@@ -512,19 +494,16 @@ class Client:
     # ------------------------------------------------------------------ reads
 
     async def get(self, path: str, *, local: bool = False) -> tuple[bytes, dict[str, Any]]:
-        result = await self._read("get", path, local)
-        return bytes(result["data"]), dict(result["stat"])
+        return get_result(await self._read("get", path, local))
 
     async def exists(self, path: str, *, local: bool = False) -> dict[str, Any] | None:
-        result = await self._read("exists", path, local)
-        return dict(result) if result is not None else None
+        return exists_result(await self._read("exists", path, local))
 
     async def stat(self, path: str, *, local: bool = False) -> dict[str, Any]:
         return dict(await self._read("stat", path, local))
 
     async def children(self, path: str, *, stats: bool = False, local: bool = False) -> Any:
-        result = await self._read("children", path, local, stats=stats)
-        return result if stats else list(result["children"])
+        return children_result(await self._read("children", path, local, stats=stats), stats)
 
     async def ephemerals(self, session: int | None = None) -> list[str]:
         """Paths of the ephemerals ``session`` (default: this client's) owns."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import socket
 from collections.abc import Callable
 from typing import Any
 
+from paxctl.client.calls import REFUSALS
 from paxctl.client.errors import (
     ClientError,
     ConnectionLost,
@@ -26,14 +26,6 @@ from paxctl.client.errors import (
 from paxctl.protocol.codec import ProtocolError, decode_from_server, encode_request
 from paxctl.protocol.framing import FrameDecoder, FrameError, encode_frame
 from paxctl.protocol.messages import FromServer, Request
-
-#: errno values of a connect that failed for good (as opposed to a slow or busy server).
-_REFUSALS = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
-    errno.EADDRNOTAVAIL: "address not available",
-}
 
 
 async def open_stream(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -55,7 +47,7 @@ async def open_stream(host: str, port: int) -> tuple[asyncio.StreamReader, async
             return await asyncio.open_connection(str(address[0]), port, family=family)
         except OSError as exc:
             last = exc
-            reason = _REFUSALS.get(exc.errno or 0)
+            reason = REFUSALS.get(exc.errno or 0)
             if reason is None:
                 raise
             reasons.append(reason)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import field
 from typing import Any
 
+from paxctl.lazyclass import dataclass
 from paxctl.protocol.messages import Hello, Request, WatchEvent, WatchMode, WatchSpec
 
 
@@ -38,7 +39,7 @@ class ClientBugs:
         return cls(**{name: True for name in names & PLANTED_CLIENT_BUGS})
 
 
-PLANTED_CLIENT_BUGS = frozenset(f.name for f in fields(ClientBugs))
+PLANTED_CLIENT_BUGS = frozenset(ClientBugs.__match_args__)  # its fields, without making them
 NO_CLIENT_BUGS = ClientBugs()
 
 

@@ -7,7 +7,6 @@ a half-built message). Framing, checksums and length limits belong to the transp
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -175,8 +174,9 @@ _SCHEMA: dict[type[Message], tuple[int, tuple[_Field, ...]]] = {
     Handover: (18, (_INT,)),
 }
 _BY_TAG = {tag: (cls, fields) for cls, (tag, fields) in _SCHEMA.items()}
-#: Each kind's own fields after ``frm`` and ``to``, in declaration order.
-_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)[2:]) for cls in _SCHEMA}
+#: Each kind's own fields after ``frm`` and ``to``, in declaration order (every field is an
+#: ``__init__`` argument; ``dataclasses.fields`` would make every class's methods at import).
+_NAMES: dict[type[Message], tuple[str, ...]] = {cls: cls.__match_args__[2:] for cls in _SCHEMA}
 
 
 def encode(msg: Message) -> bytes:

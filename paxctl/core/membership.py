@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import msgpack
+
+from paxctl.lazyclass import dataclass
 
 #: The client id of configuration changes (0 is the digest audit's, 1 the session reaper's).
 CONFIG_CLIENT = 2

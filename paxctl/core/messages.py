@@ -7,10 +7,9 @@ learned. Fewer kinds of message means fewer paths to get wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from paxctl.core.membership import Membership
 from paxctl.core.types import AcceptedEntry, Ballot, ChosenEntry, Command, Value
+from paxctl.lazyclass import dataclass
 
 
 @dataclass(frozen=True, slots=True)

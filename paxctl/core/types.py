@@ -7,8 +7,9 @@ the node to another (or kept by a test) without anyone seeing it change afterwar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
+
+from paxctl.lazyclass import dataclass
 
 if TYPE_CHECKING:
     from paxctl.core.membership import Membership

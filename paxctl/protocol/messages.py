@@ -12,10 +12,11 @@ push carries ``zxid``, the last transaction the serving node had applied when it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any
 
+from paxctl.lazyclass import dataclass
 from paxctl.protocol.errors import ErrorCode
 from paxctl.statemachine.ops import Op
 

@@ -12,12 +12,13 @@ operation over the limits), never another exception and never a half-built opera
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import msgpack
 
 from paxctl.core.ints import MAX_UINT as _MAX_INT
+from paxctl.lazyclass import dataclass
 from paxctl.statemachine.errors import BadArguments, DataTooLarge
 from paxctl.statemachine.paths import MAX_PATH_BYTES, ROOT, validate_path
 

@@ -9,7 +9,9 @@ under it.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
+
+from paxctl.lazyclass import dataclass
 
 
 @dataclass(frozen=True, slots=True)

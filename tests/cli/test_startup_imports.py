@@ -60,10 +60,25 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_read_loads_the_client_but_not_the_replica_rich_or_the_shell() -> None:
+#: What the asyncio client brings, which a one-shot read does without (client/blocking.py).
+ASYNC = {"asyncio", "ssl", "paxctl.client.client", "paxctl.client.sync"}
+READER = {"paxctl.client.blocking", "paxctl.client.session", "paxctl.protocol.codec", "msgpack"}
+
+
+@pytest.mark.parametrize("command", ["get", "stat"])
+def test_a_read_loads_the_blocking_client_but_not_asyncio_the_replica_or_rich(
+    command: str,
+) -> None:
     """And a failed one still maps to its exit code (the errors are imported only then)."""
-    status, modules = modules_after("get", "/x", "-s", f"127.0.0.1:{closed_port()}")
+    status, modules = modules_after(command, "/x", "-s", f"127.0.0.1:{closed_port()}")
     assert status == 5  # Unavailable: nothing listens there
+    assert loaded(modules, READER) == READER
+    assert loaded(modules, ASYNC | REPLICA | ELSEWHERE) == set()
+
+
+def test_a_write_loads_the_asyncio_client_but_not_the_replica_rich_or_the_shell() -> None:
+    status, modules = modules_after("set", "/x", "v", "-s", f"127.0.0.1:{closed_port()}")
+    assert status == 5
     assert loaded(modules, CLIENT) == CLIENT
     assert loaded(modules, REPLICA | ELSEWHERE) == set()
 
