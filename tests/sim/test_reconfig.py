@@ -14,6 +14,7 @@ seeds: a network that starves one side of a replacement's alpha window, then cut
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -78,15 +79,16 @@ def test_seeds_that_once_stalled_at_the_default_safety_phase():
     assert not failures, "\n".join(failures)
 
 
-#: Each planted bug of membership changes, a seed where it breaks an invariant, and the start of
-#: the failure. (Seeds move when the schedule or the core changes: re-pin on the same error.)
+#: Each planted bug of membership changes, a seed where it breaks an invariant, and the
+#: invariant it breaks (a pattern: which node and slot show it move with every change to the
+#: schedule, the invariant does not; re-pin on the same invariant when the seed stops showing it).
 #: ``p1_new_config_only`` needs the window nemesis (nemesis.py), which half of the seeds run:
 #: it went for about one seed in 30 and caught the bug on 3 of seeds 1-200 (3 of 100 with five
 #: nodes), never failing a seed without the bug.
 PINNED = [
-    ("count_removed", 1, "InvariantViolation: node 2 learned slot 35 that no majority voted for"),
-    ("two_changes_in_flight", 3, "InvariantViolation: node 2's configuration after slot 74 is"),
-    ("p1_new_config_only", 7, "InvariantViolation: slot 175 chosen with two different values"),
+    ("count_removed", 1, r"InvariantViolation: node \d+ learned slot \d+ that no majority voted"),
+    ("two_changes_in_flight", 3, r"InvariantViolation: node \d+'s configuration after slot \d+ is"),
+    ("p1_new_config_only", 7, r"InvariantViolation: slot \d+ chosen with two different values"),
 ]
 
 
@@ -94,7 +96,7 @@ PINNED = [
 def test_planted_membership_bugs_are_caught(bug, seed, error):
     assert run_seed(spec(seed)).ok  # the seed is fine without the bug
     broken = run_seed(spec(seed, bugs=frozenset({bug})))
-    assert not broken.ok and broken.error.startswith(error), broken.error
+    assert not broken.ok and re.match(error, broken.error or ""), broken.error
 
 
 def test_a_correct_cluster_survives_the_window_nemesis():
