@@ -374,6 +374,11 @@ class Node(Learning):
             self._maybe_request_catchup(msg.frm, max(msg.commit, msg.compacted))
             return
         self.proposer.promises[msg.frm] = msg
+        if msg.commit > self.learner.commit:
+            # Learn what that acceptor knows is chosen, whatever this campaign's fate: the
+            # quorum it needs may be out of reach (a voter of an older configuration removed
+            # and stopped) until this node learns the slots that put a newer one in force.
+            self._maybe_request_catchup(msg.frm, msg.commit)
         if self._quorum_in(self.proposer.promises, self._campaign_configs()):
             self.become_leader()
 
