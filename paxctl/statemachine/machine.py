@@ -22,7 +22,9 @@ memory and snapshots stay flat however many sessions come and go.
 A session is opened under the connection's temporary id (``TEMP_CLIENT_BIT`` set; it never
 names a session, so it has no entry). A retried ``OpenSession`` whose answer was lost thus opens
 a second session; the first, never learned by anyone, owns nothing and simply expires after its
-timeout (ZooKeeper behaves the same).
+timeout (ZooKeeper behaves the same). A one-shot write (``Once``: no session) is the one
+command of a temporary id with an outcome to keep: it goes in the bounded table of
+statemachine/once.py, which can forget without ever applying a retry twice.
 
 Everything here is part of the replicated state: the table, the session table and the last
 applied time travel in snapshots and count in the digest, so a replica restored from a snapshot

@@ -91,7 +91,7 @@ def test_snapshot_restore_keeps_the_table_and_answers_as_the_original():
     first = d.sm.apply_command(zxid(10), cmd, C1, 3)
     d.run(CloseSession(C2), client=C2)
     restored = StateMachine.restore(d.sm.snapshot())
-    assert msgpack.unpackb(d.sm.snapshot())[0] == MACHINE_SNAPSHOT_FORMAT == 4
+    assert msgpack.unpackb(d.sm.snapshot())[0] == MACHINE_SNAPSHOT_FORMAT == 5
     assert restored.digest() == d.sm.digest() and table(restored) == table(d.sm)
     for sm in (d.sm, restored):
         assert sm.apply_command(zxid(20), cmd, C1, 3) == first and not sm.last_fresh

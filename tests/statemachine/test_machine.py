@@ -320,41 +320,49 @@ F = MACHINE_SNAPSHOT_FORMAT
 Z = 2**40  # a last zxid past every session id used below
 OK = [True, [0]]
 H = bytes(SECRET_HASH_BYTES)  # a session's secret hash
+
+
+def snap(doc: list) -> bytes:
+    """A snapshot of this format: ``doc`` with an empty one-shot table as its last part."""
+    return pack([*doc, [0, []]])
+
+
 BAD = [
     b"",
     b"\xc1",
     pack([F + 1, TREE, 0, 0, [], []]),
-    pack([F - 1, TREE, 0, 0, []]),  # the format before sessions
-    pack([F, TREE, 0, 0, []]),
-    pack([F, TREE, -1, 0, [], []]),
-    pack([F, TREE, 0, 0, {}, []]),
-    pack([F, [9], 0, 0, [], []]),
-    pack([F, TREE, 0, 0, [[1, 1]], []]),
-    pack([F, TREE, 0, 0, [[1, 1, OK], [1, 2, OK]], []]),
-    pack([F, TREE, 0, 0, [[1, 1, [True, [7]]]], []]),
-    pack([F, TREE, 0, Z, [], {}]),
-    pack([F, TREE, 0, Z, [], [[C1]]]),
-    pack([F, TREE, 0, Z, [], [[C1, 0, H]]]),  # no timeout
-    pack([F, TREE, 0, Z, [], [[C1, 2**31 + 1, H]]]),
-    pack([F, TREE, 0, Z, [], [[C1, True, H]]]),
-    pack([F, TREE, 0, Z, [], [[C1, 10]]]),  # no secret hash (format 3)
-    pack([F, TREE, 0, Z, [], [[C1, 10, H[:-1]]]]),  # a hash too short
-    pack([F, TREE, 0, Z, [], [[C1, 10, H.hex()]]]),  # a hash that is no bytes
-    pack([F, TREE, 0, Z, [], [[FIRST_CLIENT_ID - 1, 10, H]]]),  # not a client id
-    pack([F, TREE, 0, 2**63 - 1, [], [[TEMP_CLIENT_BIT, 10, H]]]),  # a temporary id, no session
-    pack([F, TREE, 0, Z, [], [[C2, 10, H], [C1, 10, H]]]),  # unordered
-    pack([F, TREE, 0, Z, [], [[C1, 10, H], [C1, 11, H]]]),  # repeated
-    pack([F, TREE, 0, C1 - 1, [], [[C1, 10, H]]]),  # a session id is a zxid applied already
-    pack([F, TREE, 0, Z, [[C1, 1, OK]], []]),  # a reply kept for a session that ended
-    pack([F, TREE, 0, Z, [[TEMP_CLIENT_BIT, 1, OK]], []]),  # ... or for a temporary id
-    pack([F, EPHEMERAL, 0, Z, [], []]),  # an ephemeral of a closed session
-    pack([F, EPHEMERAL, 0, Z, [], [[C2, 10, H]]]),
-    pack([F - 1, TREE, 0, 0, [], []]),  # format 3: sessions had no secret hash
+    pack([2, TREE, 0, 0, []]),  # the format before sessions
+    snap([F, TREE, 0, 0, []]),
+    snap([F, TREE, -1, 0, [], []]),
+    snap([F, TREE, 0, 0, {}, []]),
+    snap([F, [9], 0, 0, [], []]),
+    snap([F, TREE, 0, 0, [[1, 1]], []]),
+    snap([F, TREE, 0, 0, [[1, 1, OK], [1, 2, OK]], []]),
+    snap([F, TREE, 0, 0, [[1, 1, [True, [7]]]], []]),
+    snap([F, TREE, 0, Z, [], {}]),
+    snap([F, TREE, 0, Z, [], [[C1]]]),
+    snap([F, TREE, 0, Z, [], [[C1, 0, H]]]),  # no timeout
+    snap([F, TREE, 0, Z, [], [[C1, 2**31 + 1, H]]]),
+    snap([F, TREE, 0, Z, [], [[C1, True, H]]]),
+    snap([F, TREE, 0, Z, [], [[C1, 10]]]),  # no secret hash (format 3)
+    snap([F, TREE, 0, Z, [], [[C1, 10, H[:-1]]]]),  # a hash too short
+    snap([F, TREE, 0, Z, [], [[C1, 10, H.hex()]]]),  # a hash that is no bytes
+    snap([F, TREE, 0, Z, [], [[FIRST_CLIENT_ID - 1, 10, H]]]),  # not a client id
+    snap([F, TREE, 0, 2**63 - 1, [], [[TEMP_CLIENT_BIT, 10, H]]]),  # a temporary id, no session
+    snap([F, TREE, 0, Z, [], [[C2, 10, H], [C1, 10, H]]]),  # unordered
+    snap([F, TREE, 0, Z, [], [[C1, 10, H], [C1, 11, H]]]),  # repeated
+    snap([F, TREE, 0, C1 - 1, [], [[C1, 10, H]]]),  # a session id is a zxid applied already
+    snap([F, TREE, 0, Z, [[C1, 1, OK]], []]),  # a reply kept for a session that ended
+    snap([F, TREE, 0, Z, [[TEMP_CLIENT_BIT, 1, OK]], []]),  # ... or for a temporary id
+    snap([F, EPHEMERAL, 0, Z, [], []]),  # an ephemeral of a closed session
+    snap([F, EPHEMERAL, 0, Z, [], [[C2, 10, H]]]),
+    pack([3, TREE, 0, 0, [], []]),  # format 3: sessions had no secret hash
+    pack([F, TREE, 0, 0, [], []]),  # this format without the one-shot table
 ]
 
 
 def test_a_consistent_hand_made_snapshot_restores():
-    sm = StateMachine.restore(pack([F, EPHEMERAL, 0, C1, [[2, 1, OK], [C1, 1, OK]], [[C1, 10, H]]]))
+    sm = StateMachine.restore(snap([F, EPHEMERAL, 0, C1, [[2, 1, OK], [C1, 1, OK]], [[C1, 10, H]]]))
     assert sm.sessions() == {C1: 10}
     assert sm.tree.ephemerals(C1) == ["/e"]
     assert sm.cached(C1, 1) == sm.cached(2, 1) == Outcome(True, None)
