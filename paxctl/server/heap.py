@@ -17,7 +17,6 @@ freed. Only glibc has it; elsewhere this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 #: glibc's ``M_MMAP_THRESHOLD`` parameter number for ``mallopt``.
 _M_MMAP_THRESHOLD = -3
@@ -27,12 +26,11 @@ MMAP_THRESHOLD = 1 << 20
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     """Pin glibc's mmap threshold at ``threshold`` bytes; False where that is not possible."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    # The process's own symbols, libc's among them: ``ctypes.util.find_library`` would run
+    # ``ldconfig`` and import shutil, tempfile, bz2 and lzma, which a node then keeps (0.3 MiB).
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to pin
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS): nothing to pin
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
