@@ -7,7 +7,8 @@ a mapped block is freed, the threshold rises to that block's size, so every late
 buffer comes from the main heap, where the long-lived znodes allocated meanwhile pin it and the
 freed space is never returned. Measured (issue 16): a state machine of 100,000 znodes with a
 snapshot every 5,000 creates stayed at 133 MiB resident; with the threshold pinned, 85 MiB (68
-of them the interpreter and the tree, 16 the snapshot held for peers).
+of them the interpreter and the tree, 16 the snapshot then held for peers, now read from its
+file).
 
 Pinning the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also turns off the dynamic
 adjustment) makes every block of 1 MiB or more its own mapping, returned to the system when
