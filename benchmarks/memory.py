@@ -48,10 +48,13 @@ def show(cluster: LocalCluster, when: str) -> None:
         m = memory(cluster.pid(node))
         status = cluster.node_status(node) or {}
         log = int(status.get("applied") or 0) - int(status.get("compacted") or 0)
+        counters = status.get("counters") or {}
+        pulled = int(counters.get("snapshots_installed", 0))  # a lagging follower's catch-up
         print(
             f"{when:<22} node {node}: VmRSS {m.get('VmRSS', 0):6.1f} MiB  "
             f"VmHWM {m.get('VmHWM', 0):6.1f} MiB  (anon {m.get('RssAnon', 0):5.1f}, "
-            f"file {m.get('RssFile', 0):4.1f}; {log} slots in the log)",
+            f"file {m.get('RssFile', 0):4.1f}; {log} slots in the log; {status.get('role')}"
+            f"{f', installed {pulled} snapshots from peers' if pulled else ''})",
             flush=True,
         )
 

@@ -88,13 +88,31 @@ def encode_value(v: Value) -> list[list[Any]]:
     return [[c.client, c.seq, c.data] for c in v]
 
 
+#: Client ids decoded lately, each kept as one int object: a node holds every command of its
+#: log until the next snapshot, tens of thousands from a few clients, and each decoded id is an
+#: int of its own (32 bytes a command). Only the objects are shared, never a value changed.
+_CLIENT_IDS: dict[int, int] = {}
+_MAX_CLIENT_IDS = 4096
+
+
+def _client_id(client: int) -> int:
+    known = _CLIENT_IDS.get(client)
+    if known is not None:
+        return known
+    if len(_CLIENT_IDS) >= _MAX_CLIENT_IDS:
+        _CLIENT_IDS.clear()
+    _CLIENT_IDS[client] = client
+    return client
+
+
 def decode_value(x: Any) -> Value:
     out = []
     for item in _check_list(x, "value"):
         client, seq, data = _check_list(item, "command", 3)
         if type(data) is not bytes:
             raise CodecError("command data: expected bytes")
-        out.append(Command(_check_int(client, "client"), _check_int(seq, "seq"), data))
+        client = _client_id(_check_int(client, "client"))
+        out.append(Command(client, _check_int(seq, "seq"), data))
     return tuple(out)
 
 

@@ -7,7 +7,8 @@ a mapped block is freed, the threshold rises to that block's size, so every late
 buffer comes from the main heap, where the long-lived znodes allocated meanwhile pin it and the
 freed space is never returned. Measured (issue 16): a state machine of 100,000 znodes with a
 snapshot every 5,000 creates stayed at 133 MiB resident; with the threshold pinned, 85 MiB (68
-of them the interpreter and the tree, 16 the snapshot held for peers).
+of them the interpreter and the tree, 16 the snapshot then held for peers, now read from its
+file).
 
 Pinning the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also turns off the dynamic
 adjustment) makes every block of 1 MiB or more its own mapping, returned to the system when
@@ -17,7 +18,6 @@ freed. Only glibc has it; elsewhere this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 #: glibc's ``M_MMAP_THRESHOLD`` parameter number for ``mallopt``.
 _M_MMAP_THRESHOLD = -3
@@ -27,12 +27,11 @@ MMAP_THRESHOLD = 1 << 20
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     """Pin glibc's mmap threshold at ``threshold`` bytes; False where that is not possible."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    # The process's own symbols, libc's among them: ``ctypes.util.find_library`` would run
+    # ``ldconfig`` and import shutil, tempfile, bz2 and lzma, which a node then keeps (0.3 MiB).
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to pin
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS): nothing to pin
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from paxctl.core import messages as messages_module
-from paxctl.core.codec import CODEC_VERSION, CodecError, decode, encode
+from paxctl.core.codec import CODEC_VERSION, CodecError, decode, decode_value, encode, encode_value
 from paxctl.core.membership import founding
 from paxctl.core.messages import (
     Accept,
@@ -412,3 +412,17 @@ def test_hand_written_malformed_messages_raise_codec_error(bad):
 
 def test_codec_error_is_a_value_error():
     assert issubclass(CodecError, ValueError)
+
+
+def test_decoded_commands_of_one_client_share_its_id_object() -> None:
+    """A log holds thousands of commands of a few clients until the next snapshot (issue 16,
+    memory): their ids are one int object each, and the values decode unchanged."""
+    client = 1 << 40
+    wire = msgpack.unpackb(
+        msgpack.packb(encode_value((Command(client, 1000, b"a"), Command(client, 1001, b"b")))),
+        raw=False,
+    )
+    first, second = decode_value(wire)
+    again = decode_value(wire)[0]
+    assert (first.client, first.seq, second.seq) == (client, 1000, 1001)
+    assert first.client is second.client is again.client
