@@ -75,6 +75,10 @@ ENVIRONMENT = [
     ),
     ("PAXCTL_ELECTION_NAME, _PATH, _NODE, _TOKEN, _VALUE", "set for the command of elect"),
     ("PAXCTL_RUN_ONCE_NAME, _SLOT, _RECORD", "set for the command of run-once"),
+    (
+        "PAXCTL_UVLOOP",
+        "0: a node runs on plain asyncio even where uvloop (the fast extra) is installed",
+    ),
 ]
 
 EXAMPLES = [

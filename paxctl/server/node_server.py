@@ -513,16 +513,28 @@ def run_node(config: NodeConfig) -> None:
     """Run a node in the foreground until SIGTERM/SIGINT."""
     soft, hard = descriptors.raise_open_file_limit()
     heap.pin_mmap_threshold()  # before the state is loaded: see paxctl.server.heap
-    try:
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.install()
-    except ImportError:
-        pass
+    loop_name, loop_factory = _event_loop()
     server = NodeServer(config)
     # Said once the data directory has opened: a node that cannot start says only why.
     log.info("open-file limit %d (hard limit %d)", soft, hard)
-    asyncio.run(server.run())
+    log.info("event loop: %s", loop_name)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(server.run())
+
+
+def _event_loop() -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+    """Run on uvloop when the ``fast`` extra installed it, unless ``PAXCTL_UVLOOP=0`` asks
+    for plain asyncio (to compare the two, or to rule uvloop out). It is no default
+    dependency: measured side by side it did not change a node's throughput or CPU per
+    request, which Python work in the node dominates (benchmarks/RESULTS.md). The loop's
+    name, for the log, and its factory (None: asyncio's own)."""
+    if os.environ.get("PAXCTL_UVLOOP", "1").strip().lower() in {"0", "no", "false", "off"}:
+        return "asyncio (PAXCTL_UVLOOP=0)", None
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio (uvloop is not installed)", None
+    return "uvloop", uvloop.new_event_loop
 
 
 __all__ = ["NodeServer", "Ready", "run_node"]

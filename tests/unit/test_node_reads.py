@@ -110,7 +110,6 @@ def test_pending_reads_fail_when_the_leader_steps_down():
     assert ReadIndexReply(leader, follower, 12, 0, 0) in cl.sent
 
 
-
 def heartbeats(r, leader: int) -> list[Accept]:
     return [m for m in r.messages if isinstance(m, Accept) and m.frm == leader]
 

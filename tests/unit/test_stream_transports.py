@@ -1,0 +1,68 @@
+"""Connections take any stream transport, not only subclasses of ``asyncio.Transport``.
+
+uvloop's transports (the ``fast`` extra) are not: an ``isinstance`` check there stopped every
+peer and client connection of a node running on uvloop, so a cluster never came up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from paxctl.server.client_conn import ClientConnection, ClientPort
+from paxctl.server.limits import Connections, Limits
+from paxctl.server.transport import FramedProtocol
+
+
+class DuckTransport:
+    """A stream transport with asyncio's methods, but no asyncio class among its bases."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.limits: tuple[int, int] | None = None
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        self.limits = (high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def test_a_peer_connection_takes_a_transport_of_another_event_loop():
+    conn = FramedProtocol(lambda c, p: None)
+    transport = DuckTransport()
+    assert not isinstance(transport, asyncio.Transport)
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    assert conn.transport is transport and conn.peer_name == "127.0.0.1:40000"
+    assert conn.send(b"hello") and transport.written
+
+
+def test_a_client_connection_takes_a_transport_of_another_event_loop():
+    asyncio.run(_client_connection())
+
+
+async def _client_connection() -> None:  # its hello timer needs a running loop
+    limits = Limits()
+    port = ClientPort(
+        limits, Connections(limits, 100), lambda c, p: None, lambda c: None, refusal=lambda m: b"x"
+    )
+    conn = ClientConnection(port)
+    transport = DuckTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    assert conn.transport is transport and conn.peer_name == "127.0.0.1:40000"
+    assert transport.limits is not None  # admitted: its write buffer is bounded
+    conn.close("test over")
