@@ -44,6 +44,18 @@ fence_option = click.option(
 )
 
 
+def _required_data(
+    data: str | None, file: str | None, fence: str | None
+) -> tuple[bytes, tuple[str, int] | None]:
+    """set's and put's DATA (required, so that a forgotten argument cannot empty a znode:
+    '' empties it on purpose) and their --fence."""
+    if data is None and file is None:
+        raise click.UsageError(
+            "missing DATA (an argument, -f FILE, or - for stdin); to store nothing, give '' as DATA"
+        )
+    return read_data(data, file), parse_fence(fence) if fence else None
+
+
 def read_data(data: str | None, file: str | None) -> bytes:
     if data is not None and file is not None:
         raise click.UsageError("give the data as an argument or with -f, not both")
@@ -245,13 +257,7 @@ def set_(
     Silent on success unless --stat (JSON has the stat). DATA is required, so that a
     forgotten argument cannot empty a znode: `set PATH ''` empties it on purpose.
     """
-    if data is None and file is None:
-        raise click.UsageError(
-            "missing DATA (an argument, -f FILE, or - for stdin); to empty the znode, "
-            "give '' as DATA"
-        )
-    payload = read_data(data, file)
-    guard = parse_fence(fence) if fence else None
+    payload, guard = _required_data(data, file, fence)
     path = absolute(path)
     with connect(servers, timeout) as client:
         stat = client.set(path, payload, version, fence=guard)
@@ -281,10 +287,7 @@ def put(
     a set that fails with NoNode and a create would take two and could race another creator.
     The parent must exist. DATA is required as for set (`put PATH ''` stores nothing).
     """
-    if data is None and file is None:
-        raise click.UsageError("missing DATA (an argument, -f FILE, or - for stdin)")
-    payload = read_data(data, file)
-    guard = parse_fence(fence) if fence else None
+    payload, guard = _required_data(data, file, fence)
     path = absolute(path)
     with connect(servers, timeout) as client:
         stat = client.put(path, payload, fence=guard)

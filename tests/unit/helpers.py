@@ -60,6 +60,18 @@ def tick_until_campaign(node: Node, limit: int | None = None) -> int:
     raise AssertionError(f"node {node.id} did not campaign within {limit} ticks")
 
 
+def elected(n: int = 3, **kw: object) -> Node:
+    """Node 1, elected by hand with promises from a majority, its first batch drained."""
+    node = make_node(1, n=n, **kw)
+    tick_until_campaign(node)
+    drain(node)
+    for peer in range(2, n // 2 + 2):
+        node.step(promise(peer, 1, node.ballot, 1))
+    assert node.role is Role.LEADER
+    drain(node)
+    return node
+
+
 def justification_errors(disk: DurableState, ready: Ready, voter: bool = True) -> list[str]:
     """P1: every Promise/Accepted in ``ready`` must be backed by ``disk`` (state persisted by
     earlier batches) or by the hard state / votes this very Ready persists. (A learner's

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from helpers import accept, cmd, drain, make_node, of_type, prepare, promise, tick_until_campaign
+from helpers import (
+    accept,
+    cmd,
+    drain,
+    elected,
+    make_node,
+    of_type,
+    prepare,
+    tick_until_campaign,
+)
 
 from paxctl.core.messages import Accept, Accepted, Nack, Prepare, Promise
 from paxctl.core.node import Node, Role
@@ -13,14 +22,7 @@ E = 10
 
 
 def leader(n: int = 3, **kw: object) -> Node:
-    node = make_node(1, n=n, election_ticks=E, **kw)
-    tick_until_campaign(node)
-    drain(node)
-    for peer in range(2, n // 2 + 2):
-        node.step(promise(peer, 1, node.ballot, 1))
-    assert node.role is Role.LEADER
-    drain(node)
-    return node
+    return elected(n, election_ticks=E, **kw)
 
 
 def test_follower_without_leader_campaigns_within_e_to_2e_ticks():

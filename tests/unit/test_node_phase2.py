@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from helpers import accept, cmd, drain, make_node, of_type, promise, tick_until_campaign, val, vote
+from helpers import (
+    accept,
+    cmd,
+    drain,
+    elected,
+    make_node,
+    of_type,
+    val,
+    vote,
+)
 
 from paxctl.core.bugs import PlantedBugs
 from paxctl.core.messages import (
@@ -12,7 +21,7 @@ from paxctl.core.messages import (
     CatchupRequest,
     Forward,
 )
-from paxctl.core.node import Node, Role
+from paxctl.core.node import Node
 from paxctl.core.state import DurableState
 from paxctl.core.types import Ballot, ChosenEntry
 
@@ -20,15 +29,7 @@ A, B, C = val(cmd(1, 1)), val(cmd(2, 1)), val(cmd(3, 1))
 
 
 def leader(n: int = 3, **kw: object) -> Node:
-    """Node 1, elected by hand with a promise from node 2, its first batch drained."""
-    node = make_node(1, n=n, **kw)
-    tick_until_campaign(node)
-    drain(node)
-    for peer in range(2, n // 2 + 2):
-        node.step(promise(peer, 1, node.ballot, 1))
-    assert node.role is Role.LEADER
-    drain(node)
-    return node
+    return elected(n, **kw)
 
 
 def proposed_slots(messages: tuple, to: int) -> list[int]:
