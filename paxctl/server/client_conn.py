@@ -140,6 +140,11 @@ class ClientPort:
             sock.close()
             return
         sock.setblocking(False)
+        # Replies go out at once (asyncio sets this only for sockets made with proto 6; ours
+        # come from a listener made with proto 0). Without it, a reply written just after
+        # a watch event of the same connection waited for the client's delayed ACK: 40 ms.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = ClientConnection(self, counted_as=address)
         task = loop.create_task(loop.connect_accepted_socket(lambda: conn, sock))
         self._starting.add(task)

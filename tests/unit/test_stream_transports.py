@@ -66,3 +66,39 @@ async def _client_connection() -> None:  # its hello timer needs a running loop
     assert conn.transport is transport and conn.peer_name == "127.0.0.1:40000"
     assert transport.limits is not None  # admitted: its write buffer is bounded
     conn.close("test over")
+
+
+def test_an_accepted_client_socket_sends_without_delay():
+    """Nagle's algorithm held a reply written right after a watch event on the same
+    connection until the client's delayed ACK (about 40 ms a lock release): the client port's
+    sockets must have TCP_NODELAY, which asyncio sets only for sockets made with proto 6."""
+    asyncio.run(_accepted_socket())
+
+
+async def _accepted_socket() -> None:
+    import socket
+
+    limits = Limits()
+    made: list[ClientConnection] = []
+    accepted = asyncio.Event()
+    port = ClientPort(limits, Connections(limits, 100), lambda c, p: None, lambda c: None)
+    real = ClientConnection.connection_made
+
+    def spy(self: ClientConnection, base: asyncio.BaseTransport) -> None:
+        real(self, base)
+        made.append(self)
+        accepted.set()
+
+    ClientConnection.connection_made = spy  # type: ignore[method-assign]
+    try:
+        port.listen("127.0.0.1", 0)
+        assert port._listener is not None
+        address = port._listener.getsockname()
+        _, writer = await asyncio.open_connection(*address[:2])
+        await asyncio.wait_for(accepted.wait(), 10)  # accepted on this loop
+        sock = made[0].transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        writer.close()
+    finally:
+        ClientConnection.connection_made = real  # type: ignore[method-assign]
+        port.close()
