@@ -391,7 +391,9 @@ class ClientSession:
         if c is None or c.id != conn or self.closed:
             return
         if isinstance(msg, WatchEvents):
-            c.greeted = True  # events come only from watches registered here
+            if not c.ready:
+                c.early.append(msg)
+                return
             self._events(msg)
         elif isinstance(msg, SessionEnded):
             if msg.session == self.client_id and self.session:
@@ -481,6 +483,10 @@ class ClientSession:
         c.zxid = reply.zxid  # counted as seen once this frame is handled; calls go out first
         self._failovers = 0
         self._out.append(Link(True, c.id, c.server))
+        for early in c.early:
+            self._events(early)
+            self.last_zxid = max(self.last_zxid, early.zxid)
+        c.early.clear()
         for call in list(self._calls.values()):
             if call.conn is None and call.id in self._calls:
                 self._send_call(now, call)

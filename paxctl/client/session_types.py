@@ -16,7 +16,14 @@ from dataclasses import field
 from typing import Any
 
 from paxctl.lazyclass import dataclass
-from paxctl.protocol.messages import Hello, Request, WatchEvent, WatchMode, WatchSpec
+from paxctl.protocol.messages import (
+    Hello,
+    Request,
+    WatchEvent,
+    WatchEvents,
+    WatchMode,
+    WatchSpec,
+)
 
 
 class SessionState(enum.Enum):
@@ -129,6 +136,10 @@ class ConnRecord:
     next_xid: int = 1
     zxid: int = 0  # the zxid its hello was accepted at
     pending: dict[int, int] = field(default_factory=dict)  # xid -> call id, _HELLO, _PING
+    #: Watch events the node sent before its hello's answer (the replay of what changed while
+    #: away): delivered once the connection is announced ready, so a listener hears "up"
+    #: before the events that came over it; dropped with a hello that fails (they come again).
+    early: list[WatchEvents] = field(default_factory=list)
 
 
 @dataclass(slots=True)

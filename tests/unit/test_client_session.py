@@ -373,6 +373,41 @@ def test_watches_are_re_registered_after_a_failover_and_replays_filtered():
     assert of(s.take(), Delivered) == [Delivered(later, False)]
 
 
+def test_events_replayed_before_the_hello_answer_follow_the_link_up():
+    """A node replays what changed while the client was away before it answers the hello:
+    the connection is announced first, so a listener sees "up" before the events, and a
+    hello that fails keeps neither the events nor their zxid (the next node replays them)."""
+    s = session()
+    wid = s.new_watch("/w", WatchMode.RECURSIVE)
+    s.watch(0, wid, None)
+    conn, _, outs = connect(s)
+    (req,) = sent(outs)
+    s.frame(1, conn, Ok(req.xid, 10))
+    s.take()
+    s.connection_lost(2, conn)
+    s.tick(100)
+
+    def replayed(now, zxid):
+        (c,) = of(s.take(), Connect)
+        s.connected(now, c.conn)
+        (hello,) = sent(s.take())
+        event = WatchEvent(wid, "changed", "/w", zxid)
+        s.frame(now, c.conn, WatchEvents(zxid, (event,)))
+        return c.conn, hello, event
+
+    conn2, hello, event = replayed(100, 12)
+    assert of(s.take(), Delivered) == [] and s.last_zxid == 10
+    s.frame(101, conn2, Failed(hello.xid, 12, ErrorCode.UNAVAILABLE, "catching up"))
+    assert of(s.take(), Delivered) == [] and s.last_zxid == 10
+    s.tick(200)
+    conn3, hello, event = replayed(200, 12)
+    assert hello.after == 10
+    s.frame(201, conn3, Ok(hello.xid, 12))
+    outs = [o for o in s.take() if isinstance(o, Link | Delivered)]
+    assert outs == [Link(True, conn3, outs[0].server), Delivered(event, False)]
+    assert s.last_zxid == 12
+
+
 def test_a_one_shot_watch_fires_once_and_is_forgotten():
     s = session()
     wid = s.new_watch("/x", WatchMode.DATA)
