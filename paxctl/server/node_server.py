@@ -118,6 +118,9 @@ class NodeServer:
         )
         self.node = node
         self._links: dict[int, PeerLink] = {}
+        #: Each peer's latest authenticated connection to this node (answers to a former
+        #: member go there: no link follows it any more).
+        self._inbound: dict[int, PeerConnection] = {}
         self._auth: PeerAuth | None = None
         self._rng = random.Random(os.urandom(8))
         self._members_seen: object = None  # what the peer links were last made to follow
@@ -158,7 +161,9 @@ class NodeServer:
         )
         self._servers.append(
             await loop.create_server(
-                lambda: PeerConnection(auth, self._on_peer_payload, on_ready=self._peer_calls),
+                lambda: PeerConnection(
+                    auth, self._on_peer_payload, self._inbound_lost, on_ready=self._peer_calls
+                ),
                 *listen,
             )
         )
@@ -220,7 +225,7 @@ class NodeServer:
                 self._carry_out(self.engine.peer_lost(peer))
                 self.kick()
 
-            def ready(_: int) -> None:
+            def ready(_: PeerConnection) -> None:
                 self._carry_out(self.engine.peer_linked(peer))
                 self.kick()
 
@@ -228,12 +233,20 @@ class NodeServer:
 
         return connection
 
-    def _peer_calls(self, peer: int) -> None:
+    def _peer_calls(self, conn: PeerConnection) -> None:
         """A member's own connection to this node authenticated: it is up, so the link to it
         stops waiting out its back-off (``PeerLink.poke``)."""
+        peer = conn.state
+        assert isinstance(peer, int)
+        self._inbound[peer] = conn
         link = self._links.get(peer)
         if link is not None:
             link.poke()
+
+    def _inbound_lost(self, conn: FramedProtocol) -> None:
+        peer = conn.state
+        if isinstance(peer, int) and self._inbound.get(peer) is conn:
+            del self._inbound[peer]
 
     def _on_peer_payload(self, conn: FramedProtocol, payload: bytes) -> None:
         """A message from an authenticated member: ``conn.state`` is its node id."""
@@ -325,6 +338,13 @@ class NodeServer:
         link = self._links.get(msg.to)
         if link is not None:
             link.send(codec.encode(msg))
+            return
+        # No link: a node removed from the cluster (links follow the members) that asks for
+        # the log to learn its removal is decided. It is answered on its own connection, or it
+        # could never stop (the core serves a former member only a CatchupRequest's reply).
+        conn = self._inbound.get(msg.to)
+        if conn is not None and conn.open:
+            conn.send(codec.encode(msg))
 
     def _to_client(self, out: Frame) -> None:
         conn = self._clients.get(out.conn)
