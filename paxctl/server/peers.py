@@ -137,7 +137,15 @@ class PeerConnection(FramedProtocol):
 
     def send(self, payload: bytes) -> bool:
         """Seal and queue one message; False before the handshake ends (the core resends)."""
-        return self.send_many((payload,)) == 1
+        channel = self.channel
+        if channel is None or not self.writable:
+            return False
+        frame = self._frame(channel.seal(payload))
+        if frame is None:
+            channel.unseal()  # it never leaves: the next frame takes its counter
+            return False
+        self._write([frame])
+        return True
 
     def send_many(self, payloads: Iterable[bytes]) -> int:
         """Seal each message and queue them all with one write; how many were queued (none
