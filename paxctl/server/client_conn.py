@@ -267,35 +267,48 @@ class ClientConnection(asyncio.Protocol):
         """Queue frames, in order, with one write (a pass's events and replies for this
         connection cost one send call); False if one could not be framed (those before it
         are queued, none after: the order of events and replies holds) or if the client
-        lets its queue grow past the limit (the connection is dropped)."""
-        if not self.open:
+        lets its queue grow past the limit (the connection is dropped).
+
+        The limit is checked as if each frame were written alone: what is gathered is written
+        before a frame would pass it (the kernel may take it at once), then that frame is
+        checked against what is still queued. A large push split into many frames is not
+        taken for a client that does not read."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return False
-        assert self.transport is not None
-        frames = []
+        limit = self.port.limits.max_queued_bytes
+        queued = transport.get_write_buffer_size()
+        frames: list[bytes] = []
         size = 0
-        whole = True
         for payload in payloads:
             try:
                 frame = encode_frame(payload, MAX_FRAME)
             except FrameError as exc:
                 log.error("client %s: not sent: %s", self.peer_name, exc)
-                whole = False
-                break
+                self._write(transport, frames)
+                return False
+            if queued + size + len(frame) > limit:
+                if frames:
+                    self._write(transport, frames)
+                    frames, size = [], 0
+                    queued = transport.get_write_buffer_size()
+                if queued + len(frame) > limit:
+                    self.close(
+                        f"it does not read its replies ({queued} bytes queued; limit {limit})",
+                        key="queue full",
+                    )
+                    return False
             frames.append(frame)
             size += len(frame)
-        queued = self.transport.get_write_buffer_size()
-        limit = self.port.limits.max_queued_bytes
-        if queued + size > limit:
-            self.close(
-                f"it does not read its replies ({queued} bytes queued; limit {limit})",
-                key="queue full",
-            )
-            return False
+        self._write(transport, frames)
+        return True
+
+    @staticmethod
+    def _write(transport: asyncio.Transport, frames: list[bytes]) -> None:
         if len(frames) == 1:
-            self.transport.write(frames[0])
+            transport.write(frames[0])
         elif frames:
-            self.transport.write(b"".join(frames))
-        return whole
+            transport.write(b"".join(frames))
 
     def close(self, reason: str | None = None, key: str | None = None, tell: bool = False) -> None:
         """Close, logging ``reason`` (throttled by ``key``); ``tell``: first send the client

@@ -148,20 +148,19 @@ class PeerConnection(FramedProtocol):
         return True
 
     def send_many(self, payloads: Iterable[bytes]) -> int:
-        """Seal each message and queue them all with one write; how many were queued (none
+        """Seal each message and queue them with one write; how many were queued (none
         before the handshake ends: the core resends)."""
-        channel = self.channel
-        if channel is None or not self.writable:
+        if self.channel is None:
             return 0
-        frames = []
-        for payload in payloads:
-            frame = self._frame(channel.seal(payload))
-            if frame is None:
-                channel.unseal()  # it never leaves: the next frame takes its counter
-            else:
-                frames.append(frame)
-        self._write(frames)
-        return len(frames)
+        return super().send_many(payloads)
+
+    def _seal(self, payload: bytes) -> bytes:
+        assert self.channel is not None
+        return self.channel.seal(payload)
+
+    def _unseal(self) -> None:
+        assert self.channel is not None
+        self.channel.unseal()  # it never leaves: the next frame takes its counter
 
     def close(self, reason: str | None = None) -> None:
         if self.channel is None and reason:  # a bad frame from whoever this is

@@ -87,9 +87,32 @@ class FramedProtocol(asyncio.Protocol):
         too far behind, fewer if one was too large for a frame (it is logged and skipped)."""
         if not self.writable:
             return 0
-        frames = [frame for payload in payloads if (frame := self._frame(payload)) is not None]
+        frames: list[bytes] = []
+        size = sent = 0
+        for payload in payloads:
+            frame = self._frame(self._seal(payload))
+            if frame is None:
+                self._unseal()
+                continue
+            if frames and size + len(frame) > MAX_PENDING_BYTES:
+                # As if sent one by one: what is gathered goes, then the queue is checked.
+                self._write(frames)
+                sent += len(frames)
+                frames, size = [], 0
+                if not self.writable:
+                    self._unseal()
+                    return sent
+            frames.append(frame)
+            size += len(frame)
         self._write(frames)
-        return len(frames)
+        return sent + len(frames)
+
+    def _seal(self, payload: bytes) -> bytes:
+        """What a payload becomes on this connection (a peer connection adds its MAC)."""
+        return payload
+
+    def _unseal(self) -> None:
+        """Take back the last ``_seal``: its frame never left."""
 
     @property
     def writable(self) -> bool:

@@ -12,7 +12,7 @@ from paxctl.core import codec
 from paxctl.core.messages import Accept, Accepted, Message, Relay
 from paxctl.core.types import Ballot, ChosenEntry, Command
 from paxctl.protocol.codec import encode_reply
-from paxctl.protocol.framing import FrameDecoder, encode_frame
+from paxctl.protocol.framing import MAX_PEER_FRAME, FrameDecoder, encode_frame
 from paxctl.protocol.messages import Ok, WatchEvent, WatchEvents
 from paxctl.protocol.peer_auth import NONCE_SIZE, SECRET_SIZE, Channel, Handshake
 from paxctl.protocol.pushes import encode_pushes
@@ -21,7 +21,7 @@ from paxctl.server.limits import Connections, Limits
 from paxctl.server.node_server import NodeServer
 from paxctl.server.peers import PeerAuth, PeerConnection
 from paxctl.server.requests import Frame
-from paxctl.server.transport import FramedProtocol
+from paxctl.server.transport import MAX_PENDING_BYTES, FramedProtocol
 
 SECRET = bytes(range(SECRET_SIZE))
 CLUSTER = b"c" * 16
@@ -98,6 +98,61 @@ async def _client_frames() -> None:  # its timers need a running loop
     assert len(transport.written) == 1
     assert payloads_of(transport.written) == [b"event", b"reply"]
     conn.close("test over")
+
+
+class Backlog(DuckTransport):
+    """A transport whose buffer keeps what is written (the client reads nothing) or, with
+    ``drains``, hands it all to the kernel at once."""
+
+    def __init__(self, drains: bool) -> None:
+        super().__init__()
+        self.drains = drains
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return 0 if self.drains else sum(map(len, self.written))
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_a_burst_over_the_queue_limit_is_written_as_it_drains_and_dropped_if_it_does_not():
+    asyncio.run(_burst())
+
+
+async def _burst() -> None:
+    limits = Limits()
+    port = ClientPort(limits, Connections(limits, 100), lambda c, p: None, lambda c: None)
+    burst = [bytes(1024 * 1024)] * (2 + limits.max_queued_bytes // (1024 * 1024))
+    reader = ClientConnection(port)
+    drains = Backlog(drains=True)
+    reader.connection_made(drains)  # type: ignore[arg-type]
+    assert reader.send_many(burst)  # a reading client takes a push larger than the limit
+    assert payloads_of(drains.written) == burst and len(drains.written) > 1
+    assert not drains.aborted
+    stuck = ClientConnection(port)
+    full = Backlog(drains=False)
+    stuck.connection_made(full)  # type: ignore[arg-type]
+    assert not stuck.send_many(burst)  # one that reads nothing is dropped at the limit
+    assert full.aborted and sum(map(len, full.written)) <= limits.max_queued_bytes
+    reader.close("test over")
+
+
+def test_a_peer_batch_stops_where_the_queue_passes_its_bound_and_the_macs_run_on():
+    mine, theirs = channels()
+    conn = PeerConnection(PeerAuth(SECRET, CLUSTER, 2, (1, 2)), lambda c, p: None, target=1)
+    transport = Backlog(drains=False)
+    conn.transport = transport  # type: ignore[assignment]
+    conn.channel = mine
+    conn._max_frame = MAX_PEER_FRAME
+    big = [bytes([i]) * (MAX_PENDING_BYTES * 5 // 8) for i in range(3)]
+    assert conn.send_many(big) == 2  # the third would queue past the bound: dropped
+    transport.drains = True  # the peer reads again
+    assert conn.send(b"next")  # takes the dropped one's counter
+    assert [theirs.open(f) for f in payloads_of(transport.written)] == [*big[:2], b"next"]
 
 
 # ------------------------------------------------------------------ the node's output
