@@ -75,15 +75,15 @@ class Membership:
 
     @property
     def voters(self) -> frozenset[int]:
-        return frozenset(m.id for m in self.members if m.voter)
+        return _sets(self.members)[1]
 
     @property
     def learners(self) -> frozenset[int]:
-        return frozenset(m.id for m in self.members if not m.voter)
+        return _sets(self.members)[2]
 
     @property
     def ids(self) -> frozenset[int]:
-        return frozenset(m.id for m in self.members)
+        return _sets(self.members)[3]
 
     def member(self, node: int) -> Member | None:
         for m in self.members:
@@ -95,6 +95,29 @@ class Membership:
         """Whether ``node`` with data directory ``disk`` is a voter of this configuration."""
         m = self.member(node)
         return m is not None and m.voter and m.disk == disk
+
+
+#: The id sets of the last few member tuples, by identity: the core asks for them several
+#: times per message, and a configuration's members change once in a long while.
+_SETS: dict[int, tuple[tuple[Member, ...], frozenset[int], frozenset[int], frozenset[int]]] = {}
+_SETS_KEPT = 16
+
+
+def _sets(
+    members: tuple[Member, ...],
+) -> tuple[tuple[Member, ...], frozenset[int], frozenset[int], frozenset[int]]:
+    """``(members, voters, learners, ids)``; the entry holds the tuple, so its id is not
+    reused while it is kept."""
+    hit = _SETS.get(id(members))
+    if hit is not None and hit[0] is members:
+        return hit
+    voters = frozenset(m.id for m in members if m.voter)
+    ids = frozenset(m.id for m in members)
+    hit = (members, voters, ids - voters, ids)
+    if len(_SETS) >= _SETS_KEPT:
+        del _SETS[next(iter(_SETS))]  # the oldest
+    _SETS[id(members)] = hit
+    return hit
 
 
 def founding(peers: dict[int, str], clients: dict[int, str] | None = None) -> Membership:

@@ -72,7 +72,10 @@ class Timeline:
 
     def member_ids(self) -> frozenset[int]:
         """Every node a configuration this node keeps names (voters and learners)."""
-        return frozenset(i for c in self.configs for i in c.ids)
+        configs = self.configs
+        if len(configs) == 1:  # almost always: no change in flight
+            return configs[0].ids
+        return frozenset().union(*(c.ids for c in configs))
 
     def commit(self, slot: int, commands: Iterable[Command]) -> bool:
         """Judge the changes among ``commands``, the value chosen at ``slot`` (the next slot in

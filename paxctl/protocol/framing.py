@@ -28,6 +28,8 @@ HELLO_WATCH_BYTES = 2048
 #: The smallest pre-hello frame limit a node may be given: room for any hello so sent.
 MIN_HELLO_FRAME = 4096
 _HEADER = struct.Struct(">IIB")
+#: The CRC of the version byte, which every frame's CRC starts from.
+_VERSION_CRC = zlib.crc32(bytes([PROTOCOL_VERSION]))
 HEADER_SIZE = _HEADER.size
 
 
@@ -38,10 +40,7 @@ class FrameError(ValueError):
 def encode_frame(payload: bytes, max_frame: int = MAX_FRAME) -> bytes:
     if len(payload) > max_frame:
         raise FrameError(f"frame of {len(payload)} bytes exceeds the {max_frame}-byte limit")
-    version = bytes([PROTOCOL_VERSION])
-    return _HEADER.pack(
-        len(payload), zlib.crc32(payload, zlib.crc32(version)), PROTOCOL_VERSION
-    ) + (payload)
+    return _HEADER.pack(len(payload), zlib.crc32(payload, _VERSION_CRC), PROTOCOL_VERSION) + payload
 
 
 class FrameDecoder:
@@ -52,23 +51,35 @@ class FrameDecoder:
         self.max_frame = max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return every complete payload, in order."""
-        self._buf += data
+        """Add received bytes; return every complete payload, in order.
+
+        Usually ``data`` holds whole frames and nothing waits: they are cut from it directly
+        (one copy each), and only a partial frame's bytes are kept."""
+        buf: bytes | bytearray | memoryview = data
+        if self._buf:
+            self._buf += data
+            buf = self._buf
         out = []
-        while len(self._buf) >= HEADER_SIZE:
-            length, crc, version = _HEADER.unpack_from(self._buf)
+        pos, size, limit = 0, len(buf), self._max
+        while size - pos >= HEADER_SIZE:
+            length, crc, version = _HEADER.unpack_from(buf, pos)
             if version != PROTOCOL_VERSION:
                 raise FrameError(f"unknown protocol version {version}")
-            if length > self.max_frame:
-                raise FrameError(f"frame of {length} bytes exceeds the {self.max_frame}-byte limit")
-            end = HEADER_SIZE + length
-            if len(self._buf) < end:
+            if length > limit:
+                raise FrameError(f"frame of {length} bytes exceeds the {limit}-byte limit")
+            start = pos + HEADER_SIZE
+            end = start + length
+            if size < end:
                 break
-            payload = bytes(self._buf[HEADER_SIZE:end])
-            if zlib.crc32(payload, zlib.crc32(bytes([version]))) != crc:
+            payload = bytes(buf[start:end])
+            if zlib.crc32(payload, _VERSION_CRC) != crc:
                 raise FrameError("frame checksum mismatch")
-            del self._buf[:end]
             out.append(payload)
+            pos = end
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < size:
+            self._buf = bytearray(buf[pos:])
         return out
 
     @property

@@ -23,7 +23,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from paxctl.protocol.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
@@ -261,24 +261,54 @@ class ClientConnection(asyncio.Protocol):
     def send(self, payload: bytes) -> bool:
         """Queue one frame; False (and the connection dropped) when the client lets its
         queue grow past the limit."""
-        if not self.open:
+        return self.send_many((payload,))
+
+    def send_many(self, payloads: Iterable[bytes]) -> bool:
+        """Queue frames, in order, with one write (a pass's events and replies for this
+        connection cost one send call); False if one could not be framed (those before it
+        are queued, none after: the order of events and replies holds) or if the client
+        lets its queue grow past the limit (the connection is dropped).
+
+        The limit is checked as if each frame were written alone: what is gathered is written
+        before a frame would pass it (the kernel may take it at once), then that frame is
+        checked against what is still queued. A large push split into many frames is not
+        taken for a client that does not read."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return False
-        assert self.transport is not None
-        try:
-            frame = encode_frame(payload, MAX_FRAME)
-        except FrameError as exc:
-            log.error("client %s: not sent: %s", self.peer_name, exc)
-            return False
-        queued = self.transport.get_write_buffer_size()
         limit = self.port.limits.max_queued_bytes
-        if queued + len(frame) > limit:
-            self.close(
-                f"it does not read its replies ({queued} bytes queued; limit {limit})",
-                key="queue full",
-            )
-            return False
-        self.transport.write(frame)
+        queued = transport.get_write_buffer_size()
+        frames: list[bytes] = []
+        size = 0
+        for payload in payloads:
+            try:
+                frame = encode_frame(payload, MAX_FRAME)
+            except FrameError as exc:
+                log.error("client %s: not sent: %s", self.peer_name, exc)
+                self._write(transport, frames)
+                return False
+            if queued + size + len(frame) > limit:
+                if frames:
+                    self._write(transport, frames)
+                    frames, size = [], 0
+                    queued = transport.get_write_buffer_size()
+                if queued + len(frame) > limit:
+                    self.close(
+                        f"it does not read its replies ({queued} bytes queued; limit {limit})",
+                        key="queue full",
+                    )
+                    return False
+            frames.append(frame)
+            size += len(frame)
+        self._write(transport, frames)
         return True
+
+    @staticmethod
+    def _write(transport: asyncio.Transport, frames: list[bytes]) -> None:
+        if len(frames) == 1:
+            transport.write(frames[0])
+        elif frames:
+            transport.write(b"".join(frames))
 
     def close(self, reason: str | None = None, key: str | None = None, tell: bool = False) -> None:
         """Close, logging ``reason`` (throttled by ``key``); ``tell``: first send the client

@@ -323,44 +323,71 @@ class NodeServer:
     # ------------------------------------------------------------------ outputs
 
     def _carry_out(self, outputs: list[Output]) -> None:
-        """Send what the engine decided, in its order: peer messages and client frames."""
+        """Send what the engine decided, in its order on each connection, and all of it that
+        goes to one peer, or to one client connection, with one write: a send call costs
+        more than the framing and sealing of a message."""
+        if len(outputs) == 1:
+            out = outputs[0]
+            if isinstance(out, Frame):
+                self._to_client(out.conn, [out])
+            else:
+                self._send_to(out.to, [out])
+            return
+        peers: dict[int, list[Message]] = {}
+        clients: dict[int, list[Frame]] = {}
         for out in outputs:
             if isinstance(out, Frame):
-                self._to_client(out)
+                clients.setdefault(out.conn, []).append(out)
             else:
-                self._send(out)
+                peers.setdefault(out.to, []).append(out)
+        for to, msgs in peers.items():
+            self._send_to(to, msgs)
+        for number, frames in clients.items():
+            self._to_client(number, frames)
 
     def _send_all(self, msgs: tuple[Message, ...]) -> None:
+        peers: dict[int, list[Message]] = {}
         for msg in msgs:
-            self._send(msg)
+            peers.setdefault(msg.to, []).append(msg)
+        for to, mine in peers.items():
+            self._send_to(to, mine)
 
-    def _send(self, msg: Message) -> None:
-        link = self._links.get(msg.to)
-        if link is not None:
-            link.send(codec.encode(msg))
-            return
-        # No link: a node removed from the cluster (links follow the members) that asks for
-        # the log to learn its removal is decided. It is answered on its own connection, or it
-        # could never stop (the core serves a former member only a CatchupRequest's reply).
-        conn = self._inbound.get(msg.to)
+    def _send_to(self, to: int, msgs: list[Message]) -> None:
+        link = self._links.get(to)
+        if link is None:
+            self._send_unlinked(to, msgs)
+        elif len(msgs) == 1:
+            link.send(codec.encode(msgs[0]))
+        else:
+            link.send_many([codec.encode(msg) for msg in msgs])
+
+    def _send_unlinked(self, to: int, msgs: list[Message]) -> None:
+        """No link: a node removed from the cluster (links follow the members) that asks for
+        the log to learn its removal is decided. It is answered on its own connection, or it
+        could never stop (the core serves a former member only a CatchupRequest's reply)."""
+        conn = self._inbound.get(to)
         if conn is not None and conn.open:
-            conn.send(codec.encode(msg))
+            for msg in msgs:
+                conn.send(codec.encode(msg))
 
-    def _to_client(self, out: Frame) -> None:
-        conn = self._clients.get(out.conn)
+    def _to_client(self, number: int, frames: list[Frame]) -> None:
+        conn = self._clients.get(number)
         if conn is None or not conn.open:
             return
-        if out.greets is not None:  # its hello accepted: the full frame limit from now on
-            conn.hello(out.greets)
-        frame = out.frame
-        # A reply too large for a frame becomes DataTooLarge rather than a frame the client
-        # would wait for until its timeout (e.g. the stats of ~26,000 children); a push too
-        # large is split into several frames.
-        payloads = [encode_reply(frame)] if isinstance(frame, Ok | Failed) else encode_pushes(frame)
-        for payload in payloads:
-            if not conn.send(payload):
-                # Dropped (it does not read): it resumes from its last zxid elsewhere.
-                return
+        payloads: list[bytes] = []
+        for out in frames:
+            if out.greets is not None:  # its hello accepted: the full frame limit from now on
+                conn.hello(out.greets)
+            frame = out.frame
+            # A reply too large for a frame becomes DataTooLarge rather than a frame the
+            # client would wait for until its timeout (e.g. the stats of ~26,000 children); a
+            # push too large is split into several frames.
+            if isinstance(frame, Ok | Failed):
+                payloads.append(encode_reply(frame))
+            else:
+                payloads.extend(encode_pushes(frame))
+        # Dropped if it does not read: it resumes from its last zxid elsewhere.
+        conn.send_many(payloads)
 
     # ------------------------------------------------------------------ the Ready loop
 

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 
 from paxctl.protocol.framing import MAX_PEER_FRAME
 from paxctl.protocol.peer_auth import (
@@ -139,12 +139,30 @@ class PeerConnection(FramedProtocol):
 
     def send(self, payload: bytes) -> bool:
         """Seal and queue one message; False before the handshake ends (the core resends)."""
-        if self.channel is None:
+        channel = self.channel
+        if channel is None or not self.writable:
             return False
-        if super().send(self.channel.seal(payload)):
-            return True
-        self.channel.unseal()  # it never left: the next frame takes its counter
-        return False
+        frame = self._frame(channel.seal(payload))
+        if frame is None:
+            channel.unseal()  # it never leaves: the next frame takes its counter
+            return False
+        self._write([frame])
+        return True
+
+    def send_many(self, payloads: Iterable[bytes]) -> int:
+        """Seal each message and queue them with one write; how many were queued (none
+        before the handshake ends: the core resends)."""
+        if self.channel is None:
+            return 0
+        return super().send_many(payloads)
+
+    def _seal(self, payload: bytes) -> bytes:
+        assert self.channel is not None
+        return self.channel.seal(payload)
+
+    def _unseal(self) -> None:
+        assert self.channel is not None
+        self.channel.unseal()  # it never leaves: the next frame takes its counter
 
     def close(self, reason: str | None = None) -> None:
         if self.channel is None and reason:  # a bad frame from whoever this is

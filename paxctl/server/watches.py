@@ -121,6 +121,10 @@ class EventHistory:
 
     def add(self, zxid: int, events: Iterable[Change]) -> tuple[Event, ...]:
         """Record the events of one applied command; returns them as :class:`Event`."""
+        return _stamped(self.record(zxid, events))
+
+    def record(self, zxid: int, events: Iterable[Change]) -> list[Any]:
+        """Record the events of one applied command (as the flat ``(zxid, kind, path, ...)``)."""
         if zxid <= self._last:
             raise ValueError(f"zxid {zxid:#x} is not after the last one added ({self._last:#x})")
         self._last = zxid
@@ -135,7 +139,7 @@ class EventHistory:
                 dropped = self._entries.popleft()
                 self._size -= len(dropped) >> 1
                 self.horizon = dropped[0]
-        return _stamped(flat)
+        return flat
 
     def since(
         self, after_zxid: int, upto: int | None = None, limit: int | None = None
@@ -339,6 +343,9 @@ class WatchRegistry:
         A connection that would get more than :data:`MAX_FIRED_PER_CONNECTION` pairs gets, from
         the event that passes it on, one ``resync`` per watch still affected instead.
         """
+        if not self._by_conn:  # no watch anywhere (most writes): only the history
+            self.history.record(zxid, events)
+            return {}
         out: Delivery = {}
         spent: dict[Hashable, int] = {}  # watches walked per connection
         flooded: dict[Hashable, dict[int, _Group]] = {}  # connection -> groups to resync

@@ -397,3 +397,20 @@ def test_the_planted_bug_lets_a_leader_of_the_new_majority_choose_a_second_value
         return
     chosen = {i: cl.disks[i].chosen.get(x) for i in cl.nodes if x in cl.disks[i].chosen}
     assert len(set(chosen.values())) == 2, chosen
+
+
+def test_id_sets_stay_right_for_many_configurations_asked_in_turn():
+    """The sets are remembered per member tuple (the core asks for them per message): more
+    configurations than are remembered, asked in turn, each still gets its own."""
+    configs = [
+        Membership(e, e + 1, tuple(Member(i, i % 3 != e % 3) for i in range(1, 2 + e % 7)), 99)
+        for e in range(40)
+    ]
+    for _ in range(2):
+        for c in configs:
+            assert c.voters == {m.id for m in c.members if m.voter}
+            assert c.learners == {m.id for m in c.members if not m.voter}
+            assert c.ids == {m.id for m in c.members}
+    # An equal tuple that is another object, e.g. decoded from a peer, gets the same sets.
+    again = Membership(3, 4, tuple(dataclasses.replace(m) for m in configs[3].members), 99)
+    assert again.voters == configs[3].voters and again.ids == configs[3].ids
