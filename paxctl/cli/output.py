@@ -14,11 +14,9 @@ Only data goes to stdout; progress, hints and errors go to stderr.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import functools
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -64,6 +62,8 @@ class Output:
 
 
 def print_json(doc: Any) -> None:
+    import json  # here: a command printing text (most) never needs it
+
     click.echo(json.dumps(doc, sort_keys=True))
 
 
@@ -222,6 +222,8 @@ def as_text(data: bytes) -> str | None:
 
 def data_fields(data: bytes) -> dict[str, Any]:
     """Znode data in JSON: ``data`` is the text when UTF-8 (else null), ``data_base64`` always."""
+    import base64  # here: only ``paxctl get`` and the like build this
+
     try:
         text: str | None = data.decode("utf-8")
     except UnicodeDecodeError:
