@@ -150,6 +150,7 @@ def _materialize_init(slotted: type) -> None:
         return
     written, params, _ = pending
     body = {k: v for k, v in written.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    body["__doc__"] = "twin"  # else dataclass makes one from inspect.signature, unused here
     twin = type(written)(written.__name__, written.__bases__, body)
     twin.__qualname__ = written.__qualname__
     dataclasses.dataclass(twin, **{**params, "repr": False, "eq": False})

@@ -19,10 +19,11 @@ import datetime
 import functools
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from paxctl.lazyclass import dataclass
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,7 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json", "ndjson")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     format: str = "text"
 
@@ -150,7 +151,7 @@ def console(stderr: bool = False) -> Console:
     return QuietPipe(stderr=stderr, highlight=False, soft_wrap=not stderr)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Styled:
     """A table cell in a rich style (on a terminal only). Any other cell is shown as it is:
     znode names and users' text are never read as markup."""
