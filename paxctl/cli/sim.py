@@ -154,6 +154,13 @@ def _summary_rows(summary: Summary) -> list[tuple[str, str]]:
     " or not), remove voters (the leader too) and learners, replace voters (a dead one too).",
 )
 @click.option(
+    "--links",
+    is_flag=True,
+    help="Feed the nodes link-up events: a (re)started node links to the live peers, and one"
+    " that knows no leader campaigns within a heartbeat once linked to a quorum, as on a real"
+    " cluster.",
+)
+@click.option(
     "--plant-bug",
     "bugs",
     multiple=True,
@@ -188,6 +195,7 @@ def sim(
     garbage: bool,
     snapshot_chunk: int,
     reconfig: bool,
+    links: bool,
     bugs: tuple[str, ...],
     trace: bool,
     jobs: int,
@@ -225,6 +233,7 @@ def sim(
         garbage=garbage,
         snapshot_chunk=snapshot_chunk,
         reconfig=reconfig,
+        links=links,
         bugs=frozenset(bugs),
         trace=trace,
     )

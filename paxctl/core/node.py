@@ -97,11 +97,34 @@ class Node(Learning):
         pre-vote that a majority grants only if each of them hears no leader either, then
         phase 1; a connection that broke under a live leader costs at most a refused pre-vote.
         """
+        self._linked.discard(peer)
         if self.role is not Role.FOLLOWER or peer != self.leader or peer == self.id:
             return
         self.counters["leader_links_lost"] += 1
         self._heard_leader_at = None
         self._timer.hurry(self.config.heartbeat_ticks)
+
+    def peer_linked(self, peer: int) -> None:
+        """The shell's connection to ``peer`` is up (the peer proved it is a member).
+
+        A follower that knows no leader campaigns once it can reach a quorum, within a
+        heartbeat interval rather than a whole election timeout: a new cluster elects its first
+        leader as soon as a majority of it runs (as ZooKeeper's servers look for a leader at
+        once on start), and a restarted cluster does not sit out a timeout first. Only the
+        timer moves: the campaign still opens with a pre-vote that nodes hearing a leader
+        refuse, so a node restarting into a live cluster costs at most one refused pre-vote.
+        """
+        if peer == self.id:
+            return
+        self._linked.add(peer)
+        if (
+            self.role is Role.FOLLOWER
+            and self.leader is None
+            and self.may_campaign
+            and self._quorum_in(self._linked | {self.id}, self._campaign_configs())
+        ):
+            self.counters["quorum_linked"] += 1
+            self._timer.hurry(self.config.heartbeat_ticks)
 
     def step(self, msg: Message) -> None:
         """Handle one message from a peer (the shell has decoded it and checked its sender).

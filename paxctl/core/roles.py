@@ -98,6 +98,7 @@ class Roles:
         self.leader: int | None = None  # who this node believes leads, if anyone
         self.now = 0  # ticks since this incarnation started
         self._heard_leader_at: int | None = None
+        self._linked: set[int] = set()  # peers the shell has a live connection to
         self._timer = ElectionTimer(config.election_ticks, config.max_backoff, rng)
         self._seen_round = 0  # the highest round seen in a Prepare this node ignored
         self._prevote_round = 0  # the round of the pre-vote under way (0: none)

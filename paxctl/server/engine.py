@@ -207,6 +207,12 @@ class NodeEngine:
         self.node.peer_lost(peer)
         return self.driver.take()
 
+    def peer_linked(self, peer: int) -> list[Output]:
+        """The shell's connection to ``peer`` is up: a node that knows no leader campaigns
+        once it reaches a quorum (``Node.peer_linked``)."""
+        self.node.peer_linked(peer)
+        return self.driver.take()
+
     @property
     def leaderless(self) -> bool:
         """This node has known no leader for ``LEADERLESS_TIMEOUTS`` election timeouts."""

@@ -157,7 +157,10 @@ class NodeServer:
             self.config.secret, self.config.cluster_id, self.config.node_id, self.config.peers
         )
         self._servers.append(
-            await loop.create_server(lambda: PeerConnection(auth, self._on_peer_payload), *listen)
+            await loop.create_server(
+                lambda: PeerConnection(auth, self._on_peer_payload, on_ready=self._peer_calls),
+                *listen,
+            )
         )
         self.client_port = ClientPort(
             self.config.limits,
@@ -217,9 +220,20 @@ class NodeServer:
                 self._carry_out(self.engine.peer_lost(peer))
                 self.kick()
 
-            return PeerConnection(auth, self._on_peer_payload, lost, peer)
+            def ready(_: int) -> None:
+                self._carry_out(self.engine.peer_linked(peer))
+                self.kick()
+
+            return PeerConnection(auth, self._on_peer_payload, lost, peer, ready)
 
         return connection
+
+    def _peer_calls(self, peer: int) -> None:
+        """A member's own connection to this node authenticated: it is up, so the link to it
+        stops waiting out its back-off (``PeerLink.poke``)."""
+        link = self._links.get(peer)
+        if link is not None:
+            link.poke()
 
     def _on_peer_payload(self, conn: FramedProtocol, payload: bytes) -> None:
         """A message from an authenticated member: ``conn.state`` is its node id."""

@@ -98,11 +98,13 @@ class PeerConnection(FramedProtocol):
         on_message: Callable[[FramedProtocol, bytes], None],
         on_lost: Callable[[FramedProtocol], None] | None = None,
         target: int | None = None,
+        on_ready: Callable[[int], None] | None = None,
     ) -> None:
         label = "peer inbound" if target is None else f"peer {target}"
         super().__init__(self._on_frame, on_lost, label, MAX_HELLO_FRAME)
         self._auth = auth
         self._on_message = on_message
+        self._on_ready = on_ready  # told the peer's id once the handshake completes
         self._target = target
         self._handshake: Handshake | None = None
         self.channel: Channel | None = None
@@ -187,6 +189,8 @@ class PeerConnection(FramedProtocol):
         self._decoder.max_frame = MAX_PEER_FRAME
         self._max_frame = MAX_PEER_FRAME
         log.debug("%s: node %d authenticated", self.label, channel.peer)
+        if self._on_ready is not None:
+            self._on_ready(channel.peer)
 
     def _settle(self) -> None:
         if self._timer is not None:

@@ -95,6 +95,10 @@ class FramedProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+#: The longest pause between two attempts to connect to a peer.
+MAX_PAUSE_S = 2.0
+
+
 class PeerLink:
     """The outbound connection to one peer, kept up by one task."""
 
@@ -105,16 +109,20 @@ class PeerLink:
         port: int,
         make_connection: Callable[[], FramedProtocol],
         rng: random.Random,
+        first_pause: float = 0.05,
     ) -> None:
         self.peer_id = peer_id
+        self._first_pause = first_pause  # after a failed connect; doubled up to MAX_PAUSE_S
         self.host = host
         self.port = port
         self._make_connection = make_connection  # it authenticates itself, then sends
         self._rng = rng
         self._conn: FramedProtocol | None = None
         self._lost = asyncio.Event()
+        self._poked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self.failed_connects = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -132,20 +140,33 @@ class PeerLink:
             self.dropped += 1
 
     async def _run(self) -> None:
-        delay = 0.05
+        delay = self._first_pause
         loop = asyncio.get_running_loop()
         while True:
             self._lost.clear()
+            self._poked.clear()  # a poke while this attempt is under way counts for its retry
             try:
                 _, proto = await loop.create_connection(self._make_connection, self.host, self.port)
             except OSError:
-                await asyncio.sleep(delay * (0.5 + self._rng.random()))
-                delay = min(delay * 2, 2.0)
+                self.failed_connects += 1
+                pause = delay * (0.5 + self._rng.random())
+                delay = min(delay * 2, max(MAX_PAUSE_S, self._first_pause))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poked.wait(), pause)
+                    delay = self._first_pause  # the peer is up now: forget the back-off
                 continue
-            delay = 0.05
+            delay = self._first_pause
             self._conn = proto
             await self._lost.wait()
             self._conn = None
+
+    def poke(self) -> None:
+        """The peer just showed it is up (its own connection to us authenticated): if this
+        link is waiting out a back-off, try again now. At boot the nodes start at different
+        moments, and the back-off of the first to start would otherwise delay its link (and
+        the first election, whose answers travel on it) by up to the longest pause."""
+        if self._conn is None:
+            self._poked.set()
 
     def connection_lost(self) -> None:
         """To be called by the connection ``make_connection`` made when it is lost."""

@@ -34,6 +34,23 @@ def test_other_cluster_sizes(nodes):
     assert not failures, "\n".join(failures[:5])
 
 
+@pytest.mark.parametrize(
+    ("workload", "nodes", "extra"),
+    [("chain", 3, {}), ("chain", 5, {}), ("znodes", 3, {}), ("chain", 3, {"reconfig": True})],
+)
+def test_link_events_keep_every_invariant(workload, nodes, extra):
+    """Nodes fed the shell's link-up events (``SimSpec.links``) campaign within a heartbeat
+    whenever they know no leader and reach a quorum, at boot and after every restart: every
+    invariant still holds, and the hurried campaigns really happened."""
+    specs = [
+        SimSpec(seed=s, nodes=nodes, workload=workload, links=True, **extra) for s in range(1, 41)
+    ]
+    results = list(run_specs(specs, jobs=JOBS))
+    failures = [f"{r.error}\n  replay: {replay_command(r.spec)}" for r in results if not r.ok]
+    assert not failures, "\n".join(failures[:5])
+    assert sum(r.stats.quorum_linked for r in results) > len(results)
+
+
 def test_without_faults_every_command_completes_and_nothing_is_retried():
     for result in run_specs([SimSpec(seed=s, faults=False) for s in range(1, 11)]):
         assert result.ok, result.error

@@ -133,3 +133,56 @@ def test_a_lost_connection_to_a_non_leader_or_as_leader_changes_nothing():
     assert cl.nodes[leader].counters["leader_links_lost"] == 0
     cl.tick(cl.nodes[a].config.election_ticks - 1)
     assert cl.leaders() == [leader]
+
+
+def test_a_fresh_cluster_elects_within_heartbeats_once_a_quorum_is_linked():
+    """At boot no node knows a leader: once a node's links reach a quorum it campaigns within
+    a heartbeat interval, not after a whole election timeout (the campaign itself unchanged:
+    pre-vote, then phase 1)."""
+    cl = Cluster(3, seed=5, pre_vote=True)
+    e = cl.nodes[1].config.election_ticks
+    h = cl.nodes[1].config.heartbeat_ticks
+    cl.nodes[1].peer_linked(2)
+    cl.nodes[2].peer_linked(1)
+    cl.nodes[3].peer_linked(1)  # node 3 alone with one link of three: 2 of 3 is a quorum too
+    ticks = 0
+    while not cl.leaders() and ticks < e:
+        cl.tick()
+        ticks += 1
+    assert len(cl.leaders()) == 1 and ticks <= h
+    assert sum(n.counters["quorum_linked"] for n in cl.nodes.values()) == 3
+    assert sum(n.counters["pre_votes"] for n in cl.nodes.values()) >= 1
+
+
+def test_links_short_of_a_quorum_or_under_a_known_leader_leave_the_timer_alone():
+    five = Cluster(5, seed=3, pre_vote=True)
+    five.nodes[1].peer_linked(2)  # 2 of 5: no quorum to campaign with
+    five.nodes[1].peer_linked(1)  # itself: not a peer
+    five.tick(five.nodes[1].config.election_ticks - 1)
+    assert five.leaders() == [] and five.nodes[1].counters["quorum_linked"] == 0
+
+    cl = Cluster(3, seed=13, pre_vote=True)
+    leader = cl.run_until_leader()
+    a, b = (i for i in cl.nodes if i != leader)
+    cl.nodes[a].peer_lost(b)
+    cl.nodes[a].peer_linked(b)  # a peer came back while a leader is known: nothing to do
+    assert cl.nodes[a].counters["quorum_linked"] == 0
+    cl.tick(cl.nodes[a].config.election_ticks - 1)
+    assert cl.leaders() == [leader]
+
+
+def test_a_restarted_node_linking_into_a_live_cluster_disturbs_nobody():
+    """It knows no leader yet, so it hurries, but its pre-vote is refused by nodes that hear
+    the leader: no promise or round rises anywhere, and the leader stays."""
+    cl = Cluster(3, seed=17, pre_vote=True)
+    leader = cl.run_until_leader()
+    ballot = cl.nodes[leader].ballot
+    a = next(i for i in cl.nodes if i != leader)
+    node = cl.restart(a)
+    for peer in cl.nodes:
+        if peer != a:
+            node.peer_linked(peer)
+    assert node.counters["quorum_linked"] >= 1
+    cl.tick(3 * node.config.heartbeat_ticks)
+    assert cl.leaders() == [leader] and cl.nodes[leader].ballot == ballot
+    assert node.leader == leader

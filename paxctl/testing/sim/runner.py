@@ -56,6 +56,8 @@ def replay_command(spec: SimSpec) -> str:
         parts += ["--snapshot-chunk", str(spec.snapshot_chunk)]
     if spec.reconfig:
         parts.append("--reconfig")
+    if spec.links:
+        parts.append("--links")
     for bug in sorted(spec.bugs):
         parts += ["--plant-bug", bug]
     parts.append("--trace")

@@ -66,6 +66,8 @@ class Stats:
     promotions: int = 0  # learners made voters (by the leader, once caught up)
     handovers: int = 0  # removed leaders that named a successor
     handovers_taken: int = 0  # campaigns started at once on a removed leader's word
+    # Link events (``--links``): a node that knew no leader hurried on reaching a quorum.
+    quorum_linked: int = 0
     # The window nemesis (nemesis.py) of some reconfiguration seeds.
     nemesis_episodes: int = 0  # replacing promotions it went for (starving a side of the window)
     nemesis_cuts: int = 0  # traps set: one side cut off once it knew the change, not the window
@@ -100,6 +102,11 @@ class SimSpec:
     #: Change the membership while faults go on (reconfig.py): add learners (promoted or not),
     #: remove voters (the leader too), replace voters (a dead one too).
     reconfig: bool = False
+    #: Feed the nodes the shell's link-up events (``peer_linked``): a booting or restarted
+    #: node links to the live peers and they to it, and one that knows no leader campaigns
+    #: within a heartbeat once linked to a quorum. Off by default: it moves every election
+    #: of a seed, and the pinned seeds of the planted bugs were found without it.
+    links: bool = False
 
 
 @dataclass

@@ -196,6 +196,25 @@ class World:
             f" commit={host.node.learner.commit}"
         )
         self._schedule_tick(n, host.incarnation)
+        # Its links to the live peers come up, and theirs to it (``SimSpec.links``; the
+        # production shell calls ``peer_linked`` once a connection to a member authenticates).
+        for m in self.live if self.spec.links else ():
+            if m != n and self.hosts[m].up and not {(n, m), (m, n)} & self.blocked:
+                for a, b in ((n, m), (m, n)):
+                    inc = self.hosts[a].incarnation
+                    self._at(1, functools.partial(self._peer_linked, a, inc, b))
+
+    def _peer_linked(self, m: int, inc: int, n: int) -> None:
+        """Host ``m``'s connection to ``n`` authenticated."""
+        node = self._node(m)
+        if node is None or self.hosts[m].incarnation != inc or not self.hosts[n].up:
+            return
+        was_leader = node.role is Role.LEADER
+        self._link_peer(m, node, n)
+        self._drive(m, node, was_leader, f"linked to n{n}")
+
+    def _link_peer(self, m: int, node: Node, n: int) -> None:
+        node.peer_linked(n)
 
     def _node(self, n: int) -> Node | None:
         return self.hosts[n].node

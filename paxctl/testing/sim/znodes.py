@@ -252,6 +252,11 @@ class ZnodeWorld(World):
         if engine is not None:
             self._carry_out(engine.peer_lost(n))
 
+    def _link_peer(self, m: int, node: Node, n: int) -> None:
+        engine = self._host(m).engine
+        if engine is not None:
+            self._carry_out(engine.peer_linked(n))
+
     def _heal(self) -> None:
         super()._heal()
         self.heal_at = self.now
