@@ -1,6 +1,7 @@
 """Wall time of one-shot CLI commands, start-up included. Run by hand::
 
     python benchmarks/cli_startup.py [--runs 11] [-s HOST:PORT,...] [--against DIR] [--importtime]
+                                     [--paxctl PATH ...]
 
 Runs ``paxctl --version``, ``paxctl --help``, ``paxctl get /cli-startup -s ...`` and ``paxctl
 set /cli-startup v -s ...`` each ``--runs`` times as fresh processes (as a shell script would)
@@ -15,7 +16,10 @@ acknowledged (a script's first write), each run after a ``cluster down``.
 
 ``--against DIR`` compares with another source tree (a checkout holding ``paxctl/``): both run
 as ``python -m paxctl`` with that tree first on ``PYTHONPATH``, the runs interleaved, so that a
-change in the machine's load touches both alike. ``--importtime`` prints, for each command, the
+change in the machine's load touches both alike. ``--paxctl PATH`` (repeatable) compares
+installed commands instead, interleaved the same way: a regular ``pip install`` beside an
+editable one (whose import hook costs every command some start-up of its own), or the installs
+of two trees. ``--importtime`` prints, for each command, the
 modules with the largest cumulative import time (``python -X importtime``).
 """
 
@@ -57,9 +61,11 @@ def commands(servers: str) -> dict[str, list[str]]:
 class Variant:
     """One way to run paxctl: the installed command, or a source tree through ``-m``."""
 
-    def __init__(self, tree: str | None, label: str) -> None:
+    def __init__(self, tree: str | None, label: str, command: str = PAXCTL) -> None:
         self.label = label
-        self.argv = [PAXCTL] if tree is None else [sys.executable, "-m", "paxctl"]
+        self.argv = [command] if tree is None else [sys.executable, "-m", "paxctl"]
+        beside = os.path.join(os.path.dirname(os.path.abspath(command)), "python")
+        self.python = beside if tree is None and os.path.exists(beside) else sys.executable
         self.env = dict(os.environ, PYTHONPYCACHEPREFIX=PYCACHE)
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         if tree is not None:
@@ -79,7 +85,7 @@ class Variant:
         """The modules with the largest cumulative import time (µs) as ``paxctl ARGS`` runs."""
         code = "import sys; from paxctl.cli.main import run; sys.exit(run(sys.argv[1:]))"
         done = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", code, *args],
+            [self.python, "-X", "importtime", "-c", code, *args],
             cwd=CWD,
             env=self.env,
             capture_output=True,
@@ -138,12 +144,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("-s", "--servers", help="a running cluster (default: start one)")
     parser.add_argument("--against", metavar="DIR", help="another source tree to compare")
+    parser.add_argument(
+        "--paxctl", metavar="PATH", action="append", help="an installed paxctl to compare"
+    )
     parser.add_argument("--importtime", action="store_true")
     parser.add_argument("--cluster-up", action="store_true", help="time `cluster up` instead")
     opts = parser.parse_args()
     variants = [Variant(None, "paxctl")]
     if opts.against:
         variants = [Variant(HERE, "this tree"), Variant(opts.against, opts.against)]
+    elif opts.paxctl:
+        variants = [Variant(None, _label(path), path) for path in opts.paxctl]
     try:
         if opts.cluster_up:
             cluster_up(opts.runs, variants)
@@ -153,6 +164,12 @@ def main() -> None:
             on_a_cluster_of_its_own(opts.runs, variants, opts.importtime)
     finally:
         shutil.rmtree(CWD)
+
+
+def _label(command: str) -> str:
+    """A short name for an installed paxctl: its virtual environment's directory."""
+    parts = os.path.abspath(command).split(os.sep)
+    return parts[-3] if len(parts) >= 3 and parts[-2] == "bin" else command
 
 
 def cluster_up(runs: int, variants: list[Variant]) -> None:

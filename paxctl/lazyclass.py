@@ -89,10 +89,12 @@ def _lazy(cls: type, params: dict[str, Any]) -> type:
 
 
 def _stand_in(method: str) -> Callable[..., Any]:
+    make = _materialize_init if method == "__init__" else materialize
+
     def stand_in(self: Any, *args: Any, **kwargs: Any) -> Any:
         cls = type(self)
         for klass in cls.__mro__:
-            materialize(klass)
+            make(klass)
         return getattr(cls, method)(self, *args, **kwargs)
 
     stand_in.__name__ = method
@@ -133,6 +135,28 @@ def materialize(slotted: type) -> None:
     _PENDING.pop(slotted, None)
 
 
+def _materialize_init(slotted: type) -> None:
+    """Give ``slotted`` only its ``__init__``, as ``dataclass`` writes it, leaving the other
+    stand-ins for their own first call (``materialize``, which writes them all).
+
+    Most classes are only ever built: a one-shot ``paxctl get`` builds eleven and compares or
+    prints none, and ``dataclass`` writing their ``__repr__``, ``__eq__`` and ``__hash__`` too
+    cost it 8 M instructions (2.5%). The ``__init__`` comes from ``dataclass`` run on a twin of
+    the class as written (as ``_lazy`` made the slotted one), without repr and eq: the same
+    fields, defaults and frozenness, so the code ``materialize`` puts there later, equal.
+    """
+    pending = _PENDING.get(slotted)
+    if pending is None or getattr(slotted.__dict__["__init__"], "__code__", None) is not _STAND_IN:
+        return
+    written, params, _ = pending
+    body = {k: v for k, v in written.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    body["__doc__"] = "twin"  # else dataclass makes one from inspect.signature, unused here
+    twin = type(written)(written.__name__, written.__bases__, body)
+    twin.__qualname__ = written.__qualname__
+    dataclasses.dataclass(twin, **{**params, "repr": False, "eq": False})
+    slotted.__init__ = twin.__dict__["__init__"]  # type: ignore[misc]
+
+
 def _getstate(self: Any) -> list[Any]:
     return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
@@ -140,3 +164,6 @@ def _getstate(self: Any) -> list[Any]:
 def _setstate(self: Any, state: list[Any]) -> None:
     for f, value in zip(dataclasses.fields(self), state, strict=True):
         object.__setattr__(self, f.name, value)  # the class is frozen
+
+
+_STAND_IN = _stand_in("__init__").__code__  # every stand-in's code, whatever it stands in for

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,6 +26,8 @@ CLUSTER_FILE = "cluster.json"
 
 
 def load_cluster(directory: str) -> dict[str, Any] | None:
+    import json  # here: only a command finding its cluster in ./.paxctl reads one
+
     path = os.path.join(directory, CLUSTER_FILE)
     try:
         with open(path) as f:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import TYPE_CHECKING
 
 import click
@@ -42,6 +41,8 @@ def report(exc: BaseException, verbose: int) -> int:
         if not verbose:
             line += " (run with -v for the traceback; please report it)"
     if verbose:
+        import traceback  # here: only -v shows one
+
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     click.echo(line, err=True)
     return code

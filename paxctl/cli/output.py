@@ -14,17 +14,16 @@ Only data goes to stdout; progress, hints and errors go to stderr.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import functools
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from paxctl.lazyclass import dataclass
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,7 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("text", "json", "ndjson")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     format: str = "text"
 
@@ -64,6 +63,8 @@ class Output:
 
 
 def print_json(doc: Any) -> None:
+    import json  # here: a command printing text (most) never needs it
+
     click.echo(json.dumps(doc, sort_keys=True))
 
 
@@ -150,7 +151,7 @@ def console(stderr: bool = False) -> Console:
     return QuietPipe(stderr=stderr, highlight=False, soft_wrap=not stderr)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Styled:
     """A table cell in a rich style (on a terminal only). Any other cell is shown as it is:
     znode names and users' text are never read as markup."""
@@ -222,6 +223,8 @@ def as_text(data: bytes) -> str | None:
 
 def data_fields(data: bytes) -> dict[str, Any]:
     """Znode data in JSON: ``data`` is the text when UTF-8 (else null), ``data_base64`` always."""
+    import base64  # here: only ``paxctl get`` and the like build this
+
     try:
         text: str | None = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -14,8 +14,6 @@ compare-and-set on the configuration's epoch).
 
 from __future__ import annotations
 
-import hmac
-
 import msgpack
 
 #: Bytes of a proof (a full HMAC-SHA256).
@@ -46,6 +44,8 @@ def reconfig_proof(
     base: int = -1,
 ) -> bytes:
     """The proof a client puts in a ``ReconfigRequest`` with these fields."""
+    import hmac  # here: the codec imports this module for PROOF_SIZE, and a read needs no MAC
+
     fields = _canonical(kind, node, peer, client, learner, replaces, base)
     return hmac.digest(secret, fields, "sha256")
 
@@ -67,4 +67,6 @@ def proof_matches(
     expected = reconfig_proof(
         secret, kind, node, peer=peer, client=client, learner=learner, replaces=replaces, base=base
     )
+    import hmac
+
     return hmac.compare_digest(proof, expected)

@@ -17,9 +17,20 @@ The two hashes are domain-separated: knowing a temporary id tells nothing of a s
 
 from __future__ import annotations
 
-import hashlib
+from typing import TYPE_CHECKING
 
 from paxctl.statemachine.ops import SECRET_HASH_BYTES, TEMP_CLIENT_BIT
+
+if TYPE_CHECKING:
+    from hashlib import sha256
+else:
+    try:
+        # CPython's own SHA-256, which hashlib falls back to: the same digest, without the
+        # import of hashlib loading OpenSSL (about 3% of a one-shot `paxctl get`, and every
+        # client derives its temporary id here). tests/unit/test_secrets_sha.py checks it.
+        from _sha256 import sha256
+    except ImportError:  # a build without it (or Python 3.12+, where it is _sha2)
+        from hashlib import sha256
 
 #: What a client generates (256 bits).
 SECRET_BYTES = 32
@@ -30,10 +41,10 @@ MAX_SECRET_BYTES = 64
 
 def session_hash(secret: bytes) -> bytes:
     """What the cluster keeps of the secret of a session opened with it."""
-    return hashlib.sha256(b"paxctl session secret\0" + secret).digest()[:SECRET_HASH_BYTES]
+    return sha256(b"paxctl session secret\0" + secret).digest()[:SECRET_HASH_BYTES]
 
 
 def temporary_id(secret: bytes) -> int:
     """The temporary client id a connection holding ``secret`` speaks under without a session."""
-    h = hashlib.sha256(b"paxctl temporary id\0" + secret).digest()
+    h = sha256(b"paxctl temporary id\0" + secret).digest()
     return TEMP_CLIENT_BIT | int.from_bytes(h[:8], "big") >> 2

@@ -23,15 +23,21 @@ from paxctl.client.connection import open_stream
 CLIENT = {"asyncio", "paxctl.client.client", "paxctl.protocol.codec", "msgpack"}
 REPLICA = {"paxctl.statemachine.machine", "paxctl.statemachine.tree", "paxctl.core.codec"}
 ELSEWHERE = {"rich", "prompt_toolkit", "paxctl.testing", "paxctl.server"}
+#: Standard modules a command imports only on the branch that uses them: -o json, --json,
+#: ./.paxctl (json), -v (traceback), a reconfiguration's MAC (hmac). hashlib loads OpenSSL: the
+#: client's secrets hash with CPython's own SHA-256 (protocol/secrets.py).
+ON_DEMAND = {"json", "traceback", "hmac", "hashlib", "_hashlib", "ssl"}
 
 
 def modules_after(*args: str) -> tuple[int, set[str]]:
     """``paxctl ARGS`` in a fresh interpreter: its exit status and the modules it imported."""
     code = (
-        "import json, sys\n"
+        "import sys\n"
         "from paxctl.cli.main import run\n"
         "status = run(sys.argv[1:])\n"
-        "print(json.dumps([status, sorted(sys.modules)]), file=sys.stderr)\n"
+        "modules = sorted(sys.modules)\n"
+        "import json\n"  # after the snapshot: json is one of the modules looked for
+        "print(json.dumps([status, modules]), file=sys.stderr)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
@@ -49,7 +55,7 @@ def loaded(modules: set[str], names: set[str]) -> set[str]:
 def test_version_and_help_load_no_client_and_no_command(args: list[str]) -> None:
     status, modules = modules_after(*args)
     assert status == 0
-    assert loaded(modules, CLIENT | REPLICA | ELSEWHERE) == set()
+    assert loaded(modules, CLIENT | REPLICA | ELSEWHERE | ON_DEMAND) == set()
     commands = {target.partition(":")[0] for target in LAZY.values()}
     assert modules & commands == set()  # the listing comes from SUMMARIES
 
@@ -73,7 +79,14 @@ def test_a_read_loads_the_blocking_client_but_not_asyncio_the_replica_or_rich(
     status, modules = modules_after(command, "/x", "-s", f"127.0.0.1:{closed_port()}")
     assert status == 5  # Unavailable: nothing listens there
     assert loaded(modules, READER) == READER
-    assert loaded(modules, ASYNC | REPLICA | ELSEWHERE) == set()
+    assert loaded(modules, ASYNC | REPLICA | ELSEWHERE | ON_DEMAND) == set()
+
+
+def test_a_module_imported_on_demand_still_comes_when_its_branch_runs() -> None:
+    """The other side of ON_DEMAND: ``-v`` shows a failure's traceback."""
+    status, modules = modules_after("-v", "get", "/x", "-s", f"127.0.0.1:{closed_port()}")
+    assert status == 5
+    assert loaded(modules, ON_DEMAND) == {"traceback"}
 
 
 def test_a_write_loads_the_asyncio_client_but_not_the_replica_rich_or_the_shell() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paxctl.statemachine import BadArguments, basename, join, parent_of, validate_path
-from paxctl.statemachine.paths import MAX_PATH_BYTES, split
+from paxctl.statemachine.paths import BAD_CHARS, MAX_PATH_BYTES, first_bad_char, split
 
 VALID = [
     "/",
@@ -128,3 +130,16 @@ def test_validation_raises_only_bad_arguments(text):
         # Whatever is accepted round-trips through split/join.
         if candidate != "/":
             assert join(*split(candidate)) == candidate
+
+
+@given(st.text(max_size=20) | st.text(st.characters(max_codepoint=0xFF), max_size=20))
+def test_the_ascii_fast_path_finds_what_the_pattern_finds(text):
+    """``first_bad_char`` skips the regex for printable ASCII: it must agree with it always."""
+    found = re.search(BAD_CHARS, text)
+    assert first_bad_char(text) == (found.group() if found else None)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1f", "\x7f", "\x9f", "\ud800", "\uf8ff", "\U0001f600"])
+def test_a_refused_character_is_named_after_a_printable_ascii_prefix(char):
+    with pytest.raises(BadArguments, match=f"U\\+{ord(char):04X}"):
+        validate_path("/abc" + char)

@@ -49,7 +49,8 @@ def test_behaves_as_a_dataclass(params: dict[str, Any]) -> None:
     assert lazy.__slots__ == real.__slots__
     assert lazy.__match_args__ == real.__match_args__
     a, b = real(1, "ab", secret=b"s"), lazy(1, "ab", secret=b"s")
-    assert lazy not in lazyclass._PENDING
+    assert lazy in lazyclass._PENDING  # only __init__ made: most instances are only built
+    assert "stand_in" not in lazy.__dict__["__init__"].__qualname__
     if params.get("repr", True):
         assert repr(b).replace(lazy.__qualname__, "") == repr(a).replace(real.__qualname__, "")
     else:
@@ -86,6 +87,26 @@ def test_the_first_call_of_any_method_makes_them_all() -> None:
     instance.__setstate__([1, "y", (), b"", []])  # as unpickling does, with no __init__ run
     assert lazy not in lazyclass._PENDING
     assert instance.x == 1
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_building_makes_only_init_and_the_rest_comes_when_called(params: dict[str, Any]) -> None:
+    real, lazy = _pair(**params)
+    built = lazy(1, "ab", items=[2])
+    assert lazy in lazyclass._PENDING
+    init = lazy.__dict__["__init__"]
+    assert (built.x, built.y, built.tags, built.secret, built.items) == (1, "ab", (), b"", [2])
+    assert lazy(1).items is not lazy(1).items  # the default factory runs per instance
+    if params.get("frozen"):
+        with pytest.raises(dataclasses.FrozenInstanceError):  # the stand-in makes them all
+            built.x = 3
+    else:
+        assert built == lazy(1, "ab", items=[2])  # any other method makes them all
+    assert lazy not in lazyclass._PENDING
+    made = lazy.__dict__["__init__"]  # dataclass's own for the class: the same code
+    assert made is not init and made.__code__.co_code == init.__code__.co_code
+    assert made.__qualname__ == init.__qualname__ == real.__init__.__qualname__
+    assert made.__defaults__ == init.__defaults__
 
 
 def test_asking_the_class_for_its_fields_makes_it() -> None:
