@@ -202,19 +202,22 @@ class World:
             if m != n and self.hosts[m].up and not {(n, m), (m, n)} & self.blocked:
                 for a, b in ((n, m), (m, n)):
                     inc = self.hosts[a].incarnation
-                    self._at(1, functools.partial(self._peer_linked, a, inc, b))
+                    self._at(1, functools.partial(self._link_changed, a, inc, b, True))
 
-    def _peer_linked(self, m: int, inc: int, n: int) -> None:
-        """Host ``m``'s connection to ``n`` authenticated."""
+    def _link_changed(self, m: int, inc: int, n: int, up: bool) -> None:
+        """Host ``m``'s connection to ``n`` authenticated (``up``), or closed (``n`` crashed)."""
         node = self._node(m)
-        if node is None or self.hosts[m].incarnation != inc or not self.hosts[n].up:
+        if node is None or self.hosts[m].incarnation != inc or (up and not self.hosts[n].up):
             return
         was_leader = node.role is Role.LEADER
-        self._link_peer(m, node, n)
-        self._drive(m, node, was_leader, f"linked to n{n}")
+        self._tell_link(m, node, n, up)
+        self._drive(m, node, was_leader, f"linked to n{n}" if up else f"lost n{n}")
 
-    def _link_peer(self, m: int, node: Node, n: int) -> None:
-        node.peer_linked(n)
+    def _tell_link(self, m: int, node: Node, n: int, up: bool) -> None:
+        if up:
+            node.peer_linked(n)
+        else:
+            node.peer_lost(n)
 
     def _node(self, n: int) -> Node | None:
         return self.hosts[n].node
@@ -328,23 +331,11 @@ class World:
         for m in self.live:
             if m != n and self.hosts[m].up and (n, m) not in self.blocked:
                 inc = self.hosts[m].incarnation
-                self._at(1, functools.partial(self._peer_lost, m, inc, n))
+                self._at(1, functools.partial(self._link_changed, m, inc, n, False))
         if not self._healed:
             self._at(self.rng.randint(50, 2000), lambda: self._restart(n))
         else:
             self._at(1, lambda: self._restart(n))
-
-    def _peer_lost(self, m: int, inc: int, n: int) -> None:
-        """Host ``m``'s connection to the crashed ``n`` closed."""
-        node = self._node(m)
-        if node is None or self.hosts[m].incarnation != inc:
-            return
-        was_leader = node.role is Role.LEADER
-        self._lose_peer(m, node, n)
-        self._drive(m, node, was_leader, f"lost n{n}")
-
-    def _lose_peer(self, m: int, node: Node, n: int) -> None:
-        node.peer_lost(n)
 
     def _restart(self, n: int) -> None:
         if not self.hosts[n].up and n in self.live:

@@ -247,15 +247,10 @@ class ZnodeWorld(World):
                 self._at(self.rng.randint(1, 20), functools.partial(c.conn_lost, conn))
         super()._power_off(n)
 
-    def _lose_peer(self, m: int, node: Node, n: int) -> None:
+    def _tell_link(self, m: int, node: Node, n: int, up: bool) -> None:
         engine = self._host(m).engine
         if engine is not None:
-            self._carry_out(engine.peer_lost(n))
-
-    def _link_peer(self, m: int, node: Node, n: int) -> None:
-        engine = self._host(m).engine
-        if engine is not None:
-            self._carry_out(engine.peer_linked(n))
+            self._carry_out(engine.peer_linked(n) if up else engine.peer_lost(n))
 
     def _heal(self) -> None:
         super()._heal()
