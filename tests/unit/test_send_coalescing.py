@@ -197,6 +197,7 @@ def shell() -> tuple[NodeServer, dict[int, Link], Client]:
     client = Client()
     server._links = links  # type: ignore[assignment]
     server._clients = {7: client}  # type: ignore[dict-item]
+    server._inbound = {}
     return server, links, client
 
 
@@ -228,3 +229,27 @@ def test_early_accepts_leave_with_one_write_per_peer():
     server._send_all(early)
     assert [[codec.decode(p) for p in w] for w in links[2].writes] == [[early[0], early[2]]]
     assert [[codec.decode(p) for p in w] for w in links[3].writes] == [[early[1], early[3]]]
+
+
+class Inbound(Client):
+    """A member's own authenticated connection to this node."""
+
+    def __init__(self, peer: int) -> None:
+        super().__init__()
+        self.state = peer
+
+
+def test_a_peer_without_a_link_is_answered_on_its_own_connection():
+    """A node removed from the cluster (no link follows it any more) asks for the log to learn
+    that its removal is decided: the reply goes on its connection, or it could never stop."""
+    server, links, _ = shell()
+    four = Inbound(4)
+    server._peer_calls(four)  # type: ignore[arg-type]
+    reply = accept(4, 12)
+    server._send_all((reply,))
+    assert [[codec.decode(p) for p in w] for w in four.writes] == [[reply]]
+    server._send_all((accept(5, 12),))  # no link and no connection: dropped, nothing raised
+    server._inbound_lost(Inbound(4))  # type: ignore[arg-type]  # another connection of 4
+    server._inbound_lost(four)  # type: ignore[arg-type]
+    server._send_all((accept(4, 13),))
+    assert len(four.writes) == 1 and links[2].writes == links[3].writes == []
