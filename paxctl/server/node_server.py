@@ -162,7 +162,7 @@ class NodeServer:
         self._servers.append(
             await loop.create_server(
                 lambda: PeerConnection(
-                    auth, self._on_peer_payload, self._inbound_lost, on_ready=self._peer_calls
+                    auth, self._on_peer_payload, self._inbound_lost, on_ready=self._inbound_ready
                 ),
                 *listen,
             )
@@ -233,7 +233,7 @@ class NodeServer:
 
         return connection
 
-    def _peer_calls(self, conn: PeerConnection) -> None:
+    def _inbound_ready(self, conn: PeerConnection) -> None:
         """A member's own connection to this node authenticated: it is up, so the link to it
         stops waiting out its back-off (``PeerLink.poke``)."""
         peer = conn.state
@@ -346,11 +346,7 @@ class NodeServer:
             self._to_client(number, frames)
 
     def _send_all(self, msgs: tuple[Message, ...]) -> None:
-        peers: dict[int, list[Message]] = {}
-        for msg in msgs:
-            peers.setdefault(msg.to, []).append(msg)
-        for to, mine in peers.items():
-            self._send_to(to, mine)
+        self._carry_out(list(msgs))
 
     def _send_to(self, to: int, msgs: list[Message]) -> None:
         link = self._links.get(to)

@@ -75,8 +75,11 @@ class FramedProtocol(asyncio.Protocol):
 
     def send(self, payload: bytes) -> bool:
         """Queue one frame; False if the connection is gone or too far behind."""
-        frame = self._frame(payload) if self.writable else None
+        if not self.writable:
+            return False
+        frame = self._frame(self._seal(payload))
         if frame is None:
+            self._unseal()
             return False
         self._write([frame])
         return True

@@ -244,7 +244,7 @@ def test_a_peer_without_a_link_is_answered_on_its_own_connection():
     that its removal is decided: the reply goes on its connection, or it could never stop."""
     server, links, _ = shell()
     four = Inbound(4)
-    server._peer_calls(four)  # type: ignore[arg-type]
+    server._inbound_ready(four)  # type: ignore[arg-type]
     reply = accept(4, 12)
     server._send_all((reply,))
     assert [[codec.decode(p) for p in w] for w in four.writes] == [[reply]]
